@@ -1,0 +1,18 @@
+use crate::tokens::TokenError;
+
+/// Everything that can go wrong inside the waiting room.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("token: {0}")]
+    Token(#[from] TokenError),
+    #[error("invalid settings: {0}")]
+    InvalidSettings(String),
+    #[error("unknown event")]
+    UnknownEvent,
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+}

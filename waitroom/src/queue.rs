@@ -1,0 +1,455 @@
+//! Joining the queue, reading where it stands, and claiming an admission.
+//!
+//! The model: `tail` counts arrivals (each join takes the next sequence number in one
+//! atomic step), `head` is the admission pointer the admitter advances. A visitor is
+//! admitted iff `seq <= head`. Because `head` only moves forward and is one number, an
+//! earlier arrival can never be admitted after a later one.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use fred::prelude::*;
+use fred::types::Value;
+use fred::types::scripts::Script;
+use serde::Serialize;
+
+use crate::keys::{self, EventKeys};
+use crate::lottery::LotteryRecord;
+use crate::settings::{AdmissionSettings, Mode};
+use crate::{Error, EventSlug};
+
+/// A cheap, cloneable handle on the waiting room's Redis state.
+#[derive(Clone)]
+pub struct Waitroom {
+    pub(crate) client: Client,
+    pub(crate) prefix: Arc<str>,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    join: Script,
+    snapshot: Script,
+    claim: Script,
+}
+
+const JOIN: &str = r#"
+local mode = redis.call('HGET', KEYS[1], 'mode')
+if not mode then return {'unknown'} end
+if mode == 'prequeue' then
+  local n = redis.call('RPUSH', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[2], 1)
+  return {'prequeue', n - 1}
+end
+if mode == 'off' or mode == 'closed' or mode == 'sold_out' then return {mode} end
+local seq = redis.call('HINCRBY', KEYS[2], 'tail', 1)
+redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[2], 1)
+return {'queued', seq}
+"#;
+
+const SNAPSHOT: &str = r#"
+local s = redis.call('HGETALL', KEYS[1])
+local q = redis.call('HMGET', KEYS[2], 'head', 'tail', 'obs_per_min', 'claimed')
+local active = redis.call('ZCARD', KEYS[3])
+return {s, q[1] or '0', q[2] or '0', q[3] or '0', q[4] or '0', active}
+"#;
+
+// A slot exists from admission until its deadline; the first claim turns it into a
+// token (jti, exp) that later polls get back unchanged.
+const CLAIM: &str = r#"
+local now = tonumber(ARGV[3])
+local c = redis.call('HGET', KEYS[2], ARGV[1])
+if c then
+  local exp = tonumber(string.match(c, ':(%d+)$'))
+  if exp <= now then return {'expired'} end
+  return {'claimed', c}
+end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {'expired'} end
+local exp = now + tonumber(ARGV[4])
+redis.call('ZADD', KEYS[1], exp, ARGV[1])
+local v = ARGV[2] .. ':' .. exp
+redis.call('HSET', KEYS[2], ARGV[1], v)
+redis.call('HINCRBY', KEYS[3], 'claimed', 1)
+return {'claimed', v}
+"#;
+
+/// What a join produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// A place in line.
+    Queued { seq: u64 },
+    /// A place in the pre-queue, to be ordered by the lottery at opening.
+    Prequeued { index: u64 },
+    /// No place was taken: the queue is off, closed or sold out.
+    NotQueued(Mode),
+}
+
+/// One event's queue as seen at one instant; gateways cache it for a few hundred ms.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub settings: AdmissionSettings,
+    pub head: u64,
+    pub tail: u64,
+    /// Admissions per minute actually made over the last minute.
+    pub observed_per_min: f64,
+    pub active: u64,
+    pub claimed: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// The answer to "where am I?", shaped like the status endpoint's JSON.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Status {
+    pub state: &'static str,
+    pub position: Option<u64>,
+    pub ahead: Option<u64>,
+    pub eta_seconds: Option<u64>,
+    pub retry_after_ms: u64,
+}
+
+/// A claimed admission: the token id and its expiry (unix seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    Granted { jti: String, exp: i64 },
+    /// The slot lapsed before it was claimed, or the admission ran out.
+    Expired,
+}
+
+const MIN_POLL_MS: u64 = 1_000;
+const MAX_POLL_MS: u64 = 60_000;
+
+impl Snapshot {
+    /// Where a visitor with sequence number `seq` stands.
+    pub fn status_of(&self, seq: u64) -> Status {
+        let fixed = |state| Status {
+            state,
+            position: None,
+            ahead: None,
+            eta_seconds: None,
+            retry_after_ms: MAX_POLL_MS / 2,
+        };
+        match self.settings.mode {
+            Mode::Off => return fixed("open"),
+            Mode::Closed => return fixed("closed"),
+            Mode::SoldOut => return fixed("sold_out"),
+            _ => {}
+        }
+        if seq <= self.head {
+            return Status {
+                state: "admitted",
+                position: Some(0),
+                ahead: Some(0),
+                eta_seconds: Some(0),
+                retry_after_ms: MIN_POLL_MS,
+            };
+        }
+        let position = seq - self.head;
+        let eta = (self.observed_per_min > 0.0)
+            .then(|| (position as f64 * 60.0 / self.observed_per_min).ceil() as u64);
+        Status {
+            state: if self.settings.mode == Mode::Paused {
+                "paused"
+            } else {
+                "waiting"
+            },
+            position: Some(position),
+            ahead: Some(position - 1),
+            eta_seconds: if self.settings.mode == Mode::Paused {
+                None
+            } else {
+                eta
+            },
+            retry_after_ms: retry_after_ms(seq, position, eta),
+        }
+    }
+
+    /// Status for a pre-queue entrant before the draw.
+    pub fn prequeue_status(&self, now: DateTime<Utc>) -> Status {
+        let eta = self
+            .settings
+            .opens_at
+            .map(|t| (t - now).num_seconds().max(0) as u64);
+        Status {
+            state: "prequeue",
+            position: None,
+            ahead: None,
+            eta_seconds: eta,
+            // Poll a little after opening, spread so the draw is not met by a stampede.
+            retry_after_ms: eta
+                .map(|e| (e * 1000).clamp(MIN_POLL_MS, MAX_POLL_MS))
+                .unwrap_or(MAX_POLL_MS / 2),
+        }
+    }
+}
+
+/// How long a visitor should wait before polling again. It grows with the expected
+/// wait, so the back of a long line polls rarely and total poll load stays roughly
+/// proportional to the admission rate, not the queue length. A per-visitor jitter of
+/// ±10 % keeps visitors who joined together from polling in lockstep.
+pub fn retry_after_ms(seq: u64, position: u64, eta_seconds: Option<u64>) -> u64 {
+    let base = match eta_seconds {
+        Some(eta) => eta * 1000 / 6,
+        None => position.saturating_mul(20),
+    }
+    .clamp(MIN_POLL_MS, MAX_POLL_MS);
+    let jitter = (seq.wrapping_mul(2_654_435_761) % 201) as i64 - 100; // -100..=100 per mille
+    ((base as i64) + (base as i64) * jitter / 1000) as u64
+}
+
+fn bad(what: &str) -> Error {
+    Error::Protocol(what.to_owned())
+}
+
+fn int(v: &Value) -> Result<u64, Error> {
+    match v {
+        Value::Integer(i) => Ok(*i as u64),
+        other => other
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|f| f as u64)
+            .ok_or_else(|| bad("expected a number")),
+    }
+}
+
+impl Waitroom {
+    pub async fn connect(cfg: &crate::config::RedisConfig) -> Result<Self, Error> {
+        let config = Config::from_url(&cfg.url)?;
+        let client = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = std::time::Duration::from_secs(3);
+            })
+            .build()?;
+        client.init().await?;
+        Ok(Self::from_client(client, &cfg.prefix))
+    }
+
+    pub fn from_client(client: Client, prefix: &str) -> Self {
+        Self {
+            client,
+            prefix: prefix.into(),
+            scripts: Arc::new(Scripts {
+                join: Script::from_lua(JOIN),
+                snapshot: Script::from_lua(SNAPSHOT),
+                claim: Script::from_lua(CLAIM),
+            }),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn keys(&self, event: &EventSlug) -> EventKeys {
+        EventKeys::new(&self.prefix, event)
+    }
+
+    pub async fn ping(&self) -> Result<(), Error> {
+        let _: String = self.client.ping(None).await?;
+        Ok(())
+    }
+
+    /// Takes a place in line: one atomic Redis step.
+    pub async fn join(&self, event: &EventSlug, visitor: &str) -> Result<Joined, Error> {
+        let k = self.keys(event);
+        let minute = (Utc::now().timestamp() / 60).to_string();
+        let reply: Vec<Value> = self
+            .scripts
+            .join
+            .evalsha_with_reload(
+                &self.client,
+                vec![k.settings(), k.queue(), k.prequeue(), k.counters()],
+                vec![visitor.to_owned(), minute],
+            )
+            .await?;
+        let tag = reply.first().and_then(Value::as_str).ok_or_else(|| bad("join"))?;
+        let num = || reply.get(1).ok_or_else(|| bad("join")).and_then(int);
+        Ok(match &*tag {
+            "queued" => Joined::Queued { seq: num()? },
+            "prequeue" => Joined::Prequeued { index: num()? },
+            "unknown" => return Err(Error::UnknownEvent),
+            mode => Joined::NotQueued(mode.parse()?),
+        })
+    }
+
+    /// Reads settings and counters in one round trip.
+    pub async fn snapshot(&self, event: &EventSlug) -> Result<Snapshot, Error> {
+        let k = self.keys(event);
+        let reply: Vec<Value> = self
+            .scripts
+            .snapshot
+            .evalsha_with_reload(
+                &self.client,
+                vec![k.settings(), k.queue(), k.active()],
+                Vec::<String>::new(),
+            )
+            .await?;
+        let [settings, head, tail, obs, claimed, active] = <[Value; 6]>::try_from(reply)
+            .map_err(|_| bad("snapshot shape"))?;
+        let pairs: Vec<String> = match settings {
+            Value::Array(items) => items.into_iter().filter_map(|v| v.into_string()).collect(),
+            _ => return Err(bad("snapshot settings")),
+        };
+        let map = pairs
+            .chunks_exact(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        let settings = AdmissionSettings::from_hash(&map)?.ok_or(Error::UnknownEvent)?;
+        Ok(Snapshot {
+            settings,
+            head: int(&head)?,
+            tail: int(&tail)?,
+            observed_per_min: obs.as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+            active: int(&active)?,
+            claimed: int(&claimed)?,
+            at: Utc::now(),
+        })
+    }
+
+    /// Turns an admitted place into an admission: the first call fixes the token id
+    /// and expiry, later calls return the same ones.
+    pub async fn claim(
+        &self,
+        event: &EventSlug,
+        seq: u64,
+        new_jti: &str,
+        ttl_seconds: u32,
+    ) -> Result<Claim, Error> {
+        let k = self.keys(event);
+        let now_ms = Utc::now().timestamp_millis();
+        let reply: Vec<Value> = self
+            .scripts
+            .claim
+            .evalsha_with_reload(
+                &self.client,
+                vec![k.active(), k.claims(), k.queue()],
+                vec![
+                    seq.to_string(),
+                    new_jti.to_owned(),
+                    now_ms.to_string(),
+                    (i64::from(ttl_seconds) * 1000).to_string(),
+                ],
+            )
+            .await?;
+        match reply.first().and_then(Value::as_str).as_deref() {
+            Some("claimed") => {
+                let v = reply
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("claim"))?;
+                let (jti, exp_ms) = v.rsplit_once(':').ok_or_else(|| bad("claim value"))?;
+                let exp_ms: i64 = exp_ms.parse().map_err(|_| bad("claim expiry"))?;
+                Ok(Claim::Granted {
+                    jti: jti.to_owned(),
+                    exp: exp_ms / 1000,
+                })
+            }
+            Some("expired") => Ok(Claim::Expired),
+            _ => Err(bad("claim")),
+        }
+    }
+
+    /// Frees an admitted visitor's slot (checkout finished or abandoned).
+    pub async fn finish(&self, event: &EventSlug, seq: u64) -> Result<(), Error> {
+        let _: i64 = self.client.zrem(self.keys(event).active(), seq.to_string()).await?;
+        Ok(())
+    }
+
+    /// The sequence number the lottery drew for a pre-queue entrant, once drawn.
+    pub async fn drawn_seq(&self, event: &EventSlug, index: u64) -> Result<Option<u64>, Error> {
+        let v: Option<u64> = self
+            .client
+            .hget(self.keys(event).lottery_seq(), index.to_string())
+            .await?;
+        Ok(v)
+    }
+
+    /// The public lottery record; the seed only once revealed.
+    pub async fn lottery_record(&self, event: &EventSlug) -> Result<Option<LotteryRecord>, Error> {
+        let k = self.keys(event);
+        let lot: std::collections::HashMap<String, String> = self.client.hgetall(k.lottery()).await?;
+        let Some(commitment) = lot.get("commit").cloned() else {
+            return Ok(None);
+        };
+        let revealed = lot.get("revealed").map(String::as_str) == Some("1");
+        let entrants: Vec<String> = self.client.lrange(k.prequeue(), 0, -1).await?;
+        let seqs = if revealed {
+            let map: std::collections::HashMap<u64, u64> =
+                self.client.hgetall(k.lottery_seq()).await?;
+            (0..entrants.len() as u64)
+                .map(|i| map.get(&i).copied().ok_or_else(|| bad("missing drawn seq")))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(LotteryRecord {
+            event: event.to_string(),
+            commitment,
+            seed: revealed.then(|| lot.get("seed").cloned()).flatten(),
+            base: lot.get("base").and_then(|b| b.parse().ok()).unwrap_or(0),
+            entrants,
+            seqs,
+        }))
+    }
+
+    /// Events the admitter serves.
+    pub async fn events(&self) -> Result<Vec<EventSlug>, Error> {
+        let names: Vec<String> = self.client.smembers(keys::registry(&self.prefix)).await?;
+        Ok(names.iter().filter_map(|n| EventSlug::parse(n).ok()).collect())
+    }
+
+    /// Deletes every key of an event (event deletion, tests).
+    pub async fn purge(&self, event: &EventSlug) -> Result<(), Error> {
+        let _: i64 = self.client.del(self.keys(event).all()).await?;
+        let _: i64 = self
+            .client
+            .srem(keys::registry(&self.prefix), event.to_string())
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(mode: Mode, head: u64, obs: f64) -> Snapshot {
+        Snapshot {
+            settings: AdmissionSettings {
+                mode,
+                ..AdmissionSettings::default()
+            },
+            head,
+            tail: 10_000,
+            observed_per_min: obs,
+            active: 0,
+            claimed: 0,
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn position_counts_those_not_yet_admitted() {
+        let s = snap(Mode::On, 100, 600.0);
+        let st = s.status_of(150);
+        assert_eq!((st.state, st.position, st.ahead), ("waiting", Some(50), Some(49)));
+        assert_eq!(st.eta_seconds, Some(5), "50 people at 10/s");
+        assert_eq!(s.status_of(100).state, "admitted");
+        assert_eq!(snap(Mode::Paused, 100, 600.0).status_of(150).eta_seconds, None);
+        assert_eq!(snap(Mode::On, 100, 0.0).status_of(150).eta_seconds, None);
+    }
+
+    #[test]
+    fn the_back_of_the_line_polls_less_often() {
+        let s = snap(Mode::On, 0, 600.0);
+        let near = s.status_of(20).retry_after_ms;
+        let mid = s.status_of(2_000).retry_after_ms;
+        let far = s.status_of(200_000).retry_after_ms;
+        assert!(near <= 1_100, "{near}");
+        assert!(mid > 3 * near, "{near} {mid}");
+        assert!(far >= 50_000, "{far}");
+        assert!(far <= 66_000, "{far}");
+    }
+}

@@ -1,0 +1,195 @@
+//! Live admission settings. They live in Redis (mirrored from Postgres by the console)
+//! so that every gateway and the admitter see a change within one cache period.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use fred::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{self, EventKeys};
+use crate::queue::Waitroom;
+use crate::{Error, EventSlug, lottery};
+
+/// How the queue treats arrivals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// No queue: everyone passes.
+    Off,
+    /// Before opening: arrivals are collected and ordered by lottery at `opens_at`.
+    Prequeue,
+    /// First come, first served at the configured rate.
+    On,
+    /// The queue grows, nobody is admitted.
+    Paused,
+    SoldOut,
+    Closed,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Prequeue => "prequeue",
+            Mode::On => "on",
+            Mode::Paused => "paused",
+            Mode::SoldOut => "sold_out",
+            Mode::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Ok(match s {
+            "off" => Mode::Off,
+            "prequeue" => Mode::Prequeue,
+            "on" => Mode::On,
+            "paused" => Mode::Paused,
+            "sold_out" => Mode::SoldOut,
+            "closed" => Mode::Closed,
+            other => return Err(Error::InvalidSettings(format!("unknown mode {other:?}"))),
+        })
+    }
+}
+
+/// The knobs an operator turns during an on-sale.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionSettings {
+    pub mode: Mode,
+    /// Visitors admitted per minute while the mode is `on`.
+    pub rate_per_minute: u32,
+    /// Admitted visitors holding a slot at once (admitted, not yet finished or expired).
+    pub max_active: u32,
+    /// Lifetime of an admission token, and of an unclaimed admission slot.
+    pub admission_ttl_seconds: u32,
+    /// When the pre-queue is drawn and the queue opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<DateTime<Utc>>,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::On,
+            rate_per_minute: 600,
+            max_active: 500,
+            admission_ttl_seconds: 900,
+            opens_at: None,
+        }
+    }
+}
+
+impl AdmissionSettings {
+    /// Refuses values that would make the queue meaningless or overflow the arithmetic.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.rate_per_minute > 1_000_000 {
+            return Err(Error::InvalidSettings(
+                "rate_per_minute must be between 0 and 1000000".into(),
+            ));
+        }
+        if self.max_active == 0 || self.max_active > 1_000_000 {
+            return Err(Error::InvalidSettings(
+                "max_active must be between 1 and 1000000".into(),
+            ));
+        }
+        if !(30..=86_400).contains(&self.admission_ttl_seconds) {
+            return Err(Error::InvalidSettings(
+                "admission_ttl_seconds must be between 30 and 86400".into(),
+            ));
+        }
+        if self.mode == Mode::Prequeue && self.opens_at.is_none() {
+            return Err(Error::InvalidSettings(
+                "mode prequeue needs opens_at".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn from_hash(h: &HashMap<String, String>) -> Result<Option<Self>, Error> {
+        let Some(mode) = h.get("mode") else {
+            return Ok(None);
+        };
+        let num = |k: &str| -> Result<u32, Error> {
+            h.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Error::Protocol(format!("settings field {k} missing")))
+        };
+        let opens_at = match h.get("opens_at_ms").map(|v| v.parse::<i64>()) {
+            Some(Ok(ms)) if ms > 0 => DateTime::from_timestamp_millis(ms),
+            _ => None,
+        };
+        Ok(Some(Self {
+            mode: mode.parse()?,
+            rate_per_minute: num("rate_per_minute")?,
+            max_active: num("max_active")?,
+            admission_ttl_seconds: num("admission_ttl_seconds")?,
+            opens_at,
+        }))
+    }
+}
+
+/// Writes the settings and, when entering the pre-queue, commits to a lottery seed in
+/// the same atomic step, so no arrival can be collected before the commitment exists.
+const APPLY: &str = r#"
+redis.call('HSET', KEYS[1], 'mode', ARGV[1], 'rate_per_minute', ARGV[2], 'max_active', ARGV[3],
+  'admission_ttl_seconds', ARGV[4], 'opens_at_ms', ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+if ARGV[1] == 'prequeue' and redis.call('HEXISTS', KEYS[2], 'commit') == 0 then
+  redis.call('HSET', KEYS[2], 'commit', ARGV[6], 'seed', ARGV[7], 'revealed', '0')
+end
+return 1
+"#;
+
+impl Waitroom {
+    /// Current settings, or `None` when Redis knows no such event.
+    pub async fn settings(&self, event: &EventSlug) -> Result<Option<AdmissionSettings>, Error> {
+        let h: HashMap<String, String> = self.client.hgetall(self.keys(event).settings()).await?;
+        AdmissionSettings::from_hash(&h)
+    }
+
+    /// Validates and stores settings for an event and registers it with the admitter.
+    pub async fn apply_settings(
+        &self,
+        event: &EventSlug,
+        s: &AdmissionSettings,
+    ) -> Result<(), Error> {
+        s.validate()?;
+        let k: EventKeys = self.keys(event);
+        let seed = lottery::Seed::generate();
+        let args: Vec<String> = vec![
+            s.mode.as_str().into(),
+            s.rate_per_minute.to_string(),
+            s.max_active.to_string(),
+            s.admission_ttl_seconds.to_string(),
+            s.opens_at.map(|t| t.timestamp_millis()).unwrap_or(0).to_string(),
+            seed.commitment(),
+            seed.to_hex(),
+        ];
+        let _: i64 = self
+            .client
+            .eval(
+                APPLY,
+                vec![k.settings(), k.lottery()],
+                args,
+            )
+            .await?;
+        // The registry spans events (another cluster slot), so it is a separate step;
+        // registering twice is harmless.
+        let _: i64 = self
+            .client
+            .sadd(keys::registry(&self.prefix), event.to_string())
+            .await?;
+        Ok(())
+    }
+}
