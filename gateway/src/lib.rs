@@ -1,1 +1,34 @@
+//! The edge: Floodgate's one public port, a Pingora proxy that meters the crowd.
+//!
+//! `gateway` owns what happens before a request reaches a service: it answers the
+//! waiting room itself (`/queue/{event}` page, `join`, `status`) from a short-lived
+//! in-memory snapshot of each event's queue so that status polls cost no Redis round
+//! trip, checks admission tokens on the protected paths (`/e/{event}`,
+//! `/api/events/{event}/...`) with only the public key, limits per-IP request rates,
+//! and proxies everything else to health-checked upstreams (orders, console).
+//!
+//! Layout:
+//! - [`config`]: settings read once from the environment.
+//! - [`routes`]: what a path is (queue page, join, status, protected, proxied, probe).
+//! - [`snapshots`]: the per-event queue snapshot cache and its refresher.
+//! - [`waiting`]: join, status and the waiting page, as plain request → reply logic.
+//! - [`guard`]: the admission check on protected paths.
+//! - [`limits`]: per-IP rate limits and the client address behind trusted proxies.
+//! - [`reply`]: the small response type the edge logic produces, and cookies.
+//! - [`page`]: the waiting-room HTML.
+//! - [`telemetry`]: Prometheus metrics.
+//! - [`proxy`]: the Pingora `ProxyHttp` that wires it all to the network.
 
+pub mod config;
+mod error;
+pub mod guard;
+pub mod limits;
+pub mod page;
+pub mod proxy;
+pub mod reply;
+pub mod routes;
+pub mod snapshots;
+pub mod telemetry;
+pub mod waiting;
+
+pub use error::EdgeError;

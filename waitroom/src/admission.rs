@@ -142,8 +142,12 @@ impl AdmitterMetrics {
             &["event"],
         )
         .expect("metric");
-        registry.register(Box::new(admitted.clone())).expect("register");
-        registry.register(Box::new(leader.clone())).expect("register");
+        registry
+            .register(Box::new(admitted.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(leader.clone()))
+            .expect("register");
         Self {
             registry,
             admitted,
@@ -225,7 +229,14 @@ impl Admitter {
             .advance
             .evalsha_with_reload(
                 &self.room.client,
-                vec![k.lease(), k.settings(), k.queue(), k.active(), k.samples(), k.counters()],
+                vec![
+                    k.lease(),
+                    k.settings(),
+                    k.queue(),
+                    k.active(),
+                    k.samples(),
+                    k.counters(),
+                ],
                 vec![
                     self.owner.clone(),
                     now.to_string(),

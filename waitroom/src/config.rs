@@ -55,7 +55,10 @@ impl AdmitterConfig {
         let ms = |name: &str, default: u64| -> Result<Duration, Error> {
             std::env::var(name)
                 .ok()
-                .map(|v| v.parse::<u64>().map_err(|_| Error::Config(format!("{name} is not a number"))))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| Error::Config(format!("{name} is not a number")))
+                })
                 .transpose()
                 .map(|v| Duration::from_millis(v.unwrap_or(default)))
         };

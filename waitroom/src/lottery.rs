@@ -154,7 +154,11 @@ mod tests {
         let mut sorted = a.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
-        assert_ne!(a, (0..1000).collect::<Vec<_>>(), "a shuffle of 1000 left everyone in place");
+        assert_ne!(
+            a,
+            (0..1000).collect::<Vec<_>>(),
+            "a shuffle of 1000 left everyone in place"
+        );
         assert_ne!(a, shuffle(&Seed::generate(), 1000));
     }
 

@@ -93,6 +93,8 @@ pub struct Snapshot {
     pub observed_per_min: f64,
     pub active: u64,
     pub claimed: u64,
+    /// The event's display name, for the waiting page.
+    pub title: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -109,7 +111,10 @@ pub struct Status {
 /// A claimed admission: the token id and its expiry (unix seconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
-    Granted { jti: String, exp: i64 },
+    Granted {
+        jti: String,
+        exp: i64,
+    },
     /// The slot lapsed before it was claimed, or the admission ran out.
     Expired,
 }
@@ -264,7 +269,10 @@ impl Waitroom {
                 vec![visitor.to_owned(), minute],
             )
             .await?;
-        let tag = reply.first().and_then(Value::as_str).ok_or_else(|| bad("join"))?;
+        let tag = reply
+            .first()
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("join"))?;
         let num = || reply.get(1).ok_or_else(|| bad("join")).and_then(int);
         Ok(match &*tag {
             "queued" => Joined::Queued { seq: num()? },
@@ -286,17 +294,18 @@ impl Waitroom {
                 Vec::<String>::new(),
             )
             .await?;
-        let [settings, head, tail, obs, claimed, active] = <[Value; 6]>::try_from(reply)
-            .map_err(|_| bad("snapshot shape"))?;
+        let [settings, head, tail, obs, claimed, active] =
+            <[Value; 6]>::try_from(reply).map_err(|_| bad("snapshot shape"))?;
         let pairs: Vec<String> = match settings {
             Value::Array(items) => items.into_iter().filter_map(|v| v.into_string()).collect(),
             _ => return Err(bad("snapshot settings")),
         };
-        let map = pairs
+        let map: std::collections::HashMap<String, String> = pairs
             .chunks_exact(2)
             .map(|p| (p[0].clone(), p[1].clone()))
             .collect();
         let settings = AdmissionSettings::from_hash(&map)?.ok_or(Error::UnknownEvent)?;
+        let title = map.get("title").cloned();
         Ok(Snapshot {
             settings,
             head: int(&head)?,
@@ -304,6 +313,7 @@ impl Waitroom {
             observed_per_min: obs.as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0),
             active: int(&active)?,
             claimed: int(&claimed)?,
+            title,
             at: Utc::now(),
         })
     }
@@ -353,7 +363,10 @@ impl Waitroom {
 
     /// Frees an admitted visitor's slot (checkout finished or abandoned).
     pub async fn finish(&self, event: &EventSlug, seq: u64) -> Result<(), Error> {
-        let _: i64 = self.client.zrem(self.keys(event).active(), seq.to_string()).await?;
+        let _: i64 = self
+            .client
+            .zrem(self.keys(event).active(), seq.to_string())
+            .await?;
         Ok(())
     }
 
@@ -369,7 +382,8 @@ impl Waitroom {
     /// The public lottery record; the seed only once revealed.
     pub async fn lottery_record(&self, event: &EventSlug) -> Result<Option<LotteryRecord>, Error> {
         let k = self.keys(event);
-        let lot: std::collections::HashMap<String, String> = self.client.hgetall(k.lottery()).await?;
+        let lot: std::collections::HashMap<String, String> =
+            self.client.hgetall(k.lottery()).await?;
         let Some(commitment) = lot.get("commit").cloned() else {
             return Ok(None);
         };
@@ -397,7 +411,10 @@ impl Waitroom {
     /// Events the admitter serves.
     pub async fn events(&self) -> Result<Vec<EventSlug>, Error> {
         let names: Vec<String> = self.client.smembers(keys::registry(&self.prefix)).await?;
-        Ok(names.iter().filter_map(|n| EventSlug::parse(n).ok()).collect())
+        Ok(names
+            .iter()
+            .filter_map(|n| EventSlug::parse(n).ok())
+            .collect())
     }
 
     /// Deletes every key of an event (event deletion, tests).
@@ -426,6 +443,7 @@ mod tests {
             observed_per_min: obs,
             active: 0,
             claimed: 0,
+            title: None,
             at: Utc::now(),
         }
     }
@@ -434,10 +452,16 @@ mod tests {
     fn position_counts_those_not_yet_admitted() {
         let s = snap(Mode::On, 100, 600.0);
         let st = s.status_of(150);
-        assert_eq!((st.state, st.position, st.ahead), ("waiting", Some(50), Some(49)));
+        assert_eq!(
+            (st.state, st.position, st.ahead),
+            ("waiting", Some(50), Some(49))
+        );
         assert_eq!(st.eta_seconds, Some(5), "50 people at 10/s");
         assert_eq!(s.status_of(100).state, "admitted");
-        assert_eq!(snap(Mode::Paused, 100, 600.0).status_of(150).eta_seconds, None);
+        assert_eq!(
+            snap(Mode::Paused, 100, 600.0).status_of(150).eta_seconds,
+            None
+        );
         assert_eq!(snap(Mode::On, 100, 0.0).status_of(150).eta_seconds, None);
     }
 

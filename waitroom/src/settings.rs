@@ -158,6 +158,15 @@ impl Waitroom {
         AdmissionSettings::from_hash(&h)
     }
 
+    /// Stores the name the waiting page shows (not a setting, but read with them).
+    pub async fn set_title(&self, event: &EventSlug, title: &str) -> Result<(), Error> {
+        let _: i64 = self
+            .client
+            .hset(self.keys(event).settings(), ("title", title))
+            .await?;
+        Ok(())
+    }
+
     /// Validates and stores settings for an event and registers it with the admitter.
     pub async fn apply_settings(
         &self,
@@ -172,17 +181,16 @@ impl Waitroom {
             s.rate_per_minute.to_string(),
             s.max_active.to_string(),
             s.admission_ttl_seconds.to_string(),
-            s.opens_at.map(|t| t.timestamp_millis()).unwrap_or(0).to_string(),
+            s.opens_at
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0)
+                .to_string(),
             seed.commitment(),
             seed.to_hex(),
         ];
         let _: i64 = self
             .client
-            .eval(
-                APPLY,
-                vec![k.settings(), k.lottery()],
-                args,
-            )
+            .eval(APPLY, vec![k.settings(), k.lottery()], args)
             .await?;
         // The registry spans events (another cluster slot), so it is a separate step;
         // registering twice is harmless.

@@ -283,7 +283,10 @@ mod tests {
             b64.encode(serde_json::to_vec(&payload).unwrap()),
             parts[2]
         );
-        assert_eq!(v.verify_admission(&forged, &e), Err(TokenError::BadSignature));
+        assert_eq!(
+            v.verify_admission(&forged, &e),
+            Err(TokenError::BadSignature)
+        );
 
         let expired = s.sign(&admission(&e, -60));
         assert_eq!(v.verify_admission(&expired, &e), Err(TokenError::Expired));

@@ -1,0 +1,70 @@
+//! The gateway process. Reads its settings from the environment (see `.env.example`).
+
+use std::sync::Arc;
+
+use gateway::config::GatewayConfig;
+use gateway::snapshots::Snapshots;
+use pingora::proxy::http_proxy_service;
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+use waitroom::queue::Waitroom;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cfg = GatewayConfig::from_env()?;
+    let signer = waitroom::config::signer_from_env()?;
+    let verifier = waitroom::config::verifier_from_env()?;
+
+    // Pingora owns its runtimes and never returns; Redis I/O and the snapshot refresher
+    // get a small runtime of their own on a separate thread.
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gateway-io")
+        .enable_all()
+        .build()?;
+    let room = io.block_on(Waitroom::connect(&cfg.redis))?;
+    let snapshots = Arc::new(Snapshots::new(room));
+    let built = gateway::proxy::build(&cfg, snapshots.clone(), signer, verifier)?;
+    let refresh = cfg.snapshot_refresh;
+    io.spawn({
+        let snapshots = snapshots.clone();
+        let limits = built.gateway.limits.clone();
+        async move {
+            let mut tick = tokio::time::interval(refresh);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_gc = std::time::Instant::now();
+            loop {
+                tick.tick().await;
+                snapshots.refresh().await;
+                if last_gc.elapsed() > std::time::Duration::from_secs(60) {
+                    limits.forget_idle();
+                    last_gc = std::time::Instant::now();
+                }
+            }
+        }
+    });
+    std::thread::Builder::new()
+        .name("gateway-io".into())
+        .spawn(move || io.block_on(std::future::pending::<()>()))?;
+
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(2),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut service = http_proxy_service(&server.configuration, built.gateway);
+    service.add_tcp(&cfg.listen);
+    tracing::info!(listen = %cfg.listen, "gateway starting");
+    server.add_service(service);
+    for hc in built.health_checks {
+        server.add_service(hc);
+    }
+    server.run_forever()
+}

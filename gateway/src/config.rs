@@ -1,0 +1,112 @@
+//! Gateway settings, read once at start-up.
+
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use waitroom::config::RedisConfig;
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Public listen address (`FLOODGATE_LISTEN`).
+    pub listen: String,
+    /// Base URL buyers see (`FLOODGATE_PUBLIC_URL`); `https` turns on `Secure` cookies.
+    pub public_url: String,
+    pub redis: RedisConfig,
+    /// `host:port` lists, comma-separated (`FLOODGATE_UPSTREAM_ORDERS`, `..._CONSOLE`).
+    pub orders_upstreams: Vec<String>,
+    pub console_upstreams: Vec<String>,
+    /// How old a cached queue snapshot may be before the refresher replaces it.
+    pub snapshot_refresh: Duration,
+    /// Queue tokens live this long (a visitor may wait hours for a big on-sale).
+    pub queue_token_ttl: Duration,
+    /// Per-IP limits (`FLOODGATE_JOIN_PER_MIN`, `FLOODGATE_STATUS_PER_MIN`).
+    pub join_per_min: NonZeroU32,
+    pub status_per_min: NonZeroU32,
+    /// Per-IP limit on `/join/{token}` access-link redemptions (guessing defence).
+    pub access_link_per_min: NonZeroU32,
+    /// Clients in these networks are never rate limited (`FLOODGATE_RATE_ALLOWLIST`).
+    pub allowlist: Vec<IpNet>,
+    /// Only these peers may set `X-Forwarded-For` (`FLOODGATE_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Pingora worker threads (`FLOODGATE_GATEWAY_THREADS`).
+    pub threads: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    reason: String,
+}
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn parsed<T: FromStr>(name: &'static str, default: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    var(name, default)
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ConfigError {
+            name,
+            reason: e.to_string(),
+        })
+}
+
+fn list(name: &str, default: &str) -> Vec<String> {
+    var(name, default)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn nets(name: &'static str, default: &str) -> Result<Vec<IpNet>, ConfigError> {
+    list(name, default)
+        .iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|e| ConfigError {
+                    name,
+                    reason: format!("{s}: {e}"),
+                })
+        })
+        .collect()
+}
+
+impl GatewayConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            listen: var("FLOODGATE_LISTEN", "127.0.0.1:8080"),
+            public_url: var("FLOODGATE_PUBLIC_URL", "http://127.0.0.1:8080"),
+            redis: RedisConfig::from_env(),
+            orders_upstreams: list("FLOODGATE_UPSTREAM_ORDERS", "127.0.0.1:8081"),
+            console_upstreams: list("FLOODGATE_UPSTREAM_CONSOLE", "127.0.0.1:8083"),
+            snapshot_refresh: Duration::from_millis(parsed(
+                "FLOODGATE_SNAPSHOT_REFRESH_MS",
+                "200",
+            )?),
+            queue_token_ttl: Duration::from_secs(parsed(
+                "FLOODGATE_QUEUE_TOKEN_TTL_SECONDS",
+                "86400",
+            )?),
+            join_per_min: parsed("FLOODGATE_JOIN_PER_MIN", "30")?,
+            status_per_min: parsed("FLOODGATE_STATUS_PER_MIN", "240")?,
+            access_link_per_min: parsed("FLOODGATE_ACCESS_LINK_PER_MIN", "30")?,
+            allowlist: nets("FLOODGATE_RATE_ALLOWLIST", "")?,
+            trusted_proxies: nets("FLOODGATE_TRUSTED_PROXIES", "")?,
+            threads: parsed("FLOODGATE_GATEWAY_THREADS", "2")?,
+        })
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}

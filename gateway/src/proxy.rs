@@ -1,0 +1,299 @@
+//! The Pingora side: decide per request whether the edge answers it or which upstream
+//! gets it, and write edge replies to the session.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::lb::{Backend, LoadBalancer, health_check, selection::RoundRobin};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::services::background::{GenBackgroundService, background_service};
+use waitroom::tokens::{TokenSigner, TokenVerifier};
+
+use crate::EdgeError;
+use crate::config::GatewayConfig;
+use crate::guard::{self, Verdict};
+use crate::limits::{Limiter, Limits, client_ip};
+use crate::reply::Reply;
+use crate::routes::{Route, Upstream, classify};
+use crate::snapshots::Snapshots;
+use crate::telemetry::Metrics;
+use crate::waiting::{Visit, Waiting};
+
+const OPENAPI: &str = include_str!("../assets/openapi.json");
+
+pub struct Gateway {
+    pub waiting: Waiting,
+    pub limits: Arc<Limits>,
+    pub metrics: Metrics,
+    orders: Arc<LoadBalancer<RoundRobin>>,
+    console: Arc<LoadBalancer<RoundRobin>>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+pub struct Ctx {
+    route: Route,
+    started: Instant,
+    client: Option<IpAddr>,
+    backend: Option<Backend>,
+}
+
+/// The gateway plus the background services (upstream health checks) it depends on.
+pub struct Built {
+    pub gateway: Gateway,
+    pub health_checks: Vec<GenBackgroundService<LoadBalancer<RoundRobin>>>,
+}
+
+fn upstream_pool(
+    name: &str,
+    addrs: &[String],
+) -> anyhow::Result<GenBackgroundService<LoadBalancer<RoundRobin>>> {
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().map(String::as_str))?;
+    lb.set_health_check(health_check::TcpHealthCheck::new());
+    lb.health_check_frequency = Some(Duration::from_secs(1));
+    Ok(background_service(name, lb))
+}
+
+pub fn build(
+    cfg: &GatewayConfig,
+    snapshots: Arc<Snapshots>,
+    signer: TokenSigner,
+    verifier: TokenVerifier,
+) -> anyhow::Result<Built> {
+    let orders = upstream_pool("orders health check", &cfg.orders_upstreams)?;
+    let console = upstream_pool("console health check", &cfg.console_upstreams)?;
+    let gateway = Gateway {
+        waiting: Waiting {
+            snapshots,
+            signer,
+            verifier,
+            queue_token_ttl: cfg.queue_token_ttl,
+            secure_cookies: cfg.secure_cookies(),
+        },
+        limits: Arc::new(Limits {
+            join: Limiter::per_minute(cfg.join_per_min),
+            status: Limiter::per_minute(cfg.status_per_min),
+            access_link: Limiter::per_minute(cfg.access_link_per_min),
+            allowlist: cfg.allowlist.clone(),
+        }),
+        metrics: Metrics::new(),
+        orders: orders.task(),
+        console: console.task(),
+        trusted_proxies: cfg.trusted_proxies.clone(),
+    };
+    Ok(Built {
+        gateway,
+        health_checks: vec![orders, console],
+    })
+}
+
+fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn write_reply(session: &mut Session, reply: Reply) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    for (name, value) in reply.headers {
+        resp.append_header(name, value)?;
+    }
+    resp.insert_header("Content-Length", reply.body.len().to_string())?;
+    let head_only = session.req_header().method == "HEAD";
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(reply.body), true).await?;
+    }
+    Ok(())
+}
+
+impl Gateway {
+    /// The edge's own answer, or `None` to proxy the request.
+    async fn answer(&self, route: &Route, client: IpAddr, visit: Visit<'_>) -> Option<Reply> {
+        let limited = |limiter: &Limiter| self.limits.check(limiter, client);
+        let result: Result<Option<Reply>, EdgeError> = async {
+            Ok(match route {
+                Route::Healthz => Some(Reply::new(200, "text/plain", "ok\n")),
+                Route::Readyz => Some(match self.waiting.snapshots.room().ping().await {
+                    Ok(()) => Reply::new(200, "text/plain", "ready\n"),
+                    Err(e) => EdgeError::Unavailable(e).reply(),
+                }),
+                Route::Metrics => Some(Reply::new(
+                    200,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render(),
+                )),
+                Route::OpenApi => Some(Reply::new(200, "application/json", OPENAPI)),
+                Route::QueuePage(e) => {
+                    limited(&self.limits.status)?;
+                    Some(self.waiting.page(e, visit).await?)
+                }
+                Route::Join(e) => {
+                    limited(&self.limits.join)?;
+                    Some(self.waiting.join(e, visit).await?)
+                }
+                Route::Status(e) => {
+                    limited(&self.limits.status)?;
+                    Some(self.waiting.status(e, visit).await?)
+                }
+                Route::Lottery(e) => {
+                    limited(&self.limits.join)?;
+                    Some(self.waiting.lottery(e).await?)
+                }
+                Route::Protected { event, page } => {
+                    match guard::check(
+                        &self.waiting.snapshots,
+                        &self.waiting.verifier,
+                        event,
+                        *page,
+                        visit,
+                    )
+                    .await
+                    {
+                        Verdict::Pass => None,
+                        Verdict::Deny(reply) => Some(reply),
+                    }
+                }
+                Route::AccessLink => {
+                    limited(&self.limits.access_link)?;
+                    None
+                }
+                Route::Upstream(_) => None,
+                Route::NotFound => return Err(EdgeError::NotFound),
+                Route::MethodNotAllowed => return Err(EdgeError::MethodNotAllowed),
+            })
+        }
+        .await;
+        match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                if matches!(e, EdgeError::RateLimited { .. }) {
+                    self.metrics
+                        .rate_limited
+                        .with_label_values(&[route.label()])
+                        .inc();
+                }
+                Some(e.reply())
+            }
+        }
+    }
+
+    fn pool(&self, upstream: Upstream) -> &LoadBalancer<RoundRobin> {
+        match upstream {
+            Upstream::Orders => &self.orders,
+            Upstream::Console => &self.console,
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            route: Route::NotFound,
+            started: Instant::now(),
+            client: None,
+            backend: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> pingora::Result<bool> {
+        let req = session.req_header();
+        ctx.route = classify(req.method.as_str(), req.uri.path());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let client = client_ip(peer, header(req, "x-forwarded-for"), &self.trusted_proxies);
+        ctx.client = Some(client);
+        let cookie = header(req, "cookie").map(str::to_owned);
+        let authorization = header(req, "authorization").map(str::to_owned);
+        let visit = Visit {
+            cookie: cookie.as_deref(),
+            authorization: authorization.as_deref(),
+        };
+        let mut reply = self.answer(&ctx.route, client, visit).await;
+        if reply.is_none() {
+            if let Some(upstream) = ctx.route.upstream() {
+                ctx.backend = self.pool(upstream).select(b"", 256);
+                if ctx.backend.is_none() {
+                    reply = Some(Reply::json(
+                        503,
+                        &serde_json::json!({
+                            "error": "upstream_unavailable",
+                            "message": "the service behind this path is unavailable; retry shortly",
+                        }),
+                    ).header("Retry-After", "2"));
+                }
+            }
+        }
+        match reply {
+            Some(reply) => {
+                write_reply(session, reply).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let backend = ctx.backend.take().ok_or_else(|| {
+            pingora::Error::explain(pingora::ErrorType::InternalError, "no upstream selected")
+        })?;
+        let mut peer = HttpPeer::new(backend, false, String::new());
+        peer.options.connection_timeout = Some(Duration::from_secs(2));
+        peer.options.read_timeout = Some(Duration::from_secs(30));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> pingora::Result<()> {
+        if let Some(ip) = ctx.client {
+            // Upstreams see the client as the gateway decided it, never a client's claim.
+            upstream_request.insert_header("X-Forwarded-For", ip.to_string())?;
+        }
+        upstream_request.insert_header("X-Forwarded-Proto", "http")?;
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let label = ctx.route.label();
+        self.metrics
+            .requests
+            .with_label_values(&[label, status_class(status)])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[label])
+            .observe(ctx.started.elapsed().as_secs_f64());
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        429 => "429",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}

@@ -1,0 +1,155 @@
+//! What a request is, decided from its method and path alone.
+
+use waitroom::EventSlug;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    /// `GET /queue/{event}`: the waiting page.
+    QueuePage(EventSlug),
+    /// `POST /queue/{event}/join`.
+    Join(EventSlug),
+    /// `GET /queue/{event}/status`.
+    Status(EventSlug),
+    /// `GET /queue/{event}/lottery`: the public pre-queue draw.
+    Lottery(EventSlug),
+    /// A page or API path that needs an admission while the queue is not `off`.
+    Protected {
+        event: EventSlug,
+        page: bool,
+    },
+    /// `/join/{token}`: access links, proxied but rate limited (guessing defence).
+    AccessLink,
+    /// Proxied as is to an upstream.
+    Upstream(Upstream),
+    NotFound,
+    MethodNotAllowed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    Orders,
+    Console,
+}
+
+impl Route {
+    /// A low-cardinality label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
+            Route::QueuePage(_) => "queue_page",
+            Route::Join(_) => "join",
+            Route::Status(_) => "status",
+            Route::Lottery(_) => "lottery",
+            Route::Protected { page: true, .. } => "event_page",
+            Route::Protected { page: false, .. } => "event_api",
+            Route::AccessLink => "access_link",
+            Route::Upstream(Upstream::Orders) => "orders",
+            Route::Upstream(Upstream::Console) => "console",
+            Route::NotFound => "not_found",
+            Route::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    pub fn upstream(&self) -> Option<Upstream> {
+        match self {
+            Route::Protected { .. } | Route::AccessLink => Some(Upstream::Orders),
+            Route::Upstream(u) => Some(*u),
+            _ => None,
+        }
+    }
+}
+
+fn slug(s: &str) -> Option<EventSlug> {
+    EventSlug::parse(s).ok()
+}
+
+pub fn classify(method: &str, path: &str) -> Route {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get = method == "GET" || method == "HEAD";
+    let only = |ok: bool, r: Route| if ok { r } else { Route::MethodNotAllowed };
+    match segments.as_slice() {
+        ["healthz"] => Route::Healthz,
+        ["readyz"] => Route::Readyz,
+        ["metrics"] => Route::Metrics,
+        ["openapi.json"] => Route::OpenApi,
+        ["queue", ev] => slug(ev).map_or(Route::NotFound, |e| only(get, Route::QueuePage(e))),
+        ["queue", ev, "join"] => {
+            slug(ev).map_or(Route::NotFound, |e| only(method == "POST", Route::Join(e)))
+        }
+        ["queue", ev, "status"] => {
+            slug(ev).map_or(Route::NotFound, |e| only(get, Route::Status(e)))
+        }
+        ["queue", ev, "lottery"] => {
+            slug(ev).map_or(Route::NotFound, |e| only(get, Route::Lottery(e)))
+        }
+        ["e", ev, ..] => slug(ev).map_or(Route::NotFound, |event| Route::Protected {
+            event,
+            page: true,
+        }),
+        ["api", "events", ev, ..] => slug(ev).map_or(Route::NotFound, |event| Route::Protected {
+            event,
+            page: false,
+        }),
+        ["join", ..] => Route::AccessLink,
+        ["api", ..] => Route::Upstream(Upstream::Orders),
+        ["console", ..] => Route::Upstream(Upstream::Console),
+        ["static", ..] => Route::Upstream(Upstream::Orders),
+        [""] => Route::NotFound,
+        _ => Route::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(s: &str) -> EventSlug {
+        EventSlug::parse(s).unwrap()
+    }
+
+    #[test]
+    fn classifies_the_public_surface() {
+        assert_eq!(classify("GET", "/queue/demo"), Route::QueuePage(ev("demo")));
+        assert_eq!(
+            classify("POST", "/queue/demo/join"),
+            Route::Join(ev("demo"))
+        );
+        assert_eq!(classify("GET", "/queue/demo/join"), Route::MethodNotAllowed);
+        assert_eq!(
+            classify("GET", "/queue/demo/status"),
+            Route::Status(ev("demo"))
+        );
+        assert_eq!(
+            classify("GET", "/e/demo"),
+            Route::Protected {
+                event: ev("demo"),
+                page: true
+            }
+        );
+        assert_eq!(
+            classify("POST", "/api/events/demo/holds"),
+            Route::Protected {
+                event: ev("demo"),
+                page: false
+            }
+        );
+        assert_eq!(
+            classify("DELETE", "/api/holds/1"),
+            Route::Upstream(Upstream::Orders)
+        );
+        assert_eq!(
+            classify("GET", "/console/api/events"),
+            Route::Upstream(Upstream::Console)
+        );
+        assert_eq!(classify("GET", "/join/abc"), Route::AccessLink);
+        assert_eq!(classify("GET", "/queue/Bad%20Slug"), Route::NotFound);
+        assert_eq!(classify("GET", "/etc/passwd"), Route::NotFound);
+    }
+}

@@ -1,0 +1,348 @@
+//! The waiting room at the edge: join, status and the page, as request → reply logic
+//! independent of Pingora so it can be reasoned about (and tested) on its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use waitroom::EventSlug;
+use waitroom::queue::{Claim, Joined, Snapshot, Status};
+use waitroom::settings::Mode;
+use waitroom::tokens::{
+    AdmissionClaims, QueueClaims, TokenError, TokenKind, TokenSigner, TokenVerifier, audience,
+};
+
+use crate::EdgeError;
+use crate::page;
+use crate::reply::{Reply, admission_cookie_name, cookie, queue_cookie_name, token_cookie};
+use crate::snapshots::Snapshots;
+
+/// What the edge knows about a request that matters to the waiting room.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Visit<'a> {
+    pub cookie: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+}
+
+impl<'a> Visit<'a> {
+    fn bearer(&self) -> Option<&'a str> {
+        self.authorization?
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// A token from `Authorization: Bearer` or else from the named cookie.
+    pub fn token(&self, cookie_name: &str) -> Option<&'a str> {
+        self.bearer().or_else(|| cookie(self.cookie, cookie_name))
+    }
+}
+
+pub struct Waiting {
+    pub snapshots: Arc<Snapshots>,
+    pub signer: TokenSigner,
+    pub verifier: TokenVerifier,
+    pub queue_token_ttl: Duration,
+    pub secure_cookies: bool,
+}
+
+/// Where a visitor stands after a join or a poll.
+enum Place {
+    /// The queue does not take places now (off, closed, sold out).
+    NotQueued(Mode),
+    InLine {
+        status: Status,
+        seq: Option<u64>,
+        queue_token: String,
+        /// The queue token changed (new, or re-issued after the draw or a lapse).
+        fresh: bool,
+        admission: Option<(String, i64)>,
+    },
+}
+
+fn not_queued_state(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Off => "open",
+        Mode::SoldOut => "sold_out",
+        Mode::Closed => "closed",
+        Mode::Paused => "paused",
+        Mode::Prequeue => "prequeue",
+        Mode::On => "waiting",
+    }
+}
+
+impl Waiting {
+    pub async fn join(&self, event: &EventSlug, visit: Visit<'_>) -> Result<Reply, EdgeError> {
+        let place = self.place(event, visit, true).await?;
+        Ok(self.json_reply(event, place, true))
+    }
+
+    pub async fn status(&self, event: &EventSlug, visit: Visit<'_>) -> Result<Reply, EdgeError> {
+        let place = self.place(event, visit, false).await?;
+        Ok(self.json_reply(event, place, false))
+    }
+
+    /// The waiting page. A visitor without a valid place joins on arrival, so the page
+    /// works in one request even with JavaScript off.
+    pub async fn page(&self, event: &EventSlug, visit: Visit<'_>) -> Result<Reply, EdgeError> {
+        let snapshot = self.snapshots.get(event).await?;
+        let place = self.place(event, visit, true).await?;
+        let event_url = format!("/e/{event}");
+        let reply = match &place {
+            Place::NotQueued(Mode::Off) => Reply::redirect(303, &event_url),
+            Place::InLine {
+                admission: Some(_), ..
+            } => Reply::redirect(303, &event_url),
+            Place::NotQueued(mode) => Reply::html(
+                200,
+                page::render(&page::View {
+                    event,
+                    title: snapshot.title.as_deref(),
+                    state: not_queued_state(*mode),
+                    position: None,
+                    ahead: None,
+                    eta_seconds: None,
+                    progress_percent: 0,
+                    retry_after_ms: 30_000,
+                }),
+            ),
+            Place::InLine { status, seq, .. } => Reply::html(
+                200,
+                page::render(&page::View {
+                    event,
+                    title: snapshot.title.as_deref(),
+                    state: status.state,
+                    position: status.position,
+                    ahead: status.ahead,
+                    eta_seconds: status.eta_seconds,
+                    progress_percent: progress(&snapshot, *seq),
+                    retry_after_ms: status.retry_after_ms,
+                }),
+            ),
+        };
+        Ok(self.with_cookies(event, reply, &place, false))
+    }
+
+    /// The public pre-queue draw, for anyone to verify.
+    pub async fn lottery(&self, event: &EventSlug) -> Result<Reply, EdgeError> {
+        let record = self
+            .snapshots
+            .room()
+            .lottery_record(event)
+            .await?
+            .ok_or(EdgeError::UnknownEvent)?;
+        Ok(Reply::json(200, &record))
+    }
+
+    async fn place(
+        &self,
+        event: &EventSlug,
+        visit: Visit<'_>,
+        join_if_needed: bool,
+    ) -> Result<Place, EdgeError> {
+        let snapshot = self.snapshots.get(event).await?;
+        let presented = visit.token(&queue_cookie_name(event));
+        let verified = match presented.map(|t| self.verifier.verify_queue(t, event)) {
+            Some(Ok(claims)) => Some((claims, presented.unwrap_or_default().to_owned())),
+            // Joining again without a usable token takes a new place at the back;
+            // a status poll with a bad token is refused.
+            Some(Err(e)) if !join_if_needed => return Err(e.into()),
+            None if !join_if_needed => return Err(TokenError::Missing.into()),
+            _ => None,
+        };
+        let (mut claims, mut token, mut fresh) = match verified {
+            Some((claims, token)) => (claims, token, false),
+            None => match self.new_place(event).await? {
+                Ok((claims, token)) => (claims, token, true),
+                Err(mode) => return Ok(Place::NotQueued(mode)),
+            },
+        };
+
+        if let Some(index) = claims.pq {
+            let drawn = if snapshot.settings.mode == Mode::Prequeue {
+                None
+            } else {
+                self.snapshots.room().drawn_seq(event, index).await?
+            };
+            match drawn {
+                None => {
+                    return Ok(Place::InLine {
+                        status: snapshot.prequeue_status(Utc::now()),
+                        seq: None,
+                        queue_token: token,
+                        fresh,
+                        admission: None,
+                    });
+                }
+                Some(seq) => {
+                    claims.pq = None;
+                    claims.seq = Some(seq);
+                    token = self.signer.sign(&claims);
+                    fresh = true;
+                }
+            }
+        }
+
+        let mut seq = claims.seq.ok_or(TokenError::Malformed)?;
+        let mut status = snapshot.status_of(seq);
+        let mut admission = None;
+        if status.state == "admitted" {
+            let jti = uuid::Uuid::new_v4().to_string();
+            let ttl = snapshot.settings.admission_ttl_seconds;
+            match self.snapshots.room().claim(event, seq, &jti, ttl).await? {
+                Claim::Granted { jti, exp } => {
+                    admission = Some((self.admission_token(event, &claims, seq, jti, exp), exp));
+                }
+                Claim::Expired => {
+                    // The admission lapsed unused: a new place at the back, not a refusal.
+                    match self.new_place(event).await? {
+                        Ok((c, t)) => {
+                            claims = c;
+                            token = t;
+                            fresh = true;
+                            seq = claims.seq.unwrap_or(u64::MAX);
+                            status = snapshot.status_of(seq);
+                        }
+                        Err(mode) => return Ok(Place::NotQueued(mode)),
+                    }
+                }
+            }
+        }
+        Ok(Place::InLine {
+            status,
+            seq: Some(seq),
+            queue_token: token,
+            fresh,
+            admission,
+        })
+    }
+
+    /// Takes a new place; `Err(mode)` when the queue takes no places right now.
+    async fn new_place(
+        &self,
+        event: &EventSlug,
+    ) -> Result<Result<(QueueClaims, String), Mode>, EdgeError> {
+        let visitor = uuid::Uuid::new_v4().simple().to_string();
+        let (seq, pq) = match self.snapshots.room().join(event, &visitor).await? {
+            Joined::Queued { seq } => (Some(seq), None),
+            Joined::Prequeued { index } => (None, Some(index)),
+            Joined::NotQueued(mode) => return Ok(Err(mode)),
+        };
+        let now = Utc::now().timestamp();
+        let claims = QueueClaims {
+            kind: TokenKind::Queue,
+            aud: audience(event),
+            evt: event.clone(),
+            sub: visitor,
+            seq,
+            pq,
+            iat: now,
+            exp: now + self.queue_token_ttl.as_secs() as i64,
+        };
+        let token = self.signer.sign(&claims);
+        Ok(Ok((claims, token)))
+    }
+
+    fn admission_token(
+        &self,
+        event: &EventSlug,
+        queue: &QueueClaims,
+        seq: u64,
+        jti: String,
+        exp: i64,
+    ) -> String {
+        self.signer.sign(&AdmissionClaims {
+            kind: TokenKind::Admission,
+            aud: audience(event),
+            evt: event.clone(),
+            sub: queue.sub.clone(),
+            jti,
+            seq,
+            iat: Utc::now().timestamp(),
+            exp,
+        })
+    }
+
+    fn json_reply(&self, event: &EventSlug, place: Place, always_send_queue_token: bool) -> Reply {
+        let body = match &place {
+            Place::NotQueued(mode) => serde_json::json!({
+                "state": not_queued_state(*mode),
+                "position": null,
+                "ahead": null,
+                "eta_seconds": null,
+                "retry_after_ms": 30_000,
+            }),
+            Place::InLine {
+                status,
+                queue_token,
+                fresh,
+                admission,
+                ..
+            } => {
+                let mut v = serde_json::to_value(status).expect("status serialises");
+                if always_send_queue_token || *fresh {
+                    v["queue_token"] = queue_token.clone().into();
+                }
+                if let Some((token, _)) = admission {
+                    v["admission_token"] = token.clone().into();
+                }
+                v
+            }
+        };
+        self.with_cookies(
+            event,
+            Reply::json(200, &body),
+            &place,
+            always_send_queue_token,
+        )
+    }
+
+    fn with_cookies(
+        &self,
+        event: &EventSlug,
+        mut reply: Reply,
+        place: &Place,
+        always: bool,
+    ) -> Reply {
+        if let Place::InLine {
+            queue_token,
+            fresh,
+            admission,
+            ..
+        } = place
+        {
+            if always || *fresh {
+                reply = reply.header(
+                    "Set-Cookie",
+                    token_cookie(
+                        &queue_cookie_name(event),
+                        queue_token,
+                        self.queue_token_ttl.as_secs(),
+                        self.secure_cookies,
+                    ),
+                );
+            }
+            if let Some((token, exp)) = admission {
+                let max_age = (exp - Utc::now().timestamp()).max(0) as u64;
+                reply = reply.header(
+                    "Set-Cookie",
+                    token_cookie(
+                        &admission_cookie_name(event),
+                        token,
+                        max_age,
+                        self.secure_cookies,
+                    ),
+                );
+            }
+        }
+        reply
+    }
+}
+
+/// Share of the line ahead of this visitor at arrival that has been admitted since.
+fn progress(snapshot: &Snapshot, seq: Option<u64>) -> u8 {
+    match seq {
+        Some(seq) if seq > 0 => ((snapshot.head.min(seq) * 100) / seq) as u8,
+        _ => 0,
+    }
+}

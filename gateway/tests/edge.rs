@@ -1,0 +1,469 @@
+//! End-to-end tests of the real gateway binary against the real Redis, with a small
+//! axum server standing in for the upstream services (it is what the gateway proxies
+//! to, not a mock of anything running on the machine).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use waitroom::EventSlug;
+use waitroom::admission::Admitter;
+use waitroom::config::RedisConfig;
+use waitroom::queue::Waitroom;
+use waitroom::settings::{AdmissionSettings, Mode};
+use waitroom::tokens::{AdmissionClaims, TokenKind, TokenSigner, audience, generate_keypair};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Stack {
+    gateway: Child,
+    base: String,
+    room: Waitroom,
+    event: EventSlug,
+    /// A signer with the gateway's own key, to forge-test against (as an attacker
+    /// holding a *different* key cannot do).
+    signer: TokenSigner,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.gateway.kill();
+        let _ = self.gateway.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn upstream() -> String {
+    let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        format!("upstream saw {}", req.uri().path())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr.to_string()
+}
+
+async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack {
+    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let redis = RedisConfig {
+        url: "redis://127.0.0.1:6379".into(),
+        prefix: prefix.clone(),
+    };
+    let room = Waitroom::connect(&redis).await.unwrap();
+    let event = EventSlug::parse("gig").unwrap();
+    room.apply_settings(&event, &settings).await.unwrap();
+    room.set_title(&event, "The Gig").await.unwrap();
+
+    let dir = std::env::temp_dir().join(&prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sk, pk) = generate_keypair();
+    std::fs::write(dir.join("k.key.pem"), &sk).unwrap();
+    std::fs::write(dir.join("k.pub.pem"), &pk).unwrap();
+    let upstream = upstream().await;
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("REDIS_URL", &redis.url)
+        .env("FLOODGATE_REDIS_PREFIX", &prefix)
+        .env("FLOODGATE_SIGNING_KEY", dir.join("k.key.pem"))
+        .env("FLOODGATE_SIGNING_KID", "k")
+        .env(
+            "FLOODGATE_VERIFY_KEYS",
+            format!("k={}", dir.join("k.pub.pem").display()),
+        )
+        .env("FLOODGATE_UPSTREAM_ORDERS", &upstream)
+        .env("FLOODGATE_UPSTREAM_CONSOLE", &upstream)
+        .env("FLOODGATE_RATE_ALLOWLIST", "127.0.0.0/8")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let gateway = cmd.spawn().expect("start gateway");
+    let stack = Stack {
+        gateway,
+        base: format!("http://127.0.0.1:{port}"),
+        room,
+        event,
+        signer: TokenSigner::from_pem("k", sk.as_bytes()).unwrap(),
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{}/healthz", stack.base)).await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "gateway did not become healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack
+}
+
+impl Stack {
+    async fn cleanup(&self) {
+        self.room.purge(&self.event).await.unwrap();
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn admit_all(&self) {
+        let admitter = Admitter::new(self.room.clone(), Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            admitter.step(&self.event).await.unwrap();
+            let s = self.room.snapshot(&self.event).await.unwrap();
+            if s.head == s.tail {
+                return;
+            }
+            assert!(Instant::now() < deadline, "admitter did not catch up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn on(rate: u32) -> AdmissionSettings {
+    AdmissionSettings {
+        mode: Mode::On,
+        rate_per_minute: rate,
+        max_active: 1000,
+        admission_ttl_seconds: 300,
+        opens_at: None,
+    }
+}
+
+async fn json(r: reqwest::Response) -> serde_json::Value {
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_protected_path_sends_to_the_queue_until_admitted_then_proxies() {
+    let s = start(on(60_000), &[]).await;
+    let c = client();
+
+    let page = c.get(s.url("/e/gig")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::FOUND);
+    assert_eq!(page.headers()["location"], "/queue/gig");
+    let api = c.get(s.url("/api/events/gig")).send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(api).await["error"], "missing_token");
+
+    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+    assert_eq!(joined["state"], "waiting");
+    assert_eq!(joined["position"], 1);
+    let queue_token = joined["queue_token"].as_str().unwrap().to_owned();
+
+    // Joining again with the token keeps the place.
+    let again = json(
+        c.post(s.url("/queue/gig/join"))
+            .bearer_auth(&queue_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again["position"], 1);
+    assert_eq!(s.room.snapshot(&s.event).await.unwrap().tail, 1);
+
+    s.admit_all().await;
+    // The gateway's snapshot is refreshed within a few hundred ms.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let status = loop {
+        let r = c
+            .get(s.url("/queue/gig/status"))
+            .bearer_auth(&queue_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let cookies: Vec<String> = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let body = json(r).await;
+        if body["state"] == "admitted" {
+            assert!(
+                cookies
+                    .iter()
+                    .any(|c| c.starts_with("fg_a_gig=") && c.contains("HttpOnly"))
+            );
+            break body;
+        }
+        assert!(Instant::now() < deadline, "not admitted: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let admission = status["admission_token"].as_str().unwrap();
+
+    let proxied = c
+        .get(s.url("/e/gig"))
+        .bearer_auth(admission)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), StatusCode::OK);
+    assert_eq!(proxied.text().await.unwrap(), "upstream saw /e/gig");
+    let by_cookie = c
+        .get(s.url("/api/events/gig/holds"))
+        .header("cookie", format!("fg_a_gig={admission}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_cookie.text().await.unwrap(),
+        "upstream saw /api/events/gig/holds"
+    );
+
+    // The same admission is returned on later polls (one jti per place).
+    let later = json(
+        c.get(s.url("/queue/gig/status"))
+            .bearer_auth(&queue_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let jti = |t: &str| -> serde_json::Value {
+        let payload = t.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["jti"].clone()
+    };
+    assert_eq!(
+        jti(admission),
+        jti(later["admission_token"].as_str().unwrap())
+    );
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_tokens_get_401_and_change_nothing() {
+    let s = start(on(60_000), &[]).await;
+    let c = client();
+    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+    let token = joined["queue_token"].as_str().unwrap().to_owned();
+    let before = s.room.snapshot(&s.event).await.unwrap();
+
+    // Tampered: move the place forward without re-signing.
+    let parts: Vec<&str> = token.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["seq"] = 0.into();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    // Signed by a key the gateway does not know.
+    let (other_key, _) = generate_keypair();
+    let foreign_key = TokenSigner::from_pem("k", other_key.as_bytes()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let admission = |event: &str, exp: i64| AdmissionClaims {
+        kind: TokenKind::Admission,
+        aud: audience(&EventSlug::parse(event).unwrap()),
+        evt: EventSlug::parse(event).unwrap(),
+        sub: "v".into(),
+        jti: "j".into(),
+        seq: 1,
+        iat: now,
+        exp,
+    };
+    let expired = s.signer.sign(&admission("gig", now - 60));
+    let other_event = s.signer.sign(&admission("other", now + 300));
+    let wrong_key = foreign_key.sign(&admission("gig", now + 300));
+
+    for (what, t) in [
+        ("tampered", tampered.as_str()),
+        ("garbage", "not-a-token"),
+        ("admission as queue token", other_event.as_str()),
+    ] {
+        let r = c
+            .get(s.url("/queue/gig/status"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+    }
+    let missing = c.get(s.url("/queue/gig/status")).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json(missing).await["error"], "missing_token");
+
+    for (what, t, code) in [
+        ("expired", expired.as_str(), "token_expired"),
+        ("foreign event", other_event.as_str(), "invalid_token"),
+        ("unknown key", wrong_key.as_str(), "invalid_token"),
+        ("queue token", token.as_str(), "invalid_token"),
+    ] {
+        let r = c
+            .post(s.url("/api/events/gig/holds"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(json(r).await["error"], code, "{what}");
+    }
+    let after = s.room.snapshot(&s.event).await.unwrap();
+    assert_eq!(
+        (before.head, before.tail, before.claimed),
+        (after.head, after.tail, after.claimed)
+    );
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_gets_429() {
+    // No allow-list: loopback is just another client here.
+    let s = start(
+        on(60),
+        &[
+            ("FLOODGATE_RATE_ALLOWLIST", ""),
+            ("FLOODGATE_JOIN_PER_MIN", "30"),
+        ],
+    )
+    .await;
+    let c = client();
+    let mut limited = None;
+    for _ in 0..60 {
+        let r = c.post(s.url("/queue/gig/join")).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("60 joins in a burst were never limited");
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(json(r).await["error"], "rate_limited");
+    let metrics = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("floodgate_gateway_rate_limited_total{route=\"join\"}"));
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn settings_changes_reach_the_edge_within_a_second() {
+    let s = start(on(0), &[]).await;
+    let c = client();
+    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+    let token = joined["queue_token"].as_str().unwrap().to_owned();
+
+    let changed = Instant::now();
+    s.room
+        .apply_settings(
+            &s.event,
+            &AdmissionSettings {
+                mode: Mode::Paused,
+                ..on(0)
+            },
+        )
+        .await
+        .unwrap();
+    loop {
+        let r = json(
+            c.get(s.url("/queue/gig/status"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if r["state"] == "paused" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "still {r} after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Queue off: the protected page passes without any token.
+    s.room
+        .apply_settings(
+            &s.event,
+            &AdmissionSettings {
+                mode: Mode::Off,
+                ..on(0)
+            },
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let r = c.get(s.url("/e/gig")).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            assert_eq!(r.text().await.unwrap(), "upstream saw /e/gig");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queue off not applied within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_waiting_page_joins_and_shows_the_place() {
+    let s = start(on(0), &[]).await;
+    let c = client();
+    // Someone ahead.
+    c.post(s.url("/queue/gig/join")).send().await.unwrap();
+    let r = c.get(s.url("/queue/gig")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("fg_q_gig="))
+    );
+    let html = r.text().await.unwrap();
+    assert!(html.contains("The Gig"));
+    assert!(html.contains(r#"<dd id="position">2</dd>"#), "{html}");
+    assert!(html.contains(r#"<dd id="ahead">1</dd>"#));
+    assert!(html.contains("aria-live"));
+
+    let unknown = c.get(s.url("/queue/nope")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    s.cleanup().await;
+}

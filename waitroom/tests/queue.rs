@@ -1,0 +1,740 @@
+//! Black-box tests of the waiting room against the real Redis at `REDIS_URL`
+//! (default `redis://127.0.0.1:6379`). Each test works under its own random key prefix
+//! and event, so they run in parallel, and deletes its keys when it ends.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use fred::interfaces::{HashesInterface, SortedSetsInterface};
+use support::{RunningAdmitter, Scope, eventually, settings};
+use tokio::task::JoinSet;
+use waitroom::Error;
+use waitroom::admission::{Admitter, Step};
+use waitroom::lottery::{LotteryMismatch, Seed};
+use waitroom::queue::{Claim, Joined};
+use waitroom::settings::{AdmissionSettings, Mode};
+
+const LEASE: Duration = Duration::from_millis(1500);
+const TICK: Duration = Duration::from_millis(100);
+
+/// The members of the event's active set, i.e. the sequence numbers holding a slot.
+async fn active_members(scope: &Scope) -> BTreeSet<u64> {
+    let members: Vec<String> = scope
+        .room
+        .client()
+        .zrange(
+            scope.room.keys(&scope.event).active(),
+            0,
+            -1,
+            None,
+            false,
+            None,
+            false,
+        )
+        .await
+        .expect("zrange active");
+    members
+        .iter()
+        .map(|m| m.parse().expect("numeric member"))
+        .collect()
+}
+
+// 1. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_joins_get_distinct_consecutive_seqs() {
+    let scope = Scope::with(&settings(Mode::On, 600, 100_000)).await;
+
+    let mut tasks = JoinSet::new();
+    for i in 0..1000 {
+        let room = scope.room.clone();
+        let event = scope.event.clone();
+        tasks.spawn(async move { room.join(&event, &format!("visitor-{i}")).await });
+    }
+    let mut seqs = Vec::with_capacity(1000);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("join task panicked").expect("join") {
+            Joined::Queued { seq } => seqs.push(seq),
+            other => panic!("expected Queued, got {other:?}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=1000).collect::<Vec<u64>>());
+
+    let snap = scope.snapshot().await;
+    assert_eq!((snap.tail, snap.head, snap.active), (1000, 0, 0));
+
+    // Arrivals are also counted for the dashboard, once per join.
+    let counters: HashMap<String, u64> = scope
+        .room
+        .client()
+        .hgetall(scope.room.keys(&scope.event).counters())
+        .await
+        .expect("counters");
+    let arrivals: u64 = counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("arrivals:"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(arrivals, 1000, "arrival counters: {counters:?}");
+
+    scope.cleanup().await;
+}
+
+// 2. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_follows_arrival_order_at_the_configured_rate() {
+    let scope = Scope::with(&settings(Mode::On, 600, 100_000)).await;
+    let seqs = scope.join_many(300).await;
+    assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
+
+    let probes = [1u64, 2, 10, 50, 90, 99, 100, 101, 110, 150, 299, 300];
+    let start = Instant::now();
+    let admitter = RunningAdmitter::spawn(scope.room.clone(), LEASE, TICK);
+
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    let mut last_head = 0u64;
+    let mut samples = 0;
+    let snap = loop {
+        interval.tick().await;
+        let snap = scope.snapshot().await;
+        let elapsed = start.elapsed();
+        samples += 1;
+
+        assert!(
+            snap.head >= last_head,
+            "head went back from {last_head} to {}",
+            snap.head
+        );
+        assert!(
+            snap.head <= snap.tail,
+            "head {} past tail {}",
+            snap.head,
+            snap.tail
+        );
+        // Never faster than the rate (10/s) allows, whatever the scheduling.
+        let allowed = (elapsed.as_secs_f64() * 10.0).floor() as u64 + 1;
+        assert!(
+            snap.head <= allowed,
+            "head {} after {elapsed:?}, at most {allowed} allowed at 600/min",
+            snap.head
+        );
+        // Every admitted visitor holds a slot; nobody finished, nothing expired.
+        assert_eq!(snap.active, snap.head, "active set vs head");
+        // No inversion: if a later arrival is admitted, every earlier one is too.
+        let admitted: Vec<bool> = probes
+            .iter()
+            .map(|&s| snap.status_of(s).state == "admitted")
+            .collect();
+        for (i, &later) in admitted.iter().enumerate() {
+            if later {
+                assert!(
+                    admitted[..i].iter().all(|&a| a),
+                    "seq {} admitted before an earlier probe: {admitted:?}",
+                    probes[i]
+                );
+            }
+        }
+        for &s in &probes {
+            assert_eq!(
+                snap.status_of(s).state == "admitted",
+                s <= snap.head,
+                "seq {s}"
+            );
+        }
+        last_head = snap.head;
+        if elapsed >= Duration::from_secs(10) {
+            break snap;
+        }
+    };
+    admitter.stop().await;
+    assert!(samples >= 50, "only {samples} samples in 10 s");
+
+    assert!(
+        (90..=110).contains(&snap.head),
+        "head {} after 10 s at 600/min, expected 100 ± 10 %",
+        snap.head
+    );
+    assert!(
+        (480.0..=720.0).contains(&snap.observed_per_min),
+        "observed rate {} per minute, expected 600 ± 20 %",
+        snap.observed_per_min
+    );
+    // Exactly the first `head` arrivals hold slots.
+    let active = active_members(&scope).await;
+    let final_head = scope.snapshot().await.head;
+    assert_eq!(active, (1..=final_head).collect::<BTreeSet<u64>>());
+    let waiting = scope.snapshot().await.status_of(300);
+    assert_eq!(waiting.state, "waiting");
+    assert_eq!(waiting.position, Some(300 - final_head));
+
+    scope.cleanup().await;
+}
+
+// 3. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_active_is_never_exceeded() {
+    let scope = Scope::with(&settings(Mode::On, 60_000, 5)).await;
+    scope.join_many(50).await;
+
+    let admitter = RunningAdmitter::spawn(scope.room.clone(), LEASE, TICK);
+    let check = |head_cap: u64| {
+        let scope = &scope;
+        async move {
+            let s = scope.snapshot().await;
+            assert!(s.active <= 5, "{} active with max_active 5", s.active);
+            assert!(s.head <= head_cap, "head {} above {head_cap}", s.head);
+            s
+        }
+    };
+
+    // About a second of sampling: it fills up to 5 at once and stays there.
+    let start = Instant::now();
+    let mut reached = None;
+    while start.elapsed() < Duration::from_millis(1200) {
+        let s = check(5).await;
+        if s.head == 5 && reached.is_none() {
+            reached = Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reached = reached.expect("head never reached 5 within 1.2 s at 60000/min");
+    let s = check(5).await;
+    assert_eq!((s.head, s.active), (5, 5), "reached 5 after {reached:?}");
+
+    // Two finish: exactly two more are admitted, no more.
+    scope.room.finish(&scope.event, 1).await.expect("finish 1");
+    scope.room.finish(&scope.event, 2).await.expect("finish 2");
+    eventually("head to reach 7", Duration::from_secs(3), || async {
+        (check(7).await.head == 7).then_some(())
+    })
+    .await;
+    // Keep watching for a few more admitter ticks: it must stay at 7.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(500) {
+        check(7).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admitter.stop().await;
+    let s = scope.snapshot().await;
+    assert_eq!((s.head, s.active), (7, 5));
+    assert_eq!(
+        active_members(&scope).await,
+        (3..=7).collect::<BTreeSet<u64>>()
+    );
+
+    scope.cleanup().await;
+}
+
+// 4. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_when_the_leader_dies() {
+    let scope = Scope::with(&settings(Mode::On, 600, 100_000)).await;
+    scope.join_many(100).await;
+    let a = Admitter::new(scope.room.clone(), LEASE);
+    let b = Admitter::new(scope.second_connection().await, LEASE);
+    assert_ne!(a.owner(), b.owner());
+
+    // Both step at once: exactly one holds the lease.
+    let (ra, rb) = tokio::join!(a.step(&scope.event), b.step(&scope.event));
+    let (ra, rb) = (ra.expect("step a"), rb.expect("step b"));
+    let leaders = [&ra, &rb]
+        .iter()
+        .filter(|r| !matches!(r, Step::NotLeader))
+        .count();
+    assert_eq!(leaders, 1, "a: {ra:?}, b: {rb:?}");
+    let (leader, standby) = if ra == Step::NotLeader {
+        (&b, &a)
+    } else {
+        (&a, &b)
+    };
+
+    // While the leader lives, the standby never gets the lease, and people are admitted.
+    let mut leader_last_step = Instant::now();
+    for _ in 0..6 {
+        tokio::time::sleep(TICK).await;
+        leader_last_step = Instant::now();
+        assert!(matches!(
+            leader.step(&scope.event).await.expect("leader step"),
+            Step::Admitted(_)
+        ));
+        assert_eq!(
+            standby.step(&scope.event).await.expect("standby step"),
+            Step::NotLeader
+        );
+    }
+    let head_at_death = scope.snapshot().await.head;
+    assert!(head_at_death > 0, "the leader admitted nobody");
+
+    // The leader dies (stops stepping); the standby keeps trying every tick.
+    let took_over = eventually(
+        "the standby to take the lease",
+        Duration::from_secs(3),
+        || async {
+            match standby.step(&scope.event).await.expect("standby step") {
+                Step::NotLeader => None,
+                other => Some((other, leader_last_step.elapsed())),
+            }
+        },
+    )
+    .await;
+    let (step, after) = took_over;
+    assert!(matches!(step, Step::Admitted(_)), "{step:?}");
+    assert!(
+        after < Duration::from_secs(2),
+        "the standby took over {after:?} after the leader's last step"
+    );
+    assert!(
+        after >= Duration::from_millis(1450),
+        "the standby took over after {after:?}, before the 1.5 s lease ran out"
+    );
+
+    // The old leader, back from the dead, cannot admit.
+    assert_eq!(
+        leader.step(&scope.event).await.expect("old leader"),
+        Step::NotLeader
+    );
+
+    // Admissions resume under the new leader.
+    eventually("admissions to resume", Duration::from_secs(2), || async {
+        standby.step(&scope.event).await.expect("new leader step");
+        (scope.snapshot().await.head > head_at_death).then_some(())
+    })
+    .await;
+
+    scope.cleanup().await;
+}
+
+// 5. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_admits_nobody_until_resumed() {
+    let scope = Scope::with(&settings(Mode::Paused, 600, 100_000)).await;
+    scope.join_many(20).await;
+
+    let admitter = RunningAdmitter::spawn(scope.room.clone(), LEASE, TICK);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        let s = scope.snapshot().await;
+        assert_eq!((s.head, s.active), (0, 0), "admitted while paused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = scope.snapshot().await;
+    assert_eq!(s.head, 0);
+    let st = s.status_of(1);
+    assert_eq!(st.state, "paused");
+    assert_eq!((st.position, st.eta_seconds), (Some(1), None));
+
+    // Resume: admissions start, at the rate, without a burst for the paused time.
+    let resumed = Instant::now();
+    scope.apply(&settings(Mode::On, 600, 100_000)).await;
+    let head = eventually(
+        "head to grow after resuming",
+        Duration::from_secs(3),
+        || async {
+            let h = scope.snapshot().await.head;
+            (h > 0).then_some(h)
+        },
+    )
+    .await;
+    let allowed = (resumed.elapsed().as_secs_f64() * 10.0).floor() as u64 + 2;
+    assert!(
+        head <= allowed,
+        "{head} admitted right after resuming (allowed {allowed}): the pause was banked"
+    );
+    admitter.stop().await;
+    assert_eq!(scope.snapshot().await.status_of(1).state, "admitted");
+
+    scope.cleanup().await;
+}
+
+// 6. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_prequeue_is_drawn_by_a_verifiable_lottery() {
+    // Whole milliseconds, as Redis stores them.
+    let opens_at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis() + 1500)
+        .expect("a valid instant");
+    let pq = AdmissionSettings {
+        opens_at: Some(opens_at),
+        ..settings(Mode::Prequeue, 600, 100_000)
+    };
+    let scope = Scope::with(&pq).await;
+
+    let committed = scope
+        .room
+        .lottery_record(&scope.event)
+        .await
+        .expect("lottery record")
+        .expect("a commitment exists before the first arrival");
+
+    let mut tasks = JoinSet::new();
+    for i in 0..200 {
+        let room = scope.room.clone();
+        let event = scope.event.clone();
+        tasks.spawn(async move {
+            let visitor = format!("visitor-{i}");
+            let r = room.join(&event, &visitor).await;
+            (visitor, r)
+        });
+    }
+    let mut by_index: HashMap<u64, String> = HashMap::new();
+    while let Some(r) = tasks.join_next().await {
+        let (visitor, joined) = r.expect("join task panicked");
+        match joined.expect("join") {
+            Joined::Prequeued { index } => {
+                assert!(
+                    by_index.insert(index, visitor).is_none(),
+                    "index {index} twice"
+                );
+            }
+            other => panic!("expected Prequeued, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        by_index.keys().copied().collect::<BTreeSet<u64>>(),
+        (0..200).collect::<BTreeSet<u64>>()
+    );
+    assert_eq!(
+        scope.snapshot().await.tail,
+        0,
+        "pre-queue arrivals took seqs"
+    );
+
+    // Re-applying the pre-queue settings (an operator tweak) keeps the commitment.
+    scope.apply(&pq).await;
+    let before = scope
+        .room
+        .lottery_record(&scope.event)
+        .await
+        .expect("lottery record")
+        .expect("record");
+    assert_eq!(before.commitment, committed.commitment);
+    assert_eq!(before.commitment.len(), 64);
+    assert!(before.seed.is_none(), "seed revealed before the draw");
+    assert!(before.seqs.is_empty());
+    assert_eq!(before.entrants.len(), 200);
+    for (i, visitor) in before.entrants.iter().enumerate() {
+        assert_eq!(&by_index[&(i as u64)], visitor, "entrant {i}");
+    }
+    assert_eq!(before.verify(), Err(LotteryMismatch::NotRevealed));
+    assert_eq!(
+        scope.room.drawn_seq(&scope.event, 0).await.expect("drawn"),
+        None
+    );
+    let st = scope.snapshot().await.prequeue_status(Utc::now());
+    assert_eq!(st.state, "prequeue");
+    assert!(st.eta_seconds.is_some_and(|e| e <= 2), "{st:?}");
+
+    // The admitter draws at opening, not before.
+    let admitter = Admitter::new(scope.room.clone(), LEASE);
+    let opened = eventually("the draw", Duration::from_secs(5), || async {
+        let step = admitter.step(&scope.event).await.expect("step");
+        let now = Utc::now();
+        match step {
+            Step::Opened(n) => Some((n, now)),
+            Step::Admitted(0) => {
+                tokio::time::sleep(Duration::from_millis(80)).await;
+                None
+            }
+            other => panic!("unexpected step before the draw: {other:?}"),
+        }
+    })
+    .await;
+    assert_eq!(opened.0, 200);
+    assert!(
+        opened.1 >= opens_at,
+        "drawn at {} before opens_at {opens_at}",
+        opened.1
+    );
+
+    let s = scope
+        .room
+        .settings(&scope.event)
+        .await
+        .expect("settings")
+        .expect("some");
+    assert_eq!(s.mode, Mode::On);
+
+    let record = scope
+        .room
+        .lottery_record(&scope.event)
+        .await
+        .expect("lottery record")
+        .expect("record");
+    assert_eq!(record.commitment, committed.commitment);
+    assert!(record.seed.is_some(), "seed not revealed after the draw");
+    assert_eq!(record.base, 0);
+    assert_eq!(record.entrants, before.entrants);
+    assert_eq!(record.verify(), Ok(()));
+    let mut sorted = record.seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=200).collect::<Vec<u64>>());
+    assert_ne!(
+        record.seqs,
+        (1..=200).collect::<Vec<u64>>(),
+        "arrival order kept"
+    );
+    for index in 0..200u64 {
+        assert_eq!(
+            scope
+                .room
+                .drawn_seq(&scope.event, index)
+                .await
+                .expect("drawn seq"),
+            Some(record.seqs[index as usize]),
+            "index {index}"
+        );
+    }
+
+    // The queue is open: the next arrival comes after every pre-queue entrant.
+    assert_eq!(
+        scope.room.join(&scope.event, "late").await.expect("join"),
+        Joined::Queued { seq: 201 }
+    );
+
+    // Tampering is detected.
+    let mut swapped = record.clone();
+    swapped.seqs.swap(0, 1);
+    assert!(
+        matches!(swapped.verify(), Err(LotteryMismatch::Order { .. })),
+        "{:?}",
+        swapped.verify()
+    );
+    let mut reseeded = record.clone();
+    reseeded.seed = Some(Seed::generate().to_hex());
+    assert_eq!(reseeded.verify(), Err(LotteryMismatch::Commitment));
+    let mut recommitted = record.clone();
+    let other = Seed::generate();
+    recommitted.seed = Some(other.to_hex());
+    recommitted.commitment = other.commitment();
+    assert!(
+        recommitted.verify().is_err(),
+        "another seed reproduced the same draw"
+    );
+    let mut duplicated = record.clone();
+    duplicated.seqs[1] = duplicated.seqs[0];
+    assert_eq!(duplicated.verify(), Err(LotteryMismatch::NotAPermutation));
+
+    scope.cleanup().await;
+}
+
+// 7. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
+    let scope = Scope::with(&settings(Mode::On, 60_000, 3)).await;
+    scope.join_many(5).await;
+
+    let admitter = Admitter::new(scope.room.clone(), LEASE);
+    eventually("three admissions", Duration::from_secs(3), || async {
+        admitter.step(&scope.event).await.expect("step");
+        (scope.snapshot().await.head == 3).then_some(())
+    })
+    .await;
+
+    let now = Utc::now().timestamp();
+    let first = scope
+        .room
+        .claim(&scope.event, 1, "jti-a", 60)
+        .await
+        .expect("claim");
+    let Claim::Granted { jti, exp } = first.clone() else {
+        panic!("expected Granted, got {first:?}");
+    };
+    assert_eq!(jti, "jti-a");
+    assert!((now + 59..=now + 61).contains(&exp), "exp {exp}, now {now}");
+
+    // A second poll gets the same token back, not a new one.
+    let again = scope
+        .room
+        .claim(&scope.event, 1, "jti-b", 60)
+        .await
+        .expect("claim again");
+    assert_eq!(again, first);
+    assert_eq!(
+        scope.snapshot().await.claimed,
+        1,
+        "a repeated claim was counted"
+    );
+
+    // Not admitted (seq > head): no admission.
+    assert_eq!(
+        scope
+            .room
+            .claim(&scope.event, 4, "jti-c", 60)
+            .await
+            .expect("claim 4"),
+        Claim::Expired
+    );
+    assert_eq!(
+        scope
+            .room
+            .claim(&scope.event, 99, "jti-d", 60)
+            .await
+            .expect("claim 99"),
+        Claim::Expired
+    );
+
+    // An admission that has run out is not handed out again.
+    let zero = scope
+        .room
+        .claim(&scope.event, 2, "jti-e", 0)
+        .await
+        .expect("claim 2");
+    assert!(
+        matches!(zero, Claim::Granted { ref jti, .. } if jti == "jti-e"),
+        "{zero:?}"
+    );
+    eventually(
+        "the zero-TTL admission to lapse",
+        Duration::from_secs(3),
+        || async {
+            let c = scope
+                .room
+                .claim(&scope.event, 2, "jti-f", 60)
+                .await
+                .expect("claim 2 again");
+            (c == Claim::Expired).then_some(())
+        },
+    )
+    .await;
+
+    // A finished slot cannot be claimed afresh either.
+    scope.room.finish(&scope.event, 3).await.expect("finish");
+    assert_eq!(
+        scope
+            .room
+            .claim(&scope.event, 3, "jti-g", 60)
+            .await
+            .expect("claim 3"),
+        Claim::Expired
+    );
+    assert_eq!(scope.snapshot().await.claimed, 2);
+
+    scope.cleanup().await;
+}
+
+// 8. ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_closed_sold_out_and_off_events_queue_nobody() {
+    let scope = Scope::new().await;
+    assert!(
+        matches!(
+            scope.room.join(&scope.event, "v").await,
+            Err(Error::UnknownEvent)
+        ),
+        "join on an event without settings"
+    );
+    assert!(matches!(
+        scope.room.snapshot(&scope.event).await,
+        Err(Error::UnknownEvent)
+    ));
+    assert!(
+        scope
+            .room
+            .settings(&scope.event)
+            .await
+            .expect("settings")
+            .is_none()
+    );
+
+    scope.apply(&settings(Mode::On, 600, 100)).await;
+    assert_eq!(scope.join_many(3).await, vec![1, 2, 3]);
+
+    for (mode, state) in [
+        (Mode::Closed, "closed"),
+        (Mode::SoldOut, "sold_out"),
+        (Mode::Off, "open"),
+    ] {
+        scope.apply(&settings(mode, 600, 100)).await;
+        for i in 0..3 {
+            assert_eq!(
+                scope
+                    .room
+                    .join(&scope.event, &format!("late-{i}"))
+                    .await
+                    .expect("join"),
+                Joined::NotQueued(mode),
+                "{mode}"
+            );
+        }
+        let s = scope.snapshot().await;
+        assert_eq!(s.tail, 3, "{mode} moved the tail");
+        assert_eq!(s.status_of(2).state, state);
+    }
+
+    // Back on: the line continues where it was.
+    scope.apply(&settings(Mode::On, 600, 100)).await;
+    assert_eq!(
+        scope.room.join(&scope.event, "again").await.expect("join"),
+        Joined::Queued { seq: 4 }
+    );
+
+    scope.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_settings_are_refused_and_change_nothing() {
+    let good = settings(Mode::On, 600, 100);
+    let scope = Scope::with(&good).await;
+    let bad = [
+        AdmissionSettings {
+            admission_ttl_seconds: 29,
+            ..good.clone()
+        },
+        AdmissionSettings {
+            max_active: 0,
+            ..good.clone()
+        },
+        AdmissionSettings {
+            rate_per_minute: 1_000_001,
+            ..good.clone()
+        },
+        AdmissionSettings {
+            mode: Mode::Prequeue,
+            opens_at: None,
+            ..good.clone()
+        },
+    ];
+    for s in &bad {
+        assert!(
+            matches!(
+                scope.room.apply_settings(&scope.event, s).await,
+                Err(Error::InvalidSettings(_))
+            ),
+            "{s:?} accepted"
+        );
+    }
+    assert_eq!(
+        scope.room.settings(&scope.event).await.expect("settings"),
+        Some(good)
+    );
+    assert!(
+        scope
+            .room
+            .lottery_record(&scope.event)
+            .await
+            .expect("lottery")
+            .is_none(),
+        "a refused pre-queue committed a seed"
+    );
+    let registered: HashSet<String> = scope
+        .room
+        .events()
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(registered, HashSet::from([scope.event.to_string()]));
+
+    scope.cleanup().await;
+}
