@@ -1,0 +1,149 @@
+//! Who is asking, and what their role lets them do.
+//!
+//! API tokens are 256-bit random strings shown once; only their SHA-256 is stored, so
+//! a leaked database does not leak usable tokens, and lookup by hash needs no
+//! constant-time comparison of secrets.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::ConsoleError;
+use crate::app::AppState;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including refunds outside policy and managing operators.
+    Admin,
+    /// Runs on-sales and fixes orders.
+    Operator,
+    /// Read-only.
+    Host,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Host => "host",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
+            "host" => Some(Role::Host),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated operator.
+#[derive(Clone, Debug)]
+pub struct Operator {
+    pub token_id: Uuid,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Roles that may change things.
+pub const STAFF: &[Role] = &[Role::Admin, Role::Operator];
+
+impl Operator {
+    /// How the operator appears in the audit trail.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.role.as_str(), self.name)
+    }
+
+    pub fn require(&self, roles: &[Role]) -> Result<(), ConsoleError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ConsoleError::Forbidden)
+        }
+    }
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Creates an API token; the returned secret is shown once and never stored.
+pub async fn create_token(
+    db: &PgPool,
+    name: &str,
+    role: Role,
+) -> Result<(Uuid, String), ConsoleError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 120 {
+        return Err(ConsoleError::Invalid(
+            "a token name is 1 to 120 characters".into(),
+        ));
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!(
+        "fgo_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO operator_tokens (id, name, role, token_hash) VALUES ($1, $2, $3, $4)",
+        id,
+        name,
+        role.as_str(),
+        hash(&token),
+    )
+    .execute(db)
+    .await?;
+    Ok((id, token))
+}
+
+pub async fn authenticate(db: &PgPool, token: &str) -> Result<Option<Operator>, ConsoleError> {
+    if !token.starts_with("fgo_") || token.len() > 100 {
+        return Ok(None);
+    }
+    let row = sqlx::query!(
+        r#"UPDATE operator_tokens SET last_used_at = now()
+           WHERE token_hash = $1 AND revoked_at IS NULL
+           RETURNING id, name, role"#,
+        hash(token),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.and_then(|r| {
+        Some(Operator {
+            token_id: r.id,
+            name: r.name,
+            role: Role::parse(&r.role)?,
+        })
+    }))
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ConsoleError::Unauthenticated)?;
+        authenticate(&state.db, token)
+            .await?
+            .ok_or(ConsoleError::Unauthenticated)
+    }
+}

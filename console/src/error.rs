@@ -1,0 +1,93 @@
+//! The console's errors, mapped to `{"error","message"}` in one place.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("sign in or present an operator token")]
+    Unauthenticated,
+    #[error("your role may not do this")]
+    Forbidden,
+    #[error("{0}")]
+    BadJson(#[from] JsonRejection),
+    #[error(transparent)]
+    Orders(#[from] orders::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the queue store is unavailable")]
+    Waitroom(#[source] waitroom::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<waitroom::Error> for ConsoleError {
+    fn from(e: waitroom::Error) -> Self {
+        match e {
+            waitroom::Error::InvalidSettings(m) => ConsoleError::Invalid(m),
+            other => ConsoleError::Waitroom(other),
+        }
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            ConsoleError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                self.to_string(),
+            ),
+            ConsoleError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", self.to_string()),
+            ConsoleError::BadJson(r) => {
+                let status = r.status();
+                let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    "unsupported_media_type"
+                } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "payload_too_large"
+                } else {
+                    "bad_request"
+                };
+                // Unprocessable JSON (wrong types, missing fields) is still malformed input.
+                let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    status
+                };
+                (status, code, r.body_text())
+            }
+            ConsoleError::Orders(e) => (e.status(), e.code(), e.public_message()),
+            ConsoleError::Invalid(m) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m.clone())
+            }
+            ConsoleError::Waitroom(e) => {
+                tracing::error!(error = %e, "queue store unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the queue store is unavailable; nothing was changed".into(),
+                )
+            }
+            ConsoleError::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong on our side".into(),
+                )
+            }
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            if let ConsoleError::Orders(e) = &self {
+                tracing::error!(error = %e, "request failed");
+            }
+        }
+        (
+            status,
+            Json(serde_json::json!({"error": code, "message": message})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,95 @@
+//! Creating and listing events. An event is written to Postgres with its audit row in
+//! one transaction, and its queue settings are mirrored to Redis before that commits,
+//! so an event never exists without the waiting room knowing it (a Redis failure rolls
+//! the creation back).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use orders::events::{self, Event, NewEventRequest, Tier};
+use serde::Serialize;
+
+use crate::ConsoleError;
+use crate::app::AppState;
+use crate::audit::{self, Entry};
+use crate::auth::{Operator, STAFF};
+
+#[derive(Serialize)]
+pub struct EventView {
+    #[serde(flatten)]
+    pub event: Event,
+    pub tiers: Vec<TierView>,
+}
+
+#[derive(Serialize)]
+pub struct TierView {
+    #[serde(flatten)]
+    pub tier: Tier,
+    pub available: i32,
+}
+
+impl EventView {
+    fn new(event: Event, tiers: Vec<Tier>) -> Self {
+        Self {
+            event,
+            tiers: tiers
+                .into_iter()
+                .map(|t| TierView {
+                    available: t.available(),
+                    tier: t,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    operator: Operator,
+    body: Result<Json<NewEventRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<EventView>), ConsoleError> {
+    operator.require(STAFF)?;
+    let Json(request) = body?;
+    let new = request.parse()?;
+    let mut tx = s.db.begin().await?;
+    let event = events::create(&mut tx, &new).await?;
+    audit::record(
+        &mut tx,
+        &operator,
+        Entry {
+            action: "event.create",
+            event_id: Some(event.id),
+            subject: &event.slug,
+            before: None,
+            after: Some(serde_json::to_value(&event).expect("event serialises")),
+            reason: None,
+        },
+    )
+    .await?;
+    s.room.apply_settings(&new.slug, &new.admission).await?;
+    s.room.set_title(&new.slug, &new.title).await?;
+    tx.commit().await?;
+    tracing::info!(event = %new.slug, "event created");
+    let tiers = events::tiers(&s.db, event.id).await?;
+    Ok((StatusCode::CREATED, Json(EventView::new(event, tiers))))
+}
+
+pub async fn list(
+    State(s): State<AppState>,
+    _operator: Operator,
+) -> Result<Json<Vec<Event>>, ConsoleError> {
+    Ok(Json(events::list(&s.db).await?))
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    _operator: Operator,
+    Path(slug): Path<String>,
+) -> Result<Json<EventView>, ConsoleError> {
+    let event = events::by_slug(&s.db, &slug)
+        .await?
+        .ok_or(orders::Error::NotFound("event"))?;
+    let tiers = events::tiers(&s.db, event.id).await?;
+    Ok(Json(EventView::new(event, tiers)))
+}
