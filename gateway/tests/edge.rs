@@ -467,3 +467,60 @@ async fn the_waiting_page_joins_and_shows_the_place() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     s.cleanup().await;
 }
+
+#[tokio::test]
+async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
+    let opens_at = chrono::Utc::now() + chrono::Duration::milliseconds(800);
+    let s = start(
+        AdmissionSettings {
+            mode: Mode::Prequeue,
+            opens_at: Some(opens_at),
+            ..on(0)
+        },
+        &[],
+    )
+    .await;
+    let c = client();
+    let before = json(c.get(s.url("/queue/gig/lottery")).send().await.unwrap()).await;
+    assert!(before["commitment"].is_string());
+    assert!(before["seed"].is_null(), "the seed stays secret until the draw");
+
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        let j = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+        assert_eq!(j["state"], "prequeue");
+        assert!(j["position"].is_null(), "no place before the draw");
+        tokens.push(j["queue_token"].as_str().unwrap().to_owned());
+    }
+
+    let admitter = Admitter::new(s.room.clone(), Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.room.settings(&s.event).await.unwrap().unwrap().mode != Mode::On {
+        admitter.step(&s.event).await.unwrap();
+        assert!(Instant::now() < deadline, "never drawn");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every entrant now has a distinct place 1..=20 (rate 0: nobody admitted yet).
+    let mut positions = Vec::new();
+    for t in &tokens {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let st = loop {
+            let st = json(c.get(s.url("/queue/gig/status")).bearer_auth(t).send().await.unwrap()).await;
+            if st["state"] == "waiting" {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "still {st}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(st["queue_token"].is_string(), "the drawn place comes as a new token");
+        positions.push(st["position"].as_u64().unwrap());
+    }
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=20).collect::<Vec<u64>>());
+
+    let record: waitroom::lottery::LotteryRecord =
+        c.get(s.url("/queue/gig/lottery")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(record.commitment, before["commitment"].as_str().unwrap());
+    record.verify().expect("the published draw reproduces from the seed");
+    s.cleanup().await;
+}

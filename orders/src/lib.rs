@@ -23,5 +23,7 @@ pub mod error;
 pub mod events;
 pub mod pages;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::Error;
