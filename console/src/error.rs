@@ -79,10 +79,10 @@ impl IntoResponse for ConsoleError {
                 )
             }
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            if let ConsoleError::Orders(e) = &self {
-                tracing::error!(error = %e, "request failed");
-            }
+        if status == StatusCode::INTERNAL_SERVER_ERROR
+            && let ConsoleError::Orders(e) = &self
+        {
+            tracing::error!(error = %e, "request failed");
         }
         (
             status,

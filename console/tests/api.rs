@@ -42,8 +42,14 @@ async fn spawn_app() -> App {
     let addr = listener.local_addr().unwrap();
     let app = router(state.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let admin = create_token(&db.pool, "alice", Role::Admin).await.unwrap().1;
-    let operator = create_token(&db.pool, "olga", Role::Operator).await.unwrap().1;
+    let admin = create_token(&db.pool, "alice", Role::Admin)
+        .await
+        .unwrap()
+        .1;
+    let operator = create_token(&db.pool, "olga", Role::Operator)
+        .await
+        .unwrap()
+        .1;
     let host = create_token(&db.pool, "hank", Role::Host).await.unwrap().1;
     App {
         addr,
@@ -81,7 +87,10 @@ impl App {
 
     async fn cleanup(&self, slugs: &[&str]) {
         for s in slugs {
-            self.room.purge(&EventSlug::parse(s).unwrap()).await.unwrap();
+            self.room
+                .purge(&EventSlug::parse(s).unwrap())
+                .await
+                .unwrap();
         }
     }
 }
@@ -109,8 +118,16 @@ async fn creating_an_event_stores_it_audits_it_and_arms_its_queue() {
     assert_eq!(body["slug"], "night");
     assert_eq!(body["tiers"][1]["available"], 400);
 
-    let live = app.room.settings(&EventSlug::parse("night").unwrap()).await.unwrap().unwrap();
-    assert_eq!((live.mode, live.rate_per_minute, live.max_active), (Mode::On, 120, 50));
+    let live = app
+        .room
+        .settings(&EventSlug::parse("night").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (live.mode, live.rate_per_minute, live.max_active),
+        (Mode::On, 120, 50)
+    );
     let audit: (String, String) =
         sqlx::query_as("SELECT actor, action FROM operator_audit WHERE subject = 'night'")
             .fetch_one(&app.db.pool)
@@ -135,14 +152,25 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let mut prequeue_without_opening = event("bad");
     prequeue_without_opening["queue"] = json!({"mode": "prequeue"});
     for (what, body, status) in [
-        ("negative capacity", bad_tier, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "negative capacity",
+            bad_tier,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("unknown field", unknown_field, StatusCode::BAD_REQUEST),
-        ("prequeue without opens_at", prequeue_without_opening, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "prequeue without opens_at",
+            prequeue_without_opening,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let r = app.create(&app.admin, &body).await;
         assert_eq!(r.status(), status, "{what}");
         let e: Value = r.json().await.unwrap();
-        assert!(e["error"].is_string() && e["message"].is_string(), "{what}: {e}");
+        assert!(
+            e["error"].is_string() && e["message"].is_string(),
+            "{what}: {e}"
+        );
     }
     let not_json = app
         .http
@@ -167,7 +195,10 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     assert_eq!(app.count("events").await, 0);
     assert_eq!(app.count("tiers").await, 0);
     assert_eq!(app.count("operator_audit").await, 0);
-    assert!(app.room.events().await.unwrap().is_empty(), "nothing reached redis");
+    assert!(
+        app.room.events().await.unwrap().is_empty(),
+        "nothing reached redis"
+    );
 }
 
 #[tokio::test]
@@ -187,7 +218,10 @@ async fn only_staff_with_a_valid_token_may_change_things() {
     assert_eq!(host.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.count("events").await, 0);
 
-    assert_eq!(app.create(&app.admin, &event("x")).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        app.create(&app.admin, &event("x")).await.status(),
+        StatusCode::CREATED
+    );
     let host_read = app
         .http
         .get(app.url("/console/api/events/x/admission"))
@@ -205,7 +239,12 @@ async fn only_staff_with_a_valid_token_may_change_things() {
         .await
         .unwrap();
     assert_eq!(host_write.status(), StatusCode::FORBIDDEN);
-    let live = app.room.settings(&EventSlug::parse("x").unwrap()).await.unwrap().unwrap();
+    let live = app
+        .room
+        .settings(&EventSlug::parse("x").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(live.mode, Mode::On);
     app.cleanup(&["x"]).await;
 }
@@ -224,10 +263,18 @@ async fn admission_changes_are_live_in_redis_and_audited_with_before_and_after()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
-    assert_eq!((body["mode"].as_str(), body["rate_per_minute"].as_u64()), (Some("paused"), Some(600)));
+    assert_eq!(
+        (body["mode"].as_str(), body["rate_per_minute"].as_u64()),
+        (Some("paused"), Some(600))
+    );
     assert_eq!(body["max_active"], 50, "absent fields keep their value");
 
-    let live = app.room.settings(&EventSlug::parse("live").unwrap()).await.unwrap().unwrap();
+    let live = app
+        .room
+        .settings(&EventSlug::parse("live").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((live.mode, live.rate_per_minute), (Mode::Paused, 600));
     let (before, after, reason): (Value, Value, Option<String>) = sqlx::query_as(
         "SELECT before, after, reason FROM operator_audit WHERE action = 'admission.update'",
@@ -256,12 +303,18 @@ async fn admission_changes_are_live_in_redis_and_audited_with_before_and_after()
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let live = app.room.settings(&EventSlug::parse("live").unwrap()).await.unwrap().unwrap();
-    assert_eq!(live.max_active, 50);
-    let audits: i64 = sqlx::query_scalar("SELECT count(*) FROM operator_audit WHERE action = 'admission.update'")
-        .fetch_one(&app.db.pool)
+    let live = app
+        .room
+        .settings(&EventSlug::parse("live").unwrap())
         .await
+        .unwrap()
         .unwrap();
+    assert_eq!(live.max_active, 50);
+    let audits: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM operator_audit WHERE action = 'admission.update'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
     assert_eq!(audits, 1);
     let unknown = app
         .http
@@ -294,8 +347,18 @@ async fn a_queue_lost_from_redis_comes_back_paused_never_admitting() {
     assert_eq!(console::admission::mirror(&app.state).await.unwrap(), 2);
     let restored = app.room.settings(&lost).await.unwrap().unwrap();
     assert_eq!(restored.mode, Mode::Paused);
-    assert_eq!(restored.rate_per_minute, 120, "the operator's other settings survive");
-    assert_eq!(app.room.settings(&free).await.unwrap().unwrap().mode, Mode::Off);
-    assert_eq!(console::admission::mirror(&app.state).await.unwrap(), 0, "idempotent");
+    assert_eq!(
+        restored.rate_per_minute, 120,
+        "the operator's other settings survive"
+    );
+    assert_eq!(
+        app.room.settings(&free).await.unwrap().unwrap().mode,
+        Mode::Off
+    );
+    assert_eq!(
+        console::admission::mirror(&app.state).await.unwrap(),
+        0,
+        "idempotent"
+    );
     app.cleanup(&["lost", "free"]).await;
 }

@@ -32,10 +32,10 @@ pub async fn check(
         Some(Err(e)) => e,
         None => TokenError::Missing,
     };
-    if let Ok(s) = snapshots.get(event).await {
-        if s.settings.mode == Mode::Off {
-            return Verdict::Pass;
-        }
+    if let Ok(s) = snapshots.get(event).await
+        && s.settings.mode == Mode::Off
+    {
+        return Verdict::Pass;
     }
     Verdict::Deny(if page {
         Reply::redirect(302, &format!("/queue/{event}"))

@@ -219,18 +219,21 @@ impl ProxyHttp for Gateway {
             authorization: authorization.as_deref(),
         };
         let mut reply = self.answer(&ctx.route, client, visit).await;
-        if reply.is_none() {
-            if let Some(upstream) = ctx.route.upstream() {
-                ctx.backend = self.pool(upstream).select(b"", 256);
-                if ctx.backend.is_none() {
-                    reply = Some(Reply::json(
+        if reply.is_none()
+            && let Some(upstream) = ctx.route.upstream()
+        {
+            ctx.backend = self.pool(upstream).select(b"", 256);
+            if ctx.backend.is_none() {
+                reply = Some(
+                    Reply::json(
                         503,
                         &serde_json::json!({
                             "error": "upstream_unavailable",
                             "message": "the service behind this path is unavailable; retry shortly",
                         }),
-                    ).header("Retry-After", "2"));
-                }
+                    )
+                    .header("Retry-After", "2"),
+                );
             }
         }
         match reply {

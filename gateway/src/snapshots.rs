@@ -46,10 +46,10 @@ impl Snapshots {
                 let snap = e.snapshot.clone();
                 let stale_use = e.used.elapsed() > IDLE_AFTER / 4;
                 drop(entries);
-                if stale_use {
-                    if let Some(e) = self.entries.write().expect("snapshot lock").get_mut(event) {
-                        e.used = Instant::now();
-                    }
+                if stale_use
+                    && let Some(e) = self.entries.write().expect("snapshot lock").get_mut(event)
+                {
+                    e.used = Instant::now();
                 }
                 return snap.ok_or(EdgeError::UnknownEvent);
             }

@@ -101,10 +101,10 @@ async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", stack.base)).await {
-            if r.status().is_success() {
-                break;
-            }
+        if let Ok(r) = reqwest::get(format!("{}/healthz", stack.base)).await
+            && r.status().is_success()
+        {
+            break;
         }
         assert!(Instant::now() < deadline, "gateway did not become healthy");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -483,7 +483,10 @@ async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
     let c = client();
     let before = json(c.get(s.url("/queue/gig/lottery")).send().await.unwrap()).await;
     assert!(before["commitment"].is_string());
-    assert!(before["seed"].is_null(), "the seed stays secret until the draw");
+    assert!(
+        before["seed"].is_null(),
+        "the seed stays secret until the draw"
+    );
 
     let mut tokens = Vec::new();
     for _ in 0..20 {
@@ -505,22 +508,40 @@ async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
     for t in &tokens {
         let deadline = Instant::now() + Duration::from_secs(2);
         let st = loop {
-            let st = json(c.get(s.url("/queue/gig/status")).bearer_auth(t).send().await.unwrap()).await;
+            let st = json(
+                c.get(s.url("/queue/gig/status"))
+                    .bearer_auth(t)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
             if st["state"] == "waiting" {
                 break st;
             }
             assert!(Instant::now() < deadline, "still {st}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        assert!(st["queue_token"].is_string(), "the drawn place comes as a new token");
+        assert!(
+            st["queue_token"].is_string(),
+            "the drawn place comes as a new token"
+        );
         positions.push(st["position"].as_u64().unwrap());
     }
     positions.sort_unstable();
     assert_eq!(positions, (1..=20).collect::<Vec<u64>>());
 
-    let record: waitroom::lottery::LotteryRecord =
-        c.get(s.url("/queue/gig/lottery")).send().await.unwrap().json().await.unwrap();
+    let record: waitroom::lottery::LotteryRecord = c
+        .get(s.url("/queue/gig/lottery"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(record.commitment, before["commitment"].as_str().unwrap());
-    record.verify().expect("the published draw reproduces from the seed");
+    record
+        .verify()
+        .expect("the published draw reproduces from the seed");
     s.cleanup().await;
 }

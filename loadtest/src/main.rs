@@ -19,7 +19,11 @@ enum Command {
     /// the published order. Exits non-zero on any mismatch.
     Lottery {
         /// Gateway base URL.
-        #[arg(long, env = "FLOODGATE_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "FLOODGATE_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         url: String,
         /// Event slug.
         #[arg(long)]

@@ -52,7 +52,11 @@ async fn the_published_draw_is_reproduced_from_the_revealed_seed() {
     let path = dir.join("record.json");
     std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
     let ok = verify(&path);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let mut doctored = record.clone();
     doctored.seqs.swap(0, 1);

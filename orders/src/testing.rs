@@ -38,8 +38,12 @@ impl TestDb {
             .expect("create test database");
         admin.close().await;
         let url = format!("{server}/{name}");
-        let pool = crate::db::connect(&url, 20).await.expect("connect to test database");
-        crate::db::migrate(&pool).await.expect("migrate test database");
+        let pool = crate::db::connect(&url, 20)
+            .await
+            .expect("connect to test database");
+        crate::db::migrate(&pool)
+            .await
+            .expect("migrate test database");
         Self {
             pool,
             name,
@@ -69,8 +73,8 @@ impl Drop for TestDb {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                     )))
-                        .execute(&admin)
-                        .await;
+                    .execute(&admin)
+                    .await;
                 }
             });
         })

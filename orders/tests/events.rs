@@ -35,7 +35,9 @@ async fn seed(db: &TestDb) {
     }))
     .unwrap();
     let mut tx = db.pool.begin().await.unwrap();
-    events::create(&mut tx, &req.parse().unwrap()).await.unwrap();
+    events::create(&mut tx, &req.parse().unwrap())
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -44,19 +46,40 @@ async fn the_event_shows_what_is_left_and_hides_the_meeting() {
     let db = TestDb::new().await;
     seed(&db).await;
     let base = spawn(&db).await;
-    sqlx::query("UPDATE tiers SET sold = 3, held = 2").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE tiers SET sold = 3, held = 2")
+        .execute(&db.pool)
+        .await
+        .unwrap();
 
-    let body: Value = reqwest::get(format!("{base}/api/events/gig")).await.unwrap().json().await.unwrap();
+    let body: Value = reqwest::get(format!("{base}/api/events/gig"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["tiers"][0]["available"], 5);
     assert_eq!(body["tiers"][0]["capacity"], 10);
-    assert!(body.get("meeting").is_none(), "meeting details never reach buyers");
+    assert!(
+        body.get("meeting").is_none(),
+        "meeting details never reach buyers"
+    );
 
-    let page = reqwest::get(format!("{base}/e/gig")).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(format!("{base}/e/gig"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("Rust &amp; &lt;Roll&gt;"));
     assert!(page.contains("5 left"));
-    assert!(page.contains("14:00"), "start shown in the event's time zone: {page}");
+    assert!(
+        page.contains("14:00"),
+        "start shown in the event's time zone: {page}"
+    );
 
-    let missing = reqwest::get(format!("{base}/api/events/nope")).await.unwrap();
+    let missing = reqwest::get(format!("{base}/api/events/nope"))
+        .await
+        .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let e: Value = missing.json().await.unwrap();
     assert_eq!(e["error"], "not_found");
@@ -70,6 +93,8 @@ async fn the_database_refuses_an_oversell_whatever_the_code_does() {
         .execute(&db.pool)
         .await
         .unwrap_err();
-    let constraint = err.as_database_error().and_then(|d| d.constraint().map(str::to_owned));
+    let constraint = err
+        .as_database_error()
+        .and_then(|d| d.constraint().map(str::to_owned));
     assert_eq!(constraint.as_deref(), Some("tiers_no_oversell"));
 }
