@@ -56,6 +56,8 @@ enum Place {
         queue_token: String,
         /// The queue token changed (new, or re-issued after the draw or a lapse).
         fresh: bool,
+        /// Share of the line ahead at arrival admitted since (for the progress bar).
+        progress_percent: u8,
         admission: Option<(String, i64)>,
     },
 }
@@ -106,7 +108,11 @@ impl Waiting {
                     retry_after_ms: 30_000,
                 }),
             ),
-            Place::InLine { status, seq, .. } => Reply::html(
+            Place::InLine {
+                status,
+                progress_percent,
+                ..
+            } => Reply::html(
                 200,
                 page::render(&page::View {
                     event,
@@ -115,7 +121,7 @@ impl Waiting {
                     position: status.position,
                     ahead: status.ahead,
                     eta_seconds: status.eta_seconds,
-                    progress_percent: progress(&snapshot, *seq),
+                    progress_percent: *progress_percent,
                     retry_after_ms: status.retry_after_ms,
                 }),
             ),
@@ -171,6 +177,7 @@ impl Waiting {
                         seq: None,
                         queue_token: token,
                         fresh,
+                        progress_percent: 0,
                         admission: None,
                     });
                 }
@@ -213,6 +220,7 @@ impl Waiting {
             seq: Some(seq),
             queue_token: token,
             fresh,
+            progress_percent: progress(&snapshot, Some(seq)),
             admission,
         })
     }
@@ -277,9 +285,11 @@ impl Waiting {
                 queue_token,
                 fresh,
                 admission,
+                progress_percent,
                 ..
             } => {
                 let mut v = serde_json::to_value(status).expect("status serialises");
+                v["progress_percent"] = (*progress_percent).into();
                 if always_send_queue_token || *fresh {
                     v["queue_token"] = queue_token.clone().into();
                 }

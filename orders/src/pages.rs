@@ -65,7 +65,7 @@ pub fn event(e: &PublicEvent) -> String {
          <table><thead><tr><th>Ticket</th><th class=\"num\">Price</th><th class=\"num\">Availability</th></tr></thead>\
          <tbody>{rows}</tbody></table>",
         escape(&e.title),
-        starts.format("%A %e %B %Y, %H:%M"),
+        starts.format("%A %-d %B %Y, %H:%M"),
         escape(&e.timezone),
     );
     layout(&e.title, &body)

@@ -81,22 +81,29 @@ return {admitted, mode, s[5] or '0'}
 "#;
 
 // Assigns the drawn sequence numbers and opens the queue, only if the lease is still
-// ours, the event is still in the pre-queue and nobody arrived since the entrants were
-// read; otherwise the admitter reads again on its next step.
+// ours and the event is still in the pre-queue. The draw covers the `n` entrants that
+// were read (all of whom arrived before the admitter saw `opens_at` pass, give or take
+// one step); anyone who arrived while the shuffle was computed arrived after opening
+// and is queued behind the drawn ones in arrival order. So a steady stream of arrivals
+// can never postpone the draw.
 const OPEN: &str = r#"
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'mode') ~= 'prequeue' then return -2 end
 local n = tonumber(ARGV[2])
-if redis.call('LLEN', KEYS[3]) ~= n then return -3 end
+local m = redis.call('LLEN', KEYS[3])
+if m < n then return -3 end
 local base = tonumber(redis.call('HGET', KEYS[2], 'tail') or '0')
 for i = 1, n do
   redis.call('HSET', KEYS[4], i - 1, base + tonumber(ARGV[3 + i]))
 end
-redis.call('HSET', KEYS[2], 'tail', base + n, 'last_tick', ARGV[3], 'carry', 0)
-redis.call('HSET', KEYS[5], 'revealed', '1', 'base', base, 'drawn_at_ms', ARGV[3])
+for i = n + 1, m do
+  redis.call('HSET', KEYS[4], i - 1, base + i)
+end
+redis.call('HSET', KEYS[2], 'tail', base + m, 'last_tick', ARGV[3], 'carry', 0)
+redis.call('HSET', KEYS[5], 'revealed', '1', 'base', base, 'drawn', n, 'drawn_at_ms', ARGV[3])
 redis.call('HSET', KEYS[1], 'mode', 'on')
 redis.call('HINCRBY', KEYS[1], 'version', 1)
-return n
+return m
 "#;
 
 /// What one step did for one event.
@@ -106,7 +113,8 @@ pub enum Step {
     NotLeader,
     /// Admitted this many (possibly zero).
     Admitted(u64),
-    /// The pre-queue was drawn and the queue opened with this many entrants.
+    /// The pre-queue was drawn and the queue opened with this many entrants (drawn, plus
+    /// any who arrived during the draw and were queued behind them).
     Opened(u64),
 }
 

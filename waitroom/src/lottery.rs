@@ -16,6 +16,8 @@
 //!     if x < 2^64 - (2^64 mod m): return x mod m      (rejection keeps it unbiased)
 //! ```
 //! The entrant at shuffled position k (0-based) gets sequence number `base + k + 1`.
+//! Entrants who arrived while the draw was being made (after `opens_at`) follow the
+//! drawn ones in arrival order.
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -83,6 +85,11 @@ pub struct LotteryRecord {
     pub seed: Option<String>,
     /// Sequence numbers start after this (the queue's tail at opening).
     pub base: u64,
+    /// How many entrants (the first `drawn` in arrival order) took part in the draw;
+    /// those after them arrived while it was being computed and are queued behind,
+    /// in arrival order.
+    #[serde(default)]
+    pub drawn: u64,
     /// Visitor ids in arrival order.
     pub entrants: Vec<String>,
     /// `seqs[i]` is the sequence number drawn for `entrants[i]` (empty before the draw).
@@ -128,7 +135,18 @@ impl LotteryRecord {
                 _ => return Err(LotteryMismatch::NotAPermutation),
             }
         }
-        for (k, &index) in shuffle(&seed, n).iter().enumerate() {
+        let drawn = (self.drawn as usize).min(n);
+        for index in drawn..n {
+            let expected = self.base + index as u64 + 1;
+            if self.seqs[index] != expected {
+                return Err(LotteryMismatch::Order {
+                    index,
+                    published: self.seqs[index],
+                    expected,
+                });
+            }
+        }
+        for (k, &index) in shuffle(&seed, drawn).iter().enumerate() {
             let expected = self.base + k as u64 + 1;
             if self.seqs[index] != expected {
                 return Err(LotteryMismatch::Order {

@@ -63,7 +63,8 @@ if c then
   if exp <= now then return {'expired'} end
   return {'claimed', c}
 end
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {'expired'} end
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) <= now then return {'expired'} end
 local exp = now + tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], exp, ARGV[1])
 local v = ARGV[2] .. ':' .. exp
@@ -197,7 +198,8 @@ pub fn retry_after_ms(seq: u64, position: u64, eta_seconds: Option<u64>) -> u64 
     }
     .clamp(MIN_POLL_MS, MAX_POLL_MS);
     let jitter = (seq.wrapping_mul(2_654_435_761) % 201) as i64 - 100; // -100..=100 per mille
-    ((base as i64) + (base as i64) * jitter / 1000) as u64
+    // Jitter first, clamp last: the promised bounds hold for every visitor.
+    (((base as i64) + (base as i64) * jitter / 1000) as u64).clamp(MIN_POLL_MS, MAX_POLL_MS)
 }
 
 fn bad(what: &str) -> Error {
@@ -403,6 +405,10 @@ impl Waitroom {
             commitment,
             seed: revealed.then(|| lot.get("seed").cloned()).flatten(),
             base: lot.get("base").and_then(|b| b.parse().ok()).unwrap_or(0),
+            drawn: lot
+                .get("drawn")
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(entrants.len() as u64),
             entrants,
             seqs,
         }))
@@ -471,7 +477,11 @@ mod tests {
         let near = s.status_of(20).retry_after_ms;
         let mid = s.status_of(2_000).retry_after_ms;
         let far = s.status_of(200_000).retry_after_ms;
-        assert!(near <= 1_100, "{near}");
+        assert!((1_000..=1_100).contains(&near), "{near}");
+        for seq in 1..500 {
+            let r = s.status_of(seq).retry_after_ms;
+            assert!((MIN_POLL_MS..=MAX_POLL_MS).contains(&r), "{seq}: {r}");
+        }
         assert!(mid > 3 * near, "{near} {mid}");
         assert!(far >= 50_000, "{far}");
         assert!(far <= 66_000, "{far}");

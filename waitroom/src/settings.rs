@@ -142,6 +142,9 @@ impl AdmissionSettings {
 /// Writes the settings and, when entering the pre-queue, commits to a lottery seed in
 /// the same atomic step, so no arrival can be collected before the commitment exists.
 const APPLY: &str = r#"
+if ARGV[1] == 'prequeue' and redis.call('HGET', KEYS[2], 'revealed') == '1' then
+  return -1
+end
 redis.call('HSET', KEYS[1], 'mode', ARGV[1], 'rate_per_minute', ARGV[2], 'max_active', ARGV[3],
   'admission_ttl_seconds', ARGV[4], 'opens_at_ms', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'version', 1)
@@ -188,10 +191,18 @@ impl Waitroom {
             seed.commitment(),
             seed.to_hex(),
         ];
-        let _: i64 = self
+        let applied: i64 = self
             .client
             .eval(APPLY, vec![k.settings(), k.lottery()], args)
             .await?;
+        if applied < 0 {
+            // Pre-queue tokens name places in *the* pre-queue; a second draw would
+            // reuse the revealed seed and confuse old places with new ones.
+            return Err(Error::InvalidSettings(
+                "this event's pre-queue has already been drawn; it cannot enter prequeue again"
+                    .into(),
+            ));
+        }
         // The registry spans events (another cluster slot), so it is a separate step;
         // registering twice is harmless.
         let _: i64 = self

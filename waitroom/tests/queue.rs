@@ -315,10 +315,22 @@ async fn a_standby_takes_over_when_the_leader_dies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_admits_nobody_until_resumed() {
-    let scope = Scope::with(&settings(Mode::Paused, 600, 100_000)).await;
-    scope.join_many(20).await;
-
+    // The admitter first ticks with the queue on and nobody waiting, so that time spent
+    // paused afterwards would show up as a burst if it were banked.
+    let scope = Scope::with(&settings(Mode::On, 600, 100_000)).await;
     let admitter = RunningAdmitter::spawn(scope.room.clone(), LEASE, TICK);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        assert_eq!(
+            scope.snapshot().await.head,
+            0,
+            "admitted from an empty line"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    scope.apply(&settings(Mode::Paused, 600, 100_000)).await;
+    scope.join_many(20).await;
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1500) {
         let s = scope.snapshot().await;
@@ -736,5 +748,84 @@ async fn invalid_settings_are_refused_and_change_nothing() {
         .collect();
     assert_eq!(registered, HashSet::from([scope.event.to_string()]));
 
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_steady_stream_of_arrivals_cannot_postpone_the_draw() {
+    let opens_at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis() + 300)
+        .expect("a valid instant");
+    let pq = AdmissionSettings {
+        opens_at: Some(opens_at),
+        ..settings(Mode::Prequeue, 600, 100_000)
+    };
+    let scope = Scope::with(&pq).await;
+    for i in 0..500 {
+        scope
+            .room
+            .join(&scope.event, &format!("early-{i}"))
+            .await
+            .unwrap();
+    }
+    // Arrivals keep coming, as they do at an opening, while the admitter tries to draw.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let (room, event, stop) = (scope.room.clone(), scope.event.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                room.join(&event, &format!("late-{i}")).await.unwrap();
+                i += 1;
+            }
+        })
+    };
+    let admitter = Admitter::new(scope.room.clone(), Duration::from_millis(1500));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Step::Opened(n) = admitter.step(&scope.event).await.unwrap() {
+            assert!(n >= 500, "{n}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "arrivals kept postponing the draw"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.await.unwrap();
+
+    let record = scope
+        .room
+        .lottery_record(&scope.event)
+        .await
+        .unwrap()
+        .unwrap();
+    record
+        .verify()
+        .expect("the draw verifies, late arrivals queued behind it");
+    assert!(record.drawn >= 500);
+    // A second pre-queue would reuse the revealed seed: refused, nothing changed.
+    let again = scope
+        .room
+        .apply_settings(
+            &scope.event,
+            &AdmissionSettings {
+                opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+                ..settings(Mode::Prequeue, 600, 100_000)
+            },
+        )
+        .await;
+    assert!(matches!(again, Err(Error::InvalidSettings(_))), "{again:?}");
+    assert_eq!(
+        scope
+            .room
+            .settings(&scope.event)
+            .await
+            .unwrap()
+            .unwrap()
+            .mode,
+        Mode::On
+    );
     scope.cleanup().await;
 }

@@ -125,7 +125,8 @@ impl Scope {
             )
             .await
             .expect("KEYS");
-        self.cleaned = true;
+        // If something is left, the assertion fails and `Drop` sweeps the prefix.
+        self.cleaned = left.is_empty();
         assert!(left.is_empty(), "purge left keys behind: {left:?}");
     }
 }
@@ -139,6 +140,7 @@ impl Drop for Scope {
         // runtime: we may be unwinding inside the test's runtime and cannot block on it.
         // A second pass catches a write from an admitter task that was mid-step.
         let keys = self.all_keys();
+        let pattern = format!("{}:*", self.prefix);
         let url = redis_url();
         let cleaner = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -156,7 +158,17 @@ impl Drop for Scope {
                     return;
                 }
                 for _ in 0..2 {
-                    let _: Result<i64, _> = client.del(keys.clone()).await;
+                    // The known keys, and anything else under the prefix in case the
+                    // crate's own key list is what broke.
+                    let mut doomed = keys.clone();
+                    let found: Result<Vec<String>, _> = client
+                        .custom(
+                            CustomCommand::new_static("KEYS", None::<u16>, false),
+                            vec![pattern.clone()],
+                        )
+                        .await;
+                    doomed.extend(found.unwrap_or_default());
+                    let _: Result<i64, _> = client.del(doomed).await;
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 let _ = client.quit().await;
