@@ -52,7 +52,6 @@ enum Place {
     NotQueued(Mode),
     InLine {
         status: Status,
-        seq: Option<u64>,
         queue_token: String,
         /// The queue token changed (new, or re-issued after the draw or a lapse).
         fresh: bool,
@@ -174,7 +173,6 @@ impl Waiting {
                 None => {
                     return Ok(Place::InLine {
                         status: snapshot.prequeue_status(Utc::now()),
-                        seq: None,
                         queue_token: token,
                         fresh,
                         progress_percent: 0,
@@ -217,7 +215,6 @@ impl Waiting {
         }
         Ok(Place::InLine {
             status,
-            seq: Some(seq),
             queue_token: token,
             fresh,
             progress_percent: progress(&snapshot, Some(seq)),
