@@ -35,7 +35,7 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             orders::telemetry::track,
         ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
 }
 

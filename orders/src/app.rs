@@ -1,24 +1,42 @@
-//! The orders service's router: buyer API, buyer pages and probes.
+//! The orders service's router: buyer API, buyer pages, the payment webhook, probes.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::body::Bytes;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
 use sqlx::PgPool;
+use uuid::Uuid;
+use waitroom::queue::Waitroom;
+use waitroom::tokens::{AdmissionClaims, TokenError, TokenVerifier};
 
+use crate::buyers::{BuyerName, Email};
+use crate::catalog::Catalog;
+use crate::checkout::{self, CheckoutView};
 use crate::config::OrdersConfig;
-use crate::events::{self, PublicEvent};
+use crate::events::{Event, PublicEvent, Tier};
+use crate::holds::{HoldCreated, HoldDesk, HoldRequest};
+use crate::payments::PaymentProvider;
+use crate::settlement::{self, Source};
 use crate::telemetry::HttpMetrics;
-use crate::{Error, pages};
+use crate::{Error, admissions, holds, jobs, pages, webhooks};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<OrdersConfig>,
     pub metrics: HttpMetrics,
+    pub holds: HoldDesk,
+    pub catalog: Catalog,
+    pub sellout: admissions::SellOutChecks,
+    pub provider: Arc<dyn PaymentProvider>,
+    pub room: Waitroom,
+    pub verifier: TokenVerifier,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -27,19 +45,32 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/events/{slug}", get(event_json))
+        .route("/api/events/{slug}/holds", post(create_hold))
+        .route("/api/holds/{hold_id}", delete(release_hold))
+        .route("/api/holds/{hold_id}/checkout", post(checkout_hold))
+        .route("/api/orders/{order_id}", get(order_json))
+        .route("/api/payments/webhook", post(webhook))
         .route("/e/{slug}", get(event_page))
+        .route("/e/{slug}/hold", post(hold_form))
+        .route("/e/{slug}/holds/{hold_id}", get(hold_page))
+        .route("/e/{slug}/holds/{hold_id}/pay", post(pay_form))
+        .route("/orders/{order_id}", get(order_page))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::telemetry::track,
         ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        // Through the extractors, so an oversized body gets the API's error shape.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
 
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    match sqlx::query("SELECT 1").execute(&s.db).await {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    let db = sqlx::query("SELECT 1").execute(&s.db).await.is_ok();
+    let redis = s.room.ping().await.is_ok();
+    if db && redis {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "dependencies unreachable")
     }
 }
 
@@ -47,24 +78,315 @@ async fn metrics(State(s): State<AppState>) -> String {
     s.metrics.render()
 }
 
-async fn load(db: &PgPool, slug: &str) -> Result<PublicEvent, Error> {
-    let event = events::by_slug(db, slug)
-        .await?
-        .ok_or(Error::NotFound("event"))?;
-    let tiers = events::tiers(db, event.id).await?;
-    Ok(PublicEvent::new(&event, &tiers))
+async fn load_event(s: &AppState, slug: &str) -> Result<(Event, Vec<Tier>), Error> {
+    let listing = s.catalog.get(slug).await?;
+    Ok((listing.event.clone(), listing.tiers.clone()))
 }
 
-async fn event_json(
-    State(s): State<AppState>,
-    Path(slug): Path<String>,
-) -> Result<Json<PublicEvent>, Error> {
-    Ok(Json(load(&s.db, &slug).await?))
+/// The admission this request carries, verified again here (the gateway checked it too,
+/// but orders trusts no hop). `None` when the event's queue is off.
+fn admission(s: &AppState, event: &Event, headers: &HeaderMap) -> Result<Option<AdmissionClaims>, Error> {
+    if event.queue_mode == "off" {
+        return Ok(None);
+    }
+    let cookie_name = format!("fg_a_{}", event.slug);
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| {
+            headers
+                .get_all(axum::http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find(|(k, _)| *k == cookie_name)
+                .map(|(_, v)| v)
+        })
+        .ok_or(TokenError::Missing)?;
+    Ok(Some(s.verifier.verify_admission(token.trim(), &event.slug())?))
 }
 
-async fn event_page(
+async fn event_json(State(s): State<AppState>, Path(slug): Path<String>) -> Result<Json<PublicEvent>, Error> {
+    let (event, tiers) = load_event(&s, &slug).await?;
+    Ok(Json(PublicEvent::new(&event, &tiers)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    pub tier: String,
+    pub quantity: i64,
+    pub email: String,
+    pub name: String,
+}
+
+async fn hold(s: &AppState, slug: &str, headers: &HeaderMap, body: HoldBody) -> Result<HoldCreated, Error> {
+    let (event, tiers) = load_event(s, slug).await?;
+    let claims = admission(s, &event, headers)?;
+    if event.status != "scheduled" || event.ends_at <= chrono::Utc::now() {
+        return Err(Error::Conflict("not_on_sale", "this event is not on sale"));
+    }
+    let tier = tiers
+        .iter()
+        .find(|t| t.code == body.tier)
+        .ok_or_else(|| Error::Invalid(format!("no tier {:?} in this event", body.tier)))?;
+    if body.quantity < 1 || body.quantity > i64::from(tier.max_per_order) {
+        return Err(Error::Invalid(format!(
+            "quantity must be between 1 and {}",
+            tier.max_per_order
+        )));
+    }
+    let email = Email::parse(&body.email)?;
+    let name = BuyerName::parse(&body.name)?;
+    let (jti, seq) = match &claims {
+        Some(c) => (c.jti.clone(), Some(c.seq as i64)),
+        // Queue off: no admission to limit holds by.
+        None => (Uuid::new_v4().to_string(), None),
+    };
+    let result = s
+        .holds
+        .hold(HoldRequest {
+            event_id: event.id,
+            tier_id: tier.id,
+            quantity: body.quantity as i32,
+            jti,
+            seq,
+            email,
+            name,
+            ttl_seconds: event.hold_ttl_seconds,
+        })
+        .await;
+    if matches!(result, Err(Error::SoldOut)) && s.sellout.due(event.id) {
+        // Maybe that was the last seat anywhere: let the queue know.
+        if let Err(e) = admissions::sync_sold_out(s, event.id, &event.slug()).await {
+            tracing::warn!(error = %e, "sold-out sync failed");
+        }
+    }
+    result
+}
+
+async fn create_hold(
     State(s): State<AppState>,
     Path(slug): Path<String>,
-) -> Result<Html<String>, Error> {
-    Ok(Html(pages::event(&load(&s.db, &slug).await?)))
+    headers: HeaderMap,
+    body: Result<Json<HoldBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<HoldCreated>), Error> {
+    let Json(body) = body.map_err(json_rejection)?;
+    Ok((StatusCode::CREATED, Json(hold(&s, &slug, &headers, body).await?)))
+}
+
+pub fn json_rejection(r: JsonRejection) -> Error {
+    match r.status() {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType,
+        StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge,
+        _ => Error::BadRequest(r.body_text()),
+    }
+}
+
+/// The admission needed to act on a hold: its event's, when the queue is on.
+async fn hold_admission(s: &AppState, hold_id: Uuid, headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let slug = sqlx::query_scalar!(
+        "SELECT e.slug FROM holds h JOIN events e ON e.id = h.event_id WHERE h.id = $1",
+        hold_id
+    )
+    .fetch_optional(&s.db)
+    .await?
+    .ok_or(Error::NotFound("hold"))?;
+    let (event, _) = load_event(s, &slug).await?;
+    Ok(admission(s, &event, headers)?.map(|c| c.jti))
+}
+
+async fn release_hold(
+    State(s): State<AppState>,
+    Path(hold_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Error> {
+    let jti = hold_admission(&s, hold_id, &headers).await?;
+    let closed = holds::release(&s.db, hold_id, jti.as_deref()).await?;
+    if let Err(e) = admissions::hold_closed(&s, &closed).await {
+        tracing::warn!(error = %e, "queue update after release failed");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn checkout_hold(
+    State(s): State<AppState>,
+    Path(hold_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<CheckoutView>), Error> {
+    let jti = hold_admission(&s, hold_id, &headers).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(checkout::checkout(&s, hold_id, jti.as_deref()).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderTokenQuery {
+    order_token: Option<String>,
+}
+
+async fn order_view(s: &AppState, order_id: Uuid, token: Option<&str>) -> Result<pages::OrderView, Error> {
+    let token = token.ok_or(Error::Forbidden("the order token is required"))?;
+    if !checkout::token_matches(&s.config.order_token_secret, order_id, token) {
+        // Same answer for unknown orders and wrong tokens: ids are not an oracle.
+        return Err(Error::NotFound("order"));
+    }
+    let order = sqlx::query!(
+        r#"SELECT o.status, o.amount_cents, o.currency, o.quantity, o.refunded_cents,
+                  t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone
+           FROM orders o JOIN tiers t ON t.id = o.tier_id JOIN events e ON e.id = o.event_id
+           WHERE o.id = $1"#,
+        order_id
+    )
+    .fetch_optional(&s.db)
+    .await?
+    .ok_or(Error::NotFound("order"))?;
+    let tickets = sqlx::query_as!(
+        pages::TicketView,
+        "SELECT id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_no",
+        order_id
+    )
+    .fetch_all(&s.db)
+    .await?;
+    Ok(pages::OrderView {
+        order_id,
+        status: order.status,
+        amount_cents: order.amount_cents,
+        refunded_cents: order.refunded_cents,
+        currency: order.currency,
+        quantity: order.quantity,
+        tier: order.tier_name,
+        event_title: order.title,
+        event_slug: order.slug,
+        starts_at: order.starts_at,
+        timezone: order.timezone,
+        tickets,
+        deliveries: Vec::new(),
+    })
+}
+
+async fn order_json(
+    State(s): State<AppState>,
+    Path(order_id): Path<Uuid>,
+    Query(q): Query<OrderTokenQuery>,
+) -> Result<Json<pages::OrderView>, Error> {
+    Ok(Json(order_view(&s, order_id, q.order_token.as_deref()).await?))
+}
+
+async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<serde_json::Value>, Error> {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    webhooks::verify(
+        s.config.payments.webhook_secret.expose(),
+        signature,
+        &body,
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(|e| Error::BadSignature(e.to_string()))?;
+    let event: webhooks::WebhookEvent =
+        serde_json::from_slice(&body).map_err(|e| Error::BadRequest(format!("webhook body: {e}")))?;
+    let outcome = settlement::apply_event(&s.db, s.provider.name(), &event, Source::Webhook).await?;
+    jobs::after_settlement(&s, &outcome).await;
+    Ok(Json(serde_json::json!({ "received": true, "outcome": outcome })))
+}
+
+// ---- buyer pages: the same operations, as forms, with HTML errors --------------------
+
+fn page_error(e: Error) -> Response {
+    let status = e.status();
+    if status.is_server_error() {
+        tracing::error!(error = %e, "page failed");
+    }
+    (status, Html(pages::error(status, &e.public_message()))).into_response()
+}
+
+async fn event_page(State(s): State<AppState>, Path(slug): Path<String>) -> Response {
+    match load_event(&s, &slug).await {
+        Ok((event, tiers)) => Html(pages::event(&PublicEvent::new(&event, &tiers), None)).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn hold_form(
+    State(s): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<HoldBody>, FormRejection>,
+) -> Response {
+    let body = match form {
+        Ok(Form(b)) => b,
+        Err(r) => return page_error(Error::BadRequest(r.body_text())),
+    };
+    match hold(&s, &slug, &headers, body).await {
+        Ok(h) => Redirect::to(&format!("/e/{slug}/holds/{}", h.hold_id)).into_response(),
+        Err(e @ (Error::SoldOut | Error::Invalid(_) | Error::HoldExists)) => match load_event(&s, &slug).await {
+            Ok((event, tiers)) => (
+                e.status(),
+                Html(pages::event(&PublicEvent::new(&event, &tiers), Some(&e.public_message()))),
+            )
+                .into_response(),
+            Err(e) => page_error(e),
+        },
+        Err(e) => page_error(e),
+    }
+}
+
+async fn hold_page(State(s): State<AppState>, Path((slug, hold_id)): Path<(String, Uuid)>) -> Response {
+    let hold = sqlx::query!(
+        r#"SELECT h.quantity, h.status, h.expires_at, t.name AS tier, t.price_cents, t.currency, e.title
+           FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id
+           WHERE h.id = $1 AND e.slug = $2"#,
+        hold_id,
+        slug
+    )
+    .fetch_optional(&s.db)
+    .await;
+    match hold {
+        Ok(Some(h)) => Html(pages::hold(&pages::HoldView {
+            slug: &slug,
+            hold_id,
+            title: &h.title,
+            tier: &h.tier,
+            quantity: h.quantity,
+            amount_cents: h.price_cents * i64::from(h.quantity),
+            currency: &h.currency,
+            active: h.status == "active" && h.expires_at > chrono::Utc::now(),
+            expires_at: h.expires_at,
+        }))
+        .into_response(),
+        Ok(None) => page_error(Error::NotFound("hold")),
+        Err(e) => page_error(e.into()),
+    }
+}
+
+async fn pay_form(
+    State(s): State<AppState>,
+    Path((_slug, hold_id)): Path<(String, Uuid)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let jti = hold_admission(&s, hold_id, &headers).await?;
+        checkout::checkout(&s, hold_id, jti.as_deref()).await
+    }
+    .await;
+    match result {
+        Ok(view) => Redirect::to(&view.payment.pay_url).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+async fn order_page(
+    State(s): State<AppState>,
+    Path(order_id): Path<Uuid>,
+    Query(q): Query<OrderTokenQuery>,
+) -> Response {
+    match order_view(&s, order_id, q.order_token.as_deref()).await {
+        Ok(view) => Html(pages::order(&view)).into_response(),
+        Err(e) => page_error(e),
+    }
 }

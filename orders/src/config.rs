@@ -1,4 +1,42 @@
-//! Orders settings, read once at start-up.
+//! Orders settings, read once at start-up. Secrets come from the environment (or a
+//! file named by `*_FILE`) and are wrapped so they never print.
+
+use std::fmt;
+use std::time::Duration;
+
+use waitroom::config::RedisConfig;
+
+/// A secret string: `Debug` shows `***`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PaymentsConfig {
+    /// `PAYMENTS_PROVIDER`: `sandbox` (default) or `stripe`.
+    pub provider: &'static str,
+    /// `PAYMENTS_API_BASE`: the provider's API (sandbox default `http://127.0.0.1:8085`).
+    pub api_base: String,
+    /// `PAYMENTS_PAY_BASE`: where the hosted payment page lives (default: the API base).
+    pub pay_base: String,
+    pub secret_key: Secret,
+    pub webhook_secret: Secret,
+}
 
 #[derive(Clone, Debug)]
 pub struct OrdersConfig {
@@ -7,21 +45,85 @@ pub struct OrdersConfig {
     pub listen: String,
     /// `FLOODGATE_PUBLIC_URL`: the base of links shown to buyers.
     pub public_url: String,
+    pub redis: RedisConfig,
+    pub payments: PaymentsConfig,
+    /// Key for order tokens (`FLOODGATE_ORDER_TOKEN_SECRET` or `..._FILE`).
+    pub order_token_secret: Secret,
+    /// How long an order may wait for its payment news before the reconciler asks.
+    pub reconcile_after: Duration,
+    /// Run the sweeper, reconciler and job runner in this process (`ORDERS_WORKERS`).
+    pub workers: bool,
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
+/// A secret from `NAME`, or from the file named by `NAME_FILE`.
+fn secret(name: &str) -> Result<Option<Secret>, ConfigError> {
+    if let Ok(v) = std::env::var(name) {
+        return Ok(Some(Secret(v)));
+    }
+    match std::env::var(format!("{name}_FILE")) {
+        Ok(path) => std::fs::read_to_string(&path)
+            .map(|s| Some(Secret(s.trim().to_owned())))
+            .map_err(|e| ConfigError(format!("{name}_FILE {path}: {e}"))),
+        Err(_) => Ok(None),
+    }
+}
+
 impl OrdersConfig {
-    pub fn from_env() -> Self {
-        Self {
-            database_url: var(
-                "DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/floodgate",
-            ),
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let provider = match var("PAYMENTS_PROVIDER", "sandbox").as_str() {
+            "sandbox" => "sandbox",
+            "stripe" => "stripe",
+            other => return Err(ConfigError(format!("PAYMENTS_PROVIDER {other:?}: sandbox or stripe"))),
+        };
+        let sandbox = provider == "sandbox";
+        // The sandbox's key and signing secret are fixtures of a local test double, not
+        // secrets; a real provider's must be supplied.
+        let secret_key = match secret("PAYMENTS_SECRET_KEY")? {
+            Some(s) => s,
+            None if sandbox => Secret::new("sk_test_floodgate"),
+            None => return Err(ConfigError("PAYMENTS_SECRET_KEY is required for stripe".into())),
+        };
+        let webhook_secret = match secret("PAYMENTS_WEBHOOK_SECRET")? {
+            Some(s) => s,
+            None if sandbox => Secret::new("whsec_floodgate_dev"),
+            None => return Err(ConfigError("PAYMENTS_WEBHOOK_SECRET is required for stripe".into())),
+        };
+        let api_base = var(
+            "PAYMENTS_API_BASE",
+            if sandbox { "http://127.0.0.1:8085" } else { "https://api.stripe.com" },
+        );
+        let order_token_secret = secret("FLOODGATE_ORDER_TOKEN_SECRET")?.ok_or_else(|| {
+            ConfigError("FLOODGATE_ORDER_TOKEN_SECRET (or _FILE) is required".into())
+        })?;
+        if order_token_secret.expose().len() < 32 {
+            return Err(ConfigError("FLOODGATE_ORDER_TOKEN_SECRET must be at least 32 characters".into()));
+        }
+        let reconcile_after: u64 = var("ORDERS_RECONCILE_AFTER_SECONDS", "30")
+            .parse()
+            .map_err(|_| ConfigError("ORDERS_RECONCILE_AFTER_SECONDS is not a number".into()))?;
+        Ok(Self {
+            database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/floodgate"),
             listen: var("ORDERS_LISTEN", "127.0.0.1:8081"),
             public_url: var("FLOODGATE_PUBLIC_URL", "http://127.0.0.1:8080"),
-        }
+            redis: RedisConfig::from_env(),
+            payments: PaymentsConfig {
+                provider,
+                pay_base: var("PAYMENTS_PAY_BASE", &api_base),
+                api_base,
+                secret_key,
+                webhook_secret,
+            },
+            order_token_secret,
+            reconcile_after: Duration::from_secs(reconcile_after),
+            workers: var("ORDERS_WORKERS", "true") != "false",
+        })
     }
 }

@@ -17,6 +17,26 @@ pub enum Error {
     NotFound(&'static str),
     #[error("an event with this slug already exists")]
     SlugTaken,
+    #[error("not enough seats left in this tier")]
+    SoldOut,
+    #[error("this admission already holds seats; release or buy them first")]
+    HoldExists,
+    #[error("{1}")]
+    Conflict(&'static str, &'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("admission required: {0}")]
+    Admission(#[from] waitroom::tokens::TokenError),
+    #[error("send JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the request body is too large")]
+    TooLarge,
+    #[error("webhook signature: {0}")]
+    BadSignature(String),
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error("the payment provider is unavailable; retry shortly")]
+    Payment(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -28,6 +48,24 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::SlugTaken => (StatusCode::CONFLICT, "slug_taken"),
+            Error::SoldOut => (StatusCode::CONFLICT, "sold_out"),
+            Error::HoldExists => (StatusCode::CONFLICT, "hold_exists"),
+            Error::Conflict(code, _) => (StatusCode::CONFLICT, code),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::Admission(waitroom::tokens::TokenError::Missing) => {
+                (StatusCode::UNAUTHORIZED, "missing_token")
+            }
+            Error::Admission(waitroom::tokens::TokenError::Expired) => {
+                (StatusCode::UNAUTHORIZED, "token_expired")
+            }
+            Error::Admission(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Error::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Error::BadSignature(_) => (StatusCode::BAD_REQUEST, "invalid_signature"),
+            Error::Payment(_) => (StatusCode::SERVICE_UNAVAILABLE, "payment_unavailable"),
             Error::Database(e) if is_unavailable(e) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -50,6 +88,7 @@ impl Error {
                 "the database is briefly unavailable; retry shortly".into()
             }
             Error::Database(_) => "something went wrong on our side".into(),
+            Error::Payment(_) => "the payment provider is unavailable; retry shortly".into(),
             other => other.to_string(),
         }
     }
@@ -65,7 +104,10 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        if status.is_server_error() {
+        if let Error::Payment(detail) = &self {
+            tracing::warn!(%detail, "payment provider call failed");
+        }
+        if status.is_server_error() && !matches!(self, Error::Payment(_)) {
             tracing::error!(error = %self, "request failed");
         }
         let body = serde_json::json!({"error": code, "message": self.public_message()});

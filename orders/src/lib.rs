@@ -1,27 +1,51 @@
 //! Orders: the truth about events, inventory and money, in Postgres.
 //!
 //! `orders` owns the schema (migrations live in `infra/migrations`, applied at
-//! start-up), the event catalogue with its tiers and their `sold + held <= capacity`
-//! guarantee, and the buyer-facing API and pages behind the gateway. Holds, payments,
-//! refunds, tickets, the audit trail and the outbox to NATS join it as that work lands.
-//! The console reuses this crate's event functions rather than its own SQL, so there is
-//! one place that writes an event.
+//! start-up) and everything about inventory and money: the event catalogue and its
+//! tiers with their `sold + held <= capacity` guarantee, holds (group-committed per
+//! tier), orders and checkout, payments through a provider, settlement of webhooks and
+//! reconciliation, refunds, tickets, the order audit trail (`order_events`), the
+//! transactional outbox relayed to NATS JetStream, and the buyer API and pages behind
+//! the gateway. The console reuses this crate's functions rather than its own SQL, so
+//! one place writes each table.
 //!
 //! Layout:
 //! - [`config`]: settings read once from the environment.
 //! - [`db`]: the pool and the migrations.
 //! - [`events`]: events and tiers — parsing a new event, creating, reading, admission.
+//! - [`buyers`]: validated buyer input (`Email`, `BuyerName`).
+//! - [`catalog`]: a one-second cache of event definitions for the hot path.
+//! - [`holds`]: the per-tier batching hold writer, release, the expiry sweep.
+//! - [`checkout`]: hold → order → payment intent; order tokens.
+//! - [`payments`]: the `PaymentProvider` trait and the Stripe-API client.
+//! - [`webhooks`]: signature verification and the provider event shape.
+//! - [`settlement`]: applying payment news exactly once (paid, refund-after-expiry).
+//! - [`jobs`]: refunds to send, reconciliation, the background workers.
+//! - [`admissions`]: ending admissions and following sell-outs in the waiting room.
+//! - [`messages`]: the NATS message types every consumer imports.
+//! - [`outbox`]: writing outbox rows and relaying them to JetStream.
 //! - [`app`]: the axum router (API, pages, probes).
 //! - [`pages`]: buyer HTML pages.
 //! - [`telemetry`]: HTTP metrics (also used by the console).
 //! - [`error`]: the crate's error enum and its mapping to the API error shape.
 
+pub mod admissions;
 pub mod app;
+pub mod buyers;
+pub mod catalog;
+pub mod checkout;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod holds;
+pub mod jobs;
+pub mod messages;
+pub mod outbox;
 pub mod pages;
+pub mod payments;
+pub mod settlement;
+pub mod webhooks;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -1,30 +1,11 @@
 //! The buyer's view of an event against the real Postgres.
 
-use std::sync::Arc;
+mod support;
 
-use orders::app::{AppState, router};
-use orders::config::OrdersConfig;
 use orders::events::{self, NewEventRequest};
-use orders::telemetry::HttpMetrics;
 use orders::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn spawn(db: &TestDb) -> String {
-    let state = AppState {
-        db: db.pool.clone(),
-        config: Arc::new(OrdersConfig {
-            database_url: db.url.clone(),
-            listen: "127.0.0.1:0".into(),
-            public_url: "http://127.0.0.1:8080".into(),
-        }),
-        metrics: HttpMetrics::new("orders"),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    format!("http://{addr}")
-}
 
 async fn seed(db: &TestDb) {
     let req: NewEventRequest = serde_json::from_value(json!({
@@ -43,9 +24,10 @@ async fn seed(db: &TestDb) {
 
 #[tokio::test]
 async fn the_event_shows_what_is_left_and_hides_the_meeting() {
-    let db = TestDb::new().await;
-    seed(&db).await;
-    let base = spawn(&db).await;
+    let app = support::spawn_app("http://127.0.0.1:9").await;
+    let db = &app.db;
+    seed(db).await;
+    let base = app.base.clone();
     sqlx::query("UPDATE tiers SET sold = 3, held = 2")
         .execute(&db.pool)
         .await

@@ -1,0 +1,170 @@
+//! A real orders service for tests: fresh database, own Redis prefix, own token keys,
+//! bound to port 0. Payments go to `payments_base` (the sandbox, when a test starts it).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orders::app::{AppState, router};
+use orders::config::{OrdersConfig, PaymentsConfig, Secret};
+use orders::events::NewEventRequest;
+use orders::holds::HoldDesk;
+use orders::payments::StripeApi;
+use orders::telemetry::HttpMetrics;
+use orders::testing::TestDb;
+use serde_json::{Value, json};
+use waitroom::EventSlug;
+use waitroom::config::RedisConfig;
+use waitroom::queue::Waitroom;
+use waitroom::settings::AdmissionSettings;
+use waitroom::tokens::{AdmissionClaims, TokenKind, TokenSigner, TokenVerifier, audience, generate_keypair};
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_orders";
+
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub room: Waitroom,
+    pub signer: TokenSigner,
+    pub state: AppState,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_app(payments_base: &str) -> TestApp {
+    let db = TestDb::new().await;
+    let room = Waitroom::connect(&RedisConfig {
+        url: "redis://127.0.0.1:6379".into(),
+        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
+    })
+    .await
+    .unwrap();
+    let (sk, pk) = generate_keypair();
+    let signer = TokenSigner::from_pem("t", sk.as_bytes()).unwrap();
+    let verifier = TokenVerifier::new().with_key("t", pk.as_bytes()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = OrdersConfig {
+        database_url: db.url.clone(),
+        listen: addr.to_string(),
+        public_url: format!("http://{addr}"),
+        redis: RedisConfig {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: room.prefix().to_owned(),
+        },
+        payments: PaymentsConfig {
+            provider: "sandbox",
+            api_base: payments_base.to_owned(),
+            pay_base: payments_base.to_owned(),
+            secret_key: Secret::new("sk_test_floodgate"),
+            webhook_secret: Secret::new(WEBHOOK_SECRET),
+        },
+        order_token_secret: Secret::new("test-order-token-secret-0123456789abcdef"),
+        reconcile_after: Duration::from_millis(300),
+        workers: false,
+    };
+    let state = AppState {
+        holds: HoldDesk::new(db.pool.clone()),
+        sellout: Default::default(),
+        catalog: orders::catalog::Catalog::new(db.pool.clone()),
+        db: db.pool.clone(),
+        provider: Arc::new(StripeApi::new("sandbox", payments_base, payments_base, "sk_test_floodgate")),
+        config: Arc::new(config),
+        metrics: HttpMetrics::new("orders"),
+        room: room.clone(),
+        verifier,
+    };
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    TestApp {
+        base: format!("http://{addr}"),
+        db,
+        room,
+        signer,
+        state,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates an event (queue `on`) with the given tiers `(code, capacity, price)`.
+    pub async fn event(&self, slug: &str, tiers: &[(&str, i32, i64)]) -> uuid::Uuid {
+        let tiers: Vec<Value> = tiers
+            .iter()
+            .map(|(code, capacity, price)| {
+                json!({"code": code, "name": code, "price_cents": price, "currency": "EUR",
+                       "capacity": capacity, "max_per_order": 10})
+            })
+            .collect();
+        let req: NewEventRequest = serde_json::from_value(json!({
+            "slug": slug, "title": format!("Event {slug}"),
+            "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
+            "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+            "tiers": tiers, "queue": {"mode": "on", "rate_per_minute": 600, "max_active": 5000}
+        }))
+        .unwrap();
+        let new = req.parse().unwrap();
+        let mut tx = self.db.pool.begin().await.unwrap();
+        let e = orders::events::create(&mut tx, &new).await.unwrap();
+        tx.commit().await.unwrap();
+        self.room
+            .apply_settings(&EventSlug::parse(slug).unwrap(), &AdmissionSettings {
+                max_active: 5000,
+                ..new.admission
+            })
+            .await
+            .unwrap();
+        e.id
+    }
+
+    /// A fresh admission token for the event, as the gateway would issue it.
+    pub fn admission(&self, slug: &str, seq: u64) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let event = EventSlug::parse(slug).unwrap();
+        self.signer.sign(&AdmissionClaims {
+            kind: TokenKind::Admission,
+            aud: audience(&event),
+            evt: event,
+            sub: format!("visitor-{seq}"),
+            jti: uuid::Uuid::new_v4().to_string(),
+            seq,
+            iat: now,
+            exp: now + 600,
+        })
+    }
+
+    pub async fn hold(&self, slug: &str, token: &str, tier: &str, quantity: i64) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/events/{slug}/holds")))
+            .bearer_auth(token)
+            .json(&json!({"tier": tier, "quantity": quantity, "email": "ada@example.org", "name": "Ada Lovelace"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn tier(&self, code: &str) -> (i32, i32, i32) {
+        sqlx::query_as("SELECT capacity, sold, held FROM tiers WHERE code = $1")
+            .bind(code)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn cleanup(&self, slugs: &[&str]) {
+        for s in slugs {
+            self.room.purge(&EventSlug::parse(s).unwrap()).await.unwrap();
+        }
+    }
+}
