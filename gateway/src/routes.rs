@@ -100,6 +100,7 @@ pub fn classify(method: &str, path: &str) -> Route {
         ["join", ..] => Route::AccessLink,
         ["api", ..] => Route::Upstream(Upstream::Orders),
         ["console", ..] => Route::Upstream(Upstream::Console),
+        ["orders", ..] => Route::Upstream(Upstream::Orders),
         ["static", ..] => Route::Upstream(Upstream::Orders),
         [""] => Route::NotFound,
         _ => Route::NotFound,
@@ -149,6 +150,10 @@ mod tests {
             Route::Upstream(Upstream::Console)
         );
         assert_eq!(classify("GET", "/join/abc"), Route::AccessLink);
+        assert_eq!(
+            classify("GET", "/orders/0190"),
+            Route::Upstream(Upstream::Orders)
+        );
         assert_eq!(classify("GET", "/queue/Bad%20Slug"), Route::NotFound);
         assert_eq!(classify("GET", "/etc/passwd"), Route::NotFound);
     }

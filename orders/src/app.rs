@@ -85,7 +85,11 @@ async fn load_event(s: &AppState, slug: &str) -> Result<(Event, Vec<Tier>), Erro
 
 /// The admission this request carries, verified again here (the gateway checked it too,
 /// but orders trusts no hop). `None` when the event's queue is off.
-fn admission(s: &AppState, event: &Event, headers: &HeaderMap) -> Result<Option<AdmissionClaims>, Error> {
+fn admission(
+    s: &AppState,
+    event: &Event,
+    headers: &HeaderMap,
+) -> Result<Option<AdmissionClaims>, Error> {
     if event.queue_mode == "off" {
         return Ok(None);
     }
@@ -105,10 +109,15 @@ fn admission(s: &AppState, event: &Event, headers: &HeaderMap) -> Result<Option<
                 .map(|(_, v)| v)
         })
         .ok_or(TokenError::Missing)?;
-    Ok(Some(s.verifier.verify_admission(token.trim(), &event.slug())?))
+    Ok(Some(
+        s.verifier.verify_admission(token.trim(), &event.slug())?,
+    ))
 }
 
-async fn event_json(State(s): State<AppState>, Path(slug): Path<String>) -> Result<Json<PublicEvent>, Error> {
+async fn event_json(
+    State(s): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Json<PublicEvent>, Error> {
     let (event, tiers) = load_event(&s, &slug).await?;
     Ok(Json(PublicEvent::new(&event, &tiers)))
 }
@@ -122,7 +131,12 @@ pub struct HoldBody {
     pub name: String,
 }
 
-async fn hold(s: &AppState, slug: &str, headers: &HeaderMap, body: HoldBody) -> Result<HoldCreated, Error> {
+async fn hold(
+    s: &AppState,
+    slug: &str,
+    headers: &HeaderMap,
+    body: HoldBody,
+) -> Result<HoldCreated, Error> {
     let (event, tiers) = load_event(s, slug).await?;
     let claims = admission(s, &event, headers)?;
     if event.status != "scheduled" || event.ends_at <= chrono::Utc::now() {
@@ -174,7 +188,10 @@ async fn create_hold(
     body: Result<Json<HoldBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<HoldCreated>), Error> {
     let Json(body) = body.map_err(json_rejection)?;
-    Ok((StatusCode::CREATED, Json(hold(&s, &slug, &headers, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(hold(&s, &slug, &headers, body).await?),
+    ))
 }
 
 pub fn json_rejection(r: JsonRejection) -> Error {
@@ -186,7 +203,11 @@ pub fn json_rejection(r: JsonRejection) -> Error {
 }
 
 /// The admission needed to act on a hold: its event's, when the queue is on.
-async fn hold_admission(s: &AppState, hold_id: Uuid, headers: &HeaderMap) -> Result<Option<String>, Error> {
+async fn hold_admission(
+    s: &AppState,
+    hold_id: Uuid,
+    headers: &HeaderMap,
+) -> Result<Option<String>, Error> {
     let slug = sqlx::query_scalar!(
         "SELECT e.slug FROM holds h JOIN events e ON e.id = h.event_id WHERE h.id = $1",
         hold_id
@@ -228,7 +249,11 @@ struct OrderTokenQuery {
     order_token: Option<String>,
 }
 
-async fn order_view(s: &AppState, order_id: Uuid, token: Option<&str>) -> Result<pages::OrderView, Error> {
+async fn order_view(
+    s: &AppState,
+    order_id: Uuid,
+    token: Option<&str>,
+) -> Result<pages::OrderView, Error> {
     let token = token.ok_or(Error::Forbidden("the order token is required"))?;
     if !checkout::token_matches(&s.config.order_token_secret, order_id, token) {
         // Same answer for unknown orders and wrong tokens: ids are not an oracle.
@@ -273,10 +298,16 @@ async fn order_json(
     Path(order_id): Path<Uuid>,
     Query(q): Query<OrderTokenQuery>,
 ) -> Result<Json<pages::OrderView>, Error> {
-    Ok(Json(order_view(&s, order_id, q.order_token.as_deref()).await?))
+    Ok(Json(
+        order_view(&s, order_id, q.order_token.as_deref()).await?,
+    ))
 }
 
-async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<serde_json::Value>, Error> {
+async fn webhook(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, Error> {
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
@@ -288,11 +319,14 @@ async fn webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         chrono::Utc::now().timestamp(),
     )
     .map_err(|e| Error::BadSignature(e.to_string()))?;
-    let event: webhooks::WebhookEvent =
-        serde_json::from_slice(&body).map_err(|e| Error::BadRequest(format!("webhook body: {e}")))?;
-    let outcome = settlement::apply_event(&s.db, s.provider.name(), &event, Source::Webhook).await?;
+    let event: webhooks::WebhookEvent = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("webhook body: {e}")))?;
+    let outcome =
+        settlement::apply_event(&s.db, s.provider.name(), &event, Source::Webhook).await?;
     jobs::after_settlement(&s, &outcome).await;
-    Ok(Json(serde_json::json!({ "received": true, "outcome": outcome })))
+    Ok(Json(
+        serde_json::json!({ "received": true, "outcome": outcome }),
+    ))
 }
 
 // ---- buyer pages: the same operations, as forms, with HTML errors --------------------
@@ -307,7 +341,9 @@ fn page_error(e: Error) -> Response {
 
 async fn event_page(State(s): State<AppState>, Path(slug): Path<String>) -> Response {
     match load_event(&s, &slug).await {
-        Ok((event, tiers)) => Html(pages::event(&PublicEvent::new(&event, &tiers), None)).into_response(),
+        Ok((event, tiers)) => {
+            Html(pages::event(&PublicEvent::new(&event, &tiers), None)).into_response()
+        }
         Err(e) => page_error(e),
     }
 }
@@ -324,19 +360,27 @@ async fn hold_form(
     };
     match hold(&s, &slug, &headers, body).await {
         Ok(h) => Redirect::to(&format!("/e/{slug}/holds/{}", h.hold_id)).into_response(),
-        Err(e @ (Error::SoldOut | Error::Invalid(_) | Error::HoldExists)) => match load_event(&s, &slug).await {
-            Ok((event, tiers)) => (
-                e.status(),
-                Html(pages::event(&PublicEvent::new(&event, &tiers), Some(&e.public_message()))),
-            )
-                .into_response(),
-            Err(e) => page_error(e),
-        },
+        Err(e @ (Error::SoldOut | Error::Invalid(_) | Error::HoldExists)) => {
+            match load_event(&s, &slug).await {
+                Ok((event, tiers)) => (
+                    e.status(),
+                    Html(pages::event(
+                        &PublicEvent::new(&event, &tiers),
+                        Some(&e.public_message()),
+                    )),
+                )
+                    .into_response(),
+                Err(e) => page_error(e),
+            }
+        }
         Err(e) => page_error(e),
     }
 }
 
-async fn hold_page(State(s): State<AppState>, Path((slug, hold_id)): Path<(String, Uuid)>) -> Response {
+async fn hold_page(
+    State(s): State<AppState>,
+    Path((slug, hold_id)): Path<(String, Uuid)>,
+) -> Response {
     let hold = sqlx::query!(
         r#"SELECT h.quantity, h.status, h.expires_at, t.name AS tier, t.price_cents, t.currency, e.title
            FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id

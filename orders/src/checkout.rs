@@ -39,10 +39,17 @@ pub fn order_token(secret: &Secret, order_id: Uuid) -> String {
 }
 
 pub fn token_matches(secret: &Secret, order_id: Uuid, presented: &str) -> bool {
-    order_token(secret, order_id).as_bytes().ct_eq(presented.as_bytes()).into()
+    order_token(secret, order_id)
+        .as_bytes()
+        .ct_eq(presented.as_bytes())
+        .into()
 }
 
-pub async fn checkout(s: &AppState, hold_id: Uuid, jti: Option<&str>) -> Result<CheckoutView, Error> {
+pub async fn checkout(
+    s: &AppState,
+    hold_id: Uuid,
+    jti: Option<&str>,
+) -> Result<CheckoutView, Error> {
     let mut tx = s.db.begin().await?;
     let hold = sqlx::query!(
         r#"SELECT h.id, h.event_id, h.tier_id, h.quantity, h.admission_jti, h.status, h.expires_at,
@@ -58,14 +65,20 @@ pub async fn checkout(s: &AppState, hold_id: Uuid, jti: Option<&str>) -> Result<
     {
         return Err(Error::Forbidden("this hold belongs to another admission"));
     }
-    let existing = sqlx::query!("SELECT id, amount_cents, currency FROM orders WHERE hold_id = $1", hold_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let existing = sqlx::query!(
+        "SELECT id, amount_cents, currency FROM orders WHERE hold_id = $1",
+        hold_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let (order_id, amount_cents, currency) = match existing {
         Some(o) => (o.id, o.amount_cents, o.currency),
         None => {
             if hold.status != "active" || hold.expires_at <= chrono::Utc::now() {
-                return Err(Error::Conflict("hold_expired", "the hold has expired; hold seats again"));
+                return Err(Error::Conflict(
+                    "hold_expired",
+                    "the hold has expired; hold seats again",
+                ));
             }
             let order_id = Uuid::now_v7();
             let amount = hold.price_cents * i64::from(hold.quantity);
@@ -102,7 +115,10 @@ pub async fn checkout(s: &AppState, hold_id: Uuid, jti: Option<&str>) -> Result<
     tx.commit().await?;
 
     let token = order_token(&s.config.order_token_secret, order_id);
-    let return_url = format!("{}/orders/{order_id}?order_token={token}", s.config.public_url);
+    let return_url = format!(
+        "{}/orders/{order_id}?order_token={token}",
+        s.config.public_url
+    );
     let intent = s
         .provider
         .create_intent(&NewIntent {

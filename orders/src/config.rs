@@ -81,7 +81,11 @@ impl OrdersConfig {
         let provider = match var("PAYMENTS_PROVIDER", "sandbox").as_str() {
             "sandbox" => "sandbox",
             "stripe" => "stripe",
-            other => return Err(ConfigError(format!("PAYMENTS_PROVIDER {other:?}: sandbox or stripe"))),
+            other => {
+                return Err(ConfigError(format!(
+                    "PAYMENTS_PROVIDER {other:?}: sandbox or stripe"
+                )));
+            }
         };
         let sandbox = provider == "sandbox";
         // The sandbox's key and signing secret are fixtures of a local test double, not
@@ -89,28 +93,45 @@ impl OrdersConfig {
         let secret_key = match secret("PAYMENTS_SECRET_KEY")? {
             Some(s) => s,
             None if sandbox => Secret::new("sk_test_floodgate"),
-            None => return Err(ConfigError("PAYMENTS_SECRET_KEY is required for stripe".into())),
+            None => {
+                return Err(ConfigError(
+                    "PAYMENTS_SECRET_KEY is required for stripe".into(),
+                ));
+            }
         };
         let webhook_secret = match secret("PAYMENTS_WEBHOOK_SECRET")? {
             Some(s) => s,
             None if sandbox => Secret::new("whsec_floodgate_dev"),
-            None => return Err(ConfigError("PAYMENTS_WEBHOOK_SECRET is required for stripe".into())),
+            None => {
+                return Err(ConfigError(
+                    "PAYMENTS_WEBHOOK_SECRET is required for stripe".into(),
+                ));
+            }
         };
         let api_base = var(
             "PAYMENTS_API_BASE",
-            if sandbox { "http://127.0.0.1:8085" } else { "https://api.stripe.com" },
+            if sandbox {
+                "http://127.0.0.1:8085"
+            } else {
+                "https://api.stripe.com"
+            },
         );
         let order_token_secret = secret("FLOODGATE_ORDER_TOKEN_SECRET")?.ok_or_else(|| {
             ConfigError("FLOODGATE_ORDER_TOKEN_SECRET (or _FILE) is required".into())
         })?;
         if order_token_secret.expose().len() < 32 {
-            return Err(ConfigError("FLOODGATE_ORDER_TOKEN_SECRET must be at least 32 characters".into()));
+            return Err(ConfigError(
+                "FLOODGATE_ORDER_TOKEN_SECRET must be at least 32 characters".into(),
+            ));
         }
         let reconcile_after: u64 = var("ORDERS_RECONCILE_AFTER_SECONDS", "30")
             .parse()
             .map_err(|_| ConfigError("ORDERS_RECONCILE_AFTER_SECONDS is not a number".into()))?;
         Ok(Self {
-            database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/floodgate"),
+            database_url: var(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/floodgate",
+            ),
             listen: var("ORDERS_LISTEN", "127.0.0.1:8081"),
             public_url: var("FLOODGATE_PUBLIC_URL", "http://127.0.0.1:8080"),
             redis: RedisConfig::from_env(),

@@ -129,7 +129,10 @@ fn map_single_failure(e: sqlx::Error) -> Error {
 }
 
 /// Commits one batch for one tier; per-request refusals are in the returned vector.
-async fn commit(db: &PgPool, requests: &[HoldRequest]) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
+async fn commit(
+    db: &PgPool,
+    requests: &[HoldRequest],
+) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
@@ -261,7 +264,10 @@ pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<Cl
         return Err(Error::Forbidden("this hold belongs to another admission"));
     }
     if hold.status != "active" {
-        return Err(Error::Conflict("hold_not_active", "the hold is no longer active"));
+        return Err(Error::Conflict(
+            "hold_not_active",
+            "the hold is no longer active",
+        ));
     }
     sqlx::query!(
         "UPDATE holds SET status = 'released', closed_at = now() WHERE id = $1",

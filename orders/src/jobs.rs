@@ -49,9 +49,12 @@ pub async fn run_due(s: &AppState) -> Result<usize, Error> {
         };
         match result {
             Ok(()) => {
-                sqlx::query!("UPDATE jobs SET done_at = now(), attempts = attempts + 1 WHERE id = $1", job.id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query!(
+                    "UPDATE jobs SET done_at = now(), attempts = attempts + 1 WHERE id = $1",
+                    job.id
+                )
+                .execute(&mut *tx)
+                .await?;
             }
             Err(e) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, error = %e, "job failed; will retry");
@@ -71,7 +74,11 @@ pub async fn run_due(s: &AppState) -> Result<usize, Error> {
     Ok(due.len())
 }
 
-async fn send_refund(s: &AppState, tx: &mut PgConnection, payload: &serde_json::Value) -> Result<(), Error> {
+async fn send_refund(
+    s: &AppState,
+    tx: &mut PgConnection,
+    payload: &serde_json::Value,
+) -> Result<(), Error> {
     let refund_id: Uuid = payload
         .get("refund_id")
         .and_then(|v| v.as_str())
@@ -135,14 +142,19 @@ pub async fn reconcile_pending(s: &AppState) -> Result<usize, Error> {
                     object: serde_json::json!({"id": intent.id, "metadata": intent.metadata}),
                 },
             };
-            let outcome = settlement::apply_event(&s.db, s.provider.name(), &event, Source::Reconciler).await?;
+            let outcome =
+                settlement::apply_event(&s.db, s.provider.name(), &event, Source::Reconciler)
+                    .await?;
             after_settlement(s, &outcome).await;
             settled += 1;
         } else {
             // Not paid yet: look again later rather than every round.
-            sqlx::query!("UPDATE orders SET updated_at = now() WHERE id = $1", order.id)
-                .execute(&s.db)
-                .await?;
+            sqlx::query!(
+                "UPDATE orders SET updated_at = now() WHERE id = $1",
+                order.id
+            )
+            .execute(&s.db)
+            .await?;
         }
     }
     Ok(settled)

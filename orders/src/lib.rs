@@ -45,9 +45,9 @@ pub mod outbox;
 pub mod pages;
 pub mod payments;
 pub mod settlement;
-pub mod webhooks;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod webhooks;
 
 pub use error::Error;

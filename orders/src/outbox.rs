@@ -12,7 +12,11 @@ use uuid::Uuid;
 
 use crate::Error;
 
-pub async fn enqueue<T: Serialize>(conn: &mut PgConnection, subject: &str, message: &T) -> Result<Uuid, Error> {
+pub async fn enqueue<T: Serialize>(
+    conn: &mut PgConnection,
+    subject: &str,
+    message: &T,
+) -> Result<Uuid, Error> {
     let id = Uuid::now_v7();
     let payload = serde_json::to_value(message).expect("messages serialise");
     sqlx::query!(
@@ -61,7 +65,11 @@ fn nats<E: std::fmt::Display>(e: E) -> RelayError {
 
 impl Relay {
     /// Connects and makes sure the stream exists (file storage, 2 min dedup window).
-    pub async fn connect(db: PgPool, nats_url: &str, config: StreamConfig) -> Result<Self, RelayError> {
+    pub async fn connect(
+        db: PgPool,
+        nats_url: &str,
+        config: StreamConfig,
+    ) -> Result<Self, RelayError> {
         let client = async_nats::connect(nats_url).await.map_err(nats)?;
         let js = jetstream::new(client);
         js.get_or_create_stream(stream::Config {

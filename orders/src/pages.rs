@@ -60,7 +60,6 @@ pub fn layout_with_head(title: &str, head: &str, body: &str) -> String {
     )
 }
 
-
 fn when(starts_at: DateTime<Utc>, timezone: &str) -> String {
     let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
     format!(
@@ -201,8 +200,14 @@ pub fn order(o: &OrderView) -> String {
             "<p class=\"error\" role=\"status\">This order was refunded in full.</p>",
             "",
         ),
-        "partially_refunded" => ("<p role=\"status\">Part of this order was refunded.</p>", ""),
-        _ => ("<p class=\"error\" role=\"status\">This order was cancelled.</p>", ""),
+        "partially_refunded" => (
+            "<p role=\"status\">Part of this order was refunded.</p>",
+            "",
+        ),
+        _ => (
+            "<p class=\"error\" role=\"status\">This order was cancelled.</p>",
+            "",
+        ),
     };
     let tickets: String = o
         .tickets

@@ -62,7 +62,12 @@ pub trait PaymentProvider: Send + Sync {
     async fn create_intent(&self, new: &NewIntent<'_>) -> Result<Intent, Error>;
     async fn intent(&self, id: &str) -> Result<Intent, Error>;
     /// Refunds `amount_cents` of an intent; `key` makes a retry of the same refund safe.
-    async fn refund(&self, intent_id: &str, amount_cents: i64, key: &str) -> Result<ProviderRefund, Error>;
+    async fn refund(
+        &self,
+        intent_id: &str,
+        amount_cents: i64,
+        key: &str,
+    ) -> Result<ProviderRefund, Error>;
     /// The hosted page where the buyer pays.
     fn pay_url(&self, intent: &Intent) -> String;
 }
@@ -77,7 +82,12 @@ pub struct StripeApi {
 }
 
 impl StripeApi {
-    pub fn new(name: &'static str, base_url: &str, hosted_page_base: &str, secret_key: &str) -> Self {
+    pub fn new(
+        name: &'static str,
+        base_url: &str,
+        hosted_page_base: &str,
+        secret_key: &str,
+    ) -> Self {
         Self {
             name,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -91,7 +101,10 @@ impl StripeApi {
         }
     }
 
-    async fn send<T: for<'de> Deserialize<'de>>(&self, req: reqwest::RequestBuilder) -> Result<T, Error> {
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, Error> {
         let resp = req
             .bearer_auth(&self.secret_key)
             .send()
@@ -100,7 +113,9 @@ impl StripeApi {
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            return Err(Error::Payment(format!("provider answered {status}: {body}")));
+            return Err(Error::Payment(format!(
+                "provider answered {status}: {body}"
+            )));
         }
         resp.json().await.map_err(|e| Error::Payment(e.to_string()))
     }
@@ -130,11 +145,19 @@ impl PaymentProvider for StripeApi {
     }
 
     async fn intent(&self, id: &str) -> Result<Intent, Error> {
-        self.send(self.http.get(format!("{}/v1/payment_intents/{id}", self.base_url)))
-            .await
+        self.send(
+            self.http
+                .get(format!("{}/v1/payment_intents/{id}", self.base_url)),
+        )
+        .await
     }
 
-    async fn refund(&self, intent_id: &str, amount_cents: i64, key: &str) -> Result<ProviderRefund, Error> {
+    async fn refund(
+        &self,
+        intent_id: &str,
+        amount_cents: i64,
+        key: &str,
+    ) -> Result<ProviderRefund, Error> {
         let form = [
             ("payment_intent", intent_id.to_owned()),
             ("amount", amount_cents.to_string()),

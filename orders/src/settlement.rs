@@ -22,11 +22,19 @@ use crate::webhooks::WebhookEvent;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Settled {
-    Paid { order_id: Uuid, tickets: usize },
+    Paid {
+        order_id: Uuid,
+        tickets: usize,
+    },
     /// The seats were gone after the hold expired: the money goes back.
-    Refunding { order_id: Uuid, refund_id: Uuid },
+    Refunding {
+        order_id: Uuid,
+        refund_id: Uuid,
+    },
     /// Already paid, refunded or cancelled: nothing to do.
-    AlreadySettled { order_id: Uuid },
+    AlreadySettled {
+        order_id: Uuid,
+    },
     /// The provider event was seen before.
     Duplicate,
     /// Recorded; no state change follows from it.
@@ -50,7 +58,12 @@ impl Source {
 }
 
 /// Records a provider event once and applies it, in one transaction.
-pub async fn apply_event(db: &PgPool, provider: &str, event: &WebhookEvent, source: Source) -> Result<Settled, Error> {
+pub async fn apply_event(
+    db: &PgPool,
+    provider: &str,
+    event: &WebhookEvent,
+    source: Source,
+) -> Result<Settled, Error> {
     let object = &event.data.object;
     let intent_id = object
         .get("id")
@@ -60,9 +73,11 @@ pub async fn apply_event(db: &PgPool, provider: &str, event: &WebhookEvent, sour
         .map(str::to_owned);
     let mut tx = db.begin().await?;
     let order_id = match &intent_id {
-        Some(intent) => sqlx::query_scalar!("SELECT id FROM orders WHERE payment_intent_id = $1", intent)
-            .fetch_optional(&mut *tx)
-            .await?,
+        Some(intent) => {
+            sqlx::query_scalar!("SELECT id FROM orders WHERE payment_intent_id = $1", intent)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
         None => None,
     }
     .or_else(|| {
@@ -239,7 +254,10 @@ pub async fn settle_paid(
             },
         )
         .await?;
-        return Ok(Settled::Refunding { order_id, refund_id });
+        return Ok(Settled::Refunding {
+            order_id,
+            refund_id,
+        });
     }
 
     let paid_at = sqlx::query_scalar!(

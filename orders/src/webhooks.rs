@@ -27,7 +27,9 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64) -> Result<(), S
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", sig)) => candidates.push(hex::decode(sig).map_err(|_| SignatureError::Malformed)?),
+            Some(("v1", sig)) => {
+                candidates.push(hex::decode(sig).map_err(|_| SignatureError::Malformed)?)
+            }
             _ => {}
         }
     }
@@ -82,10 +84,25 @@ mod tests {
         let body = br#"{"id":"evt_1"}"#;
         let header = sign("whsec", 1000, body);
         assert_eq!(verify("whsec", &header, body, 1000), Ok(()));
-        assert_eq!(verify("other", &header, body, 1000), Err(SignatureError::Mismatch));
-        assert_eq!(verify("whsec", &header, b"{}", 1000), Err(SignatureError::Mismatch));
-        assert_eq!(verify("whsec", &header, body, 2000), Err(SignatureError::Stale));
-        assert_eq!(verify("whsec", "garbage", body, 1000), Err(SignatureError::Malformed));
-        assert_eq!(verify("whsec", "t=1000", body, 1000), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify("other", &header, body, 1000),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify("whsec", &header, b"{}", 1000),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify("whsec", &header, body, 2000),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify("whsec", "garbage", body, 1000),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify("whsec", "t=1000", body, 1000),
+            Err(SignatureError::Malformed)
+        );
     }
 }

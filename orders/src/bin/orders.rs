@@ -22,7 +22,12 @@ async fn main() -> anyhow::Result<()> {
     let room = Waitroom::connect(&config.redis).await?;
     let verifier = waitroom::config::verifier_from_env()?;
     let p = &config.payments;
-    let provider = Arc::new(StripeApi::new(p.provider, &p.api_base, &p.pay_base, p.secret_key.expose()));
+    let provider = Arc::new(StripeApi::new(
+        p.provider,
+        &p.api_base,
+        &p.pay_base,
+        p.secret_key.expose(),
+    ));
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     tracing::info!(listen = %config.listen, provider = p.provider, "orders starting");
     let state = AppState {

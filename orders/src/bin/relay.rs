@@ -13,7 +13,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let var = |n: &str, d: &str| std::env::var(n).unwrap_or_else(|_| d.to_owned());
-    let db = orders::db::connect(&var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/floodgate"), 4).await?;
+    let db = orders::db::connect(
+        &var(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/floodgate",
+        ),
+        4,
+    )
+    .await?;
     orders::db::migrate(&db).await?;
     let stream = StreamConfig {
         stream: var("FLOODGATE_NATS_STREAM", "FLOODGATE"),

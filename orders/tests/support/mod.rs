@@ -18,7 +18,9 @@ use waitroom::EventSlug;
 use waitroom::config::RedisConfig;
 use waitroom::queue::Waitroom;
 use waitroom::settings::AdmissionSettings;
-use waitroom::tokens::{AdmissionClaims, TokenKind, TokenSigner, TokenVerifier, audience, generate_keypair};
+use waitroom::tokens::{
+    AdmissionClaims, TokenKind, TokenSigner, TokenVerifier, audience, generate_keypair,
+};
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_orders";
 
@@ -29,6 +31,23 @@ pub struct TestApp {
     pub signer: TokenSigner,
     pub state: AppState,
     pub http: reqwest::Client,
+}
+
+/// An orders service wired to a real payment sandbox on its own port, whose webhooks
+/// come back to this service.
+pub async fn spawn_with_sandbox(faults: sandbox::Faults) -> (TestApp, sandbox::Sandbox, String) {
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox_base = format!("http://{}", sandbox_listener.local_addr().unwrap());
+    let app = spawn_app(&sandbox_base).await;
+    let sb = sandbox::Sandbox::new(sandbox::SandboxConfig {
+        webhook_url: app.url("/api/payments/webhook"),
+        webhook_secret: sandbox::Secret::new(WEBHOOK_SECRET),
+        faults,
+        ..sandbox::SandboxConfig::default()
+    });
+    let router = sandbox::app(sb.clone());
+    tokio::spawn(async move { axum::serve(sandbox_listener, router).await.unwrap() });
+    (app, sb, sandbox_base)
 }
 
 pub async fn spawn_app(payments_base: &str) -> TestApp {
@@ -68,7 +87,12 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
         sellout: Default::default(),
         catalog: orders::catalog::Catalog::new(db.pool.clone()),
         db: db.pool.clone(),
-        provider: Arc::new(StripeApi::new("sandbox", payments_base, payments_base, "sk_test_floodgate")),
+        provider: Arc::new(StripeApi::new(
+            "sandbox",
+            payments_base,
+            payments_base,
+            "sk_test_floodgate",
+        )),
         config: Arc::new(config),
         metrics: HttpMetrics::new("orders"),
         room: room.clone(),
@@ -112,10 +136,13 @@ impl TestApp {
         let e = orders::events::create(&mut tx, &new).await.unwrap();
         tx.commit().await.unwrap();
         self.room
-            .apply_settings(&EventSlug::parse(slug).unwrap(), &AdmissionSettings {
-                max_active: 5000,
-                ..new.admission
-            })
+            .apply_settings(
+                &EventSlug::parse(slug).unwrap(),
+                &AdmissionSettings {
+                    max_active: 5000,
+                    ..new.admission
+                },
+            )
             .await
             .unwrap();
         e.id
@@ -137,7 +164,13 @@ impl TestApp {
         })
     }
 
-    pub async fn hold(&self, slug: &str, token: &str, tier: &str, quantity: i64) -> reqwest::Response {
+    pub async fn hold(
+        &self,
+        slug: &str,
+        token: &str,
+        tier: &str,
+        quantity: i64,
+    ) -> reqwest::Response {
         self.http
             .post(self.url(&format!("/api/events/{slug}/holds")))
             .bearer_auth(token)
@@ -164,7 +197,10 @@ impl TestApp {
 
     pub async fn cleanup(&self, slugs: &[&str]) {
         for s in slugs {
-            self.room.purge(&EventSlug::parse(s).unwrap()).await.unwrap();
+            self.room
+                .purge(&EventSlug::parse(s).unwrap())
+                .await
+                .unwrap();
         }
     }
 }

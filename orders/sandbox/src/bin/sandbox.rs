@@ -1,0 +1,35 @@
+//! The payment sandbox process (reads SANDBOX_LISTEN, SANDBOX_API_KEY,
+//! SANDBOX_WEBHOOK_URL, SANDBOX_WEBHOOK_SECRET and the fault knobs; see the README).
+
+use sandbox::{Sandbox, SandboxConfig, app};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = SandboxConfig::from_env()?;
+    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+    // Secrets print as *** (config::Secret).
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        webhook_url = %config.webhook_url,
+        faults = ?config.faults,
+        "sandbox starting"
+    );
+    axum::serve(listener, app(Sandbox::new(config)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,336 @@
+//! Getting paid against the real payment sandbox (a separate HTTP server speaking
+//! Stripe's API, with its fault knobs) and the real Postgres.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{TestApp, spawn_with_sandbox};
+
+struct Checkout {
+    order_id: String,
+    order_token: String,
+    intent: String,
+    hold_id: String,
+}
+
+async fn buy(app: &TestApp, slug: &str, seq: u64, quantity: i64) -> Checkout {
+    let token = app.admission(slug, seq);
+    let hold = app.hold(slug, &token, "ga", quantity).await;
+    assert_eq!(hold.status(), StatusCode::CREATED);
+    let hold: Value = hold.json().await.unwrap();
+    let hold_id = hold["hold_id"].as_str().unwrap().to_owned();
+    let co = app
+        .http
+        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(co.status(), StatusCode::CREATED);
+    let co: Value = co.json().await.unwrap();
+    // Checkout again: same order, same intent, same token.
+    let again: Value = app
+        .http
+        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(co, again, "checkout is idempotent");
+    assert!(co["payment"]["pay_url"].as_str().unwrap().contains("/pay/"));
+    Checkout {
+        order_id: co["order_id"].as_str().unwrap().to_owned(),
+        order_token: co["order_token"].as_str().unwrap().to_owned(),
+        intent: co["payment"]["intent_id"].as_str().unwrap().to_owned(),
+        hold_id,
+    }
+}
+
+async fn confirm(
+    sandbox_base: &str,
+    intent: &str,
+    method: &str,
+    timeout: Duration,
+) -> Result<reqwest::Response, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+        .post(format!(
+            "{sandbox_base}/v1/payment_intents/{intent}/confirm"
+        ))
+        .bearer_auth("sk_test_floodgate")
+        .form(&[("payment_method", method)])
+        .send()
+        .await
+}
+
+async fn order(app: &TestApp, c: &Checkout) -> Value {
+    app.http
+        .get(app.url(&format!(
+            "/api/orders/{}?order_token={}",
+            c.order_id, c.order_token
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn until_status(app: &TestApp, c: &Checkout, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = order(app, c).await;
+        if o["status"] == status {
+            return o;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order never became {status}: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn duplicate_late_and_reordered_webhooks_leave_one_paid_order() {
+    let (app, sandbox, sb) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    app.event("pay", &[("ga", 10, 1500)]).await;
+    sandbox.set_faults(
+        serde_json::from_value(json!({
+            "duplicate_webhooks": true, "out_of_order_webhooks": true
+        }))
+        .unwrap(),
+    );
+    let c = buy(&app, "pay", 1, 2).await;
+    // First a decline, then a good card: the failure may well arrive last.
+    let declined = confirm(
+        &sb,
+        &c.intent,
+        "pm_card_chargeDeclined",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(declined.status(), StatusCode::PAYMENT_REQUIRED);
+    let ok = confirm(&sb, &c.intent, "pm_card_visa", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(ok.status().is_success());
+
+    let paid = until_status(&app, &c, "paid").await;
+    assert_eq!(paid["tickets"].as_array().unwrap().len(), 2);
+    // Let every duplicate and straggler arrive, then look again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sandbox.deliveries().iter().any(|d| !d.delivered) {
+        assert!(Instant::now() < deadline, "webhooks never all delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(order(&app, &c).await["status"], "paid");
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE subject = 'orders.paid'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_events WHERE action = 'order.paid'")
+            .await,
+        1
+    );
+    assert!(
+        app.count("SELECT count(*) FROM payment_events").await >= 2,
+        "both events recorded once each"
+    );
+    assert_eq!(app.tier("ga").await, (10, 2, 0));
+    app.cleanup(&["pay"]).await;
+}
+
+#[tokio::test]
+async fn a_charge_whose_page_timed_out_is_finished_by_the_reconciler() {
+    let (app, sandbox, sb) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    sandbox.set_faults(
+        serde_json::from_value(json!({
+            "timeout_rate": 1.0, "timeout_hold_ms": 3000, "webhook_drop_rate": 1.0
+        }))
+        .unwrap(),
+    );
+    app.event("lost", &[("ga", 10, 1500)]).await;
+    let c = buy(&app, "lost", 1, 1).await;
+    // The buyer's page gives up; the charge went through; no webhook ever comes.
+    assert!(
+        confirm(&sb, &c.intent, "pm_card_visa", Duration::from_millis(500))
+            .await
+            .is_err()
+    );
+    assert_eq!(order(&app, &c).await["status"], "pending_payment");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order(&app, &c).await["status"] != "paid" {
+        orders::jobs::reconcile_pending(&app.state).await.unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the reconciler never finished the order"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM order_events WHERE action = 'order.paid' AND actor = 'system:reconciler'").await,
+        1
+    );
+    app.cleanup(&["lost"]).await;
+}
+
+#[tokio::test]
+async fn paid_after_the_hold_expired_into_a_full_tier_is_refunded_and_the_buyer_told() {
+    let (app, sandbox, sb) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    app.event("late", &[("ga", 1, 1500)]).await;
+    let slow = buy(&app, "late", 1, 1).await;
+    // The slow buyer's hold lapses and someone else takes the seat.
+    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    orders::holds::sweep_expired(&app.db.pool, 10)
+        .await
+        .unwrap();
+    let fast = app.hold("late", &app.admission("late", 2), "ga", 1).await;
+    assert_eq!(fast.status(), StatusCode::CREATED);
+
+    // Now the slow buyer's money arrives.
+    confirm(&sb, &slow.intent, "pm_card_visa", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let refunded = until_status(&app, &slow, "refunded").await;
+    assert!(refunded["tickets"].as_array().unwrap().is_empty());
+    assert_eq!(app.tier("ga").await, (1, 0, 1), "never oversold");
+
+    // The refund job sends the money back through the provider, once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        orders::jobs::run_due(&app.state).await.unwrap();
+        if sandbox
+            .payment_intent(&slow.intent)
+            .unwrap()
+            .amount_refunded
+            == 1500
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refund never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    orders::jobs::run_due(&app.state).await.unwrap();
+    assert_eq!(
+        sandbox
+            .payment_intent(&slow.intent)
+            .unwrap()
+            .amount_refunded,
+        1500
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM refunds WHERE status = 'succeeded'")
+            .await,
+        1
+    );
+    // The buyer is told: fulfilment sends what the outbox carries.
+    let (reason, email): (String, String) = sqlx::query_as(
+        "SELECT payload->>'reason', payload->>'buyer_email' FROM outbox WHERE subject = 'orders.refunded'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (reason.as_str(), email.as_str()),
+        ("seats_gone_after_hold_expired", "ada@example.org")
+    );
+    let _ = slow.hold_id;
+    app.cleanup(&["late"]).await;
+}
+
+#[tokio::test]
+async fn paid_after_expiry_with_a_seat_still_free_keeps_the_sale() {
+    let (app, _sandbox, sb) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    app.event("free", &[("ga", 5, 1500)]).await;
+    let c = buy(&app, "free", 1, 1).await;
+    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    orders::holds::sweep_expired(&app.db.pool, 10)
+        .await
+        .unwrap();
+    confirm(&sb, &c.intent, "pm_card_visa", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let paid = until_status(&app, &c, "paid").await;
+    assert_eq!(paid["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(app.tier("ga").await, (5, 1, 0));
+    app.cleanup(&["free"]).await;
+}
+
+#[tokio::test]
+async fn webhooks_without_a_valid_signature_change_nothing() {
+    let (app, _sandbox, _sb) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    app.event("sig", &[("ga", 5, 1500)]).await;
+    let c = buy(&app, "sig", 1, 1).await;
+    let body = json!({"id": "evt_forged", "type": "payment_intent.succeeded",
+                      "data": {"object": {"id": c.intent, "metadata": {"order_id": c.order_id}}}})
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    for (what, header) in [
+        ("none", None),
+        (
+            "wrong secret",
+            Some(orders::webhooks::sign("whsec_guess", now, body.as_bytes())),
+        ),
+        (
+            "stale",
+            Some(orders::webhooks::sign(
+                support::WEBHOOK_SECRET,
+                now - 3600,
+                body.as_bytes(),
+            )),
+        ),
+    ] {
+        let mut req = app
+            .http
+            .post(app.url("/api/payments/webhook"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(h) = header {
+            req = req.header("Stripe-Signature", h);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "invalid_signature",
+            "{what}"
+        );
+    }
+    assert_eq!(order(&app, &c).await["status"], "pending_payment");
+    assert_eq!(app.count("SELECT count(*) FROM payment_events").await, 0);
+
+    // The order page needs its token; a wrong one looks like no order at all.
+    let wrong = app
+        .http
+        .get(app.url(&format!("/api/orders/{}?order_token=00", c.order_id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    app.cleanup(&["sig"]).await;
+}

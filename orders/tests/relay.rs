@@ -1,0 +1,94 @@
+//! The outbox relay against the real NATS JetStream: what was committed is published,
+//! once, even when the relay dies between publishing and marking the row.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use orders::outbox::{self, Relay, StreamConfig};
+use orders::testing::TestDb;
+use uuid::Uuid;
+
+fn stream_config() -> StreamConfig {
+    let id = Uuid::new_v4().simple().to_string();
+    StreamConfig {
+        stream: format!("T{}", &id[..16]).to_uppercase(),
+        prefix: format!("t{}", &id[..16]),
+    }
+}
+
+async fn messages(js: &jetstream::Context, config: &StreamConfig) -> Vec<serde_json::Value> {
+    let mut stream = js.get_stream(&config.stream).await.unwrap();
+    let count = stream.info().await.unwrap().state.messages;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    if count == 0 {
+        return out;
+    }
+    let mut batch = consumer
+        .fetch()
+        .max_messages(count as usize + 10)
+        .expires(Duration::from_millis(500))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(m) = batch.next().await {
+        out.push(serde_json::from_slice(&m.unwrap().payload).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn committed_messages_are_published_exactly_once_across_a_crash() {
+    let db = TestDb::new().await;
+    let config = stream_config();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let first = outbox::enqueue(&mut conn, "orders.paid", &serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    outbox::enqueue(&mut conn, "orders.paid", &serde_json::json!({"n": 2}))
+        .await
+        .unwrap();
+    drop(conn);
+
+    let relay = Relay::connect(db.pool.clone(), "nats://127.0.0.1:4222", config.clone())
+        .await
+        .unwrap();
+    // A relay that died after publishing the first row but before marking it.
+    outbox::publish(
+        relay.jetstream(),
+        &config,
+        first,
+        "orders.paid",
+        &serde_json::json!({"n": 1}),
+    )
+    .await
+    .unwrap();
+    // Its successor starts over from the unmarked rows.
+    assert_eq!(relay.relay_once(100).await.unwrap(), 2);
+    assert_eq!(
+        relay.relay_once(100).await.unwrap(),
+        0,
+        "nothing left to send"
+    );
+
+    let got = messages(relay.jetstream(), &config).await;
+    assert_eq!(
+        got,
+        vec![serde_json::json!({"n": 1}), serde_json::json!({"n": 2})]
+    );
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(unpublished, 0);
+    relay
+        .jetstream()
+        .delete_stream(&config.stream)
+        .await
+        .unwrap();
+}
