@@ -14,9 +14,11 @@ pub struct GatewayConfig {
     /// Base URL buyers see (`FLOODGATE_PUBLIC_URL`); `https` turns on `Secure` cookies.
     pub public_url: String,
     pub redis: RedisConfig,
-    /// `host:port` lists, comma-separated (`FLOODGATE_UPSTREAM_ORDERS`, `..._CONSOLE`).
+    /// `host:port` lists, comma-separated (`FLOODGATE_UPSTREAM_ORDERS`, `..._CONSOLE`,
+    /// `..._FULFILMENT`).
     pub orders_upstreams: Vec<String>,
     pub console_upstreams: Vec<String>,
+    pub fulfilment_upstreams: Vec<String>,
     /// How old a cached queue snapshot may be before the refresher replaces it.
     pub snapshot_refresh: Duration,
     /// Queue tokens live this long (a visitor may wait hours for a big on-sale).
@@ -89,6 +91,7 @@ impl GatewayConfig {
             redis: RedisConfig::from_env(),
             orders_upstreams: list("FLOODGATE_UPSTREAM_ORDERS", "127.0.0.1:8081"),
             console_upstreams: list("FLOODGATE_UPSTREAM_CONSOLE", "127.0.0.1:8083"),
+            fulfilment_upstreams: list("FLOODGATE_UPSTREAM_FULFILMENT", "127.0.0.1:8087"),
             snapshot_refresh: Duration::from_millis(parsed(
                 "FLOODGATE_SNAPSHOT_REFRESH_MS",
                 "200",

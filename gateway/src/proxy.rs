@@ -31,6 +31,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     orders: Arc<LoadBalancer<RoundRobin>>,
     console: Arc<LoadBalancer<RoundRobin>>,
+    fulfilment: Arc<LoadBalancer<RoundRobin>>,
     trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -65,6 +66,7 @@ pub fn build(
 ) -> anyhow::Result<Built> {
     let orders = upstream_pool("orders health check", &cfg.orders_upstreams)?;
     let console = upstream_pool("console health check", &cfg.console_upstreams)?;
+    let fulfilment = upstream_pool("fulfilment health check", &cfg.fulfilment_upstreams)?;
     let gateway = Gateway {
         waiting: Waiting {
             snapshots,
@@ -82,11 +84,12 @@ pub fn build(
         metrics: Metrics::new(),
         orders: orders.task(),
         console: console.task(),
+        fulfilment: fulfilment.task(),
         trusted_proxies: cfg.trusted_proxies.clone(),
     };
     Ok(Built {
         gateway,
-        health_checks: vec![orders, console],
+        health_checks: vec![orders, console, fulfilment],
     })
 }
 
@@ -185,6 +188,7 @@ impl Gateway {
         match upstream {
             Upstream::Orders => &self.orders,
             Upstream::Console => &self.console,
+            Upstream::Fulfilment => &self.fulfilment,
         }
     }
 }

@@ -33,6 +33,7 @@ pub enum Route {
 pub enum Upstream {
     Orders,
     Console,
+    Fulfilment,
 }
 
 impl Route {
@@ -52,6 +53,7 @@ impl Route {
             Route::AccessLink => "access_link",
             Route::Upstream(Upstream::Orders) => "orders",
             Route::Upstream(Upstream::Console) => "console",
+            Route::Upstream(Upstream::Fulfilment) => "fulfilment",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
         }
@@ -59,7 +61,8 @@ impl Route {
 
     pub fn upstream(&self) -> Option<Upstream> {
         match self {
-            Route::Protected { .. } | Route::AccessLink => Some(Upstream::Orders),
+            Route::Protected { .. } => Some(Upstream::Orders),
+            Route::AccessLink => Some(Upstream::Fulfilment),
             Route::Upstream(u) => Some(*u),
             _ => None,
         }

@@ -83,6 +83,7 @@ async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack
         )
         .env("FLOODGATE_UPSTREAM_ORDERS", &upstream)
         .env("FLOODGATE_UPSTREAM_CONSOLE", &upstream)
+        .env("FLOODGATE_UPSTREAM_FULFILMENT", &upstream)
         .env("FLOODGATE_RATE_ALLOWLIST", "127.0.0.0/8")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

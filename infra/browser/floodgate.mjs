@@ -9,6 +9,8 @@ import { chromium } from 'playwright-core';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BASE_URL = (process.env.FLOODGATE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+/** The payment sandbox's hosted payment pages (where the buyer is sent to pay). */
+export const SANDBOX_URL = (process.env.FLOODGATE_SANDBOX_URL || 'http://127.0.0.1:8085').replace(/\/+$/, '');
 export const SCREENSHOT_DIR = path.join(REPO_ROOT, 'docs', 'screenshots');
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
@@ -66,8 +68,10 @@ export function uniqueSlug(prefix = 'bt') {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
-/** Creates an event with one tier and the given queue settings; returns its slug. */
-export async function createEvent({ title = 'Browser test gig', queue = {} } = {}) {
+export const DEFAULT_TIERS = [{ code: 'ga', name: 'General', price_cents: 1000, currency: 'EUR', capacity: 50 }];
+
+/** Creates an event with the given tiers (one by default) and queue settings; returns its slug. */
+export async function createEvent({ title = 'Browser test gig', queue = {}, tiers = DEFAULT_TIERS } = {}) {
   const slug = uniqueSlug();
   const starts = new Date(Date.now() + 7 * 24 * 3600 * 1000);
   starts.setUTCSeconds(0, 0);
@@ -82,7 +86,7 @@ export async function createEvent({ title = 'Browser test gig', queue = {} } = {
       ends_at: ends.toISOString(),
       timezone: 'Europe/Amsterdam',
       meeting: { provider: 'jitsi' },
-      tiers: [{ code: 'ga', name: 'General', price_cents: 1000, currency: 'EUR', capacity: 50 }],
+      tiers,
       queue: { mode: 'on', rate_per_minute: 0, max_active: 100, ...queue },
     },
   });
@@ -150,4 +154,49 @@ export async function screenshot(page, name) {
 /** `/e/{slug}` exactly, ignoring the origin and any query. */
 export function eventPageUrl(slug) {
   return (url) => new URL(url).pathname === `/e/${slug}`;
+}
+
+/** Public order API (no admission needed, the order token is the key). */
+export function getOrder(orderId, orderToken) {
+  return call('GET', `/api/orders/${orderId}?order_token=${encodeURIComponent(orderToken)}`);
+}
+
+/**
+ * `GET /api/events/{slug}` as the buyer in `context` (its admission cookie goes along:
+ * the gateway refuses the event API without one while the queue is on).
+ */
+export async function getEventAs(context, slug) {
+  const res = await context.request.get(`${BASE_URL}/api/events/${slug}`, {
+    headers: { Accept: 'application/json' },
+    timeout: 10_000,
+  });
+  if (res.status() !== 200) throw new Error(`GET /api/events/${slug} -> ${res.status()}: ${(await res.text()).slice(0, 500)}`);
+  return res.json();
+}
+
+/** Tier `code` -> available seats, as the buyer in `context` sees them. */
+export async function availableAs(context, slug) {
+  const ev = await getEventAs(context, slug);
+  return Object.fromEntries(ev.tiers.map((t) => [t.code, t.available]));
+}
+
+/** `/orders/{id}?order_token=...` on the gateway: the order id and its token, or null. */
+export function parseOrderUrl(url) {
+  const u = new URL(url);
+  const m = u.pathname.match(/^\/orders\/([0-9a-f-]{36})$/);
+  const token = u.searchParams.get('order_token');
+  return m && token && u.origin === new URL(BASE_URL).origin ? { orderId: m[1], orderToken: token } : null;
+}
+
+/** The payment sandbox's fault knobs (`GET`/`PUT /admin/faults`; a PUT takes any subset). */
+export async function sandboxFaults(patch) {
+  const res = await fetch(`${SANDBOX_URL}/admin/faults`, {
+    method: patch ? 'PUT' : 'GET',
+    headers: patch ? { 'Content-Type': 'application/json' } : {},
+    body: patch ? JSON.stringify(patch) : undefined,
+    signal: AbortSignal.timeout(5_000),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${patch ? 'PUT' : 'GET'} /admin/faults -> ${res.status}: ${text.slice(0, 500)}`);
+  return JSON.parse(text);
 }

@@ -1,10 +1,14 @@
 //! `loadtest`: the on-sale simulator's command line. Today it verifies pre-queue
-//! lotteries; the on-sale simulation, verdict and benchmarks join it (issue 7).
+//! lotteries and benchmarks holds on one hot tier (`bench-holds`); the on-sale
+//! simulation and verdict join it (issue 7).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use waitroom::lottery::LotteryRecord;
+
+mod bench_holds;
 
 #[derive(Parser)]
 #[command(about = "Floodgate on-sale simulator and verifiers")]
@@ -31,6 +35,37 @@ enum Command {
         /// Read the record from this JSON file instead of the gateway.
         #[arg(long)]
         file: Option<std::path::PathBuf>,
+    },
+    /// Holds committed per second on one hot tier, in one run: (a) pgbench's bare
+    /// single-row UPDATE, (b) pgbench's UPDATE + INSERT per hold, (c) the orders
+    /// HoldDesk in-process, (d) the orders HTTP API in-process. Uses scratch databases
+    /// on 127.0.0.1 (dropped afterwards); writes the results as JSON.
+    BenchHolds {
+        /// Duration of each of the four cases.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients in every case.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// pgbench worker threads (`--jobs`).
+        #[arg(long, default_value_t = 2)]
+        pgbench_threads: usize,
+        /// Postgres server (the database part is ignored: scratch databases are made).
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+        /// Redis for the orders service's waiting-room handle (its own prefix, purged).
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+        /// pgbench binary (default: the newest /usr/lib/postgresql/*/bin/pgbench).
+        #[arg(long)]
+        pgbench: Option<PathBuf>,
+        /// Where the JSON results go (pgbench scripts are written next to it).
+        #[arg(long, default_value = "target/loadtest/bench-holds.json")]
+        out: PathBuf,
     },
 }
 
@@ -64,6 +99,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 record.seed.as_deref().unwrap_or("-"),
                 record.commitment
             );
+            Ok(())
+        }
+        Command::BenchHolds {
+            seconds,
+            clients,
+            pgbench_threads,
+            database_url,
+            redis_url,
+            pgbench,
+            out,
+        } => {
+            let opts = bench_holds::Options {
+                seconds,
+                clients,
+                pgbench_threads,
+                database_url,
+                redis_url,
+                pgbench,
+                out: out.clone(),
+            };
+            // Ctrl-C drops the bench, whose guards drop the scratch databases.
+            let report = tokio::select! {
+                r = bench_holds::run(opts) => r?,
+                _ = tokio::signal::ctrl_c() => {
+                    // Let the Redis purge spawned by a guard run before the runtime ends.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    anyhow::bail!("interrupted; scratch state cleaned up");
+                }
+            };
+            println!("{}", bench_holds::render(&report));
+            std::fs::write(&out, serde_json::to_vec_pretty(&report)?)?;
+            println!("results written to {}", out.display());
             Ok(())
         }
     }

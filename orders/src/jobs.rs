@@ -37,8 +37,10 @@ pub async fn run_due(s: &AppState) -> Result<usize, Error> {
     let mut tx = s.db.begin().await?;
     let due = sqlx::query!(
         r#"SELECT id, kind, payload, attempts FROM jobs
-           WHERE done_at IS NULL AND run_at <= now()
-           ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED"#
+           WHERE done_at IS NULL AND run_at <= now() AND kind = ANY($1)
+           ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED"#,
+        // The jobs table is shared; each service claims only the kinds it runs.
+        &[REFUND.to_owned()] as &[String]
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -1,0 +1,119 @@
+//! The fulfilment service's state, router and background loops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{IntCounter, Registry, TextEncoder};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::config::FulfilmentConfig;
+use crate::mail::Mailer;
+use crate::meetings::Meetings;
+use crate::{deliveries, join, reminders};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub sent: IntCounter,
+    pub failed: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let sent = IntCounter::new(
+            "floodgate_fulfilment_emails_sent_total",
+            "Emails accepted by SMTP",
+        )
+        .expect("metric");
+        let failed = IntCounter::new(
+            "floodgate_fulfilment_email_failures_total",
+            "Failed send attempts",
+        )
+        .expect("metric");
+        registry.register(Box::new(sent.clone())).expect("register");
+        registry
+            .register(Box::new(failed.clone()))
+            .expect("register");
+        Self {
+            registry,
+            sent,
+            failed,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<FulfilmentConfig>,
+    pub mailer: Arc<Mailer>,
+    pub meetings: Arc<Meetings>,
+    pub metrics: Metrics,
+    /// Wakes the sender when something was queued, so mail leaves at once.
+    pub wake: Arc<Notify>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/join/{token}", get(join::join))
+        .route("/join/{token}/calendar.ics", get(join::calendar_file))
+        .with_state(state)
+}
+
+async fn ready(State(s): State<AppState>) -> impl IntoResponse {
+    match sqlx::query("SELECT 1").execute(&s.db).await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> String {
+    TextEncoder::new()
+        .encode_to_string(&s.metrics.registry.gather())
+        .unwrap_or_default()
+}
+
+/// The sender, the reconciler and the reminders, until the process ends.
+pub async fn run_workers(s: AppState) {
+    let mut reconcile = tokio::time::interval(Duration::from_secs(10));
+    let mut remind = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = s.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = reconcile.tick() => if let Err(e) = deliveries::reconcile(&s).await {
+                tracing::warn!(error = %e, "reconciler failed");
+            },
+            _ = remind.tick() => if let Err(e) = reminders::run_due(&s, chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "reminders failed");
+            },
+        }
+        // Drain whatever is due, in batches.
+        loop {
+            match deliveries::send_due(&s, 32).await {
+                Ok(32) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sender failed");
+                    break;
+                }
+            }
+        }
+    }
+}

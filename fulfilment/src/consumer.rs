@@ -1,0 +1,139 @@
+//! The JetStream consumer: a durable pull consumer on the order subjects.
+//!
+//! A message is acknowledged only after what it asks for is recorded (the delivery row
+//! committed); a transient failure is `Nak`ed with a delay so JetStream redelivers it; a
+//! message that cannot be understood is parked in `parked_messages` (the console shows
+//! them) and terminated, so it does not block the ones behind it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use futures::StreamExt;
+use orders::messages::{self, OrderPaid, OrderRefunded};
+
+use crate::Error;
+use crate::app::AppState;
+use crate::deliveries;
+
+fn nats<E: std::fmt::Display>(e: E) -> Error {
+    Error::Nats(e.to_string())
+}
+
+pub async fn consumer(
+    js: &jetstream::Context,
+    s: &AppState,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, Error> {
+    let c = &s.config;
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: c.stream.clone(),
+            subjects: vec![format!("{}.>", c.prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    stream
+        .get_or_create_consumer(
+            &c.consumer,
+            pull::Config {
+                durable_name: Some(c.consumer.clone()),
+                filter_subject: format!("{}.orders.>", c.prefix),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(nats)
+}
+
+/// What to do with one message.
+pub enum Verdict {
+    Done,
+    Retry(Error),
+    Poison(String),
+}
+
+pub async fn handle(s: &AppState, subject: &str, payload: &[u8]) -> Verdict {
+    let relative = subject
+        .strip_prefix(&format!("{}.", s.config.prefix))
+        .unwrap_or(subject);
+    let result = match relative {
+        messages::ORDER_PAID => match serde_json::from_slice::<OrderPaid>(payload) {
+            Ok(m) => deliveries::queue_confirmation(s, m.order_id)
+                .await
+                .map(|_| ()),
+            Err(e) => return Verdict::Poison(format!("order paid: {e}")),
+        },
+        messages::ORDER_REFUNDED => match serde_json::from_slice::<OrderRefunded>(payload) {
+            Ok(m) => deliveries::queue_refund_notice(s, &m).await.map(|_| ()),
+            Err(e) => return Verdict::Poison(format!("order refunded: {e}")),
+        },
+        // Subjects fulfilment has nothing to do with.
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => Verdict::Done,
+        Err(Error::NotFound(what)) => Verdict::Poison(format!("{what} not found")),
+        Err(e) => Verdict::Retry(e),
+    }
+}
+
+async fn park(s: &AppState, subject: &str, payload: &[u8], error: &str) -> Result<(), Error> {
+    sqlx::query!(
+        "INSERT INTO parked_messages (subject, payload, error) VALUES ($1, $2, $3)",
+        subject,
+        String::from_utf8_lossy(payload).into_owned(),
+        error
+    )
+    .execute(&s.db)
+    .await?;
+    Ok(())
+}
+
+/// Consumes until `shutdown` resolves.
+pub async fn run(
+    s: AppState,
+    js: jetstream::Context,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let consumer = consumer(&js, &s).await?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    tokio::pin!(shutdown);
+    loop {
+        let next = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            m = messages.next() => m,
+        };
+        let Some(message) = next else {
+            return Err(Error::Nats("message stream ended".into()));
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                continue;
+            }
+        };
+        let ack = match handle(&s, message.subject.as_str(), &message.payload).await {
+            Verdict::Done => AckKind::Ack,
+            Verdict::Retry(e) => {
+                tracing::warn!(error = %e, "message not handled; will be redelivered");
+                AckKind::Nak(Some(Duration::from_secs(2)))
+            }
+            Verdict::Poison(reason) => {
+                tracing::error!(subject = %message.subject, %reason, "poison message parked");
+                match park(&s, message.subject.as_str(), &message.payload, &reason).await {
+                    Ok(()) => AckKind::Term,
+                    Err(_) => AckKind::Nak(Some(Duration::from_secs(5))),
+                }
+            }
+        };
+        if let Err(e) = message.ack_with(ack).await {
+            tracing::warn!(error = %e, "ack failed; the message will come again");
+        }
+    }
+}

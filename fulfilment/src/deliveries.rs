@@ -1,0 +1,313 @@
+//! Emails, queued once and sent until they arrive.
+//!
+//! Queueing is idempotent: each delivery is unique per (order, dedup key), so a message
+//! redelivered by JetStream, the reconciler and a console resend can all ask for "the
+//! confirmation of order X" and exactly one is queued. The sender claims due rows with
+//! `FOR UPDATE SKIP LOCKED` (any number of fulfilment replicas), renders, sends, and
+//! records the email as sent — with access-link tokens redacted, since only their hashes
+//! may be stored. A failed send is retried with exponential backoff (capped), so an SMTP
+//! outage of minutes delays mail and loses none.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::app::AppState;
+use crate::calendar::{self, Invite};
+use crate::{links, reminders};
+
+/// Give up (status `failed`, visible in the console) after this many attempts.
+pub const MAX_ATTEMPTS: i32 = 12;
+
+pub fn money(cents: i64, currency: &str) -> String {
+    format!("{currency} {}.{:02}", cents / 100, cents % 100)
+}
+
+pub fn local_time(t: DateTime<Utc>, tz: &str) -> String {
+    let zone: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
+    t.with_timezone(&zone)
+        .format("%A %-d %B %Y, %H:%M")
+        .to_string()
+}
+
+/// Queues the order's confirmation (issuing its tickets' links); `true` if it was new.
+pub async fn queue_confirmation(s: &AppState, order_id: Uuid) -> Result<bool, Error> {
+    let mut tx = s.db.begin().await?;
+    let order = sqlx::query!(
+        "SELECT status, buyer_email, event_id FROM orders WHERE id = $1",
+        order_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound("order"))?;
+    if order.status != "paid" && order.status != "partially_refunded" {
+        return Ok(false);
+    }
+    let tickets = sqlx::query_scalar!(
+        "SELECT id FROM tickets WHERE order_id = $1 AND status = 'valid' ORDER BY seat_no",
+        order_id
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for t in &tickets {
+        links::ensure(&mut tx, &s.config.link_secret, *t).await?;
+    }
+    let queued = sqlx::query_scalar!(
+        r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient)
+           VALUES ($1, $2, 'confirmation', 'confirmation', $3)
+           ON CONFLICT (order_id, dedup_key) DO NOTHING RETURNING id"#,
+        Uuid::now_v7(),
+        order_id,
+        order.buyer_email
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some();
+    reminders::schedule(&mut tx, order.event_id).await?;
+    tx.commit().await?;
+    if queued {
+        s.wake.notify_one();
+    }
+    Ok(queued)
+}
+
+/// Queues the email telling a buyer about a refund.
+pub async fn queue_refund_notice(
+    s: &AppState,
+    msg: &orders::messages::OrderRefunded,
+) -> Result<bool, Error> {
+    let queued = sqlx::query_scalar!(
+        r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)
+           VALUES ($1, $2, 'refund_notice', $3, $4, $5)
+           ON CONFLICT (order_id, dedup_key) DO NOTHING RETURNING id"#,
+        Uuid::now_v7(),
+        msg.order_id,
+        format!("refund:{}", msg.refund_id),
+        msg.buyer_email,
+        serde_json::json!({"amount_cents": msg.amount_cents, "reason": msg.reason}),
+    )
+    .fetch_optional(&s.db)
+    .await?
+    .is_some();
+    if queued {
+        s.wake.notify_one();
+    }
+    Ok(queued)
+}
+
+#[derive(Serialize)]
+struct TicketCtx {
+    code: String,
+    tier: String,
+    link: String,
+}
+
+#[derive(Serialize)]
+struct MailCtx {
+    buyer_name: String,
+    event_title: String,
+    starts_local: String,
+    timezone: String,
+    order_id: Uuid,
+    amount: String,
+    window_text: String,
+    tickets: Vec<TicketCtx>,
+    refund_amount: String,
+    reason_text: String,
+    when_text: String,
+}
+
+fn reason_text(reason: &str) -> String {
+    match reason {
+        "seats_gone_after_hold_expired" => "Your payment arrived after your seat reservation had ended, and the tier had sold out in the meantime. We're sorry — we never sell a seat twice, so your money goes back to you in full.".into(),
+        "event_cancelled" => "The organiser has cancelled the event.".into(),
+        _ => "The organiser has issued a refund for your order.".into(),
+    }
+}
+
+struct Rendered {
+    mail: crate::mail::Composed,
+    tokens: Vec<String>,
+}
+
+async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered, Error> {
+    let d = sqlx::query!(
+        r#"SELECT d.kind, d.context, d.order_id, o.buyer_name, o.amount_cents, o.currency,
+                  e.id AS event_id, e.title, e.starts_at, e.ends_at, e.timezone
+           FROM deliveries d JOIN orders o ON o.id = d.order_id JOIN events e ON e.id = o.event_id
+           WHERE d.id = $1"#,
+        delivery_id
+    )
+    .fetch_one(db)
+    .await?;
+    let tickets = sqlx::query!(
+        r#"SELECT t.id, t.code, tr.name AS tier, l.generation
+           FROM tickets t JOIN tiers tr ON tr.id = t.tier_id
+           JOIN access_links l ON l.ticket_id = t.id AND l.revoked_at IS NULL
+           WHERE t.order_id = $1 AND t.status = 'valid' ORDER BY t.seat_no"#,
+        d.order_id
+    )
+    .fetch_all(db)
+    .await?;
+    let mut tokens = Vec::new();
+    let ticket_ctx: Vec<TicketCtx> = tickets
+        .iter()
+        .map(|t| {
+            let token = links::token(&s.config.link_secret, t.id, t.generation);
+            let link = links::url(&s.config.public_url, &token);
+            tokens.push(token);
+            TicketCtx {
+                code: t.code.clone(),
+                tier: t.tier.clone(),
+                link,
+            }
+        })
+        .collect();
+    let hours = s.config.window_before.as_secs() / 3600;
+    let ctx = MailCtx {
+        buyer_name: d.buyer_name.clone(),
+        event_title: d.title.clone(),
+        starts_local: local_time(d.starts_at, &d.timezone),
+        timezone: d.timezone.clone(),
+        order_id: d.order_id,
+        amount: money(d.amount_cents, &d.currency),
+        window_text: if hours == 1 {
+            "an hour".into()
+        } else {
+            format!("{hours} hours")
+        },
+        refund_amount: money(
+            d.context
+                .get("amount_cents")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+            &d.currency,
+        ),
+        reason_text: reason_text(
+            d.context
+                .get("reason")
+                .and_then(|v| v.as_str())
+                .unwrap_or(""),
+        ),
+        when_text: d
+            .context
+            .get("when_text")
+            .and_then(|v| v.as_str())
+            .unwrap_or("soon")
+            .to_owned(),
+        tickets: ticket_ctx,
+    };
+    let ics = match (d.kind.as_str(), ctx.tickets.first()) {
+        ("confirmation", Some(first)) => Some(calendar::ics(&Invite {
+            uid: format!("{}@floodgate", d.order_id),
+            sequence: 0,
+            title: &d.title,
+            starts_at: d.starts_at,
+            ends_at: d.ends_at,
+            link: &first.link,
+        })),
+        _ => None,
+    };
+    let mail = s.mailer.compose(&d.kind, &ctx, ics)?;
+    Ok(Rendered { mail, tokens })
+}
+
+/// Sends what is due; returns how many were attempted.
+pub async fn send_due(s: &AppState, limit: i64) -> Result<usize, Error> {
+    let mut tx = s.db.begin().await?;
+    let due = sqlx::query!(
+        r#"SELECT id, recipient, attempts FROM deliveries
+           WHERE status = 'queued' AND next_attempt_at <= now()
+           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
+        limit
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let sends = due.iter().map(|d| async move {
+        let rendered = render(s, &s.db, d.id).await?;
+        let message_id = s.mailer.message_id(d.id);
+        s.mailer
+            .send(&d.recipient, &rendered.mail, &message_id)
+            .await?;
+        Ok::<_, Error>((rendered, message_id))
+    });
+    let results = futures::future::join_all(sends).await;
+    for (d, result) in due.iter().zip(results) {
+        match result {
+            Ok((r, message_id)) => {
+                let redact = |text: &str| {
+                    r.tokens
+                        .iter()
+                        .fold(text.to_owned(), |t, tok| links::redact(&t, tok))
+                };
+                sqlx::query!(
+                    r#"UPDATE deliveries SET status = 'sent', attempts = attempts + 1, sent_at = now(),
+                           message_id = $2, subject = $3, body_text = $4, body_html = $5, ics = $6,
+                           last_error = NULL
+                       WHERE id = $1"#,
+                    d.id,
+                    message_id,
+                    r.mail.subject,
+                    redact(&r.mail.text),
+                    redact(&r.mail.html),
+                    r.mail.ics.as_deref().map(redact),
+                )
+                .execute(&mut *tx)
+                .await?;
+                s.metrics.sent.inc();
+            }
+            Err(e) => {
+                let attempts = d.attempts + 1;
+                let backoff = std::time::Duration::from_secs(1u64 << attempts.clamp(0, 12) as u32)
+                    .min(s.config.max_backoff);
+                let status = if attempts >= MAX_ATTEMPTS {
+                    "failed"
+                } else {
+                    "queued"
+                };
+                tracing::warn!(delivery = %d.id, attempts, error = %e, "email not sent; will retry");
+                sqlx::query!(
+                    r#"UPDATE deliveries SET attempts = $2, last_error = $3, status = $4,
+                           next_attempt_at = now() + make_interval(secs => $5)
+                       WHERE id = $1"#,
+                    d.id,
+                    attempts,
+                    e.to_string(),
+                    status,
+                    backoff.as_secs_f64(),
+                )
+                .execute(&mut *tx)
+                .await?;
+                s.metrics.failed.inc();
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(due.len())
+}
+
+/// Paid orders without a confirmation after `reconcile_after` (their message was lost,
+/// or the consumer was down): queue it now.
+pub async fn reconcile(s: &AppState) -> Result<usize, Error> {
+    let missing = sqlx::query_scalar!(
+        r#"SELECT o.id FROM orders o
+           WHERE o.status IN ('paid', 'partially_refunded')
+             AND o.paid_at < now() - make_interval(secs => $1)
+             AND NOT EXISTS (SELECT 1 FROM deliveries d
+                             WHERE d.order_id = o.id AND d.dedup_key = 'confirmation')
+           LIMIT 200"#,
+        s.config.reconcile_after.as_secs_f64()
+    )
+    .fetch_all(&s.db)
+    .await?;
+    let mut queued = 0;
+    for order_id in missing {
+        if queue_confirmation(s, order_id).await? {
+            tracing::info!(order = %order_id, "reconciler queued a missing confirmation");
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}

@@ -1,0 +1,214 @@
+//! A fulfilment service for tests: fresh database, its own JetStream stream and subject
+//! prefix on the real NATS, a real SMTP sink on port 0, and paid orders made through the
+//! orders crate's own hold and settlement code.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use fulfilment::app::{AppState, Metrics, router};
+use fulfilment::config::FulfilmentConfig;
+use fulfilment::mail::Mailer;
+use fulfilment::meetings::{GoogleMeet, Jitsi, Meetings, Zoom};
+use fulfilment::sink::Sink;
+use orders::buyers::{BuyerName, Email};
+use orders::config::Secret;
+use orders::events::NewEventRequest;
+use orders::holds::{HoldDesk, HoldRequest};
+use orders::settlement::{self, Source};
+use orders::testing::TestDb;
+use serde_json::json;
+use uuid::Uuid;
+
+pub struct TestFulfilment {
+    pub base: String,
+    pub db: TestDb,
+    pub state: AppState,
+    pub sink: Sink,
+    pub js: jetstream::Context,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn() -> TestFulfilment {
+    let db = TestDb::new().await;
+    let sink = Sink::start("127.0.0.1:0", None).await.unwrap();
+    let id = Uuid::new_v4().simple().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = FulfilmentConfig {
+        database_url: db.url.clone(),
+        nats_url: "nats://127.0.0.1:4222".into(),
+        stream: format!("TF{}", &id[..14]).to_uppercase(),
+        prefix: format!("tf{}", &id[..14]),
+        consumer: "fulfilment".into(),
+        smtp_url: sink.url(),
+        mail_from: "Floodgate <tickets@floodgate.test>".into(),
+        public_url: base.clone(),
+        listen: base.clone(),
+        link_secret: Secret::new("test-link-secret-0123456789abcdef0123"),
+        window_before: Duration::from_secs(3600),
+        jitsi_base: "https://meet.example".into(),
+        zoom_api_base: "http://127.0.0.1:9".into(),
+        zoom_token: None,
+        reconcile_after: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(1),
+    };
+    let meetings = Meetings {
+        jitsi: Jitsi {
+            base: config.jitsi_base.clone(),
+            secret: config.link_secret.clone(),
+        },
+        zoom: Zoom {
+            api_base: config.zoom_api_base.clone(),
+            token: None,
+            http: reqwest::Client::new(),
+        },
+        google_meet: GoogleMeet,
+    };
+    let state = AppState {
+        db: db.pool.clone(),
+        mailer: Arc::new(Mailer::new(&config.smtp_url, &config.mail_from).unwrap()),
+        meetings: Arc::new(meetings),
+        metrics: Metrics::new(),
+        wake: Arc::default(),
+        config: Arc::new(config),
+    };
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let js = jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
+    TestFulfilment {
+        base,
+        db,
+        state,
+        sink,
+        js,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    }
+}
+
+impl TestFulfilment {
+    /// An event starting at `starts_at` with one tier.
+    pub async fn event(&self, slug: &str, starts_at: DateTime<Utc>) -> Uuid {
+        let req: NewEventRequest = serde_json::from_value(json!({
+            "slug": slug, "title": "Rust & Friends <live>",
+            "starts_at": starts_at, "ends_at": starts_at + chrono::Duration::hours(2),
+            "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+            "tiers": [{"code": "ga", "name": "General", "price_cents": 2500, "currency": "EUR", "capacity": 100}],
+            "queue": {"mode": "off"}
+        }))
+        .unwrap();
+        let mut tx = self.db.pool.begin().await.unwrap();
+        let e = orders::events::create(&mut tx, &req.parse().unwrap())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        e.id
+    }
+
+    /// A paid order of `quantity` tickets, made by the orders crate's own code paths.
+    pub async fn paid_order(&self, event_id: Uuid, email: &str, quantity: i32) -> Uuid {
+        let tier_id: Uuid = sqlx::query_scalar("SELECT id FROM tiers WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+        let hold = HoldDesk::new(self.db.pool.clone())
+            .hold(HoldRequest {
+                event_id,
+                tier_id,
+                quantity,
+                jti: Uuid::new_v4().to_string(),
+                seq: None,
+                email: Email::parse(email).unwrap(),
+                name: BuyerName::parse("Grace Hopper").unwrap(),
+                ttl_seconds: 600,
+            })
+            .await
+            .unwrap();
+        let order_id = Uuid::now_v7();
+        sqlx::query(
+            r#"INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency,
+                    buyer_email, buyer_name, status, payment_provider, payment_intent_id)
+               VALUES ($1, $2, $3, $4, $5, $6, 'EUR', $7, 'Grace Hopper', 'pending_payment', 'sandbox', $8)"#,
+        )
+        .bind(order_id)
+        .bind(event_id)
+        .bind(hold.hold_id)
+        .bind(tier_id)
+        .bind(quantity)
+        .bind(hold.amount_cents)
+        .bind(email)
+        .bind(format!("pi_{}", order_id.simple()))
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+        let mut tx = self.db.pool.begin().await.unwrap();
+        settlement::settle_paid(&mut tx, order_id, None, Source::Webhook)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        order_id
+    }
+
+    /// Publishes the order's outbox rows to this test's stream (the relay's job).
+    pub async fn relay(&self) -> usize {
+        let relay = orders::outbox::Relay::connect(
+            self.db.pool.clone(),
+            "nats://127.0.0.1:4222",
+            orders::outbox::StreamConfig {
+                stream: self.state.config.stream.clone(),
+                prefix: self.state.config.prefix.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        relay.relay_once(1000).await.unwrap()
+    }
+
+    /// Sends everything due until nothing is queued or the deadline passes.
+    pub async fn drain(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        loop {
+            fulfilment::deliveries::send_due(&self.state, 100)
+                .await
+                .unwrap();
+            let queued: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'queued'")
+                    .fetch_one(&self.db.pool)
+                    .await
+                    .unwrap();
+            if queued == 0 || Instant::now() > until {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn cleanup(&self) {
+        let _ = self.js.delete_stream(&self.state.config.stream).await;
+    }
+}
+
+/// The `/join/...` link in an email's plain-text part.
+pub fn join_link(raw: &str) -> String {
+    let start = raw.find("/join/").expect("a join link");
+    let line_start = raw[..start].rfind("http").expect("absolute link");
+    raw[line_start..]
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .next()
+        .unwrap()
+        .to_owned()
+}

@@ -1,0 +1,277 @@
+// The whole buyer journey in a real browser, on a phone: waiting room -> event page ->
+// hold -> the sandbox's hosted payment page (a decline, then a good card) -> back to
+// the order page, which refreshes itself until the payment is confirmed. Screenshots
+// of each step go to docs/screenshots/buyer-*.png. Each test makes its own event.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  BASE_URL,
+  PHONE,
+  SANDBOX_URL,
+  availableAs,
+  createEvent,
+  eventPageUrl,
+  eventually,
+  getOrder,
+  launchBrowser,
+  newContext,
+  parseOrderUrl,
+  sandboxFaults,
+  screenshot,
+  setAdmission,
+  sleep,
+} from './floodgate.mjs';
+
+const TITLE = 'Browser journey gig';
+const TIERS = [
+  { code: 'ga', name: 'General', price_cents: 2500, currency: 'EUR', capacity: 20 },
+  { code: 'vip', name: 'Front row', price_cents: 9900, currency: 'EUR', capacity: 2, max_per_order: 2 },
+];
+const OPEN = { mode: 'on', rate_per_minute: 6000, max_active: 100 };
+const TICKET_CODE = /^FG-[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{2}$/;
+const DECLINE_CARD = '4000 0000 0000 0002';
+const GOOD_CARD = '4242 4242 4242 4242';
+const WEBHOOK_DELAY_MS = 4_000;
+
+let browser;
+
+before(async () => {
+  for (const [what, url] of [['gateway', `${BASE_URL}/healthz`], ['payment sandbox', `${SANDBOX_URL}/healthz`]]) {
+    const health = await fetch(url, { signal: AbortSignal.timeout(5_000) }).catch((e) => e);
+    assert.ok(health.ok, `${what} not reachable at ${url} (run infra/stack up): ${health.message ?? health.status}`);
+  }
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const text = async (locator) => (await locator.textContent())?.replace(/\s+/g, ' ').trim();
+
+/** No horizontal scrolling on the phone. */
+async function fitsTheScreen(page, what) {
+  const { scrollWidth, innerWidth } = await page.evaluate(() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+  }));
+  assert.ok(scrollWidth <= innerWidth, `${what}: no horizontal scroll (${scrollWidth} > ${innerWidth})`);
+}
+
+/** A fresh event whose queue is closed (rate 0) so the buyer has to wait; returns its slug. */
+async function closedEvent() {
+  const slug = await createEvent({ title: TITLE, tiers: TIERS, queue: OPEN });
+  // Created open, as an on-sale would be; closed at once so the waiting room is seen
+  // every time (at 6000/min a lone buyer may be admitted before the first page loads).
+  await setAdmission(slug, { rate_per_minute: 0 });
+  return slug;
+}
+
+/** Goes to the event page without an admission, lands in the waiting room, waits there until admitted. */
+async function admitThroughWaitingRoom(page, slug, shot) {
+  // A just-created event may take a moment to reach the gateway: retry a 404 briefly.
+  await eventually(
+    async () => {
+      const res = await page.goto(`/e/${slug}`);
+      assert.equal(res.status(), 200, `GET /e/${slug} -> ${res.status()}`);
+    },
+    { timeout: 5_000, interval: 250 },
+  );
+  assert.equal(new URL(page.url()).pathname, `/queue/${slug}`, 'no admission: sent to the waiting room');
+  assert.equal(await text(page.locator('h1')), TITLE);
+  assert.equal(await text(page.locator('#headline')), "You're in line.");
+  assert.equal(await text(page.locator('#position')), '1');
+  if (shot) {
+    await fitsTheScreen(page, 'waiting page');
+    await screenshot(page, shot);
+  }
+
+  await setAdmission(slug, { rate_per_minute: OPEN.rate_per_minute });
+  await page.waitForURL(eventPageUrl(slug), { timeout: 15_000 });
+  assert.equal(await text(page.locator('h1')), TITLE, 'moved on to the event page by itself');
+}
+
+/** The tiers table: tier name -> its availability cell. */
+async function availabilityCells(page) {
+  const rows = await page.locator('table tbody tr').all();
+  const out = {};
+  for (const row of rows) {
+    const cells = row.locator('td');
+    out[await text(cells.nth(0))] = await text(cells.nth(2));
+  }
+  return out;
+}
+
+test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { timeout: 120_000 }, async (t) => {
+  const slug = await closedEvent();
+  const { context, errors } = await newContext(browser, PHONE);
+  t.after(() => context.close());
+  const page = await context.newPage();
+
+  // 1-2. Waiting room, then the event page once admitted.
+  await admitThroughWaitingRoom(page, slug, 'buyer-1-waiting.png');
+  assert.ok(
+    (await context.cookies(BASE_URL)).some((c) => c.name === `fg_a_${slug}`),
+    'admission cookie set',
+  );
+  assert.deepEqual(await availabilityCells(page), { General: '20 left', 'Front row': '2 left' });
+  const before = await availableAs(context, slug);
+  assert.deepEqual(before, { ga: 20, vip: 2 });
+
+  // 3. Fill in the form and hold.
+  const form = page.locator('form.buy');
+  await form.locator('select[name="tier"]').selectOption('ga');
+  await form.locator('input[name="quantity"]').fill('2');
+  await form.locator('input[name="name"]').fill('Ada Lovelace');
+  await form.locator('input[name="email"]').fill('ada@example.org');
+  await fitsTheScreen(page, 'event page');
+  await screenshot(page, 'buyer-2-event.png');
+  await Promise.all([
+    page.waitForURL((u) => new RegExp(`^/e/${slug}/holds/[0-9a-f-]{36}$`).test(new URL(u).pathname)),
+    form.getByRole('button', { name: 'Hold my tickets' }).click(),
+  ]);
+  const holdId = new URL(page.url()).pathname.split('/').pop();
+
+  const held = await text(page.locator('table'));
+  assert.match(held, /General/, 'hold page names the tier');
+  assert.match(held, /× 2/, 'hold page shows the quantity');
+  assert.match(held, /EUR 50\.00/, 'hold page shows the total');
+  assert.match(await text(page.locator('main')), /held until/i);
+  const pay = page.getByRole('button', { name: 'Pay EUR 50.00' });
+  assert.ok(await pay.isVisible(), 'a "Pay EUR 50.00" button');
+  assert.equal(await pay.locator('xpath=ancestor::form').getAttribute('action'), `/e/${slug}/holds/${holdId}/pay`);
+  await fitsTheScreen(page, 'hold page');
+  await screenshot(page, 'buyer-3-checkout.png');
+  // Two seats are held while the buyer pays.
+  await eventually(async () => assert.equal((await availableAs(context, slug)).ga, 18), { timeout: 5_000, interval: 250 });
+
+  // 4. Pay: off to the sandbox's hosted payment page.
+  await Promise.all([page.waitForURL((u) => u.href.startsWith(`${SANDBOX_URL}/pay/`), { timeout: 15_000 }), pay.click()]);
+  const intent = new URL(page.url()).pathname.split('/').pop();
+  assert.match(intent, /^pi_/, `payment intent id ${intent}`);
+  assert.match(await text(page.locator('h1')), /50\.00/, 'the sandbox shows the amount');
+  const help = await text(page.locator('.help'));
+  assert.ok(help.includes(GOOD_CARD) && help.includes(DECLINE_CARD), `test cards listed: ${help}`);
+  const card = page.locator('input[name="card_number"]');
+
+  // A declined card first: the form comes back with the reason, still on the sandbox.
+  await card.fill(DECLINE_CARD);
+  const [declined] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === `/pay/${intent}`),
+    page.getByRole('button', { name: 'Pay' }).click(),
+  ]);
+  assert.ok(declined.status() >= 400, `a decline is not a success (${declined.status()})`);
+  await page.waitForLoadState();
+  assert.ok(page.url().startsWith(`${SANDBOX_URL}/pay/${intent}`), `still on the payment page: ${page.url()}`);
+  assert.match(await text(page.getByRole('alert')), /declined/i, 'the decline is shown');
+  assert.equal(parseOrderUrl(page.url()), null, 'not sent back to the shop');
+
+  // Then the good card. The sandbox holds its webhook back a few seconds (restored
+  // afterwards), so the order page is seen pending and has to refresh itself.
+  await card.fill(GOOD_CARD);
+  await fitsTheScreen(page, 'payment page');
+  await screenshot(page, 'buyer-4-pay.png');
+  const { webhook_delay_ms: delayWas } = await sandboxFaults();
+  t.after(() => sandboxFaults({ webhook_delay_ms: delayWas }));
+  await sandboxFaults({ webhook_delay_ms: WEBHOOK_DELAY_MS });
+  await Promise.all([
+    page.waitForURL((u) => parseOrderUrl(u) !== null, { timeout: 15_000 }),
+    page.getByRole('button', { name: 'Pay' }).click(),
+  ]);
+
+  // 5. Back on the order page, which refreshes itself until the webhook has landed.
+  const { orderId, orderToken } = parseOrderUrl(page.url());
+  let orderPageLoads = 1;
+  page.on('load', () => orderPageLoads++);
+  assert.match(await text(page.getByRole('status')), /waiting for your payment/i, 'pending at first');
+  assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 1, 'a pending order refreshes itself');
+  assert.equal(await page.locator('td.ticket').count(), 0, 'no tickets before the payment is confirmed');
+  await sandboxFaults({ webhook_delay_ms: delayWas });
+  await page.waitForFunction(() => /\bPaid\b/.test(document.querySelector('[role=status]')?.textContent ?? ''), null, {
+    timeout: 30_000,
+    polling: 250,
+  });
+  const status = await text(page.getByRole('status'));
+  assert.match(status, /^Paid\b/, `order page says Paid: ${status}`);
+  const codes = (await page.locator('td.ticket').allTextContents()).map((c) => c.trim());
+  assert.equal(codes.length, 2, `two tickets listed: ${codes}`);
+  for (const c of codes) assert.match(c, TICKET_CODE);
+  assert.notEqual(codes[0], codes[1]);
+  const main = await text(page.locator('main'));
+  assert.match(main, /General × 2/);
+  assert.match(main, /EUR 50\.00/);
+  assert.ok(main.includes(orderId), 'order id shown');
+  assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 0, 'a paid order stops refreshing');
+  assert.ok(orderPageLoads >= 2, `the page refreshed itself (${orderPageLoads} loads)`);
+  t.diagnostic(`order page loaded ${orderPageLoads} time(s) until it said Paid`);
+  await fitsTheScreen(page, 'order page');
+  await screenshot(page, 'buyer-5-order-paid.png');
+
+  // 6. The API agrees.
+  await eventually(async () => assert.deepEqual(await availableAs(context, slug), { ga: 18, vip: 2 }), {
+    timeout: 5_000,
+    interval: 250,
+  });
+  const order = await getOrder(orderId, orderToken);
+  assert.equal(order.status, 'paid');
+  assert.equal(order.quantity, 2);
+  assert.equal(order.amount_cents, 5000);
+  assert.equal(order.currency, 'EUR');
+  assert.equal(order.tickets.length, 2);
+  assert.deepEqual(order.tickets.map((tk) => tk.code).sort(), [...codes].sort(), 'the same codes as the page');
+
+  // The payment page of a paid intent offers no second charge, only the way back.
+  await page.goto(`${SANDBOX_URL}/pay/${intent}`);
+  assert.match(await text(page.locator('h1')), /Payment received/);
+  assert.equal(await page.locator('input[name="card_number"]').count(), 0, 'no card form once paid');
+  const back = await page.getByRole('link', { name: 'Continue' }).getAttribute('href');
+  assert.deepEqual(parseOrderUrl(back), { orderId, orderToken }, 'Continue goes back to the order');
+
+  assert.deepEqual(errors, [], 'no uncaught script errors');
+});
+
+test('bad input on the event page: 422, the page again with the reason, nothing held', { timeout: 60_000 }, async (t) => {
+  const slug = await closedEvent();
+  const { context, errors } = await newContext(browser, PHONE);
+  t.after(() => context.close());
+  const page = await context.newPage();
+  await admitThroughWaitingRoom(page, slug, null);
+  const before = await availableAs(context, slug);
+  assert.deepEqual(before, { ga: 20, vip: 2 });
+
+  const cases = [
+    // The browser would refuse these itself (type=email, max=): strip the checks so the
+    // server's own validation is what answers.
+    { field: 'email', value: 'not-an-email', strip: 'type', reason: /email/i },
+    { field: 'quantity', value: '99', strip: 'max', reason: /quantity must be between 1 and \d+/i },
+  ];
+  for (const c of cases) {
+    await page.goto(`/e/${slug}`);
+    const form = page.locator('form.buy');
+    await form.locator('select[name="tier"]').selectOption('ga');
+    await form.locator('input[name="quantity"]').fill('2');
+    await form.locator('input[name="name"]').fill('Ada Lovelace');
+    await form.locator('input[name="email"]').fill('ada@example.org');
+    const input = form.locator(`input[name="${c.field}"]`);
+    await input.evaluate((el, attr) => el.removeAttribute(attr), c.strip);
+    await input.fill(c.value);
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === `/e/${slug}/hold`),
+      form.getByRole('button', { name: 'Hold my tickets' }).click(),
+    ]);
+    assert.equal(res.status(), 422, `${c.field}=${c.value}: 422`);
+    await page.waitForLoadState();
+    const alert = page.getByRole('alert');
+    assert.match(await text(alert), c.reason, `${c.field}: the reason is shown`);
+    assert.equal(await text(page.locator('h1')), TITLE, 'the event page again');
+    assert.equal(await page.locator('form.buy').count(), 1, 'with the form to try again');
+    assert.deepEqual(await availabilityCells(page), { General: '20 left', 'Front row': '2 left' });
+  }
+  await fitsTheScreen(page, 'event page with an error');
+
+  // Nothing was held: the same seats are left (past the catalog's 1 s cache too).
+  await sleep(1_200);
+  assert.deepEqual(await availableAs(context, slug), before, 'nothing held');
+  assert.deepEqual(errors, [], 'no uncaught script errors');
+});
