@@ -4,18 +4,22 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use orders::telemetry::HttpMetrics;
 use sqlx::PgPool;
 use waitroom::queue::Waitroom;
 
-use crate::{admission, events};
+use crate::{admission, events, pages, search, support};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
     pub room: Waitroom,
     pub metrics: HttpMetrics,
+    /// Set `Secure` on the session cookie (the public URL is https).
+    pub secure_cookies: bool,
+    /// The live control room's per-event feeds.
+    pub live: crate::live::Hub,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -25,12 +29,28 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/events/{event}/admission",
             get(admission::show).put(admission::update),
-        );
+        )
+        .route("/search", get(search::api))
+        .route("/orders/{id}", get(support::show))
+        .route("/orders/{id}/refund", post(support::refund))
+        .route("/orders/{id}/resend", post(support::resend))
+        .route("/orders/{id}/email", post(support::email));
+    let pages = Router::new()
+        .route("/console", get(pages::search_page))
+        .route("/console/", get(pages::search_page))
+        .route("/console/login", get(pages::login_page).post(pages::login))
+        .route("/console/logout", post(pages::logout))
+        .route("/console/orders/{id}", get(pages::order_page))
+        .route("/console/orders/{id}/refund", post(pages::refund_form))
+        .route("/console/orders/{id}/resend", post(pages::resend_form))
+        .route("/console/orders/{id}/email", post(pages::email_form));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .nest("/console/api", api)
+        .merge(pages)
+        .merge(crate::live::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             orders::telemetry::track,

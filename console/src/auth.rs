@@ -36,7 +36,7 @@ impl Role {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "admin" => Some(Role::Admin),
             "operator" => Some(Role::Operator),
@@ -46,12 +46,18 @@ impl Role {
     }
 }
 
-/// An authenticated operator.
+/// An authenticated operator: by API token (no CSRF needed: a bearer header cannot be
+/// forged cross-site) or by session cookie (CSRF token required on every change).
 #[derive(Clone, Debug)]
 pub struct Operator {
+    /// The token's or the operator account's id.
     pub token_id: Uuid,
     pub name: String,
     pub role: Role,
+    /// For hosts: the events they may see (empty = none).
+    pub events: Vec<Uuid>,
+    /// The session's CSRF token; `None` for API tokens.
+    pub csrf: Option<String>,
 }
 
 /// Roles that may change things.
@@ -61,6 +67,25 @@ impl Operator {
     /// How the operator appears in the audit trail.
     pub fn label(&self) -> String {
         format!("{}:{}", self.role.as_str(), self.name)
+    }
+
+    /// Checks a presented CSRF token for session-authenticated changes.
+    pub fn verify_csrf(&self, presented: Option<&str>) -> Result<(), ConsoleError> {
+        match &self.csrf {
+            None => Ok(()),
+            Some(expected) => {
+                use subtle::ConstantTimeEq;
+                let ok: bool = presented
+                    .map(|p| p.as_bytes().ct_eq(expected.as_bytes()).into())
+                    .unwrap_or(false);
+                if ok { Ok(()) } else { Err(ConsoleError::Csrf) }
+            }
+        }
+    }
+
+    /// Whether this operator may see an event (hosts only their own).
+    pub fn may_see(&self, event_id: Uuid) -> bool {
+        self.role != Role::Host || self.events.contains(&event_id)
     }
 
     pub fn require(&self, roles: &[Role]) -> Result<(), ConsoleError> {
@@ -114,7 +139,7 @@ pub async fn authenticate(db: &PgPool, token: &str) -> Result<Option<Operator>, 
     let row = sqlx::query!(
         r#"UPDATE operator_tokens SET last_used_at = now()
            WHERE token_hash = $1 AND revoked_at IS NULL
-           RETURNING id, name, role"#,
+           RETURNING id, name, role, event_ids"#,
         hash(token),
     )
     .fetch_optional(db)
@@ -124,6 +149,8 @@ pub async fn authenticate(db: &PgPool, token: &str) -> Result<Option<Operator>, 
             token_id: r.id,
             name: r.name,
             role: Role::parse(&r.role)?,
+            events: r.event_ids,
+            csrf: None,
         })
     }))
 }
@@ -135,15 +162,45 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
+        let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .map(str::trim);
+        if let Some(token) = bearer {
+            return authenticate(&state.db, token)
+                .await?
+                .ok_or(ConsoleError::Unauthenticated);
+        }
+        let session = parts
+            .headers
+            .get_all(axum::http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == crate::sessions::COOKIE)
+            .map(|(_, v)| v.to_owned())
             .ok_or(ConsoleError::Unauthenticated)?;
-        authenticate(&state.db, token)
+        let (operator, _) = crate::sessions::operator(&state.db, &session)
             .await?
-            .ok_or(ConsoleError::Unauthenticated)
+            .ok_or(ConsoleError::Unauthenticated)?;
+        // Changes made with a session carry the CSRF token: JSON calls in a header, HTML
+        // forms in a field their handler checks (`verify_csrf`).
+        let safe = matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+        let form = parts
+            .headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !safe && !form {
+            let header = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok());
+            operator.verify_csrf(header)?;
+        }
+        Ok(operator)
     }
 }

@@ -11,6 +11,10 @@ pub enum ConsoleError {
     Unauthenticated,
     #[error("your role may not do this")]
     Forbidden,
+    #[error("the form has expired or did not come from the console; reload and try again")]
+    Csrf,
+    #[error("too many attempts; wait a few minutes")]
+    Throttled,
     #[error("{0}")]
     BadJson(#[from] JsonRejection),
     #[error(transparent)]
@@ -41,6 +45,12 @@ impl IntoResponse for ConsoleError {
                 self.to_string(),
             ),
             ConsoleError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", self.to_string()),
+            ConsoleError::Csrf => (StatusCode::FORBIDDEN, "csrf", self.to_string()),
+            ConsoleError::Throttled => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                self.to_string(),
+            ),
             ConsoleError::BadJson(r) => {
                 let status = r.status();
                 let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {

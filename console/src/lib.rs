@@ -14,7 +14,14 @@
 //! - [`auth`]: roles, operator tokens, the `Operator` extractor.
 //! - [`audit`]: writing audit rows inside the change's own transaction.
 //! - [`events`]: creating and listing events.
+//! - [`sessions`]: operator accounts (argon2id), sessions, login throttling.
+//! - [`search`]: the one search box over buyers, orders, tickets and payments.
+//! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
+//! - [`pages`]: the server-rendered back office.
 //! - [`admission`]: reading and changing live admission settings; the Redis mirror.
+//! - [`live`]: the live control room's feed (one snapshot a second per watched event, shared
+//!   by every viewer over SSE), the audit list, and the figures as Prometheus metrics.
+//! - [`control_room`]: the control room page (charts, controls, funnel) and its assets.
 //! - [`app`]: the router and shared state.
 //! - [`error`]: the crate's error enum and its mapping to the API error shape.
 
@@ -23,7 +30,13 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod control_room;
 pub mod error;
 pub mod events;
+pub mod live;
+pub mod pages;
+pub mod search;
+pub mod sessions;
+pub mod support;
 
 pub use error::ConsoleError;

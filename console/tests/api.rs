@@ -37,6 +37,8 @@ async fn spawn_app() -> App {
         db: db.pool.clone(),
         room: room.clone(),
         metrics: HttpMetrics::new("console"),
+        secure_cookies: false,
+        live: console::live::Hub::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

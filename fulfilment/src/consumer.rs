@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
-use orders::messages::{self, OrderPaid, OrderRefunded};
+use orders::messages::{self, EmailChanged, OrderPaid, OrderRefunded, ResendRequested};
 
 use crate::Error;
 use crate::app::AppState;
@@ -71,6 +71,14 @@ pub async fn handle(s: &AppState, subject: &str, payload: &[u8]) -> Verdict {
         messages::ORDER_REFUNDED => match serde_json::from_slice::<OrderRefunded>(payload) {
             Ok(m) => deliveries::queue_refund_notice(s, &m).await.map(|_| ()),
             Err(e) => return Verdict::Poison(format!("order refunded: {e}")),
+        },
+        messages::ORDER_EMAIL_CHANGED => match serde_json::from_slice::<EmailChanged>(payload) {
+            Ok(m) => deliveries::email_changed(s, &m).await,
+            Err(e) => return Verdict::Poison(format!("email changed: {e}")),
+        },
+        messages::ORDER_RESEND => match serde_json::from_slice::<ResendRequested>(payload) {
+            Ok(m) => deliveries::resend(s, &m).await.map(|_| ()),
+            Err(e) => return Verdict::Poison(format!("resend: {e}")),
         },
         // Subjects fulfilment has nothing to do with.
         _ => Ok(()),

@@ -73,6 +73,88 @@ pub async fn queue_confirmation(s: &AppState, order_id: Uuid) -> Result<bool, Er
     Ok(queued)
 }
 
+/// `a***@example.org`: enough for the old address to recognise, not a disclosure.
+fn email_hint(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => "a new address".into(),
+    }
+}
+
+/// The address was corrected: old links revoked, new ones mailed to the new address,
+/// and the old address told. Idempotent per change.
+pub async fn email_changed(
+    s: &AppState,
+    msg: &orders::messages::EmailChanged,
+) -> Result<(), Error> {
+    let mut tx = s.db.begin().await?;
+    let already = sqlx::query_scalar!(
+        "SELECT 1 AS one FROM deliveries WHERE order_id = $1 AND dedup_key = $2",
+        msg.order_id,
+        format!("email_change:{}", msg.change_id)
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some();
+    if already {
+        return Ok(());
+    }
+    let tickets = sqlx::query_scalar!(
+        "SELECT id FROM tickets WHERE order_id = $1 AND status = 'valid' AND holder_email = $2",
+        msg.order_id,
+        msg.new_email
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for t in &tickets {
+        links::revoke(&mut tx, *t, "email_changed").await?;
+        links::ensure(&mut tx, &s.config.link_secret, *t).await?;
+    }
+    sqlx::query!(
+        r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient)
+           VALUES ($1, $2, 'confirmation', $3, $4) ON CONFLICT (order_id, dedup_key) DO NOTHING"#,
+        Uuid::now_v7(),
+        msg.order_id,
+        format!("confirmation:email:{}", msg.change_id),
+        msg.new_email
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)
+           VALUES ($1, $2, 'email_change', $3, $4, $5) ON CONFLICT (order_id, dedup_key) DO NOTHING"#,
+        Uuid::now_v7(),
+        msg.order_id,
+        format!("email_change:{}", msg.change_id),
+        msg.old_email,
+        serde_json::json!({"new_email_hint": email_hint(&msg.new_email)}),
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    s.wake.notify_one();
+    Ok(())
+}
+
+/// Sends the confirmation again, with the links that are live now.
+pub async fn resend(s: &AppState, msg: &orders::messages::ResendRequested) -> Result<bool, Error> {
+    let queued = sqlx::query_scalar!(
+        r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient)
+           SELECT $1, id, 'confirmation', $3, buyer_email FROM orders WHERE id = $2
+           ON CONFLICT (order_id, dedup_key) DO NOTHING RETURNING id"#,
+        Uuid::now_v7(),
+        msg.order_id,
+        format!("confirmation:resend:{}", msg.request_id),
+    )
+    .fetch_optional(&s.db)
+    .await?
+    .is_some();
+    if queued {
+        s.wake.notify_one();
+    }
+    Ok(queued)
+}
+
 /// Queues the email telling a buyer about a refund.
 pub async fn queue_refund_notice(
     s: &AppState,
@@ -117,6 +199,7 @@ struct MailCtx {
     refund_amount: String,
     reason_text: String,
     when_text: String,
+    new_email_hint: String,
 }
 
 fn reason_text(reason: &str) -> String {
@@ -196,6 +279,12 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
             .get("when_text")
             .and_then(|v| v.as_str())
             .unwrap_or("soon")
+            .to_owned(),
+        new_email_hint: d
+            .context
+            .get("new_email_hint")
+            .and_then(|v| v.as_str())
+            .unwrap_or("a new address")
             .to_owned(),
         tickets: ticket_ctx,
     };

@@ -33,7 +33,7 @@ pub struct Mailer {
 
 fn templates() -> Environment<'static> {
     let mut env = Environment::new();
-    let files: [(&str, &str); 10] = [
+    let files: [(&str, &str); 13] = [
         ("layout.html", include_str!("../templates/layout.html")),
         (
             "confirmation.subject.txt",
@@ -65,6 +65,18 @@ fn templates() -> Environment<'static> {
         ),
         ("reminder.txt", include_str!("../templates/reminder.txt")),
         ("reminder.html", include_str!("../templates/reminder.html")),
+        (
+            "email_change.subject.txt",
+            include_str!("../templates/email_change.subject.txt"),
+        ),
+        (
+            "email_change.txt",
+            include_str!("../templates/email_change.txt"),
+        ),
+        (
+            "email_change.html",
+            include_str!("../templates/email_change.html"),
+        ),
     ];
     for (name, source) in files {
         env.add_template(name, source).expect("templates compile");

@@ -349,3 +349,70 @@ async fn the_reconciler_finishes_an_order_whose_message_was_lost() {
     assert_eq!(t.sink.messages().len(), 1);
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_corrected_address_gets_new_links_and_the_old_ones_stop() {
+    let t = spawn().await;
+    let event = t
+        .event("moved", Utc::now() + chrono::Duration::minutes(20))
+        .await;
+    let order = t.paid_order(event, "grace@exmaple.org", 1).await;
+    let stop = consume(&t);
+    t.relay().await;
+    until(
+        "the first confirmation",
+        Duration::from_secs(10),
+        async || t.count("SELECT count(*) FROM deliveries").await == 1,
+    )
+    .await;
+    t.drain(Duration::from_secs(10)).await;
+    let first_raw = t.sink.messages()[0].raw.clone();
+    let first = mailparse::parse_mail(first_raw.as_bytes()).unwrap();
+    let old_link = join_link(&part(&first, "text/plain").unwrap().get_body().unwrap());
+
+    let mut conn = t.db.pool.acquire().await.unwrap();
+    let email = orders::buyers::Email::parse("grace@example.org").unwrap();
+    assert!(
+        orders::corrections::change_email(&mut conn, order, &email, "operator:olga")
+            .await
+            .unwrap()
+    );
+    drop(conn);
+    t.relay().await;
+    until(
+        "the new confirmation and the notice",
+        Duration::from_secs(10),
+        async || t.count("SELECT count(*) FROM deliveries").await == 3,
+    )
+    .await;
+    t.drain(Duration::from_secs(10)).await;
+
+    let mails = t.sink.messages();
+    assert_eq!(mails.len(), 3);
+    let to_new: Vec<_> = mails
+        .iter()
+        .filter(|m| m.to == vec!["grace@example.org".to_owned()])
+        .collect();
+    let to_old: Vec<_> = mails
+        .iter()
+        .filter(|m| m.to == vec!["grace@exmaple.org".to_owned()])
+        .collect();
+    assert_eq!(
+        (to_new.len(), to_old.len()),
+        (1, 2),
+        "one new confirmation; the old address got the first and the notice"
+    );
+    let new = mailparse::parse_mail(to_new[0].raw.as_bytes()).unwrap();
+    let new_link = join_link(&part(&new, "text/plain").unwrap().get_body().unwrap());
+    assert_ne!(new_link, old_link);
+    assert_eq!(
+        t.http.get(&old_link).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+    assert_eq!(
+        t.http.get(&new_link).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    drop(stop);
+    t.cleanup().await;
+}

@@ -111,6 +111,14 @@ pub struct Measurement {
     pub batches: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub avg_batch: Option<f64>,
+    /// Mean wall time per group commit (elapsed / batches), (c) and (d).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_ms: Option<f64>,
+    /// The whole machine's CPU use during the case (this bench, Postgres and anything
+    /// else running), from /proc/stat.
+    pub machine_cpu_busy_pct: f64,
+    /// The 1-minute load average just before the case.
+    pub load_avg_before: f64,
     /// Anything worth knowing about the run (errors seen, tokens signed inline, ...).
     pub notes: Vec<String>,
 }
@@ -452,6 +460,7 @@ async fn pgbench_case(
         .fetch_one(scratch.pool())
         .await?;
     checkpoint(scratch.pool()).await;
+    let cpu = CpuWindow::start();
     let threads = opts.pgbench_threads.clamp(1, opts.clients);
     let mut cmd = tokio::process::Command::new(pgbench);
     cmd.arg("--no-vacuum")
@@ -468,6 +477,7 @@ async fn pgbench_case(
         .await
         .with_context(|| format!("pgbench did not finish within {bound:?}"))?
         .with_context(|| format!("running {}", pgbench.display()))?;
+    let (machine_cpu_busy_pct, load_avg_before) = cpu.finish();
     let stdout = String::from_utf8_lossy(&output.stdout);
     ensure!(
         output.status.success(),
@@ -498,6 +508,9 @@ async fn pgbench_case(
         latency_p99_ms: None,
         batches: None,
         avg_batch: None,
+        batch_ms: None,
+        machine_cpu_busy_pct,
+        load_avg_before,
         notes: vec![format!(
             "pgbench --protocol prepared --client {} --jobs {threads} --time {}; tps excludes connection time",
             opts.clients, opts.seconds
@@ -527,6 +540,52 @@ async fn create_event(pool: &PgPool, slug: &str) -> anyhow::Result<(Uuid, Uuid)>
     .fetch_one(pool)
     .await?;
     Ok((event.id, tier))
+}
+
+/// Machine-wide CPU use over a window, and the load average at its start.
+struct CpuWindow {
+    start: Option<(u64, u64)>,
+    load: f64,
+}
+
+impl CpuWindow {
+    fn start() -> Self {
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        Self {
+            start: cpu_ticks(),
+            load,
+        }
+    }
+
+    /// (busy %, load average before).
+    fn finish(self) -> (f64, f64) {
+        let busy = match (self.start, cpu_ticks()) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                round2(100.0 * (b1 - b0) as f64 / (t1 - t0) as f64)
+            }
+            _ => 0.0,
+        };
+        (busy, self.load)
+    }
+}
+
+/// (busy, total) jiffies over all CPUs; idle and iowait count as not busy.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    Some((total - idle, total))
 }
 
 /// Latencies (µs) → (p50, p99) in ms.
@@ -615,7 +674,7 @@ fn micros(d: Duration) -> u32 {
 fn measurement(
     (case, description): (&'static str, &'static str),
     tally: ClientTally,
-    elapsed: Duration,
+    (elapsed, (machine_cpu_busy_pct, load_avg_before)): (Duration, (f64, f64)),
     batches: u64,
     mut notes: Vec<String>,
 ) -> Measurement {
@@ -642,6 +701,9 @@ fn measurement(
         latency_p99_ms: p99,
         batches: Some(batches),
         avg_batch: (batches > 0).then(|| round2(tally.ok as f64 / batches as f64)),
+        batch_ms: (batches > 0).then(|| round2(secs * 1000.0 / batches as f64)),
+        machine_cpu_busy_pct,
+        load_avg_before,
         notes,
     }
 }
@@ -671,6 +733,7 @@ async fn desk_case(opts: &Options, server: &str) -> anyhow::Result<Measurement> 
     checkpoint(&pool).await;
 
     let seq = Arc::new(AtomicUsize::new(1));
+    let cpu = CpuWindow::start();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(opts.seconds);
     let mut tasks = Vec::with_capacity(opts.clients);
@@ -704,7 +767,7 @@ async fn desk_case(opts: &Options, server: &str) -> anyhow::Result<Measurement> 
     for t in tasks {
         tally.merge(t.await.context("a client task panicked")?);
     }
-    let elapsed = start.elapsed();
+    let elapsed = (start.elapsed(), cpu.finish());
 
     let after = ledger(&pool, tier_id).await?;
     check_ledger("c", &after, tally.ok + 1)?;
@@ -861,6 +924,7 @@ async fn http_case_inner(
     checkpoint(pool).await;
 
     let next = Arc::new(AtomicUsize::new(1));
+    let cpu = CpuWindow::start();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(opts.seconds);
     let mut tasks = Vec::with_capacity(opts.clients);
@@ -900,7 +964,7 @@ async fn http_case_inner(
     for t in tasks {
         tally.merge(t.await.context("a client task panicked")?);
     }
-    let elapsed = start.elapsed();
+    let elapsed = (start.elapsed(), cpu.finish());
     drop(server);
 
     let after = ledger(pool, tier_id).await?;
@@ -1012,14 +1076,14 @@ pub fn render(report: &Report) -> String {
             .map_or("?", String::as_str),
     ));
     out.push_str(
-        "| case | what | committed/s | committed | failed | avg ms | p50 ms | p99 ms | avg batch |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| case | what | committed/s | committed | failed | avg ms | p50 ms | p99 ms | avg batch | ms/batch | CPU busy | load before |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let opt =
         |x: Option<f64>, prec: usize| x.map_or_else(|| "–".to_owned(), |v| format!("{v:.prec$}"));
     for m in &report.results {
         out.push_str(&format!(
-            "| ({}) | {} | {:.0} | {} | {} | {:.2} | {} | {} | {} |\n",
+            "| ({}) | {} | {:.0} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0}% | {:.2} |\n",
             m.case,
             m.description,
             m.per_second,
@@ -1029,6 +1093,9 @@ pub fn render(report: &Report) -> String {
             opt(m.latency_p50_ms, 2),
             opt(m.latency_p99_ms, 2),
             opt(m.avg_batch, 1),
+            opt(m.batch_ms, 2),
+            m.machine_cpu_busy_pct,
+            m.load_avg_before,
         ));
     }
     out.push('\n');

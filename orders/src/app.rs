@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/e/{slug}/hold", post(hold_form))
         .route("/e/{slug}/holds/{hold_id}", get(hold_page))
         .route("/e/{slug}/holds/{hold_id}/pay", post(pay_form))
+        .route("/e/{slug}/holds/{hold_id}/release", post(release_form))
         .route("/orders/{order_id}", get(order_page))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -260,7 +261,7 @@ async fn order_view(
         return Err(Error::NotFound("order"));
     }
     let order = sqlx::query!(
-        r#"SELECT o.status, o.amount_cents, o.currency, o.quantity, o.refunded_cents,
+        r#"SELECT o.status, o.amount_cents, o.currency, o.quantity, o.refunded_cents, o.payment_intent_id,
                   t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone
            FROM orders o JOIN tiers t ON t.id = o.tier_id JOIN events e ON e.id = o.event_id
            WHERE o.id = $1"#,
@@ -290,6 +291,10 @@ async fn order_view(
         timezone: order.timezone,
         tickets,
         deliveries: Vec::new(),
+        pay_url: order
+            .payment_intent_id
+            .as_deref()
+            .map(|id| s.provider.pay_url(id)),
     })
 }
 
@@ -342,7 +347,7 @@ fn page_error(e: Error) -> Response {
 async fn event_page(State(s): State<AppState>, Path(slug): Path<String>) -> Response {
     match load_event(&s, &slug).await {
         Ok((event, tiers)) => {
-            Html(pages::event(&PublicEvent::new(&event, &tiers), None)).into_response()
+            Html(pages::event(&PublicEvent::new(&event, &tiers), None, None)).into_response()
         }
         Err(e) => page_error(e),
     }
@@ -358,6 +363,12 @@ async fn hold_form(
         Ok(Form(b)) => b,
         Err(r) => return page_error(Error::BadRequest(r.body_text())),
     };
+    let prefill = pages::Prefill {
+        tier: body.tier.clone(),
+        quantity: body.quantity,
+        name: body.name.clone(),
+        email: body.email.clone(),
+    };
     match hold(&s, &slug, &headers, body).await {
         Ok(h) => Redirect::to(&format!("/e/{slug}/holds/{}", h.hold_id)).into_response(),
         Err(e @ (Error::SoldOut | Error::Invalid(_) | Error::HoldExists)) => {
@@ -367,6 +378,7 @@ async fn hold_form(
                     Html(pages::event(
                         &PublicEvent::new(&event, &tiers),
                         Some(&e.public_message()),
+                        Some(&prefill),
                     )),
                 )
                     .into_response(),
@@ -382,7 +394,8 @@ async fn hold_page(
     Path((slug, hold_id)): Path<(String, Uuid)>,
 ) -> Response {
     let hold = sqlx::query!(
-        r#"SELECT h.quantity, h.status, h.expires_at, t.name AS tier, t.price_cents, t.currency, e.title
+        r#"SELECT h.quantity, h.status, h.expires_at, h.buyer_name, h.buyer_email, t.name AS tier,
+                  t.price_cents, t.currency, e.title, e.starts_at, e.timezone
            FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id
            WHERE h.id = $1 AND e.slug = $2"#,
         hold_id,
@@ -395,6 +408,11 @@ async fn hold_page(
             slug: &slug,
             hold_id,
             title: &h.title,
+            starts_at: h.starts_at,
+            timezone: &h.timezone,
+            buyer_name: &h.buyer_name,
+            buyer_email: &h.buyer_email,
+            unit_cents: h.price_cents,
             tier: &h.tier,
             quantity: h.quantity,
             amount_cents: h.price_cents * i64::from(h.quantity),
@@ -405,6 +423,27 @@ async fn hold_page(
         .into_response(),
         Ok(None) => page_error(Error::NotFound("hold")),
         Err(e) => page_error(e.into()),
+    }
+}
+
+async fn release_form(
+    State(s): State<AppState>,
+    Path((slug, hold_id)): Path<(String, Uuid)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let jti = hold_admission(&s, hold_id, &headers).await?;
+        holds::release(&s.db, hold_id, jti.as_deref()).await
+    }
+    .await;
+    match result {
+        Ok(closed) => {
+            if let Err(e) = admissions::hold_closed(&s, &closed).await {
+                tracing::warn!(error = %e, "queue update after release failed");
+            }
+            Redirect::to(&format!("/e/{slug}")).into_response()
+        }
+        Err(e) => page_error(e),
     }
 }
 

@@ -141,7 +141,7 @@ pub async fn checkout(
         order_token: token,
         payment: PaymentView {
             provider: s.provider.name(),
-            pay_url: s.provider.pay_url(&intent),
+            pay_url: s.provider.pay_url(&intent.id),
             intent_id: intent.id.clone(),
             client_secret: intent.client_secret.clone(),
         },

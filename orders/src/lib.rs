@@ -17,6 +17,7 @@
 //! - [`catalog`]: a one-second cache of event definitions for the hot path.
 //! - [`holds`]: the per-tier batching hold writer, release, the expiry sweep.
 //! - [`checkout`]: hold → order → payment intent; order tokens.
+//! - [`corrections`]: operator fixes (refund, email correction, resend) as domain steps.
 //! - [`payments`]: the `PaymentProvider` trait and the Stripe-API client.
 //! - [`webhooks`]: signature verification and the provider event shape.
 //! - [`settlement`]: applying payment news exactly once (paid, refund-after-expiry).
@@ -35,6 +36,7 @@ pub mod buyers;
 pub mod catalog;
 pub mod checkout;
 pub mod config;
+pub mod corrections;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -48,3 +48,23 @@ pub struct OrderRefunded {
     pub buyer_email: String,
     pub buyer_name: String,
 }
+
+pub const ORDER_EMAIL_CHANGED: &str = "orders.email_changed";
+pub const ORDER_RESEND: &str = "orders.resend_requested";
+
+/// An operator corrected the buyer's address: the old links stop, new ones go to the new
+/// address, and the old address is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailChanged {
+    pub order_id: Uuid,
+    pub change_id: Uuid,
+    pub old_email: String,
+    pub new_email: String,
+}
+
+/// An operator asked for the confirmation to be sent again, with the current links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResendRequested {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+}

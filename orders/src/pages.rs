@@ -39,7 +39,10 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 form.buy { display: grid; gap: .9rem; margin-top: 1.5rem; padding: 1.25rem; border-radius: 12px;
            border: 1px solid color-mix(in srgb, CanvasText 15%, transparent); }
 label { display: grid; gap: .3rem; font-weight: 600; font-size: .95rem; }
-input, select { font: inherit; padding: .55rem .6rem; border-radius: 8px; border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); }
+input, select { font: inherit; font-weight: 400; background: Canvas; color: CanvasText; padding: .55rem .6rem; border-radius: 8px; border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); }
+button.wide { width: 100%; }
+a.quiet, button.quiet { background: none; color: var(--accent); padding: .5rem 0; font-weight: 500; }
+.small { font-size: .85rem; color: var(--muted); margin-top: 2rem; word-break: break-all; }
 button { font: inherit; font-weight: 600; padding: .75rem 1rem; border: 0; border-radius: 10px; background: var(--accent); color: white; cursor: pointer; }
 .error { background: color-mix(in srgb, #dc2626 12%, Canvas); border-left: 4px solid #dc2626; padding: .75rem 1rem; border-radius: 6px; }
 .ok { background: color-mix(in srgb, #16a34a 12%, Canvas); border-left: 4px solid #16a34a; padding: .75rem 1rem; border-radius: 6px; }
@@ -69,8 +72,22 @@ fn when(starts_at: DateTime<Utc>, timezone: &str) -> String {
     )
 }
 
+/// What the buyer typed, shown again when the form comes back with an error.
+#[derive(Debug, Default)]
+pub struct Prefill {
+    pub tier: String,
+    pub quantity: i64,
+    pub name: String,
+    pub email: String,
+}
+
 /// The event page: tiers with what is left, and the form to hold seats.
-pub fn event(e: &PublicEvent, error: Option<&str>) -> String {
+pub fn event(e: &PublicEvent, error: Option<&str>, prefill: Option<&Prefill>) -> String {
+    let blank = Prefill {
+        quantity: 1,
+        ..Prefill::default()
+    };
+    let p = prefill.unwrap_or(&blank);
     let mut rows = String::new();
     let mut options = String::new();
     for t in &e.tiers {
@@ -87,32 +104,49 @@ pub fn event(e: &PublicEvent, error: Option<&str>) -> String {
         ));
         if t.available > 0 {
             options.push_str(&format!(
-                "<option value=\"{}\">{} — {}</option>",
+                "<option value=\"{}\"{}>{} — {}</option>",
                 escape(&t.code),
+                if t.code == p.tier { " selected" } else { "" },
                 escape(&t.name),
                 escape(&money(t.price_cents, &t.currency))
             ));
         }
     }
     let max = e.tiers.iter().map(|t| t.max_per_order).max().unwrap_or(1);
-    let error = error
-        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+    let error_html = error
+        .map(|m| {
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"form-error\">{}</p>",
+                escape(&capitalise(m))
+            )
+        })
         .unwrap_or_default();
+    // Point assistive technology at the field the message is about.
+    let invalid = |field: &str| match error {
+        Some(m) if m.contains(field) => " aria-invalid=\"true\" aria-describedby=\"form-error\"",
+        _ => "",
+    };
     let form = if options.is_empty() {
         "<p class=\"soldout\">This event is sold out.</p>".to_owned()
     } else {
         format!(
             "<form class=\"buy\" method=\"post\" action=\"/e/{slug}/hold\">\
              <label>Ticket<select name=\"tier\" required>{options}</select></label>\
-             <label>How many<input name=\"quantity\" type=\"number\" min=\"1\" max=\"{max}\" value=\"1\" required></label>\
-             <label>Your name<input name=\"name\" autocomplete=\"name\" maxlength=\"120\" required></label>\
-             <label>Email (your access link goes here)<input name=\"email\" type=\"email\" autocomplete=\"email\" required></label>\
-             <button type=\"submit\">Hold my tickets</button></form>",
+             <label>How many<input name=\"quantity\" type=\"number\" min=\"1\" max=\"{max}\" value=\"{quantity}\" required{qi}></label>\
+             <label>Your name<input name=\"name\" autocomplete=\"name\" maxlength=\"120\" value=\"{name}\" required{ni}></label>\
+             <label>Email (your access link goes here)<input name=\"email\" type=\"email\" autocomplete=\"email\" value=\"{email}\" required{ei}></label>\
+             <button type=\"submit\" class=\"wide\">Hold my tickets</button></form>",
             slug = escape(&e.slug),
+            quantity = p.quantity.clamp(1, i64::from(max)),
+            name = escape(&p.name),
+            email = escape(&p.email),
+            qi = invalid("quantity"),
+            ni = invalid("name"),
+            ei = invalid("email"),
         )
     };
     let body = format!(
-        "<h1>{}</h1><p class=\"when\">{}</p>{error}\
+        "<h1>{}</h1><p class=\"when\">{}</p>{error_html}\
          <table><thead><tr><th>Ticket</th><th class=\"num\">Price</th><th class=\"num\">Availability</th></tr></thead>\
          <tbody>{rows}</tbody></table>{form}",
         escape(&e.title),
@@ -121,10 +155,22 @@ pub fn event(e: &PublicEvent, error: Option<&str>) -> String {
     layout(&e.title, &body)
 }
 
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
 pub struct HoldView<'a> {
     pub slug: &'a str,
     pub hold_id: Uuid,
     pub title: &'a str,
+    pub starts_at: DateTime<Utc>,
+    pub timezone: &'a str,
+    pub buyer_name: &'a str,
+    pub buyer_email: &'a str,
+    pub unit_cents: i64,
     pub tier: &'a str,
     pub quantity: i32,
     pub amount_cents: i64,
@@ -135,15 +181,20 @@ pub struct HoldView<'a> {
 
 /// The checkout page: what is held, until when, and the button to pay.
 pub fn hold(h: &HoldView<'_>) -> String {
+    let tz: chrono_tz::Tz = h.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let minutes = (h.expires_at - Utc::now()).num_minutes().max(0);
     let action = if h.active {
         format!(
-            "<p>Your seats are held until <strong><time datetime=\"{}\">{} UTC</time></strong>.</p>\
-             <form method=\"post\" action=\"/e/{}/holds/{}/pay\"><button type=\"submit\">Pay {}</button></form>",
+            "<p>Your seats are held for about <strong>{minutes} minutes</strong> \
+             (until <time datetime=\"{}\">{}</time>, {}).</p>\
+             <form method=\"post\" action=\"/e/{slug}/holds/{id}/pay\"><button type=\"submit\" class=\"wide\">Pay {}</button></form>\
+             <form method=\"post\" action=\"/e/{slug}/holds/{id}/release\"><button type=\"submit\" class=\"quiet\">Change tickets (release these seats)</button></form>",
             h.expires_at.to_rfc3339(),
-            h.expires_at.format("%H:%M:%S"),
-            escape(h.slug),
-            h.hold_id,
+            h.expires_at.with_timezone(&tz).format("%H:%M"),
+            escape(h.timezone),
             escape(&money(h.amount_cents, h.currency)),
+            slug = escape(h.slug),
+            id = h.hold_id,
         )
     } else {
         format!(
@@ -152,11 +203,18 @@ pub fn hold(h: &HoldView<'_>) -> String {
         )
     };
     let body = format!(
-        "<h1>{}</h1><table><tbody><tr><td>{}</td><td class=\"num\">× {}</td><td class=\"num\">{}</td></tr></tbody></table>{action}",
+        "<p class=\"when\">Checkout</p><h1>{}</h1><p class=\"when\">{}</p>\
+         <table><thead><tr><th>Ticket</th><th class=\"num\">Price</th><th class=\"num\">Qty</th><th class=\"num\">Total</th></tr></thead>\
+         <tbody><tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\"><strong>{}</strong></td></tr></tbody></table>\
+         <p>For <strong>{}</strong>; the access link goes to <strong>{}</strong>.</p>{action}",
         escape(h.title),
+        when(h.starts_at, h.timezone),
         escape(h.tier),
+        escape(&money(h.unit_cents, h.currency)),
         h.quantity,
         escape(&money(h.amount_cents, h.currency)),
+        escape(h.buyer_name),
+        escape(h.buyer_email),
     );
     layout(&format!("Checkout · {}", h.title), &body)
 }
@@ -183,6 +241,9 @@ pub struct OrderView {
     pub timezone: String,
     pub tickets: Vec<TicketView>,
     pub deliveries: Vec<serde_json::Value>,
+    /// Where to finish paying, while the order waits for its payment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pay_url: Option<String>,
 }
 
 /// The order page: refreshes itself while the payment is on its way.
@@ -216,7 +277,7 @@ pub fn order(o: &OrderView) -> String {
             format!(
                 "<tr><td class=\"ticket\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(&t.code),
-                escape(&t.status)
+                escape(&capitalise(&t.status))
             )
         })
         .collect();
@@ -228,13 +289,20 @@ pub fn order(o: &OrderView) -> String {
     let body = format!(
         "<h1>{}</h1><p class=\"when\">{}</p>{banner}\
          <table><tbody><tr><td>{} × {}</td><td class=\"num\">{}</td></tr></tbody></table>{tickets}\
-         <p class=\"when\">Order {}</p>",
+         {pay}<p class=\"small\">Order {}</p>",
         escape(&o.event_title),
         when(o.starts_at, &o.timezone),
         escape(&o.tier),
         o.quantity,
         escape(&money(o.amount_cents, &o.currency)),
         o.order_id,
+        pay = match (&o.pay_url, o.status.as_str()) {
+            (Some(url), "pending_payment") => format!(
+                "<p>Not paid yet? <a href=\"{}\">Complete your payment</a>.</p>",
+                escape(url)
+            ),
+            _ => String::new(),
+        },
     );
     layout_with_head(&format!("Order · {}", o.event_title), refresh, &body)
 }

@@ -69,7 +69,7 @@ pub trait PaymentProvider: Send + Sync {
         key: &str,
     ) -> Result<ProviderRefund, Error>;
     /// The hosted page where the buyer pays.
-    fn pay_url(&self, intent: &Intent) -> String;
+    fn pay_url(&self, intent_id: &str) -> String;
 }
 
 /// Stripe's HTTP API at a configurable base URL.
@@ -171,7 +171,7 @@ impl PaymentProvider for StripeApi {
         .await
     }
 
-    fn pay_url(&self, intent: &Intent) -> String {
-        format!("{}/pay/{}", self.hosted_page_base, intent.id)
+    fn pay_url(&self, intent_id: &str) -> String {
+        format!("{}/pay/{intent_id}", self.hosted_page_base)
     }
 }

@@ -13,6 +13,7 @@
 //! - [`keys`]: Redis key names, all hash-tagged `{event}` so one event is one cluster slot.
 //! - [`settings`]: admission mode, rate, max active, token TTL; read and written atomically.
 //! - [`queue`]: join, status snapshots, claiming an admission slot, finishing.
+//! - [`figures`]: the crowd's figures for the console's live control room, read atomically.
 //! - [`admission`]: the admitter loop and its lease.
 //! - [`lottery`]: the auditable pre-queue shuffle (commit, reveal, recompute).
 //! - [`tokens`]: signing and verifying queue and admission tokens.
@@ -23,6 +24,7 @@ pub mod admission;
 pub mod config;
 mod error;
 pub mod event;
+pub mod figures;
 pub mod health;
 pub mod keys;
 pub mod lottery;

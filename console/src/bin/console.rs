@@ -28,6 +28,24 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage operator accounts (people who sign in to the console).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Create an operator; the password is read from CONSOLE_PASSWORD or standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,16 +81,39 @@ async fn main() -> anyhow::Result<()> {
             let (_, token) = auth::create_token(&db, &name, role).await?;
             println!("{token}");
         }
+        Command::Operator {
+            command: OperatorCommand::Create { email, name, role },
+        } => {
+            let password = match std::env::var("CONSOLE_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            console::sessions::create_operator(&db, &email, &name, role, &password).await?;
+            eprintln!("operator {email} created");
+        }
         Command::Serve => {
             let room = Waitroom::connect(&config.redis).await?;
+            let metrics = HttpMetrics::new("console");
+            let live = console::live::Hub::new(&metrics.registry, Duration::from_secs(15));
             let state = AppState {
                 db,
                 room,
-                metrics: HttpMetrics::new("console"),
+                metrics,
+                live,
+                secure_cookies: std::env::var("FLOODGATE_PUBLIC_URL")
+                    .is_ok_and(|u| u.starts_with("https://")),
             };
             tokio::spawn(console::admission::mirror_forever(
                 state.clone(),
                 Duration::from_secs(5),
+            ));
+            tokio::spawn(console::live::export_forever(
+                state.clone(),
+                Duration::from_secs(15),
             ));
             let listener = tokio::net::TcpListener::bind(&config.listen).await?;
             tracing::info!(listen = %config.listen, "console starting");

@@ -26,7 +26,18 @@ async fn main() -> anyhow::Result<()> {
         stream: var("FLOODGATE_NATS_STREAM", "FLOODGATE"),
         prefix: var("FLOODGATE_NATS_PREFIX", "fg"),
     };
-    let relay = Relay::connect(db, &var("NATS_URL", "nats://127.0.0.1:4222"), stream).await?;
+    let relay = Relay::connect(
+        db,
+        &var("NATS_URL", "nats://127.0.0.1:4222"),
+        stream.clone(),
+    )
+    .await?;
+    // `relay delete-stream`: removes the configured stream (throw-away test stacks).
+    if std::env::args().nth(1).as_deref() == Some("delete-stream") {
+        relay.jetstream().delete_stream(&stream.stream).await?;
+        eprintln!("stream {} deleted", stream.stream);
+        return Ok(());
+    }
     let listen = var("RELAY_LISTEN", "127.0.0.1:8086");
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tokio::spawn(async move {

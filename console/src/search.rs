@@ -1,0 +1,92 @@
+//! One search box for everything a support person is handed: an email or a fragment of
+//! one, a name, an order id, a ticket code, a payment intent id. Exact identifiers are
+//! matched exactly; text by substring (trigram indexes) and, failing that, by
+//! similarity, so "lovelace" and "lovelase" both find Ada.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ConsoleError;
+use crate::app::AppState;
+use crate::auth::{Operator, Role};
+
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    pub q: String,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Hit {
+    pub order_id: Uuid,
+    pub buyer_email: String,
+    pub buyer_name: String,
+    pub status: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub event_slug: String,
+    pub event_title: String,
+    pub created_at: DateTime<Utc>,
+    pub score: f32,
+}
+
+/// Escapes LIKE's wildcards in user input.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>, ConsoleError> {
+    let q = q.trim();
+    if q.is_empty() {
+        return Ok(Vec::new());
+    }
+    if q.chars().count() > 200 {
+        return Err(ConsoleError::Invalid(
+            "a search is at most 200 characters".into(),
+        ));
+    }
+    let lower = q.to_lowercase();
+    let pattern = format!("%{}%", like_escape(&lower));
+    let exact_id: Option<Uuid> = q.parse().ok();
+    let host_scope: Option<Vec<Uuid>> =
+        (operator.role == Role::Host).then(|| operator.events.clone());
+    let hits = sqlx::query_as!(
+        Hit,
+        r#"SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status, o.amount_cents, o.currency,
+                  e.slug AS event_slug, e.title AS event_title, o.created_at,
+                  (CASE WHEN o.id = $3 OR o.payment_intent_id = $1 THEN 2.0
+                        ELSE greatest(similarity(lower(o.buyer_email), $2),
+                                      similarity(lower(o.buyer_name), $2)) END)::float4 AS "score!"
+           FROM orders o JOIN events e ON e.id = o.event_id
+           WHERE ($5::uuid[] IS NULL OR o.event_id = ANY($5))
+             AND (o.id = $3
+                  OR o.payment_intent_id = $1
+                  OR lower(o.buyer_email) LIKE $4
+                  OR lower(o.buyer_name) LIKE $4
+                  OR (length($2) >= 4 AND (lower(o.buyer_email) % $2 OR lower(o.buyer_name) % $2))
+                  OR EXISTS (SELECT 1 FROM tickets t WHERE t.order_id = o.id
+                             AND (t.code = upper($1) OR lower(t.holder_email) LIKE $4)))
+           ORDER BY 10 DESC, o.created_at DESC
+           LIMIT 50"#,
+        q,
+        lower,
+        exact_id,
+        pattern,
+        host_scope.as_deref(),
+    )
+    .fetch_all(&s.db)
+    .await?;
+    Ok(hits)
+}
+
+pub async fn api(
+    State(s): State<AppState>,
+    operator: Operator,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Vec<Hit>>, ConsoleError> {
+    Ok(Json(find(&s, &operator, &q.q).await?))
+}

@@ -1,0 +1,525 @@
+//! An order as support sees it — one timeline of everything that happened, and a
+//! diagnosis of why its holder might not get in — and the fixes, each one step:
+//! idempotent (by action key), audited with actor and reason, the buyer told by email.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use orders::corrections::{self, Authority};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::ConsoleError;
+use crate::app::AppState;
+use crate::audit::{self, Entry};
+use crate::auth::{Operator, Role, STAFF};
+
+/// When access links open before the start (fulfilment's default window).
+const JOIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+
+#[derive(Debug, Serialize)]
+pub struct OrderDetail {
+    pub order: OrderRow,
+    pub tickets: Vec<TicketRow>,
+    pub deliveries: Vec<DeliveryRow>,
+    pub timeline: Vec<TimelineEntry>,
+    pub diagnosis: Diagnosis,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub status: String,
+    pub buyer_email: String,
+    pub buyer_name: String,
+    pub quantity: i32,
+    pub amount_cents: i64,
+    pub refunded_cents: i64,
+    pub currency: String,
+    pub payment_intent_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub event_id: Uuid,
+    pub event_slug: String,
+    pub event_title: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub timezone: String,
+    pub tier: String,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct TicketRow {
+    pub id: Uuid,
+    pub code: String,
+    pub status: String,
+    pub holder_email: String,
+    pub link_generation: Option<i32>,
+    pub last_visit: Option<DateTime<Utc>>,
+    pub last_outcome: Option<String>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub recipient: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub subject: Option<String>,
+    pub body_html: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    pub source: String,
+    pub action: String,
+    pub actor: String,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// "Why can't they join?": the first thing in the way, and the fix.
+#[derive(Debug, Serialize)]
+pub struct Diagnosis {
+    pub state: &'static str,
+    pub message: String,
+    pub fix: Option<&'static str>,
+}
+
+async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail, ConsoleError> {
+    let order = sqlx::query_as!(
+        OrderRow,
+        r#"SELECT o.id, o.status, o.buyer_email, o.buyer_name, o.quantity, o.amount_cents,
+                  o.refunded_cents, o.currency, o.payment_intent_id, o.created_at, o.paid_at,
+                  e.id AS event_id, e.slug AS event_slug, e.title AS event_title, e.starts_at,
+                  e.ends_at, e.timezone, t.name AS tier
+           FROM orders o JOIN events e ON e.id = o.event_id JOIN tiers t ON t.id = o.tier_id
+           WHERE o.id = $1"#,
+        id
+    )
+    .fetch_optional(&s.db)
+    .await?
+    .filter(|o| operator.may_see(o.event_id))
+    .ok_or(orders::Error::NotFound("order"))?;
+    let tickets = sqlx::query_as!(
+        TicketRow,
+        r#"SELECT t.id, t.code, t.status, t.holder_email,
+                  (SELECT generation FROM access_links l WHERE l.ticket_id = t.id AND l.revoked_at IS NULL) AS link_generation,
+                  (SELECT max(at) FROM redemptions r WHERE r.ticket_id = t.id) AS last_visit,
+                  (SELECT outcome FROM redemptions r WHERE r.ticket_id = t.id ORDER BY at DESC LIMIT 1) AS last_outcome
+           FROM tickets t WHERE t.order_id = $1 ORDER BY t.seat_no"#,
+        id
+    )
+    .fetch_all(&s.db)
+    .await?;
+    let deliveries = sqlx::query_as!(
+        DeliveryRow,
+        r#"SELECT id, kind, recipient, status, attempts, last_error, subject, body_html, created_at, sent_at
+           FROM deliveries WHERE order_id = $1 ORDER BY created_at"#,
+        id
+    )
+    .fetch_all(&s.db)
+    .await?;
+    let timeline = sqlx::query_as!(
+        TimelineEntry,
+        r#"SELECT at AS "at!", source AS "source!", action AS "action!", actor AS "actor!", detail FROM (
+             SELECT oe.at, 'order' AS source, oe.action, oe.actor, oe.after AS detail
+               FROM order_events oe
+              WHERE oe.order_id = $1 OR oe.hold_id = (SELECT hold_id FROM orders WHERE id = $1)
+             UNION ALL
+             SELECT pe.received_at, 'payment', pe.type, pe.provider,
+                    jsonb_build_object('event', pe.provider_event_id)
+               FROM payment_events pe WHERE pe.order_id = $1
+             UNION ALL
+             SELECT coalesce(d.sent_at, d.created_at), 'email', d.kind || '.' || d.status, 'fulfilment',
+                    jsonb_build_object('to', d.recipient, 'attempts', d.attempts, 'error', d.last_error)
+               FROM deliveries d WHERE d.order_id = $1
+             UNION ALL
+             SELECT r.at, 'link', r.outcome, coalesce(r.client, '?'), jsonb_build_object('ticket', t.code)
+               FROM redemptions r JOIN tickets t ON t.id = r.ticket_id WHERE t.order_id = $1
+             UNION ALL
+             SELECT a.at, 'operator', a.action, a.actor, jsonb_build_object('reason', a.reason)
+               FROM operator_audit a WHERE a.subject = $2
+           ) x ORDER BY 1, 2"#,
+        id,
+        id.to_string(),
+    )
+    .fetch_all(&s.db)
+    .await?;
+    let diagnosis = diagnose(&order, &tickets, &deliveries, JOIN_WINDOW);
+    Ok(OrderDetail {
+        order,
+        tickets,
+        deliveries,
+        timeline,
+        diagnosis,
+    })
+}
+
+fn diagnose(
+    o: &OrderRow,
+    tickets: &[TicketRow],
+    deliveries: &[DeliveryRow],
+    window: chrono::Duration,
+) -> Diagnosis {
+    let d = |state, message: &str, fix| Diagnosis {
+        state,
+        message: message.to_owned(),
+        fix,
+    };
+    match o.status.as_str() {
+        "pending_payment" => {
+            return d(
+                "unpaid",
+                "The payment has not arrived; there is no ticket yet.",
+                None,
+            );
+        }
+        "refunded" => {
+            return d(
+                "refunded",
+                "The order was refunded in full; its links no longer open the event.",
+                None,
+            );
+        }
+        "cancelled" => return d("cancelled", "The order was cancelled.", None),
+        _ => {}
+    }
+    if tickets.iter().all(|t| t.status != "valid") {
+        return d(
+            "no_valid_ticket",
+            "No ticket of this order is valid any more (transferred, revoked or refunded).",
+            None,
+        );
+    }
+    let confirmations: Vec<&DeliveryRow> = deliveries
+        .iter()
+        .filter(|x| x.kind == "confirmation")
+        .collect();
+    if confirmations.iter().any(|c| c.status == "bounced") {
+        return d(
+            "bounced",
+            "The confirmation bounced: the address is probably wrong.",
+            Some("email"),
+        );
+    }
+    if !confirmations.iter().any(|c| c.status == "sent") {
+        if confirmations.iter().any(|c| c.status == "failed") {
+            return d(
+                "never_delivered",
+                "Sending the confirmation failed repeatedly.",
+                Some("resend"),
+            );
+        }
+        return d(
+            "never_delivered",
+            "The confirmation has not been sent yet.",
+            Some("resend"),
+        );
+    }
+    let now = Utc::now();
+    if now < o.starts_at - window {
+        return d(
+            "too_early",
+            "The link opens an hour before the start; it is too early to join.",
+            None,
+        );
+    }
+    if now > o.ends_at {
+        return d("ended", "The event is over.", None);
+    }
+    if tickets
+        .iter()
+        .any(|t| t.last_outcome.as_deref() == Some("replaced"))
+    {
+        return d(
+            "old_link",
+            "They used an old link that was replaced; the newest email has the working one.",
+            Some("resend"),
+        );
+    }
+    d(
+        "ok",
+        "Everything is in order: the link works now.",
+        Some("resend"),
+    )
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OrderDetail>, ConsoleError> {
+    Ok(Json(load(&s, &operator, id).await?))
+}
+
+pub async fn detail(
+    s: &AppState,
+    operator: &Operator,
+    id: Uuid,
+) -> Result<OrderDetail, ConsoleError> {
+    load(s, operator, id).await
+}
+
+/// Runs an action once per key: a repeat (double-click, retried request) returns the
+/// first result and does nothing. Audited with the action in one transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn once<F>(
+    s: &AppState,
+    operator: &Operator,
+    key: Option<&str>,
+    action: &str,
+    subject: &str,
+    event_id: Option<Uuid>,
+    reason: Option<&str>,
+    f: F,
+) -> Result<serde_json::Value, ConsoleError>
+where
+    F: for<'c> FnOnce(
+        &'c mut PgConnection,
+    ) -> Pin<
+        Box<dyn Future<Output = Result<serde_json::Value, ConsoleError>> + Send + 'c>,
+    >,
+{
+    let mut tx = s.db.begin().await?;
+    if let Some(key) = key {
+        if key.len() > 200 {
+            return Err(ConsoleError::Invalid(
+                "an idempotency key is at most 200 characters".into(),
+            ));
+        }
+        let claimed = sqlx::query_scalar!(
+            r#"INSERT INTO operator_actions (key, actor, action, subject, result)
+               VALUES ($1, $2, $3, $4, '{}') ON CONFLICT (key) DO NOTHING RETURNING key"#,
+            key,
+            operator.label(),
+            action,
+            subject
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            drop(tx);
+            let previous =
+                sqlx::query_scalar!("SELECT result FROM operator_actions WHERE key = $1", key)
+                    .fetch_one(&s.db)
+                    .await?;
+            return Ok(serde_json::json!({"repeated": true, "result": previous}));
+        }
+    }
+    let result = f(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        operator,
+        Entry {
+            action,
+            event_id,
+            subject,
+            before: None,
+            after: Some(result.clone()),
+            reason,
+        },
+    )
+    .await?;
+    if let Some(key) = key {
+        sqlx::query!(
+            "UPDATE operator_actions SET result = $2 WHERE key = $1",
+            key,
+            result
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(result)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn event_of(s: &AppState, operator: &Operator, order_id: Uuid) -> Result<Uuid, ConsoleError> {
+    sqlx::query_scalar!("SELECT event_id FROM orders WHERE id = $1", order_id)
+        .fetch_optional(&s.db)
+        .await?
+        .filter(|e| operator.may_see(*e))
+        .ok_or_else(|| orders::Error::NotFound("order").into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    pub amount_cents: Option<i64>,
+    pub reason: String,
+    #[serde(default)]
+    pub override_policy: bool,
+}
+
+pub async fn refund_with(
+    s: &AppState,
+    operator: &Operator,
+    id: Uuid,
+    body: RefundBody,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
+    operator.require(STAFF)?;
+    let event = event_of(s, operator, id).await?;
+    let actor = operator.label();
+    let may_override = operator.role == Role::Admin;
+    let reason = body.reason.clone();
+    once(
+        s,
+        operator,
+        key,
+        "order.refund",
+        &id.to_string(),
+        Some(event),
+        Some(&reason),
+        move |conn| {
+            Box::pin(async move {
+                let done = corrections::refund(
+                    conn,
+                    id,
+                    body.amount_cents,
+                    &body.reason,
+                    body.override_policy,
+                    &Authority {
+                        actor: &actor,
+                        may_override,
+                    },
+                )
+                .await?;
+                Ok(serde_json::to_value(done).expect("json"))
+            })
+        },
+    )
+    .await
+}
+
+pub async fn refund(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Result<Json<RefundBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Json(body) = body?;
+    Ok(Json(
+        refund_with(
+            &s,
+            &operator,
+            id,
+            body,
+            idempotency_key(&headers).as_deref(),
+        )
+        .await?,
+    ))
+}
+
+pub async fn resend_with(
+    s: &AppState,
+    operator: &Operator,
+    id: Uuid,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
+    operator.require(STAFF)?;
+    let event = event_of(s, operator, id).await?;
+    let actor = operator.label();
+    once(
+        s,
+        operator,
+        key,
+        "order.resend",
+        &id.to_string(),
+        Some(event),
+        None,
+        move |conn| {
+            Box::pin(async move {
+                let request_id = Uuid::now_v7();
+                corrections::request_resend(conn, id, request_id, &actor).await?;
+                Ok(serde_json::json!({"request_id": request_id}))
+            })
+        },
+    )
+    .await
+}
+
+pub async fn resend(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    Ok(Json(
+        resend_with(&s, &operator, id, idempotency_key(&headers).as_deref()).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailBody {
+    pub email: String,
+    pub reason: Option<String>,
+}
+
+pub async fn email_with(
+    s: &AppState,
+    operator: &Operator,
+    id: Uuid,
+    body: EmailBody,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
+    operator.require(STAFF)?;
+    let email = orders::buyers::Email::parse(&body.email)?;
+    let event = event_of(s, operator, id).await?;
+    let actor = operator.label();
+    once(
+        s,
+        operator,
+        key,
+        "order.email_change",
+        &id.to_string(),
+        Some(event),
+        body.reason.as_deref(),
+        move |conn| {
+            Box::pin(async move {
+                let changed = corrections::change_email(conn, id, &email, &actor).await?;
+                Ok(serde_json::json!({"changed": changed}))
+            })
+        },
+    )
+    .await
+}
+
+pub async fn email(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Result<Json<EmailBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Json(body) = body?;
+    Ok(Json(
+        email_with(
+            &s,
+            &operator,
+            id,
+            body,
+            idempotency_key(&headers).as_deref(),
+        )
+        .await?,
+    ))
+}

@@ -1,0 +1,271 @@
+//! The fixes an operator makes after the on-sale, as domain operations: each one checks
+//! the order's state, changes it, writes its `order_events` row and its outbox message in
+//! the caller's transaction (the console adds its own audit row to the same one).
+
+use chrono::Utc;
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::buyers::Email;
+use crate::messages::{self, EmailChanged, OrderRefunded, ResendRequested};
+use crate::{Error, jobs, outbox};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefundDone {
+    pub refund_id: Uuid,
+    pub amount_cents: i64,
+    pub status: String,
+    pub inside_policy: bool,
+}
+
+/// Who asks, and with what authority.
+pub struct Authority<'a> {
+    pub actor: &'a str,
+    /// May refund outside the event's refund policy.
+    pub may_override: bool,
+}
+
+pub async fn refund(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    amount_cents: Option<i64>,
+    reason: &str,
+    override_policy: bool,
+    who: &Authority<'_>,
+) -> Result<RefundDone, Error> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Error::Invalid(
+            "a refund needs a reason (up to 500 characters)".into(),
+        ));
+    }
+    let o = sqlx::query!(
+        r#"SELECT o.status, o.amount_cents, o.refunded_cents, o.currency, o.quantity, o.tier_id,
+                  o.event_id, o.buyer_email, o.buyer_name, o.payment_intent_id,
+                  e.starts_at, e.refund_policy
+           FROM orders o JOIN events e ON e.id = o.event_id WHERE o.id = $1 FOR UPDATE OF o"#,
+        order_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("order"))?;
+    if o.status != "paid" && o.status != "partially_refunded" {
+        return Err(Error::Conflict(
+            "not_refundable",
+            "only paid orders can be refunded",
+        ));
+    }
+    let remaining = o.amount_cents - o.refunded_cents;
+    let amount = amount_cents.unwrap_or(remaining);
+    if amount <= 0 || amount > remaining {
+        return Err(Error::Invalid(format!(
+            "the refund must be between 1 and {remaining} cents"
+        )));
+    }
+    let hours = o
+        .refund_policy
+        .get("refundable_until_hours_before")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(48);
+    let inside_policy = Utc::now() <= o.starts_at - chrono::Duration::hours(hours);
+    if !inside_policy {
+        if !override_policy {
+            return Err(Error::Conflict(
+                "outside_refund_policy",
+                "this is outside the event's refund policy; an admin may override it with a reason",
+            ));
+        }
+        if !who.may_override {
+            return Err(Error::Forbidden(
+                "only an admin may refund outside the policy",
+            ));
+        }
+    }
+    if o.payment_intent_id.is_none() {
+        return Err(Error::Conflict(
+            "not_refundable",
+            "the order has no payment to refund",
+        ));
+    }
+    let refund_id = Uuid::now_v7();
+    sqlx::query!(
+        r#"INSERT INTO refunds (id, order_id, amount_cents, reason, actor, status)
+           VALUES ($1, $2, $3, $4, $5, 'pending')"#,
+        refund_id,
+        order_id,
+        amount,
+        reason,
+        who.actor
+    )
+    .execute(&mut *conn)
+    .await?;
+    jobs::schedule_refund(&mut *conn, refund_id).await?;
+    let full = amount == remaining;
+    let status = if full {
+        "refunded"
+    } else {
+        "partially_refunded"
+    };
+    sqlx::query!(
+        r#"UPDATE orders SET refunded_cents = refunded_cents + $2, status = $3, updated_at = now()
+           WHERE id = $1"#,
+        order_id,
+        amount,
+        status
+    )
+    .execute(&mut *conn)
+    .await?;
+    if full {
+        // A fully refunded order holds no seats: its tickets stop working and the seats
+        // return to the tier.
+        let returned = sqlx::query!(
+            "UPDATE tickets SET status = 'refunded' WHERE order_id = $1 AND status = 'valid'",
+            order_id
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected() as i32;
+        sqlx::query!(
+            "UPDATE tiers SET sold = sold - $2 WHERE id = $1",
+            o.tier_id,
+            returned
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query!(
+        r#"INSERT INTO order_events (order_id, actor, action, before, after)
+           VALUES ($1, $2, 'order.refund', jsonb_build_object('status', $3::text),
+                   jsonb_build_object('status', $4::text, 'amount_cents', $5::int8,
+                                      'reason', $6::text, 'inside_policy', $7::bool))"#,
+        order_id,
+        who.actor,
+        o.status,
+        status,
+        amount,
+        reason,
+        inside_policy,
+    )
+    .execute(&mut *conn)
+    .await?;
+    outbox::enqueue(
+        &mut *conn,
+        messages::ORDER_REFUNDED,
+        &OrderRefunded {
+            order_id,
+            event_id: o.event_id,
+            refund_id,
+            amount_cents: amount,
+            currency: o.currency.clone(),
+            reason: "operator_refund".into(),
+            full,
+            buyer_email: o.buyer_email.clone(),
+            buyer_name: o.buyer_name.clone(),
+        },
+    )
+    .await?;
+    Ok(RefundDone {
+        refund_id,
+        amount_cents: amount,
+        status: status.to_owned(),
+        inside_policy,
+    })
+}
+
+/// Corrects the buyer's address. Tickets still held by the buyer follow it (transferred
+/// tickets keep their holder); fulfilment revokes the old links and mails new ones.
+pub async fn change_email(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    new_email: &Email,
+    actor: &str,
+) -> Result<bool, Error> {
+    let old = sqlx::query_scalar!(
+        "SELECT buyer_email FROM orders WHERE id = $1 FOR UPDATE",
+        order_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("order"))?;
+    if old == new_email.as_str() {
+        return Ok(false);
+    }
+    sqlx::query!(
+        "UPDATE orders SET buyer_email = $2, updated_at = now() WHERE id = $1",
+        order_id,
+        new_email.as_str()
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"UPDATE tickets SET holder_email = $3
+           WHERE order_id = $1 AND holder_email = $2 AND status = 'valid'"#,
+        order_id,
+        old,
+        new_email.as_str()
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO order_events (order_id, actor, action, before, after)
+           VALUES ($1, $2, 'order.email_change', jsonb_build_object('email', $3::text),
+                   jsonb_build_object('email', $4::text))"#,
+        order_id,
+        actor,
+        old,
+        new_email.as_str()
+    )
+    .execute(&mut *conn)
+    .await?;
+    outbox::enqueue(
+        &mut *conn,
+        messages::ORDER_EMAIL_CHANGED,
+        &EmailChanged {
+            order_id,
+            change_id: Uuid::now_v7(),
+            old_email: old,
+            new_email: new_email.as_str().to_owned(),
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Asks fulfilment to send the confirmation again with the current links.
+pub async fn request_resend(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    request_id: Uuid,
+    actor: &str,
+) -> Result<(), Error> {
+    let status = sqlx::query_scalar!("SELECT status FROM orders WHERE id = $1", order_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::NotFound("order"))?;
+    if status != "paid" && status != "partially_refunded" {
+        return Err(Error::Conflict(
+            "not_paid",
+            "only paid orders have a confirmation to resend",
+        ));
+    }
+    sqlx::query!(
+        r#"INSERT INTO order_events (order_id, actor, action, after)
+           VALUES ($1, $2, 'order.resend', jsonb_build_object('request_id', $3::uuid))"#,
+        order_id,
+        actor,
+        request_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    outbox::enqueue(
+        &mut *conn,
+        messages::ORDER_RESEND,
+        &ResendRequested {
+            order_id,
+            request_id,
+        },
+    )
+    .await?;
+    Ok(())
+}
