@@ -34,7 +34,9 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(support::show))
         .route("/orders/{id}/refund", post(support::refund))
         .route("/orders/{id}/resend", post(support::resend))
-        .route("/orders/{id}/email", post(support::email));
+        .route("/orders/{id}/email", post(support::email))
+        .route("/tickets/{id}/transfer", post(support::transfer))
+        .route("/events/{event}/reschedule", post(support::reschedule));
     let pages = Router::new()
         .route("/console", get(pages::search_page))
         .route("/console/", get(pages::search_page))
@@ -43,7 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/console/orders/{id}", get(pages::order_page))
         .route("/console/orders/{id}/refund", post(pages::refund_form))
         .route("/console/orders/{id}/resend", post(pages::resend_form))
-        .route("/console/orders/{id}/email", post(pages::email_form));
+        .route("/console/orders/{id}/email", post(pages::email_form))
+        .route("/console/tickets/{id}/transfer", post(pages::transfer_form));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

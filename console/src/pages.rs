@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::{Operator, Role};
 use crate::search;
 use crate::sessions::{self, Login};
-use crate::support::{self, EmailBody, OrderDetail, RefundBody};
+use crate::support::{self, EmailBody, OrderDetail, RefundBody, TransferBody};
 
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --muted: #6b7280; --accent: #2f6fed; --line: color-mix(in srgb, CanvasText 14%, transparent); }
@@ -316,12 +316,25 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
         escape(&d.diagnosis.message)
     ));
     // Tickets.
+    let csrf_value = escape(op.csrf.as_deref().unwrap_or(""));
     let tickets: String = d
         .tickets
         .iter()
         .map(|t| {
+            let transfer = if op.role != Role::Host && t.status == "valid" {
+                format!(
+                    "<details><summary>Transfer</summary><form class=\"inline\" method=\"post\" action=\"/console/tickets/{}/transfer\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf_value}\"><input type=\"hidden\" name=\"action_key\" value=\"{}\">\
+                     <label>New holder's email <input name=\"email\" type=\"email\" required></label>\
+                     <label>Their name <input name=\"name\" required></label><button>Transfer</button></form></details>",
+                    t.id,
+                    Uuid::new_v4()
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{transfer}</td></tr>",
                 escape(&t.code),
                 escape(&t.status),
                 escape(&t.holder_email),
@@ -338,7 +351,7 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
         })
         .collect();
     out.push_str(&format!(
-        "<h2>Tickets</h2><table><thead><tr><th>Code</th><th>Status</th><th>Holder</th><th>Link</th><th>Last visit</th></tr></thead><tbody>{tickets}</tbody></table>"
+        "<h2>Tickets</h2><table><thead><tr><th>Code</th><th>Status</th><th>Holder</th><th>Link</th><th>Last visit</th><th></th></tr></thead><tbody>{tickets}</tbody></table>"
     ));
     // Fixes.
     if op.role != Role::Host {
@@ -433,6 +446,7 @@ pub struct ActionForm {
     pub csrf: Option<String>,
     pub action_key: Option<String>,
     pub email: Option<String>,
+    pub name: Option<String>,
     pub reason: Option<String>,
     pub amount_cents: Option<String>,
     pub override_policy: Option<String>,
@@ -516,6 +530,47 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+pub async fn transfer_form(
+    State(s): State<AppState>,
+    operator: Result<Operator, ConsoleError>,
+    Path(ticket): Path<Uuid>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let operator = match signed_in(operator) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    if let Err(e) = operator.verify_csrf(f.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let order: Option<Uuid> = sqlx::query_scalar("SELECT order_id FROM tickets WHERE id = $1")
+        .bind(ticket)
+        .fetch_optional(&s.db)
+        .await
+        .ok()
+        .flatten();
+    let Some(order) = order else {
+        return ConsoleError::from(orders::Error::NotFound("ticket")).into_response();
+    };
+    let body = TransferBody {
+        email: f.email.unwrap_or_default(),
+        name: f.name.unwrap_or_default(),
+        reason: f.reason,
+    };
+    let target =
+        match support::transfer_with(&s, &operator, ticket, body, f.action_key.as_deref()).await {
+            Ok(_) => format!("/console/orders/{order}?done=transfer"),
+            Err(e) => {
+                let message = match &e {
+                    ConsoleError::Orders(o) => o.public_message(),
+                    other => other.to_string(),
+                };
+                format!("/console/orders/{order}?error={}", urlencode(&message))
+            }
+        };
+    Redirect::to(&target).into_response()
 }
 
 pub async fn resend_form(

@@ -523,3 +523,124 @@ pub async fn email(
         .await?,
     ))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    pub email: String,
+    pub name: String,
+    pub reason: Option<String>,
+}
+
+pub async fn transfer_with(
+    s: &AppState,
+    operator: &Operator,
+    ticket: Uuid,
+    body: TransferBody,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
+    operator.require(STAFF)?;
+    let email = orders::buyers::Email::parse(&body.email)?;
+    let name = orders::buyers::BuyerName::parse(&body.name)?;
+    let (order, event): (Uuid, Uuid) =
+        sqlx::query_as("SELECT order_id, event_id FROM tickets WHERE id = $1")
+            .bind(ticket)
+            .fetch_optional(&s.db)
+            .await?
+            .filter(|(_, e): &(Uuid, Uuid)| operator.may_see(*e))
+            .ok_or(orders::Error::NotFound("ticket"))?;
+    let actor = operator.label();
+    once(
+        s,
+        operator,
+        key,
+        "ticket.transfer",
+        &order.to_string(),
+        Some(event),
+        body.reason.as_deref(),
+        move |conn| {
+            Box::pin(async move {
+                let done =
+                    corrections::transfer_ticket(conn, ticket, &email, &name, &actor).await?;
+                Ok(serde_json::to_value(done).expect("json"))
+            })
+        },
+    )
+    .await
+}
+
+pub async fn transfer(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Result<Json<TransferBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Json(body) = body?;
+    Ok(Json(
+        transfer_with(
+            &s,
+            &operator,
+            id,
+            body,
+            idempotency_key(&headers).as_deref(),
+        )
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleBody {
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(default = "yes")]
+    pub notify: bool,
+    pub reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub async fn reschedule_with(
+    s: &AppState,
+    operator: &Operator,
+    slug: &str,
+    body: RescheduleBody,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
+    operator.require(STAFF)?;
+    let event = orders::events::by_slug(&s.db, slug)
+        .await?
+        .ok_or(orders::Error::NotFound("event"))?;
+    let actor = operator.label();
+    let event_id = event.id;
+    once(s, operator, key, "event.reschedule", slug, Some(event_id), body.reason.as_deref(), move |conn| {
+        Box::pin(async move {
+            let moved = corrections::reschedule(conn, event_id, body.starts_at, body.ends_at, body.notify, &actor).await?;
+            Ok(serde_json::json!({"moved": moved, "starts_at": body.starts_at, "ends_at": body.ends_at, "notified": body.notify && moved}))
+        })
+    })
+    .await
+}
+
+pub async fn reschedule(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RescheduleBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Json(body) = body?;
+    Ok(Json(
+        reschedule_with(
+            &s,
+            &operator,
+            &slug,
+            body,
+            idempotency_key(&headers).as_deref(),
+        )
+        .await?,
+    ))
+}

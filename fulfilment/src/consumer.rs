@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures::StreamExt;
-use orders::messages::{self, EmailChanged, OrderPaid, OrderRefunded, ResendRequested};
+use orders::messages::{
+    self, EmailChanged, EventRescheduled, OrderPaid, OrderRefunded, ResendRequested,
+    TicketTransferred,
+};
 
 use crate::Error;
 use crate::app::AppState;
@@ -34,20 +37,28 @@ pub async fn consumer(
         })
         .await
         .map_err(nats)?;
-    stream
-        .get_or_create_consumer(
-            &c.consumer,
-            pull::Config {
-                durable_name: Some(c.consumer.clone()),
-                filter_subject: format!("{}.orders.>", c.prefix),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_deliver: -1,
-                ..Default::default()
-            },
-        )
+    let config = pull::Config {
+        durable_name: Some(c.consumer.clone()),
+        filter_subject: format!("{}.>", c.prefix),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        max_deliver: -1,
+        ..Default::default()
+    };
+    match stream
+        .get_or_create_consumer(&c.consumer, config.clone())
         .await
-        .map_err(nats)
+    {
+        Ok(consumer) => Ok(consumer),
+        Err(e) => {
+            // A consumer left by an older version with another filter: replace it. The
+            // new one starts from the stream's beginning, which is safe because every
+            // handler is idempotent (deliveries are unique per order and key).
+            tracing::warn!(error = %e, "recreating the durable consumer");
+            stream.delete_consumer(&c.consumer).await.map_err(nats)?;
+            stream.create_consumer(config).await.map_err(nats)
+        }
+    }
 }
 
 /// What to do with one message.
@@ -79,6 +90,16 @@ pub async fn handle(s: &AppState, subject: &str, payload: &[u8]) -> Verdict {
         messages::ORDER_RESEND => match serde_json::from_slice::<ResendRequested>(payload) {
             Ok(m) => deliveries::resend(s, &m).await.map(|_| ()),
             Err(e) => return Verdict::Poison(format!("resend: {e}")),
+        },
+        messages::TICKET_TRANSFERRED => {
+            match serde_json::from_slice::<TicketTransferred>(payload) {
+                Ok(m) => deliveries::transferred(s, &m).await,
+                Err(e) => return Verdict::Poison(format!("ticket transferred: {e}")),
+            }
+        }
+        messages::EVENT_RESCHEDULED => match serde_json::from_slice::<EventRescheduled>(payload) {
+            Ok(m) => deliveries::rescheduled(s, &m).await.map(|_| ()),
+            Err(e) => return Verdict::Poison(format!("event rescheduled: {e}")),
         },
         // Subjects fulfilment has nothing to do with.
         _ => Ok(()),

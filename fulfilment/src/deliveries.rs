@@ -155,6 +155,76 @@ pub async fn resend(s: &AppState, msg: &orders::messages::ResendRequested) -> Re
     Ok(queued)
 }
 
+/// A ticket changed hands: its old link is revoked, the new holder's issued, and both
+/// people told. Idempotent per new ticket.
+pub async fn transferred(
+    s: &AppState,
+    msg: &orders::messages::TicketTransferred,
+) -> Result<(), Error> {
+    let mut tx = s.db.begin().await?;
+    links::revoke(&mut tx, msg.old_ticket_id, "transferred").await?;
+    links::ensure(&mut tx, &s.config.link_secret, msg.new_ticket_id).await?;
+    for (recipient, role, key) in [
+        (
+            &msg.to_email,
+            "to",
+            format!("transfer_to:{}", msg.new_ticket_id),
+        ),
+        (
+            &msg.from_email,
+            "from",
+            format!("transfer_from:{}", msg.new_ticket_id),
+        ),
+    ] {
+        sqlx::query!(
+            r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)
+               VALUES ($1, $2, 'transfer_notice', $3, $4, $5) ON CONFLICT (order_id, dedup_key) DO NOTHING"#,
+            Uuid::now_v7(),
+            msg.order_id,
+            key,
+            recipient,
+            serde_json::json!({"role": role, "name": if role == "to" { msg.to_name.as_str() } else { "" }}),
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    s.wake.notify_one();
+    Ok(())
+}
+
+/// The event moved: every holder of a valid ticket gets the new time and an updated
+/// invite (same UID, higher SEQUENCE), and reminders follow the new start.
+pub async fn rescheduled(
+    s: &AppState,
+    msg: &orders::messages::EventRescheduled,
+) -> Result<u64, Error> {
+    let mut tx = s.db.begin().await?;
+    // Later moves get higher sequence numbers (minutes since the epoch, from 2026).
+    let sequence = (Utc::now().timestamp() - 1_780_000_000).max(1) / 60 + 1;
+    let queued = sqlx::query!(
+        r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)
+           SELECT gen_random_uuid(), h.order_id, 'reschedule_notice', $2 || h.holder_email, h.holder_email,
+                  jsonb_build_object('sequence', $3::int8,
+                                     'name', (SELECT holder_name FROM tickets x WHERE x.order_id = h.order_id
+                                              AND x.holder_email = h.holder_email LIMIT 1))
+           FROM (SELECT DISTINCT t.order_id, t.holder_email FROM tickets t JOIN orders o ON o.id = t.order_id
+                 WHERE t.event_id = $1 AND t.status = 'valid'
+                   AND o.status IN ('paid', 'partially_refunded')) h
+           ON CONFLICT (order_id, dedup_key) DO NOTHING"#,
+        msg.event_id,
+        format!("reschedule:{}:", msg.starts_at.timestamp()),
+        sequence,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    reminders::schedule(&mut tx, msg.event_id).await?;
+    tx.commit().await?;
+    s.wake.notify_one();
+    Ok(queued)
+}
+
 /// Queues the email telling a buyer about a refund.
 pub async fn queue_refund_notice(
     s: &AppState,
@@ -200,6 +270,7 @@ struct MailCtx {
     reason_text: String,
     when_text: String,
     new_email_hint: String,
+    role: String,
 }
 
 fn reason_text(reason: &str) -> String {
@@ -217,7 +288,7 @@ struct Rendered {
 
 async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered, Error> {
     let d = sqlx::query!(
-        r#"SELECT d.kind, d.context, d.order_id, o.buyer_name, o.amount_cents, o.currency,
+        r#"SELECT d.kind, d.context, d.order_id, d.recipient, o.buyer_name, o.amount_cents, o.currency,
                   e.id AS event_id, e.title, e.starts_at, e.ends_at, e.timezone
            FROM deliveries d JOIN orders o ON o.id = d.order_id JOIN events e ON e.id = o.event_id
            WHERE d.id = $1"#,
@@ -229,8 +300,10 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
         r#"SELECT t.id, t.code, tr.name AS tier, l.generation
            FROM tickets t JOIN tiers tr ON tr.id = t.tier_id
            JOIN access_links l ON l.ticket_id = t.id AND l.revoked_at IS NULL
-           WHERE t.order_id = $1 AND t.status = 'valid' ORDER BY t.seat_no"#,
-        d.order_id
+           WHERE t.order_id = $1 AND t.status = 'valid' AND t.holder_email = $2
+           ORDER BY t.seat_no"#,
+        d.order_id,
+        d.recipient
     )
     .fetch_all(db)
     .await?;
@@ -250,7 +323,19 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
         .collect();
     let hours = s.config.window_before.as_secs() / 3600;
     let ctx = MailCtx {
-        buyer_name: d.buyer_name.clone(),
+        buyer_name: d
+            .context
+            .get("name")
+            .and_then(|v| v.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&d.buyer_name)
+            .to_owned(),
+        role: d
+            .context
+            .get("role")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned(),
         event_title: d.title.clone(),
         starts_local: local_time(d.starts_at, &d.timezone),
         timezone: d.timezone.clone(),
@@ -289,14 +374,21 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
         tickets: ticket_ctx,
     };
     let ics = match (d.kind.as_str(), ctx.tickets.first()) {
-        ("confirmation", Some(first)) => Some(calendar::ics(&Invite {
-            uid: format!("{}@floodgate", d.order_id),
-            sequence: 0,
-            title: &d.title,
-            starts_at: d.starts_at,
-            ends_at: d.ends_at,
-            link: &first.link,
-        })),
+        ("confirmation" | "reschedule_notice" | "transfer_notice", Some(first)) => {
+            Some(calendar::ics(&Invite {
+                uid: format!("{}@floodgate", d.order_id),
+                // A moved event must update the calendar entry, not add one.
+                sequence: d
+                    .context
+                    .get("sequence")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0) as u32,
+                title: &d.title,
+                starts_at: d.starts_at,
+                ends_at: d.ends_at,
+                link: &first.link,
+            }))
+        }
         _ => None,
     };
     let mail = s.mailer.compose(&d.kind, &ctx, ics)?;

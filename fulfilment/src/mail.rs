@@ -31,52 +31,35 @@ pub struct Mailer {
     domain: String,
 }
 
+/// `(name, source)` for a template file, compiled into the binary.
+macro_rules! template {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../templates/", $name)))
+    };
+}
+
 fn templates() -> Environment<'static> {
     let mut env = Environment::new();
-    let files: [(&str, &str); 13] = [
-        ("layout.html", include_str!("../templates/layout.html")),
-        (
-            "confirmation.subject.txt",
-            include_str!("../templates/confirmation.subject.txt"),
-        ),
-        (
-            "confirmation.txt",
-            include_str!("../templates/confirmation.txt"),
-        ),
-        (
-            "confirmation.html",
-            include_str!("../templates/confirmation.html"),
-        ),
-        (
-            "refund_notice.subject.txt",
-            include_str!("../templates/refund_notice.subject.txt"),
-        ),
-        (
-            "refund_notice.txt",
-            include_str!("../templates/refund_notice.txt"),
-        ),
-        (
-            "refund_notice.html",
-            include_str!("../templates/refund_notice.html"),
-        ),
-        (
-            "reminder.subject.txt",
-            include_str!("../templates/reminder.subject.txt"),
-        ),
-        ("reminder.txt", include_str!("../templates/reminder.txt")),
-        ("reminder.html", include_str!("../templates/reminder.html")),
-        (
-            "email_change.subject.txt",
-            include_str!("../templates/email_change.subject.txt"),
-        ),
-        (
-            "email_change.txt",
-            include_str!("../templates/email_change.txt"),
-        ),
-        (
-            "email_change.html",
-            include_str!("../templates/email_change.html"),
-        ),
+    let files = [
+        template!("layout.html"),
+        template!("confirmation.subject.txt"),
+        template!("confirmation.txt"),
+        template!("confirmation.html"),
+        template!("refund_notice.subject.txt"),
+        template!("refund_notice.txt"),
+        template!("refund_notice.html"),
+        template!("reminder.subject.txt"),
+        template!("reminder.txt"),
+        template!("reminder.html"),
+        template!("email_change.subject.txt"),
+        template!("email_change.txt"),
+        template!("email_change.html"),
+        template!("transfer_notice.subject.txt"),
+        template!("transfer_notice.txt"),
+        template!("transfer_notice.html"),
+        template!("reschedule_notice.subject.txt"),
+        template!("reschedule_notice.txt"),
+        template!("reschedule_notice.html"),
     ];
     for (name, source) in files {
         env.add_template(name, source).expect("templates compile");

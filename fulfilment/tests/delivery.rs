@@ -416,3 +416,128 @@ async fn a_corrected_address_gets_new_links_and_the_old_ones_stop() {
     drop(stop);
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
+    let t = spawn().await;
+    let event = t
+        .event("handover", Utc::now() + chrono::Duration::minutes(20))
+        .await;
+    let order = t.paid_order(event, "grace@example.org", 2).await;
+    let stop = consume(&t);
+    t.relay().await;
+    until("the confirmation", Duration::from_secs(10), async || {
+        t.count("SELECT count(*) FROM deliveries").await == 1
+    })
+    .await;
+    t.drain(Duration::from_secs(10)).await;
+    let raw = t.sink.messages()[0].raw.clone();
+    let first = mailparse::parse_mail(raw.as_bytes()).unwrap();
+    let buyer_text = part(&first, "text/plain").unwrap().get_body().unwrap();
+
+    let ticket: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1 ORDER BY seat_no LIMIT 1")
+            .bind(order)
+            .fetch_one(&t.db.pool)
+            .await
+            .unwrap();
+    let mut conn = t.db.pool.acquire().await.unwrap();
+    orders::corrections::transfer_ticket(
+        &mut conn,
+        ticket,
+        &orders::buyers::Email::parse("ada@example.org").unwrap(),
+        &orders::buyers::BuyerName::parse("Ada Lovelace").unwrap(),
+        "operator:olga",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    t.relay().await;
+    until(
+        "both transfer notices",
+        Duration::from_secs(10),
+        async || t.count("SELECT count(*) FROM deliveries").await == 3,
+    )
+    .await;
+    t.drain(Duration::from_secs(10)).await;
+    let ada_raw = t
+        .sink
+        .messages()
+        .iter()
+        .find(|m| m.to == vec!["ada@example.org".to_owned()])
+        .unwrap()
+        .raw
+        .clone();
+    let ada = mailparse::parse_mail(ada_raw.as_bytes()).unwrap();
+    let ada_text = part(&ada, "text/plain").unwrap().get_body().unwrap();
+    assert_eq!(
+        ada_text.matches("/join/").count(),
+        1,
+        "only the transferred ticket: {ada_text}"
+    );
+    let ada_link = join_link(&ada_text);
+    assert_eq!(
+        t.http.get(&ada_link).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    // The buyer's link for that ticket is dead; their other one still works.
+    let buyer_links: Vec<String> = buyer_text
+        .lines()
+        .filter(|l| l.contains("/join/"))
+        .map(join_link)
+        .collect();
+    let mut statuses = Vec::new();
+    for l in &buyer_links {
+        statuses.push(t.http.get(l).send().await.unwrap().status());
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![StatusCode::SEE_OTHER, StatusCode::GONE]);
+
+    // The event moves: both holders get a new invite for the new time.
+    let moved = Utc::now() + chrono::Duration::days(9);
+    let mut conn = t.db.pool.acquire().await.unwrap();
+    orders::corrections::reschedule(
+        &mut conn,
+        event,
+        moved,
+        moved + chrono::Duration::hours(2),
+        true,
+        "operator:olga",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    t.relay().await;
+    until(
+        "the reschedule notices",
+        Duration::from_secs(10),
+        async || {
+            t.count("SELECT count(*) FROM deliveries WHERE kind = 'reschedule_notice'")
+                .await
+                == 2
+        },
+    )
+    .await;
+    t.drain(Duration::from_secs(10)).await;
+    let notices: Vec<_> = t
+        .sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.header("Subject").is_some_and(|s| s.contains("New date")))
+        .collect();
+    assert_eq!(notices.len(), 2);
+    for n in &notices {
+        let parsed = mailparse::parse_mail(n.raw.as_bytes()).unwrap();
+        let ics = part(&parsed, "text/calendar").unwrap().get_body().unwrap();
+        assert!(
+            ics.contains(&format!("DTSTART:{}", moved.format("%Y%m%dT%H%M%SZ"))),
+            "{ics}"
+        );
+        assert!(
+            !ics.contains("SEQUENCE:0"),
+            "the update must supersede the first invite"
+        );
+    }
+    drop(stop);
+    t.cleanup().await;
+}

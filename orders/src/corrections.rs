@@ -269,3 +269,143 @@ pub async fn request_resend(
     .await?;
     Ok(())
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Transferred {
+    pub new_ticket_id: Uuid,
+    pub code: String,
+}
+
+/// Gives a ticket to someone else: the old ticket becomes `transferred` (its link stops),
+/// a new ticket for the same seat goes to the new holder, and both people are told.
+pub async fn transfer_ticket(
+    conn: &mut PgConnection,
+    ticket_id: Uuid,
+    to_email: &Email,
+    to_name: &crate::buyers::BuyerName,
+    actor: &str,
+) -> Result<Transferred, Error> {
+    let t = sqlx::query!(
+        r#"SELECT t.order_id, t.event_id, t.tier_id, t.status, t.holder_email
+           FROM tickets t WHERE t.id = $1 FOR UPDATE"#,
+        ticket_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("ticket"))?;
+    if t.status != "valid" {
+        return Err(Error::Conflict(
+            "not_transferable",
+            "only a valid ticket can be transferred",
+        ));
+    }
+    if t.holder_email == to_email.as_str() {
+        return Err(Error::Invalid(
+            "the ticket already belongs to that address".into(),
+        ));
+    }
+    sqlx::query!(
+        "UPDATE tickets SET status = 'transferred' WHERE id = $1",
+        ticket_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let new_ticket_id = Uuid::now_v7();
+    let code = crate::settlement::ticket_code();
+    sqlx::query!(
+        r#"INSERT INTO tickets (id, order_id, event_id, tier_id, seat_no, code, holder_email, holder_name)
+           VALUES ($1, $2, $3, $4, (SELECT max(seat_no) + 1 FROM tickets WHERE order_id = $2), $5, $6, $7)"#,
+        new_ticket_id,
+        t.order_id,
+        t.event_id,
+        t.tier_id,
+        code,
+        to_email.as_str(),
+        to_name.as_str(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO order_events (order_id, actor, action, before, after)
+           VALUES ($1, $2, 'ticket.transfer', jsonb_build_object('ticket', $3::uuid, 'holder', $4::text),
+                   jsonb_build_object('ticket', $5::uuid, 'holder', $6::text))"#,
+        t.order_id,
+        actor,
+        ticket_id,
+        t.holder_email,
+        new_ticket_id,
+        to_email.as_str(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    outbox::enqueue(
+        &mut *conn,
+        messages::TICKET_TRANSFERRED,
+        &messages::TicketTransferred {
+            order_id: t.order_id,
+            old_ticket_id: ticket_id,
+            new_ticket_id,
+            from_email: t.holder_email.clone(),
+            to_email: to_email.as_str().to_owned(),
+            to_name: to_name.as_str().to_owned(),
+        },
+    )
+    .await?;
+    Ok(Transferred {
+        new_ticket_id,
+        code,
+    })
+}
+
+/// Moves an event; fulfilment re-sends invites and moves reminders.
+pub async fn reschedule(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    starts_at: chrono::DateTime<Utc>,
+    ends_at: chrono::DateTime<Utc>,
+    notify: bool,
+    actor: &str,
+) -> Result<bool, Error> {
+    if ends_at <= starts_at {
+        return Err(Error::Invalid("ends_at must be after starts_at".into()));
+    }
+    let old = sqlx::query!(
+        "SELECT starts_at, ends_at, status FROM events WHERE id = $1 FOR UPDATE",
+        event_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("event"))?;
+    if old.status != "scheduled" {
+        return Err(Error::Conflict(
+            "not_scheduled",
+            "a cancelled event cannot be moved",
+        ));
+    }
+    if old.starts_at == starts_at && old.ends_at == ends_at {
+        return Ok(false);
+    }
+    sqlx::query!(
+        "UPDATE events SET starts_at = $2, ends_at = $3, updated_at = now() WHERE id = $1",
+        event_id,
+        starts_at,
+        ends_at
+    )
+    .execute(&mut *conn)
+    .await?;
+    let _ = actor;
+    if notify {
+        outbox::enqueue(
+            &mut *conn,
+            messages::EVENT_RESCHEDULED,
+            &messages::EventRescheduled {
+                event_id,
+                old_starts_at: old.starts_at,
+                starts_at,
+                ends_at,
+            },
+        )
+        .await?;
+    }
+    Ok(true)
+}

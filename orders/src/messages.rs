@@ -68,3 +68,26 @@ pub struct ResendRequested {
     pub order_id: Uuid,
     pub request_id: Uuid,
 }
+
+pub const TICKET_TRANSFERRED: &str = "tickets.transferred";
+pub const EVENT_RESCHEDULED: &str = "events.rescheduled";
+
+/// A ticket changed hands: the old link stops, the new holder gets their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketTransferred {
+    pub order_id: Uuid,
+    pub old_ticket_id: Uuid,
+    pub new_ticket_id: Uuid,
+    pub from_email: String,
+    pub to_email: String,
+    pub to_name: String,
+}
+
+/// The event moved: every holder gets a new invite, reminders follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRescheduled {
+    pub event_id: Uuid,
+    pub old_starts_at: DateTime<Utc>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}

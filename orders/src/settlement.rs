@@ -142,7 +142,7 @@ pub async fn apply_event(
 
 /// Ticket codes: 10 characters from an alphabet without look-alikes (no 0/O, 1/I/L),
 /// grouped for reading aloud on a support call: `FG-7KQM-3XDA-PW`.
-fn ticket_code() -> String {
+pub fn ticket_code() -> String {
     const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
     let mut rng = rand::thread_rng();
     let c: String = (0..10)

@@ -1,0 +1,618 @@
+//! The live control room against the real Redis and Postgres: a fresh database and key
+//! prefix per test. The load test counts what the stores actually served — Redis
+//! commands touching this test's keys (seen through `MONITOR`) and transactions in this
+//! test's database (`pg_stat_database`) — with one viewer and with fifty.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use console::app::{AppState, router};
+use console::auth::{Role, create_token};
+use console::live::Hub;
+use orders::telemetry::HttpMetrics;
+use orders::testing::TestDb;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use waitroom::EventSlug;
+use waitroom::admission::Admitter;
+use waitroom::config::RedisConfig;
+use waitroom::queue::Waitroom;
+
+const REDIS: &str = "127.0.0.1:6379";
+
+struct App {
+    addr: SocketAddr,
+    db: TestDb,
+    room: Waitroom,
+    state: AppState,
+    admin: String,
+    operator: String,
+    host: String,
+    host_id: uuid::Uuid,
+    http: reqwest::Client,
+}
+
+async fn spawn_app(linger: Duration) -> App {
+    let db = TestDb::new().await;
+    let room = Waitroom::connect(&RedisConfig {
+        url: format!("redis://{REDIS}"),
+        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
+    })
+    .await
+    .unwrap();
+    let metrics = HttpMetrics::new("console");
+    let state = AppState {
+        db: db.pool.clone(),
+        room: room.clone(),
+        live: Hub::new(&metrics.registry, linger),
+        metrics,
+        secure_cookies: false,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let admin = create_token(&db.pool, "alice", Role::Admin)
+        .await
+        .unwrap()
+        .1;
+    let operator = create_token(&db.pool, "olga", Role::Operator)
+        .await
+        .unwrap()
+        .1;
+    let (host_id, host) = create_token(&db.pool, "hank", Role::Host).await.unwrap();
+    App {
+        addr,
+        db,
+        room,
+        state,
+        admin,
+        operator,
+        host,
+        host_id,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl App {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn create_event(&self, slug: &str, queue: Value) {
+        let r = self
+            .http
+            .post(self.url("/console/api/events"))
+            .bearer_auth(&self.admin)
+            .json(&json!({
+                "slug": slug, "title": "Night of Rust",
+                "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
+                "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+                "refund_policy": {"refundable_until_hours_before": 24},
+                "tiers": [
+                    {"code": "early", "name": "Early bird", "price_cents": 1500, "currency": "EUR", "capacity": 100},
+                    {"code": "ga", "name": "General", "price_cents": 2500, "currency": "EUR", "capacity": 400}
+                ],
+                "queue": queue,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Lets the host token see `slug`.
+    async fn grant_host(&self, slug: &str) {
+        sqlx::query(
+            "UPDATE operator_tokens SET event_ids = array_append(event_ids, \
+             (SELECT id FROM events WHERE slug = $1)) WHERE id = $2",
+        )
+        .bind(slug)
+        .bind(self.host_id)
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+    }
+
+    async fn open(&self, slug: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(&format!("/console/api/events/{slug}/live")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn watch(&self, slug: &str, token: &str) -> Watcher {
+        let r = self.open(slug, token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Watcher {
+            resp: r,
+            buf: String::new(),
+        }
+    }
+
+    async fn cleanup(&self, slugs: &[&str]) {
+        for s in slugs {
+            self.room
+                .purge(&EventSlug::parse(s).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A Server-Sent Events reader.
+struct Watcher {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Watcher {
+    /// The next message: (event name, JSON data). Keep-alive comments are skipped.
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut kind = "message".to_owned();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        kind = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return (kind, serde_json::from_str(&data).expect("json data"));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.resp.chunk())
+                .await
+                .expect("a message within 10 s")
+                .expect("stream readable")
+                .expect("stream still open");
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Waits for a snapshot satisfying `pred`, at most `within`.
+    async fn until(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (kind, data) = tokio::time::timeout(left, self.next())
+                .await
+                .expect("the feed showed it in time");
+            let snap = if kind == "history" {
+                data["latest"].clone()
+            } else {
+                data
+            };
+            if kind != "problem" && pred(&snap) {
+                return snap;
+            }
+        }
+    }
+}
+
+/// Counts Redis commands that touch keys under `prefix`, as `MONITOR` reports them
+/// (top-level commands and the calls made inside scripts alike).
+async fn monitor(prefix: String) -> Arc<AtomicU64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let mut conn = tokio::net::TcpStream::connect(REDIS).await.unwrap();
+    conn.write_all(b"MONITOR\r\n").await.unwrap();
+    let mut lines = BufReader::new(conn).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("+OK"));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(&prefix) {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    count
+}
+
+/// Transactions committed or rolled back in the test database so far.
+async fn transactions(admin: &sqlx::PgPool, db: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = $1",
+    )
+    .bind(db)
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
+/// Spawns a viewer that counts the snapshots it receives; `ready` gets a message once
+/// the history has arrived.
+fn viewer(mut w: Watcher, ready: mpsc::Sender<()>) -> Arc<AtomicUsize> {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (kind, _) = w.next().await;
+            match kind.as_str() {
+                "history" => ready.send(()).await.unwrap(),
+                "snapshot" => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_watchers_cost_the_stores_what_one_does() {
+    let app = spawn_app(Duration::ZERO).await;
+    app.create_event(
+        "crowd",
+        json!({"mode": "on", "rate_per_minute": 0, "max_active": 50}),
+    )
+    .await;
+    let server = app.db.url.rsplit_once('/').unwrap().0.to_owned();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    let redis = monitor(app.room.prefix().to_owned()).await;
+    let window = Duration::from_secs(8);
+    let measure = || async {
+        let (r0, p0) = (
+            redis.load(Ordering::Relaxed),
+            transactions(&admin, &app.db.name).await,
+        );
+        tokio::time::sleep(window).await;
+        (
+            redis.load(Ordering::Relaxed) - r0,
+            transactions(&admin, &app.db.name).await - p0,
+        )
+    };
+
+    let (ready_tx, mut ready) = mpsc::channel(64);
+    let mut viewers = vec![viewer(
+        app.watch("crowd", &app.admin).await,
+        ready_tx.clone(),
+    )];
+    ready.recv().await.unwrap();
+    // Let the feed's start-up (the backfill of the last half hour) pass.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (redis_one, pg_one) = measure().await;
+
+    let watchers = futures::future::join_all((0..49).map(|_| app.watch("crowd", &app.admin))).await;
+    for w in watchers {
+        viewers.push(viewer(w, ready_tx.clone()));
+    }
+    for _ in 0..49 {
+        tokio::time::timeout(Duration::from_secs(10), ready.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Every connection's own authentication is behind us; from here only the feed reads.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before: Vec<usize> = viewers.iter().map(|v| v.load(Ordering::Relaxed)).collect();
+    let (redis_fifty, pg_fifty) = measure().await;
+
+    eprintln!(
+        "8 s with 1 viewer: {redis_one} redis commands, {pg_one} pg transactions; \
+         with 50: {redis_fifty} redis commands, {pg_fifty} pg transactions"
+    );
+    assert_eq!(app.state.live.running(), 1, "one feed for the event");
+    assert!(redis_one > 0 && pg_one > 0, "the feed reads both stores");
+    assert!(
+        redis_fifty < 2 * redis_one,
+        "redis: {redis_fifty} with 50 viewers vs {redis_one} with one"
+    );
+    assert!(
+        pg_fifty < 2 * pg_one,
+        "postgres: {pg_fifty} with 50 viewers vs {pg_one} with one"
+    );
+    // About one read of each store per second, not one per viewer.
+    assert!(pg_fifty <= 8 + 4, "{pg_fifty} transactions in 8 s");
+    for (i, (v, b)) in viewers.iter().zip(before).enumerate() {
+        let got = v.load(Ordering::Relaxed) - b;
+        assert!(
+            (5..=10).contains(&got),
+            "viewer {i} got {got} snapshots in 8 s"
+        );
+    }
+    app.cleanup(&["crowd"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_shows_joins_and_changes_within_two_seconds() {
+    let app = spawn_app(Duration::ZERO).await;
+    app.create_event(
+        "steer",
+        json!({"mode": "on", "rate_per_minute": 0, "max_active": 50}),
+    )
+    .await;
+    let slug = EventSlug::parse("steer").unwrap();
+    let admitter = Arc::new(Admitter::new(app.room.clone(), Duration::from_millis(1500)));
+    let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+    let running = admitter.clone();
+    tokio::spawn(async move {
+        running
+            .run(Duration::from_millis(100), async {
+                let _ = stop.await;
+            })
+            .await
+    });
+
+    let mut w = app.watch("steer", &app.operator).await;
+    let (kind, history) = w.next().await;
+    assert_eq!(kind, "history");
+    assert_eq!(history["latest"]["waiting"], 0);
+    assert_eq!(history["tiers"][1]["code"], "ga");
+    let first = &history["latest"];
+    for field in [
+        "waiting",
+        "arrivals_per_min",
+        "admitted_per_min",
+        "active",
+        "no_shows",
+        "tiers",
+        "payments_failed",
+        "deliveries_pending",
+        "deliveries_failed",
+        "settings",
+        "observed_admissions_per_minute",
+        "holds_converted_per_min",
+        "funnel",
+        "at",
+    ] {
+        assert!(!first[field].is_null(), "snapshot has {field}: {first}");
+    }
+    assert_eq!(first["tiers"][0]["capacity"], 100);
+
+    // Five people join: the queue shows them within two seconds.
+    let joined = Instant::now();
+    for i in 0..5 {
+        app.room.join(&slug, &format!("visitor-{i}")).await.unwrap();
+    }
+    let snap = w
+        .until(Duration::from_millis(2_500), |s| s["waiting"] == 5)
+        .await;
+    eprintln!("join visible after {:?}", joined.elapsed());
+    assert!(snap["arrivals_per_min"].as_f64().unwrap() > 0.0, "{snap}");
+    assert_eq!(snap["funnel"]["arrived"], 5);
+
+    // The operator opens the gate: the settings, then the admissions, follow.
+    let changed = Instant::now();
+    let r = app
+        .http
+        .put(app.url("/console/api/events/steer/admission"))
+        .bearer_auth(&app.operator)
+        .json(&json!({"rate_per_minute": 600, "reason": "checkout is keeping up"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let snap = w
+        .until(Duration::from_millis(2_500), |s| {
+            s["settings"]["rate_per_minute"] == 600
+        })
+        .await;
+    eprintln!("change visible after {:?}", changed.elapsed());
+    let marker = w
+        .until(Duration::from_millis(2_500), |s| {
+            s["changes"].as_array().is_some_and(|c| !c.is_empty())
+        })
+        .await;
+    let change = &marker["changes"][0];
+    assert_eq!(change["summary"], "rate 0 → 600/min", "{change}");
+    assert_eq!(change["reason"], "checkout is keeping up");
+    assert_eq!(change["actor"], "operator:olga");
+    let _ = snap;
+    let admitted = w
+        .until(Duration::from_secs(3), |s| {
+            s["waiting"] == 0 && s["admitted_total"] == 5
+        })
+        .await;
+    assert_eq!(admitted["active"], 5);
+    assert!(admitted["admitted_per_min"].as_f64().unwrap() > 0.0);
+    assert_eq!(admitted["no_shows"], 0, "slots still wait to be claimed");
+
+    // Pausing shows at once, and the audit list has both changes.
+    app.http
+        .put(app.url("/console/api/events/steer/admission"))
+        .bearer_auth(&app.operator)
+        .json(&json!({"mode": "paused", "reason": "payments failing"}))
+        .send()
+        .await
+        .unwrap();
+    w.until(Duration::from_millis(2_500), |s| {
+        s["settings"]["mode"] == "paused"
+    })
+    .await;
+    let audit: Value = app
+        .http
+        .get(app.url("/console/api/events/steer/audit"))
+        .bearer_auth(&app.operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit[0]["summary"], "mode on → paused");
+    assert_eq!(audit[0]["reason"], "payments failing");
+    assert_eq!(audit[1]["summary"], "rate 0 → 600/min");
+
+    let _ = stop_tx.send(());
+    app.cleanup(&["steer"]).await;
+}
+
+#[tokio::test]
+async fn a_feed_runs_only_while_someone_watches() {
+    let app = spawn_app(Duration::ZERO).await;
+    app.create_event(
+        "quiet",
+        json!({"mode": "on", "rate_per_minute": 60, "max_active": 5}),
+    )
+    .await;
+    assert_eq!(app.state.live.running(), 0);
+    let mut w = app.watch("quiet", &app.admin).await;
+    assert_eq!(w.next().await.0, "history");
+    assert_eq!(app.state.live.running(), 1);
+    drop(w);
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while app.state.live.running() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the feed stopped after its viewer left"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And starts again for the next viewer, with its metrics exported.
+    let mut w = app.watch("quiet", &app.admin).await;
+    assert_eq!(w.next().await.0, "history");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "floodgate_queue_rate_per_minute{event=\"quiet\"} 60",
+        "floodgate_queue_max_active{event=\"quiet\"} 5",
+        "floodgate_queue_mode{event=\"quiet\",mode=\"on\"} 1",
+        "floodgate_tier_capacity{event=\"quiet\",tier=\"ga\"} 400",
+        "floodgate_console_live_viewers{event=\"quiet\"} 1",
+        "floodgate_console_live_feeds 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    app.cleanup(&["quiet"]).await;
+}
+
+#[tokio::test]
+async fn hosts_watch_their_events_read_only_and_strangers_not_at_all() {
+    let app = spawn_app(Duration::ZERO).await;
+    app.create_event(
+        "gig",
+        json!({"mode": "on", "rate_per_minute": 60, "max_active": 5}),
+    )
+    .await;
+
+    let anonymous = app
+        .http
+        .get(app.url("/console/api/events/gig/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.open("gig", "fgo_forged").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.open("nope", &app.admin).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.open("gig", &app.host).await.status(),
+        StatusCode::NOT_FOUND,
+        "a host sees only their own events"
+    );
+    app.grant_host("gig").await;
+    let mut w = app.watch("gig", &app.host).await;
+    assert_eq!(w.next().await.0, "history");
+
+    let page = |token: &str| {
+        app.http
+            .get(app.url("/console/events/gig/live"))
+            .bearer_auth(token)
+            .send()
+    };
+    let host_page = page(&app.host).await.unwrap();
+    assert_eq!(host_page.status(), StatusCode::OK);
+    assert!(
+        host_page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let html = host_page.text().await.unwrap();
+    assert!(html.contains("id=\"funnel\"") && html.contains("chart-waiting"));
+    assert!(!html.contains("id=\"steer\""), "no controls for hosts");
+    assert!(html.contains("Read-only view"));
+    let staff_html = page(&app.operator).await.unwrap().text().await.unwrap();
+    assert!(staff_html.contains("id=\"steer\"") && staff_html.contains("id=\"pause\""));
+    assert!(staff_html.contains("id=\"audit\""));
+    let anonymous_page = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/console/events/gig/live"))
+        .send()
+        .await
+        .unwrap();
+    assert!(anonymous_page.status().is_redirection());
+    assert_eq!(anonymous_page.headers()["location"], "/console/login");
+
+    // A host may watch but not steer.
+    let steer = app
+        .http
+        .put(app.url("/console/api/events/gig/admission"))
+        .bearer_auth(&app.host)
+        .json(&json!({"mode": "paused", "reason": "curious"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(steer.status(), StatusCode::FORBIDDEN);
+
+    for (file, kind) in [
+        ("control-room.js", "text/javascript"),
+        ("control-room.css", "text/css"),
+        ("uplot.min.js", "text/javascript"),
+    ] {
+        let r = app
+            .http
+            .get(app.url(&format!("/console/assets/{file}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{file}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    let missing = app
+        .http
+        .get(app.url("/console/assets/..%2Fsecret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    app.cleanup(&["gig"]).await;
+}
