@@ -36,7 +36,12 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/resend", post(support::resend))
         .route("/orders/{id}/email", post(support::email))
         .route("/tickets/{id}/transfer", post(support::transfer))
-        .route("/events/{event}/reschedule", post(support::reschedule));
+        .route("/events/{event}/reschedule", post(support::reschedule))
+        .route("/events/{event}/cancel", post(support::cancel_event))
+        .route(
+            "/events/{event}/resend-undelivered",
+            post(support::resend_undelivered),
+        );
     let pages = Router::new()
         .route("/console", get(pages::search_page))
         .route("/console/", get(pages::search_page))

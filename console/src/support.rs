@@ -644,3 +644,161 @@ pub async fn reschedule(
         .await?,
     ))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    pub reason: String,
+}
+
+/// Where a cancellation stands: safe to run again until `failed` is empty.
+#[derive(Debug, Serialize)]
+pub struct CancelProgress {
+    pub orders: usize,
+    pub refunded_now: usize,
+    pub already_settled: usize,
+    pub failed: Vec<serde_json::Value>,
+}
+
+/// Cancels an event: closes its queue, marks it cancelled, and refunds every paid order
+/// in full, one order per transaction so a failure stops nothing and a re-run picks up
+/// where it left off. Everyone is told by email (the refund notice).
+pub async fn cancel_event_with(
+    s: &AppState,
+    operator: &Operator,
+    slug: &str,
+    body: CancelBody,
+) -> Result<CancelProgress, ConsoleError> {
+    operator.require(&[Role::Admin])?;
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(ConsoleError::Invalid(
+            "cancelling an event needs a reason".into(),
+        ));
+    }
+    let event = orders::events::by_slug(&s.db, slug)
+        .await?
+        .ok_or(orders::Error::NotFound("event"))?;
+    let mut tx = s.db.begin().await?;
+    if corrections::cancel_event(&mut tx, event.id).await? {
+        audit::record(
+            &mut tx,
+            operator,
+            Entry {
+                action: "event.cancel",
+                event_id: Some(event.id),
+                subject: slug,
+                before: Some(serde_json::json!({"status": event.status})),
+                after: Some(serde_json::json!({"status": "cancelled"})),
+                reason: Some(reason),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    let slug_parsed = event.slug();
+    if let Some(mut live) = s.room.settings(&slug_parsed).await? {
+        live.mode = waitroom::settings::Mode::Closed;
+        s.room.apply_settings(&slug_parsed, &live).await?;
+    }
+    let orders: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, status FROM orders WHERE event_id = $1 ORDER BY created_at")
+            .bind(event.id)
+            .fetch_all(&s.db)
+            .await?;
+    let mut progress = CancelProgress {
+        orders: orders.len(),
+        refunded_now: 0,
+        already_settled: 0,
+        failed: Vec::new(),
+    };
+    let actor = operator.label();
+    for (order_id, status) in orders {
+        if status != "paid" && status != "partially_refunded" {
+            progress.already_settled += 1;
+            continue;
+        }
+        let result = async {
+            let mut tx = s.db.begin().await?;
+            corrections::refund(
+                &mut tx,
+                order_id,
+                None,
+                &format!("event cancelled: {reason}"),
+                true,
+                &Authority {
+                    actor: &actor,
+                    may_override: true,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, ConsoleError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => progress.refunded_now += 1,
+            Err(e) => progress
+                .failed
+                .push(serde_json::json!({"order_id": order_id, "error": e.to_string()})),
+        }
+    }
+    Ok(progress)
+}
+
+pub async fn cancel_event(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(slug): Path<String>,
+    body: Result<Json<CancelBody>, JsonRejection>,
+) -> Result<Json<CancelProgress>, ConsoleError> {
+    let Json(body) = body?;
+    Ok(Json(cancel_event_with(&s, &operator, &slug, body).await?))
+}
+
+/// Resends the confirmation to every buyer of an event whose confirmation failed or
+/// bounced (with the current links). Idempotent per key.
+pub async fn resend_undelivered(
+    State(s): State<AppState>,
+    operator: Operator,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    operator.require(STAFF)?;
+    let event = orders::events::by_slug(&s.db, &slug)
+        .await?
+        .filter(|e| operator.may_see(e.id))
+        .ok_or(orders::Error::NotFound("event"))?;
+    let key = idempotency_key(&headers);
+    let actor = operator.label();
+    let event_id = event.id;
+    let result = once(
+        &s,
+        &operator,
+        key.as_deref(),
+        "event.resend_undelivered",
+        &slug,
+        Some(event_id),
+        None,
+        move |conn| {
+            Box::pin(async move {
+                let failed: Vec<Uuid> = sqlx::query_scalar(
+                    r#"SELECT DISTINCT o.id FROM orders o JOIN deliveries d ON d.order_id = o.id
+                   WHERE o.event_id = $1 AND o.status IN ('paid', 'partially_refunded')
+                     AND d.kind = 'confirmation' AND d.status IN ('failed', 'bounced')
+                     AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.order_id = o.id
+                                     AND s.kind = 'confirmation' AND s.status = 'sent')"#,
+                )
+                .bind(event_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                for order in &failed {
+                    corrections::request_resend(conn, *order, Uuid::now_v7(), &actor).await?;
+                }
+                Ok(serde_json::json!({"resent": failed.len()}))
+            })
+        },
+    )
+    .await?;
+    Ok(Json(result))
+}

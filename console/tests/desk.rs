@@ -474,3 +474,66 @@ async fn sessions_are_http_only_csrf_protected_and_throttled() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn cancelling_an_event_refunds_everyone_once_and_can_be_run_again() {
+    let d = spawn().await;
+    let c = http();
+    let url = d.url("/console/api/events/other/cancel");
+    let by_operator = c
+        .post(&url)
+        .bearer_auth(&d.operator)
+        .json(&json!({"reason": "speaker ill"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_operator.status(), StatusCode::FORBIDDEN);
+    let first: Value = c
+        .post(&url)
+        .bearer_auth(&d.admin)
+        .json(&json!({"reason": "speaker ill"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (first["orders"].as_u64(), first["refunded_now"].as_u64()),
+        (Some(3), Some(3)),
+        "{first}"
+    );
+    assert_eq!(first["failed"], json!([]));
+    let again: Value = c
+        .post(&url)
+        .bearer_auth(&d.admin)
+        .json(&json!({"reason": "speaker ill"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again["refunded_now"].as_u64(),
+            again["already_settled"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+    assert_eq!(
+        d.count(&format!("SELECT count(*) FROM refunds r JOIN orders o ON o.id = r.order_id WHERE o.event_id = '{}'", d.other_event)).await,
+        3
+    );
+    assert_eq!(d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.refunded' AND payload->>'reason' = 'event_cancelled'").await, 3);
+    assert_eq!(
+        d.count("SELECT count(*) FROM events WHERE status = 'cancelled'")
+            .await,
+        1
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.cancel'")
+            .await,
+        1
+    );
+}

@@ -158,7 +158,11 @@ pub async fn refund(
             refund_id,
             amount_cents: amount,
             currency: o.currency.clone(),
-            reason: "operator_refund".into(),
+            reason: if reason.starts_with("event cancelled") {
+                "event_cancelled".into()
+            } else {
+                "operator_refund".into()
+            },
             full,
             buyer_email: o.buyer_email.clone(),
             buyer_name: o.buyer_name.clone(),
@@ -408,4 +412,16 @@ pub async fn reschedule(
         .await?;
     }
     Ok(true)
+}
+
+/// Marks an event cancelled (its links stop opening it). Idempotent.
+pub async fn cancel_event(conn: &mut PgConnection, event_id: Uuid) -> Result<bool, Error> {
+    Ok(sqlx::query!(
+        "UPDATE events SET status = 'cancelled', updated_at = now() WHERE id = $1 AND status <> 'cancelled'",
+        event_id
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
 }
