@@ -48,7 +48,12 @@
     cols.dfailed = h.deliveries_failed.slice();
     cols.sold = {};
     for (const t of tiers) cols.sold[t.code] = (h.sold?.[t.code] || []).slice();
-    markers = (h.markers || []).slice();
+    markers = (h.markers || []).filter(isSteering);
+  }
+
+  /** Admission changes are drawn on the charts; other audit entries only listed. */
+  function isSteering(m) {
+    return m.action === 'admission.update';
   }
 
   function append(s) {
@@ -107,6 +112,8 @@
             ctx.lineWidth = 1.5 * dpr;
             ctx.setLineDash([4 * dpr, 3 * dpr]);
             ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+            // Labels that would overlap go one line lower.
+            const lines = [];
             for (const m of markers) {
               const x = Math.round(u.valToPos(Date.parse(m.at) / 1000, 'x', true));
               if (x < left || x > left + width) continue;
@@ -118,7 +125,10 @@
                 const text = m.summary.length > 40 ? `${m.summary.slice(0, 39)}…` : m.summary;
                 const w = ctx.measureText(text).width;
                 const tx = x + 4 * dpr + w > left + width ? x - 4 * dpr - w : x + 4 * dpr;
-                ctx.fillText(text, tx, top + 12 * dpr);
+                let line = 0;
+                while (lines[line] != null && lines[line] > tx - 6 * dpr) line++;
+                lines[line] = tx + w;
+                ctx.fillText(text, tx, top + (12 + 13 * line) * dpr);
               }
             }
             ctx.restore();
@@ -126,6 +136,19 @@
         ],
       },
     };
+  }
+
+  /** The x range: the last 30 minutes once there is that much, at least 5 minutes before. */
+  function xRange() {
+    const end = cols.t.length ? cols.t[cols.t.length - 1] : Date.now() / 1000;
+    const start = cols.t.length ? cols.t[0] : end;
+    return [Math.max(end - windowSeconds, Math.min(start, end - 300)), end];
+  }
+
+  function timeTicks(u, splits) {
+    const step = splits.length > 1 ? splits[1] - splits[0] : 60;
+    const opts = step < 60 ? { hour: '2-digit', minute: '2-digit', second: '2-digit' } : { hour: '2-digit', minute: '2-digit' };
+    return splits.map((v) => new Date(v * 1000).toLocaleTimeString('en-GB', opts));
   }
 
   function makeChart(id, series, dataFn, { labelled = false, stepped = [] } = {}) {
@@ -139,17 +162,11 @@
       cursor: { drag: { x: false, y: false }, points: { size: 6 } },
       legend: { live: true },
       scales: {
-        x: {
-          time: true,
-          range: () => {
-            const end = cols.t.length ? cols.t[cols.t.length - 1] : Date.now() / 1000;
-            return [end - windowSeconds, end];
-          },
-        },
+        x: { time: true, range: xRange },
         y: { range: (u, min, max) => [0, Math.max(4, (max || 0) * 1.15)] },
       },
       axes: [
-        { stroke: c.axis, grid: { stroke: c.grid, width: 1 }, ticks: { stroke: c.grid, width: 1 } },
+        { stroke: c.axis, grid: { stroke: c.grid, width: 1 }, ticks: { stroke: c.grid, width: 1 }, values: timeTicks, space: 80 },
         { stroke: c.axis, grid: { stroke: c.grid, width: 1 }, ticks: { stroke: c.grid, width: 1 }, size: 56, values: (u, vals) => vals.map((v) => whole.format(v)) },
       ],
       series: [
@@ -168,7 +185,15 @@
       plugins: [markerPlugin(c, labelled)],
     };
     const chart = new uPlot(opts, dataFn(), el);
-    charts[id] = { chart, dataFn };
+    // Away from the cursor the legend shows the newest values, not dashes.
+    const entry = { chart, dataFn, hovering: false };
+    chart.over.addEventListener('mouseenter', () => (entry.hovering = true));
+    chart.over.addEventListener('mouseleave', () => {
+      entry.hovering = false;
+      showNewest(entry);
+    });
+    charts[id] = entry;
+    showNewest(entry);
     new ResizeObserver(() => {
       const w = Math.max(el.clientWidth, 200);
       if (Math.abs(w - chart.width) > 2) chart.setSize({ width: w, height: 190 });
@@ -217,8 +242,16 @@
     );
   }
 
+  function showNewest(entry) {
+    const n = entry.chart.data[0]?.length || 0;
+    if (!entry.hovering && n > 0) entry.chart.setLegend({ idx: n - 1 });
+  }
+
   function redraw() {
-    for (const { chart, dataFn } of Object.values(charts)) chart.setData(dataFn());
+    for (const entry of Object.values(charts)) {
+      entry.chart.setData(entry.dataFn());
+      showNewest(entry);
+    }
   }
 
   // ------------------------------------------------------------------ numbers
@@ -465,17 +498,24 @@
       const rows = await res.json();
       const frag = document.createDocumentFragment();
       for (const r of rows) {
-        const tr = document.createElement('tr');
+        const li = document.createElement('li');
+        const meta = document.createElement('span');
+        meta.className = 'meta';
         const when = document.createElement('time');
         when.dateTime = r.at;
         when.textContent = clock(new Date(r.at));
-        for (const cell of [when, r.actor, r.summary && r.action === 'admission.update' ? r.summary : r.action, r.reason || '']) {
-          const td = document.createElement('td');
-          if (cell instanceof Node) td.append(cell);
-          else td.textContent = cell;
-          tr.append(td);
+        meta.append(when, ` · ${r.actor}`);
+        const what = document.createElement('span');
+        what.className = 'what';
+        what.textContent = r.action === 'admission.update' ? r.summary : r.action;
+        li.append(meta, what);
+        if (r.reason) {
+          const why = document.createElement('span');
+          why.className = 'why';
+          why.textContent = ` — ${r.reason}`;
+          li.append(' ', why);
         }
-        frag.append(tr);
+        frag.append(li);
       }
       if (!rows.length) return;
       body.replaceChildren(frag);
@@ -490,7 +530,7 @@
     lastSnapshotAt = Date.now();
     if (s.changes?.length) {
       const known = new Set(markers.map((m) => m.id));
-      for (const m of s.changes) if (!known.has(m.id)) markers.push(m);
+      for (const m of s.changes) if (!known.has(m.id) && isSteering(m)) markers.push(m);
       refreshAudit();
     }
     append(s);

@@ -9,10 +9,11 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use orders::pages::escape;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use waitroom::settings::{AdmissionSettings, Mode};
 
@@ -104,7 +105,9 @@ fn chart(id: &str, title: &str, description: &str) -> String {
 fn controls(settings: &AdmissionSettings) -> String {
     let rate = settings.rate_per_minute;
     let max = settings.max_active;
-    let range_max = (rate.max(100) * 4).clamp(600, 1_000_000);
+    // The slider spans up to three times today's rate (at least 1,200/min); the number
+    // box beside it takes any value, and the slider grows to match.
+    let range_max = (rate.saturating_mul(3).div_ceil(100) * 100).clamp(1_200, 1_000_000);
     format!(
         r#"<section class="card controls" aria-labelledby="controls-h">
 <h2 id="controls-h">Steer admission</h2>
@@ -147,11 +150,18 @@ fn controls(settings: &AdmissionSettings) -> String {
     )
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct PageParams {
+    /// `host`: staff see the page as a host does (read-only), e.g. to share a screen.
+    pub view: Option<String>,
+}
+
 /// `GET /console/events/{event}/live`.
 pub async fn page(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(event): Path<String>,
+    Query(params): Query<PageParams>,
 ) -> Response {
     let operator = match operator {
         Ok(o) => o,
@@ -160,7 +170,8 @@ pub async fn page(
         }
         Err(e) => return e.into_response(),
     };
-    match render(&s, &operator, &event).await {
+    let read_only = params.view.as_deref() == Some("host");
+    match render(&s, &operator, &event, read_only).await {
         Ok(html) => (
             [
                 (
@@ -185,6 +196,7 @@ async fn render(
     s: &AppState,
     operator: &Operator,
     event: &str,
+    read_only: bool,
 ) -> Result<Html<String>, ConsoleError> {
     let (slug, found) = crate::live::visible_event(&s.db, operator, event).await?;
     let settings = match s.room.settings(&slug).await {
@@ -192,7 +204,7 @@ async fn render(
         _ => found.admission(),
     };
     let tiers = orders::events::tiers(&s.db, found.id).await?;
-    let can_steer = operator.require(STAFF).is_ok();
+    let can_steer = operator.require(STAFF).is_ok() && !read_only;
 
     let tier_rows: String = tiers
         .iter()
@@ -232,27 +244,34 @@ async fn render(
     let audit_section = if can_steer {
         let rows = audit::for_event(&s.db, found.id, 20).await?;
         let body: String = if rows.is_empty() {
-            "<tr class=\"empty\"><td colspan=\"4\" class=\"muted\">No changes yet.</td></tr>".into()
+            "<li class=\"muted\">No changes yet.</li>".into()
         } else {
             rows.iter()
                 .map(|r| {
+                    let what = if r.action == "admission.update" {
+                        crate::live::summarise(&r.action, r.before.as_ref(), r.after.as_ref())
+                    } else {
+                        r.action.clone()
+                    };
+                    let why = r
+                        .reason
+                        .as_deref()
+                        .map(|x| format!(" <span class=\"why\">— {}</span>", escape(x)))
+                        .unwrap_or_default();
                     format!(
-                        "<tr><td><time datetime=\"{at}\">{short}</time></td><td>{actor}</td>\
-                         <td>{action}</td><td>{reason}</td></tr>",
+                        "<li><span class=\"meta\"><time datetime=\"{at}\">{short}</time> · {actor}</span>\
+                         <span class=\"what\">{what}</span>{why}</li>",
                         at = r.at.to_rfc3339(),
                         short = r.at.format("%H:%M:%S"),
                         actor = escape(&r.actor),
-                        action = escape(&r.action),
-                        reason = escape(r.reason.as_deref().unwrap_or("")),
+                        what = escape(&what),
                     )
                 })
                 .collect()
         };
         format!(
             "<section class=\"card audit\" aria-labelledby=\"audit-h\"><h2 id=\"audit-h\">Changes</h2>\
-             <table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Who</th>\
-             <th scope=\"col\">What</th><th scope=\"col\">Why</th></tr></thead>\
-             <tbody id=\"audit\">{body}</tbody></table></section>"
+             <ol class=\"audit\" id=\"audit\">{body}</ol></section>"
         )
     } else {
         String::new()
@@ -301,7 +320,16 @@ async fn render(
 
     let csrf = operator.csrf.as_deref().unwrap_or("");
     let role_note = if can_steer {
-        String::new()
+        format!(
+            "<p class=\"view-switch\"><a href=\"/console/events/{}/live?view=host\">See the host view</a></p>",
+            escape(slug.as_str())
+        )
+    } else if read_only {
+        format!(
+            "<p class=\"banner\">Host view: what hosts see, read-only. \
+             <a href=\"/console/events/{}/live\">Back to the control room</a></p>",
+            escape(slug.as_str())
+        )
     } else {
         "<p class=\"banner\">Read-only view: you can watch the on-sale; changes are made by the operators.</p>".into()
     };
@@ -313,6 +341,7 @@ async fn render(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="{csrf}">
+<link rel="icon" href="data:,">
 <title>{title} · Control room · Floodgate console</title>
 <link rel="stylesheet" href="/console/assets/uplot.min.css?v={v}">
 <link rel="stylesheet" href="/console/assets/control-room.css?v={v}">
@@ -336,10 +365,10 @@ async fn render(
   <dl>{numbers}</dl>
   <p id="live-summary" class="visually-hidden" aria-live="polite" aria-atomic="true"></p>
 </section>
-<div class="layout">
+<div class="layout{layout_class}">
 <div class="charts">{charts}</div>
-<aside class="side">
 {controls}
+<aside class="side">
 <section class="card" aria-labelledby="funnel-h"><h2 id="funnel-h">Funnel</h2><ol class="funnel" id="funnel">{funnel}</ol></section>
 <section class="card" aria-labelledby="tiers-h"><h2 id="tiers-h">Tiers</h2>
 <table class="tiers"><thead><tr><th scope="col">Tier</th><th scope="col" class="num">Sold</th>
@@ -359,6 +388,7 @@ async fn render(
         csrf = escape(csrf),
         mode = mode.as_str(),
         mode_label = mode_label(mode),
+        layout_class = if can_steer { "" } else { " read-only" },
         rate = settings.rate_per_minute,
         max = settings.max_active,
         controls = if can_steer {

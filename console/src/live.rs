@@ -28,7 +28,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -43,6 +43,7 @@ use futures::Stream;
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -250,7 +251,7 @@ async fn read_sales(db: &PgPool, slug: &EventSlug, after_audit: i64) -> Result<S
 }
 
 /// "rate 120 → 600/min, mode on → paused" from an audit row's before and after.
-fn summarise(action: &str, before: Option<&Value>, after: Option<&Value>) -> String {
+pub(crate) fn summarise(action: &str, before: Option<&Value>, after: Option<&Value>) -> String {
     let (Some(before), Some(after)) = (before, after) else {
         return action.replace('.', " ");
     };
@@ -595,14 +596,19 @@ async fn backfill(
         }
     }
     points.reverse();
-    // Nothing at all happened: no need to draw a flat line of zeros.
-    if points
+    // Start at the first minute anything happened: no flat line of zeros before it.
+    let quiet = |p: &Point| {
+        p.waiting == Some(0)
+            && p.arrivals_per_min == Some(0.0)
+            && p.admitted_per_min == Some(0.0)
+            && p.converted_per_min == Some(0)
+            && p.payments_failed_per_min == Some(0)
+    };
+    let first_busy = points
         .iter()
-        .all(|p| p.arrivals_per_min == Some(0.0) && p.admitted_per_min == Some(0.0))
-        && paid.is_empty()
-    {
-        points.clear();
-    }
+        .position(|p| !quiet(p))
+        .unwrap_or(points.len());
+    points.drain(..first_busy);
     Ok(points)
 }
 
@@ -628,9 +634,16 @@ struct Feed {
 #[derive(Clone)]
 pub struct Hub {
     feeds: Arc<Mutex<HashMap<EventSlug, Arc<Feed>>>>,
+    /// The feeds' own few connections, made from the console pool's settings on first
+    /// use: a slow aggregate never takes a connection an operator's request needs, and
+    /// a small pool keeps every connection's prepared statements warm.
+    pool: Arc<OnceLock<PgPool>>,
     linger: Duration,
     metrics: LiveMetrics,
 }
+
+/// Connections for all live feeds together (one aggregate query per feed per second).
+const FEED_CONNECTIONS: u32 = 3;
 
 impl Default for Hub {
     fn default() -> Self {
@@ -644,6 +657,7 @@ impl Hub {
     pub fn new(registry: &Registry, linger: Duration) -> Self {
         Self {
             feeds: Arc::default(),
+            pool: Arc::default(),
             linger,
             metrics: LiveMetrics::new(registry),
         }
@@ -652,6 +666,17 @@ impl Hub {
     /// How many feeds are running (tests, metrics).
     pub fn running(&self) -> usize {
         self.feeds.lock().expect("hub lock").len()
+    }
+
+    fn pool(&self, db: &PgPool) -> PgPool {
+        self.pool
+            .get_or_init(|| {
+                PgPoolOptions::new()
+                    .max_connections(FEED_CONNECTIONS)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy_with((*db.connect_options()).clone())
+            })
+            .clone()
     }
 
     fn is_running(&self, slug: &EventSlug) -> bool {
@@ -671,7 +696,7 @@ impl Hub {
                 });
                 tokio::spawn(run_feed(
                     self.clone(),
-                    db.clone(),
+                    self.pool(db),
                     room.clone(),
                     feed.clone(),
                 ));
@@ -835,6 +860,7 @@ async fn step(
 pub async fn export_forever(s: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let db = s.live.pool(&s.db);
     loop {
         tick.tick().await;
         let events = match s.room.events().await {
@@ -849,7 +875,7 @@ pub async fn export_forever(s: AppState, every: Duration) {
                 continue;
             }
             let (figures, sales) =
-                tokio::join!(s.room.figures(&slug), read_sales(&s.db, &slug, i64::MAX));
+                tokio::join!(s.room.figures(&slug), read_sales(&db, &slug, i64::MAX));
             s.live.metrics.read("redis", figures.is_ok());
             s.live.metrics.read("postgres", sales.is_ok());
             if let (Ok(f), Ok(sales)) = (figures, sales) {
@@ -873,6 +899,8 @@ struct LiveMetrics {
     rate: IntGaugeVec,
     mode: IntGaugeVec,
     no_shows: IntGaugeVec,
+    arrivals: IntCounterVec,
+    admitted: IntCounterVec,
     tier_sold: IntGaugeVec,
     tier_held: IntGaugeVec,
     tier_capacity: IntGaugeVec,
@@ -960,6 +988,18 @@ impl LiveMetrics {
                 "Admissions that lapsed unclaimed",
                 ev,
             ),
+            arrivals: counter(
+                r,
+                "floodgate_queue_arrivals_total",
+                "Places taken in the queue (as counted in Redis)",
+                ev,
+            ),
+            admitted: counter(
+                r,
+                "floodgate_queue_admitted_total",
+                "Visitors admitted (the queue's admission pointer)",
+                ev,
+            ),
             tier_sold: gauge(r, "floodgate_tier_sold", "Seats sold", tier),
             tier_held: gauge(r, "floodgate_tier_held", "Seats on hold", tier),
             tier_capacity: gauge(r, "floodgate_tier_capacity", "Seats in the tier", tier),
@@ -1027,6 +1067,8 @@ impl LiveMetrics {
                 c.inc_by(v - c.get());
             }
         };
+        follow(&self.arrivals, f.arrived());
+        follow(&self.admitted, f.head);
         follow(&self.orders_paid, s.orders_paid);
         follow(&self.payments_failed, s.payments_failed);
     }

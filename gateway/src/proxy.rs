@@ -40,7 +40,12 @@ pub struct Ctx {
     started: Instant,
     client: Option<IpAddr>,
     backend: Option<Backend>,
+    /// Failed connection attempts for this request.
+    connect_failures: u8,
 }
+
+/// A connection that never opened carried no request: it is safe to try again.
+const CONNECT_RETRIES: u8 = 2;
 
 /// The gateway plus the background services (upstream health checks) it depends on.
 pub struct Built {
@@ -203,6 +208,7 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             client: None,
             backend: None,
+            connect_failures: 0,
         }
     }
 
@@ -254,13 +260,36 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        let backend = ctx.backend.take().ok_or_else(|| {
+        // The first attempt uses the backend chosen in `request_filter`; a retry after a
+        // failed connect picks again (possibly another replica).
+        let backend = match ctx.backend.take() {
+            Some(b) => Some(b),
+            None => ctx
+                .route
+                .upstream()
+                .and_then(|u| self.pool(u).select(b"", 256)),
+        }
+        .ok_or_else(|| {
             pingora::Error::explain(pingora::ErrorType::InternalError, "no upstream selected")
         })?;
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(Duration::from_secs(2));
         peer.options.read_timeout = Some(Duration::from_secs(30));
         Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        ctx.connect_failures += 1;
+        if ctx.connect_failures <= CONNECT_RETRIES {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use waitroom::lottery::LotteryRecord;
 
 mod bench_holds;
+mod onsale;
 
 #[derive(Parser)]
 #[command(about = "Floodgate on-sale simulator and verifiers")]
@@ -67,6 +68,11 @@ enum Command {
         #[arg(long, default_value = "target/loadtest/bench-holds.json")]
         out: PathBuf,
     },
+    /// Replays an on-sale against the running stack (`infra/stack up`): creates an
+    /// event, lets a crowd of simulated buyers queue, hold, check out and pay, then
+    /// checks every invariant and writes target/loadtest/report.json and report.html.
+    /// Exits non-zero unless the verdict holds.
+    Onsale(Box<onsale::Args>),
 }
 
 #[tokio::main]
@@ -133,5 +139,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("results written to {}", out.display());
             Ok(())
         }
+        Command::Onsale(args) => onsale::run(*args).await,
     }
 }

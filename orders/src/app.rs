@@ -187,12 +187,39 @@ async fn create_hold(
     Path(slug): Path<String>,
     headers: HeaderMap,
     body: Result<Json<HoldBody>, JsonRejection>,
-) -> Result<(StatusCode, Json<HoldCreated>), Error> {
+) -> Result<Response, Error> {
     let Json(body) = body.map_err(json_rejection)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(hold(&s, &slug, &headers, body).await?),
-    ))
+    match hold(&s, &slug, &headers, body).await {
+        Ok(h) => Ok((StatusCode::CREATED, Json(h)).into_response()),
+        // A buyer whose 201 got lost retries: tell them which hold is theirs.
+        Err(Error::HoldExists) => {
+            let (event, _) = load_event(&s, &slug).await?;
+            let existing = match admission(&s, &event, &headers)? {
+                Some(claims) => {
+                    sqlx::query_scalar!(
+                        r#"SELECT id FROM holds
+                           WHERE event_id = $1 AND admission_jti = $2 AND status = 'active'"#,
+                        event.id,
+                        claims.jti
+                    )
+                    .fetch_optional(&s.db)
+                    .await?
+                }
+                None => None,
+            };
+            let e = Error::HoldExists;
+            Ok((
+                e.status(),
+                Json(serde_json::json!({
+                    "error": e.code(),
+                    "message": e.public_message(),
+                    "hold_id": existing,
+                })),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub fn json_rejection(r: JsonRejection) -> Error {

@@ -146,6 +146,10 @@ async fn one_admission_holds_once_even_when_it_races_itself() {
                 (status, body["error"].as_str()),
                 (StatusCode::CONFLICT, Some("hold_exists"))
             );
+            assert!(
+                body["hold_id"].is_string(),
+                "the 409 names the hold: {body}"
+            );
         }
     }
     assert_eq!(created, 1);

@@ -1,0 +1,439 @@
+//! The reports: `report.json` with every figure, and `report.html` with the verdict,
+//! the tables and plots (plotters, SVG inlined).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use super::stats::{Figures, Step};
+use super::verdict::Check;
+
+/// One sample of the run's state, every 250 ms.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Point {
+    pub t_ms: u64,
+    pub arrived: u64,
+    /// Buyers in line, as the crowd counts them.
+    pub waiting: u64,
+    /// Waiting as the server counts it (the console's admission view), when read.
+    pub server_waiting: Option<u64>,
+    /// Buyers told "sold out" who keep watching in case seats come back.
+    pub watching: u64,
+    pub admitted: u64,
+    pub held: u64,
+    pub paid: u64,
+    pub finished: u64,
+    pub in_flight: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub verdict: &'static str,
+    pub run_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub settings: serde_json::Value,
+    pub event: serde_json::Value,
+    pub duration_s: f64,
+    pub crowd_duration_s: f64,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub checks: Vec<Check>,
+    /// Per step: count, throughput, latency percentiles (ms) and the CDF.
+    pub steps: BTreeMap<&'static str, Figures>,
+    /// Per step: HTTP status → count ("error" = no answer).
+    pub statuses: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    pub timeline: Vec<Point>,
+    /// Buyers whose visit failed, timed out or did not finish (at most 50), in full.
+    pub notable_buyers: Vec<super::crowd::Record>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.pass)
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+type PlotResult = Result<(), Box<dyn std::error::Error>>;
+/// A line over time: label, colour, points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+/// A cumulative distribution: label, colour, `(value, quantile)` points.
+type CdfSeries<'a> = (&'a str, RGBColor, &'a [(f64, f64)]);
+
+const W: u32 = 860;
+const H: u32 = 360;
+
+/// Lines over time: `series` = (label, colour, points).
+fn time_chart(title: &str, y_desc: &str, series: &[Series<'_>]) -> String {
+    let mut svg = String::new();
+    let r: PlotResult = (|| {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let x_max = series
+            .iter()
+            .flat_map(|s| s.2.iter().map(|p| p.0))
+            .fold(1.0f64, f64::max);
+        let y_max = series
+            .iter()
+            .flat_map(|s| s.2.iter().map(|p| p.1))
+            .fold(1.0f64, f64::max)
+            * 1.05;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since opening")
+            .y_desc(y_desc)
+            .draw()?;
+        for (label, colour, points) in series {
+            let c = *colour;
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
+                .label(*label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })();
+    if let Err(e) = r {
+        return format!("<p>plot failed: {}</p>", esc(&e.to_string()));
+    }
+    svg
+}
+
+/// Cumulative distributions on a log latency axis.
+fn cdf_chart(title: &str, series: &[CdfSeries<'_>]) -> String {
+    let mut svg = String::new();
+    let r: PlotResult = (|| {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let all = || series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
+        let x_min = all().filter(|v| *v > 0.0).fold(f64::MAX, f64::min).min(1.0) * 0.8;
+        let x_max = all().fold(1.0f64, f64::max) * 1.25;
+        let x_min = if x_min.is_finite() && x_min > 0.0 {
+            x_min
+        } else {
+            0.01
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((x_min..x_max).log_scale(), 0f64..1.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("milliseconds (log)")
+            .y_desc("share of requests at or below")
+            .draw()?;
+        for (label, colour, points) in series {
+            if points.is_empty() {
+                continue;
+            }
+            let c = *colour;
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|(v, q)| (v.max(x_min), *q)),
+                    c.stroke_width(2),
+                ))?
+                .label(*label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })();
+    if let Err(e) = r {
+        return format!("<p>plot failed: {}</p>", esc(&e.to_string()));
+    }
+    svg
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+pub fn html(r: &Report) -> String {
+    let secs = |p: &Point| p.t_ms as f64 / 1000.0;
+    let tl = &r.timeline;
+    let depth = time_chart(
+        "Queue depth over time",
+        "buyers waiting",
+        &[
+            (
+                "waiting (crowd)",
+                PALETTE[0],
+                tl.iter().map(|p| (secs(p), p.waiting as f64)).collect(),
+            ),
+            (
+                "waiting (server)",
+                PALETTE[1],
+                tl.iter()
+                    .filter_map(|p| Some((secs(p), p.server_waiting? as f64)))
+                    .collect(),
+            ),
+            (
+                "watching sold out",
+                PALETTE[4],
+                tl.iter().map(|p| (secs(p), p.watching as f64)).collect(),
+            ),
+            (
+                "buying now",
+                PALETTE[3],
+                tl.iter().map(|p| (secs(p), p.in_flight as f64)).collect(),
+            ),
+        ],
+    );
+    let flow = time_chart(
+        "Admitted vs arrivals",
+        "buyers (cumulative)",
+        &[
+            (
+                "arrived",
+                PALETTE[0],
+                tl.iter().map(|p| (secs(p), p.arrived as f64)).collect(),
+            ),
+            (
+                "admitted",
+                PALETTE[2],
+                tl.iter().map(|p| (secs(p), p.admitted as f64)).collect(),
+            ),
+            (
+                "held",
+                PALETTE[1],
+                tl.iter().map(|p| (secs(p), p.held as f64)).collect(),
+            ),
+            (
+                "paid",
+                PALETTE[3],
+                tl.iter().map(|p| (secs(p), p.paid as f64)).collect(),
+            ),
+        ],
+    );
+    let req_series: Vec<CdfSeries<'_>> = Step::REQUESTS
+        .iter()
+        .filter_map(|s| r.steps.get(s.name()).map(|f| (s.name(), f.cdf.as_slice())))
+        .enumerate()
+        .map(|(i, (s, cdf))| (s, PALETTE[i % PALETTE.len()], cdf))
+        .collect();
+    let latency = cdf_chart("Request latency CDFs", &req_series);
+    let journey_series: Vec<CdfSeries<'_>> = ["queue_wait", "order_paid", "email"]
+        .iter()
+        .filter_map(|s| r.steps.get(s).map(|f| (*s, f.cdf.as_slice())))
+        .enumerate()
+        .map(|(i, (s, cdf))| (s, PALETTE[(i + 4) % PALETTE.len()], cdf))
+        .collect();
+    let journey = cdf_chart(
+        "Queue wait, payment → paid, payment → email",
+        &journey_series,
+    );
+
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>On-sale {run}: {verdict}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 960px; color: #111; }}
+h1 span.pass {{ color: #1a7f37; }} h1 span.fail {{ color: #cf222e; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }}
+th:first-child, td:first-child, td.l {{ text-align: left; }}
+tr.fail td {{ background: #ffebe9; }} tr.pass td:first-child {{ color: #1a7f37; }}
+svg {{ max-width: 100%; height: auto; display: block; margin: 1rem 0; }}
+code {{ font-size: 0.85rem; }}
+</style></head><body>
+<h1>On-sale {run}: <span class="{cls}">{verdict}</span></h1>
+<p>Event <code>{slug}</code>, started {started}, {dur:.1} s in all ({crowd:.1} s for the crowd).</p>
+"#,
+        run = esc(&r.run_id),
+        verdict = r.verdict,
+        cls = if r.passed() { "pass" } else { "fail" },
+        slug = esc(r.event["slug"].as_str().unwrap_or("")),
+        started = r.started_at.to_rfc3339(),
+        dur = r.duration_s,
+        crowd = r.crowd_duration_s,
+    );
+    h.push_str("<h2>Verdict</h2><table><tr><th>check</th><th>result</th><th>numbers</th></tr>");
+    for c in &r.checks {
+        let _ = write!(
+            h,
+            r#"<tr class="{cls}"><td>{name}</td><td>{res}</td><td class="l">{summary}</td></tr>"#,
+            cls = if c.pass { "pass" } else { "fail" },
+            name = esc(c.name),
+            res = if c.pass { "pass" } else { "FAIL" },
+            summary = esc(&c.summary),
+        );
+    }
+    h.push_str("</table><h2>Buyers</h2><table><tr><th>outcome</th><th>buyers</th></tr>");
+    for (k, n) in &r.outcomes {
+        let _ = write!(h, "<tr><td>{}</td><td>{n}</td></tr>", esc(k));
+    }
+    h.push_str("</table><h2>Steps</h2><table><tr><th>step</th><th>count</th><th>per s</th><th>mean ms</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
+    for (k, f) in &r.steps {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            esc(k),
+            f.count,
+            f.throughput_per_s,
+            f.mean_ms,
+            f.p50_ms,
+            f.p90_ms,
+            f.p99_ms,
+            f.p999_ms,
+            f.max_ms
+        );
+    }
+    h.push_str("</table><p>Derived steps: <code>queue_wait</code> join → admitted; <code>order_paid</code> payment confirmed → order page says paid; <code>email</code> <code>paid_at</code> → confirmation at the SMTP sink.</p>");
+    h.push_str("<h2>Answers</h2><table><tr><th>step</th><th class=\"l\">status: count</th></tr>");
+    for (k, codes) in &r.statuses {
+        let cells: Vec<String> = codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"l\">{}</td></tr>",
+            esc(k),
+            esc(&cells.join(", "))
+        );
+    }
+    h.push_str("</table><h2>Plots</h2><p>Waiting (crowd): buyers in line who have not yet seen themselves admitted (they learn it at their next poll); waiting (server): places not yet admitted, from the console's admission view; watching sold out: buyers told \"sold out\" who keep polling while others are still buying, in case seats come back.</p>");
+    for svg in [depth, flow, latency, journey] {
+        h.push_str(&svg);
+    }
+    let _ = writeln!(
+        h,
+        "<h2>Settings</h2><pre>{}</pre></body></html>",
+        esc(&serde_json::to_string_pretty(&r.settings).unwrap_or_default())
+    );
+    h
+}
+
+/// The verdict as a few lines for the terminal.
+pub fn text(r: &Report) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "on-sale {} ({}):",
+        r.run_id,
+        r.event["slug"].as_str().unwrap_or("")
+    );
+    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(t, "  buyers: {}", outcomes.join(", "));
+    for k in [
+        "join",
+        "status",
+        "hold",
+        "checkout",
+        "pay",
+        "order",
+        "order_paid",
+        "email",
+        "queue_wait",
+    ] {
+        if let Some(f) = r.steps.get(k) {
+            let _ = writeln!(
+                t,
+                "  {k:<11} n={:<6} {:>8.1}/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
+                f.count, f.throughput_per_s, f.p50_ms, f.p99_ms, f.max_ms
+            );
+        }
+    }
+    for c in &r.checks {
+        let _ = writeln!(
+            t,
+            "  [{}] {}: {}",
+            if c.pass { "pass" } else { "FAIL" },
+            c.name,
+            c.summary
+        );
+    }
+    let _ = write!(t, "verdict: {}", r.verdict);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_has_the_verdict_and_svg_plots() {
+        let timeline: Vec<Point> = (0..40)
+            .map(|i| Point {
+                t_ms: i * 250,
+                arrived: i * 10,
+                waiting: 40 - i,
+                server_waiting: Some(39 - i.min(39)),
+                watching: 0,
+                admitted: i * 5,
+                held: i * 2,
+                paid: i,
+                finished: i,
+                in_flight: 3,
+            })
+            .collect();
+        let mut h = super::super::stats::histogram();
+        for v in 1..500u64 {
+            h.record(v * 100).unwrap();
+        }
+        let steps = BTreeMap::from([("join", super::super::stats::figures(&h, 1000))]);
+        let r = Report {
+            verdict: "FAIL",
+            run_id: "r1".into(),
+            started_at: chrono::Utc::now(),
+            settings: serde_json::json!({"buyers": 10}),
+            event: serde_json::json!({"slug": "onsale-x"}),
+            duration_s: 1.0,
+            crowd_duration_s: 0.5,
+            outcomes: BTreeMap::from([("paid", 3)]),
+            checks: vec![Check {
+                name: "no 5xx",
+                pass: false,
+                summary: "1 <bad>".into(),
+                numbers: serde_json::Value::Null,
+            }],
+            steps,
+            statuses: BTreeMap::new(),
+            timeline,
+            notable_buyers: Vec::new(),
+        };
+        let html = html(&r);
+        assert!(html.contains("<svg"), "no svg");
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert!(html.contains("1 &lt;bad&gt;"));
+        assert!(!html.contains("plot failed"), "{html}");
+        assert!(text(&r).ends_with("verdict: FAIL"));
+    }
+}
