@@ -573,7 +573,8 @@ async fn backfill(
             None => *failed.entry(minute).or_default() += orders.max(0) as u64,
         }
     }
-    // Walk back from now: `net` is arrivals minus admissions after the minute's end.
+    // Walk back from now: the queue at the end of a minute is today's, less the arrivals
+    // since, plus the admissions since; seats sold likewise.
     let mut points = Vec::new();
     let mut waiting = f.waiting() as i64;
     let mut sold: HashMap<String, i64> = s.tiers.iter().map(|t| (t.code.clone(), t.sold)).collect();

@@ -546,3 +546,90 @@ async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
         .expect("the published draw reproduces from the seed");
     s.cleanup().await;
 }
+
+#[tokio::test]
+async fn two_gateways_both_apply_a_settings_change_within_a_second() {
+    let a = start(on(0), &[]).await;
+    // A second gateway process on the same queue (another replica behind the balancer).
+    let port = free_port();
+    let mut b = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("FLOODGATE_REDIS_PREFIX", a.room.prefix())
+        .env("FLOODGATE_SIGNING_KEY", a.dir.join("k.key.pem"))
+        .env("FLOODGATE_SIGNING_KID", "k")
+        .env(
+            "FLOODGATE_VERIFY_KEYS",
+            format!("k={}", a.dir.join("k.pub.pem").display()),
+        )
+        .env("FLOODGATE_UPSTREAM_ORDERS", "127.0.0.1:9")
+        .env("FLOODGATE_UPSTREAM_CONSOLE", "127.0.0.1:9")
+        .env("FLOODGATE_UPSTREAM_FULFILMENT", "127.0.0.1:9")
+        .env("FLOODGATE_RATE_ALLOWLIST", "127.0.0.0/8")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the second gateway");
+    let b_base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !reqwest::get(format!("{b_base}/healthz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "second gateway never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = client();
+    let joined = json(c.post(a.url("/queue/gig/join")).send().await.unwrap()).await;
+    let token = joined["queue_token"].as_str().unwrap().to_owned();
+    // Both have seen the event before the change.
+    for base in [a.base.as_str(), b_base.as_str()] {
+        let r = json(
+            c.get(format!("{base}/queue/gig/status"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r["state"], "waiting");
+    }
+
+    let changed = Instant::now();
+    a.room
+        .apply_settings(
+            &a.event,
+            &AdmissionSettings {
+                mode: Mode::Paused,
+                ..on(0)
+            },
+        )
+        .await
+        .unwrap();
+    let mut pending = vec![a.base.clone(), b_base.clone()];
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for base in pending {
+            let r = json(
+                c.get(format!("{base}/queue/gig/status"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            if r["state"] != "paused" {
+                still.push(base);
+            }
+        }
+        pending = still;
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "not applied within 1 s by {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+    a.cleanup().await;
+}
