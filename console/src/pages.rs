@@ -29,7 +29,7 @@ main { max-width: 68rem; margin: 0 auto; padding: 1.25rem; }
 h1 { font-size: 1.45rem; margin: .2rem 0 .8rem; }
 h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
 table { width: 100%; border-collapse: collapse; }
-th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: anywhere; }
 th { font-size: .8rem; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .04em; }
 .muted { color: var(--muted); }
 .pill { display: inline-block; padding: .05rem .5rem; border-radius: 999px; font-size: .8rem; border: 1px solid var(--line); }
@@ -401,7 +401,7 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
                 escape(&m.status),
                 escape(&m.kind),
                 escape(&m.recipient),
-                m.sent_at.unwrap_or(m.created_at).format("%d %b %H:%M:%S"),
+                m.sent_at.unwrap_or(m.created_at).with_timezone(&tz).format("%d %b %H:%M:%S"),
                 if m.attempts > 1 { format!("({} attempts)", m.attempts) } else { String::new() },
                 m.last_error.as_deref().map(|e| format!("<p class=\"bad\">Last error: {}</p>", escape(e))).unwrap_or_default(),
                 m.body_html
