@@ -119,6 +119,10 @@ pub struct Measurement {
     pub machine_cpu_busy_pct: f64,
     /// The 1-minute load average just before the case.
     pub load_avg_before: f64,
+    /// Holds committed in each second of the run, by their transaction's start, (c)
+    /// and (d): shows whether the rate holds up as the event's holds pile up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<i64>>,
     /// Anything worth knowing about the run (errors seen, tokens signed inline, ...).
     pub notes: Vec<String>,
 }
@@ -509,6 +513,7 @@ async fn pgbench_case(
         batches: None,
         avg_batch: None,
         batch_ms: None,
+        timeline: None,
         machine_cpu_busy_pct,
         load_avg_before,
         notes: vec![format!(
@@ -586,6 +591,72 @@ fn cpu_ticks() -> Option<(u64, u64)> {
     let total: u64 = fields.iter().sum();
     let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
     Some((total - idle, total))
+}
+
+async fn db_now(pool: &PgPool) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    Ok(sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Holds per second of the run, bucketed by `created_at` (the batch's transaction start).
+async fn timeline(
+    pool: &PgPool,
+    tier: Uuid,
+    since: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Vec<i64>> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT floor(extract(epoch FROM created_at - $2))::int8 AS s, count(*)
+         FROM holds WHERE tier_id = $1 AND created_at >= $2 GROUP BY 1 ORDER BY 1",
+    )
+    .bind(tier)
+    .bind(since)
+    .fetch_all(pool)
+    .await
+    .context("reading the timeline")?;
+    let len = rows.last().map_or(0, |(s, _)| *s as usize + 1);
+    let mut out = vec![0; len];
+    for (s, n) in rows {
+        out[s as usize] = n;
+    }
+    Ok(out)
+}
+
+/// How Postgres runs the writer's duplicate check (`holds.rs`, the `admission_jti =
+/// ANY($2)` query) once the event has the run's holds: the plan's key lines.
+async fn precheck_plan(pool: &PgPool, event_id: Uuid) -> anyhow::Result<Vec<String>> {
+    let jtis: Vec<String> = (0..32).map(|_| Uuid::new_v4().to_string()).collect();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, COSTS OFF) SELECT admission_jti FROM holds
+         WHERE event_id = $1 AND status = 'active' AND admission_jti = ANY($2)",
+    )
+    .bind(event_id)
+    .bind(&jtis)
+    .fetch_all(pool)
+    .await
+    .context("explaining the duplicate check")?;
+    Ok(plan
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| {
+            l.contains("Scan")
+                || l.starts_with("Index Cond")
+                || l.starts_with("Filter")
+                || l.starts_with("Rows Removed")
+                || l.starts_with("Execution Time")
+        })
+        .map(|l| format!("duplicate-check plan after the run: {}", elide_array(l)))
+        .collect())
+}
+
+/// `= ANY ('{a,b,c}'::text[])` → `= ANY ('{…}'::text[])`: the jtis say nothing.
+fn elide_array(line: &str) -> String {
+    match (line.find("'{"), line.find("}'")) {
+        (Some(from), Some(to)) if from < to => {
+            format!("{}'{{…}}'{}", &line[..from], &line[to + 2..])
+        }
+        _ => line.to_owned(),
+    }
 }
 
 /// Latencies (µs) → (p50, p99) in ms.
@@ -702,6 +773,7 @@ fn measurement(
         batches: Some(batches),
         avg_batch: (batches > 0).then(|| round2(tally.ok as f64 / batches as f64)),
         batch_ms: (batches > 0).then(|| round2(secs * 1000.0 / batches as f64)),
+        timeline: None,
         machine_cpu_busy_pct,
         load_avg_before,
         notes,
@@ -733,6 +805,7 @@ async fn desk_case(opts: &Options, server: &str) -> anyhow::Result<Measurement> 
     checkpoint(&pool).await;
 
     let seq = Arc::new(AtomicUsize::new(1));
+    let db_start = db_now(&pool).await?;
     let cpu = CpuWindow::start();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(opts.seconds);
@@ -772,19 +845,24 @@ async fn desk_case(opts: &Options, server: &str) -> anyhow::Result<Measurement> 
     let after = ledger(&pool, tier_id).await?;
     check_ledger("c", &after, tally.ok + 1)?;
     let batches = u64::try_from(after.batches - warm.batches).unwrap_or(0);
+    let timeline = timeline(&pool, tier_id, db_start).await?;
+    let mut notes = vec![format!(
+        "{} tokio tasks calling HoldDesk::hold; pool of 8; MAX_BATCH {}",
+        opts.clients,
+        orders::holds::MAX_BATCH
+    )];
+    notes.extend(precheck_plan(&pool, event_id).await?);
     drop(desk);
     drop(pool);
-    Ok(measurement(
+    let mut m = measurement(
         ("c", "orders HoldDesk in-process (group commit per tier)"),
         tally,
         elapsed,
         batches,
-        vec![format!(
-            "{} tokio tasks calling HoldDesk::hold; pool of 8; MAX_BATCH {}",
-            opts.clients,
-            orders::holds::MAX_BATCH
-        )],
-    ))
+        notes,
+    );
+    m.timeline = Some(timeline);
+    Ok(m)
 }
 
 /// (d): the orders router on 127.0.0.1:0, `clients` HTTP clients.
@@ -797,7 +875,7 @@ async fn http_case(
     let pool = scratch.pool().clone();
     let slug_text = format!("bench-http-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let slug = EventSlug::parse(&slug_text)?;
-    let (_event_id, tier_id) = create_event(&pool, &slug_text).await?;
+    let (event_id, tier_id) = create_event(&pool, &slug_text).await?;
     let room = Waitroom::connect(&RedisConfig {
         url: opts.redis_url.clone(),
         prefix: format!("bench-{}", Uuid::new_v4().simple()),
@@ -808,7 +886,7 @@ async fn http_case(
     let result = http_case_inner(
         opts,
         (&pool, &scratch.url),
-        tier_id,
+        (event_id, tier_id),
         &room,
         &slug,
         expected_rate,
@@ -849,7 +927,7 @@ impl Drop for PurgeOnDrop {
 async fn http_case_inner(
     opts: &Options,
     (pool, database_url): (&PgPool, &str),
-    tier_id: Uuid,
+    (event_id, tier_id): (Uuid, Uuid),
     room: &Waitroom,
     slug: &EventSlug,
     expected_rate: f64,
@@ -924,6 +1002,7 @@ async fn http_case_inner(
     checkpoint(pool).await;
 
     let next = Arc::new(AtomicUsize::new(1));
+    let db_start = db_now(pool).await?;
     let cpu = CpuWindow::start();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(opts.seconds);
@@ -982,7 +1061,9 @@ async fn http_case_inner(
             tally.signed_inline
         ));
     }
-    Ok(measurement(
+    notes.extend(precheck_plan(pool, event_id).await?);
+    let timeline = timeline(pool, tier_id, db_start).await?;
+    let mut m = measurement(
         (
             "d",
             "orders HTTP API POST /api/events/{slug}/holds, in-process server",
@@ -991,7 +1072,9 @@ async fn http_case_inner(
         elapsed,
         batches,
         notes,
-    ))
+    );
+    m.timeline = Some(timeline);
+    Ok(m)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -1099,6 +1182,20 @@ pub fn render(report: &Report) -> String {
         ));
     }
     out.push('\n');
+    for m in &report.results {
+        if let Some(t) = &m.timeline {
+            let list: Vec<String> = t.iter().map(i64::to_string).collect();
+            out.push_str(&format!(
+                "({}) holds per second of the run: {}\n",
+                m.case,
+                list.join(" ")
+            ));
+        }
+        for n in m.notes.iter().filter(|n| n.starts_with("duplicate-check")) {
+            out.push_str(&format!("({}) {n}\n", m.case));
+        }
+    }
+    out.push('\n');
     for (k, v) in &report.ratios {
         let verdict = match report.goal_met.get(k) {
             Some(true) => format!("  (goal ≥ {:.0}×: met)", report.goal),
@@ -1151,6 +1248,18 @@ tps = 1234.567890 (without initial connection time)
         assert_eq!(
             server_url("postgres://postgres@127.0.0.1:5432"),
             "postgres://postgres@127.0.0.1:5432"
+        );
+    }
+
+    #[test]
+    fn plan_lines_lose_their_arrays() {
+        assert_eq!(
+            elide_array("Filter: (admission_jti = ANY ('{a,b}'::text[]))"),
+            "Filter: (admission_jti = ANY ('{…}'::text[]))"
+        );
+        assert_eq!(
+            elide_array("Rows Removed by Filter: 3"),
+            "Rows Removed by Filter: 3"
         );
     }
 
