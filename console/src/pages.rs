@@ -510,14 +510,23 @@ async fn act(
             }
         }
     };
+    back_to_order(id, what, result)
+}
+
+/// Back to the order's page with the outcome of a fix shown on it.
+fn back_to_order(
+    order: Uuid,
+    what: &str,
+    result: Result<serde_json::Value, ConsoleError>,
+) -> Response {
     let target = match result {
-        Ok(_) => format!("/console/orders/{id}?done={what}"),
+        Ok(_) => format!("/console/orders/{order}?done={what}"),
         Err(e) => {
             let message = match &e {
                 ConsoleError::Orders(o) => o.public_message(),
                 other => other.to_string(),
             };
-            format!("/console/orders/{id}?error={}", urlencode(&message))
+            format!("/console/orders/{order}?error={}", urlencode(&message))
         }
     };
     Redirect::to(&target).into_response()
@@ -559,18 +568,8 @@ pub async fn transfer_form(
         name: f.name.unwrap_or_default(),
         reason: f.reason,
     };
-    let target =
-        match support::transfer_with(&s, &operator, ticket, body, f.action_key.as_deref()).await {
-            Ok(_) => format!("/console/orders/{order}?done=transfer"),
-            Err(e) => {
-                let message = match &e {
-                    ConsoleError::Orders(o) => o.public_message(),
-                    other => other.to_string(),
-                };
-                format!("/console/orders/{order}?error={}", urlencode(&message))
-            }
-        };
-    Redirect::to(&target).into_response()
+    let result = support::transfer_with(&s, &operator, ticket, body, f.action_key.as_deref()).await;
+    back_to_order(order, "transfer", result)
 }
 
 pub async fn resend_form(
