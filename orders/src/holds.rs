@@ -6,9 +6,10 @@
 //! one writer task: requests queue on a channel, the writer takes everything waiting
 //! (up to [`MAX_BATCH`]), and commits them in one transaction — a group commit. The
 //! tier row is locked once, seats are handed out in arrival order, `held` moves by
-//! the batch's total, and the `sold + held <= capacity` CHECK still guards the sum. If
-//! a batch fails as a whole (say two tiers' writers raced on one admission's unique
-//! hold), it is retried hold by hold so one bad request cannot fail its neighbours.
+//! the batch's total, and the `sold + held <= capacity` CHECK still guards the sum. One
+//! active hold per admission is the partial unique index's job, also when two tiers'
+//! writers race for one admission. If a batch fails as a whole all the same, it is
+//! retried hold by hold so one bad request cannot fail its neighbours.
 //! No lock is held across a client round trip: the transaction only ever waits on
 //! Postgres.
 
@@ -129,6 +130,13 @@ fn map_single_failure(e: sqlx::Error) -> Error {
 }
 
 /// Commits one batch for one tier; per-request refusals are in the returned vector.
+///
+/// Three round trips whatever the batch size: lock the tier row, one statement that
+/// inserts the holds, moves `held` by what was inserted and writes the audit rows, and
+/// the commit. A second hold for one admission is caught by the partial unique index
+/// (`ON CONFLICT ... DO NOTHING`) rather than by a query of the event's active holds,
+/// which Postgres can only answer by scanning them all and which slowed every batch
+/// as an on-sale went on.
 async fn commit(
     db: &PgPool,
     requests: &[HoldRequest],
@@ -145,96 +153,137 @@ async fn commit(
     )
     .fetch_one(&mut *tx)
     .await?;
-    let jtis: Vec<String> = requests.iter().map(|r| r.jti.clone()).collect();
-    let existing: HashSet<String> = sqlx::query_scalar!(
-        r#"SELECT admission_jti FROM holds
-           WHERE event_id = $1 AND status = 'active' AND admission_jti = ANY($2)"#,
-        first.event_id,
-        &jtis,
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .collect();
 
     let now = Utc::now();
     let mut remaining = tier.capacity - tier.sold - tier.held;
-    let mut taken = existing;
-    let mut results = Vec::with_capacity(requests.len());
-    let (mut ids, mut quantities, mut jti_col, mut seqs, mut emails, mut names, mut expiries) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut audit = vec![];
-    for r in requests {
-        if taken.contains(&r.jti) {
-            results.push(Err(Error::HoldExists));
-            continue;
+    let mut results: Vec<Option<Result<HoldCreated, Error>>> =
+        requests.iter().map(|_| None).collect();
+    // Seats go in arrival order. A request that turns out to duplicate an active hold
+    // gives its seats back, and requests refused for want of them get another round.
+    let mut waiting: Vec<usize> = (0..requests.len()).collect();
+    let mut seen = HashSet::with_capacity(requests.len());
+    loop {
+        let mut round = Round::default();
+        let mut refused = Vec::new();
+        for i in waiting {
+            let r = &requests[i];
+            if !seen.insert(r.jti.as_str()) {
+                results[i] = Some(Err(Error::HoldExists));
+                continue;
+            }
+            if r.quantity > remaining {
+                // Not taken yet: a later round may still give this admission its hold.
+                seen.remove(r.jti.as_str());
+                refused.push(i);
+                continue;
+            }
+            remaining -= r.quantity;
+            round.push(i, r, now);
         }
-        if r.quantity > remaining {
-            results.push(Err(Error::SoldOut));
-            continue;
+        if round.ids.is_empty() {
+            for i in refused {
+                results[i] = Some(Err(Error::SoldOut));
+            }
+            break;
         }
-        remaining -= r.quantity;
-        taken.insert(r.jti.clone());
-        let id = Uuid::now_v7();
-        let expires_at = now + Duration::seconds(i64::from(r.ttl_seconds));
-        ids.push(id);
-        quantities.push(r.quantity);
-        jti_col.push(r.jti.clone());
-        seqs.push(r.seq);
-        emails.push(r.email.as_str().to_owned());
-        names.push(r.name.as_str().to_owned());
-        expiries.push(expires_at);
-        audit.push(serde_json::json!({
-            "status": "active", "tier_id": r.tier_id, "quantity": r.quantity,
-            "expires_at": expires_at,
-        }));
-        results.push(Ok(HoldCreated {
-            hold_id: id,
-            expires_at,
-            amount_cents: tier.price_cents * i64::from(r.quantity),
-            currency: tier.currency.clone(),
-        }));
-    }
-    if !ids.is_empty() {
-        let total: i32 = quantities.iter().sum();
-        sqlx::query!(
-            "UPDATE tiers SET held = held + $2 WHERE id = $1",
-            first.tier_id,
-            total
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            r#"INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti, admission_seq,
-                    buyer_email, buyer_name, expires_at)
-               SELECT id, $2, $3, q, jti, seq, email, name, exp
-               FROM UNNEST($1::uuid[], $4::int4[], $5::text[], $6::int8[], $7::text[],
-                           $8::text[], $9::timestamptz[])
-                    AS t(id, q, jti, seq, email, name, exp)"#,
-            &ids,
-            first.event_id,
-            first.tier_id,
-            &quantities,
-            &jti_col,
-            &seqs as &[Option<i64>],
-            &emails,
-            &names,
-            &expiries,
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            r#"INSERT INTO order_events (hold_id, actor, action, after)
-               SELECT id, 'buyer', 'hold.create', after
-               FROM UNNEST($1::uuid[], $2::jsonb[]) AS t(id, after)"#,
-            &ids,
-            &audit,
-        )
-        .execute(&mut *tx)
-        .await?;
+        let inserted: HashSet<Uuid> = round.insert(&mut tx, first).await?.into_iter().collect();
+        let mut freed = 0;
+        for (k, &i) in round.index.iter().enumerate() {
+            let r = &requests[i];
+            results[i] = Some(if inserted.contains(&round.ids[k]) {
+                Ok(HoldCreated {
+                    hold_id: round.ids[k],
+                    expires_at: round.expiries[k],
+                    amount_cents: tier.price_cents * i64::from(r.quantity),
+                    currency: tier.currency.clone(),
+                })
+            } else {
+                freed += r.quantity;
+                Err(Error::HoldExists)
+            });
+        }
+        remaining += freed;
+        if freed == 0 || refused.is_empty() {
+            for i in refused {
+                results[i] = Some(Err(Error::SoldOut));
+            }
+            break;
+        }
+        waiting = refused;
     }
     tx.commit().await?;
-    Ok(results)
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(Error::Unavailable("hold not decided"))))
+        .collect())
+}
+
+/// The holds one round of a batch tries to insert, as columns.
+#[derive(Default)]
+struct Round {
+    index: Vec<usize>,
+    ids: Vec<Uuid>,
+    quantities: Vec<i32>,
+    jtis: Vec<String>,
+    seqs: Vec<Option<i64>>,
+    emails: Vec<String>,
+    names: Vec<String>,
+    expiries: Vec<DateTime<Utc>>,
+}
+
+impl Round {
+    fn push(&mut self, index: usize, r: &HoldRequest, now: DateTime<Utc>) {
+        self.index.push(index);
+        self.ids.push(Uuid::now_v7());
+        self.quantities.push(r.quantity);
+        self.jtis.push(r.jti.clone());
+        self.seqs.push(r.seq);
+        self.emails.push(r.email.as_str().to_owned());
+        self.names.push(r.name.as_str().to_owned());
+        self.expiries
+            .push(now + Duration::seconds(i64::from(r.ttl_seconds)));
+    }
+
+    /// Inserts the round's holds, moves the tier's `held` by those inserted and audits
+    /// them, in one statement; returns the ids actually inserted.
+    async fn insert(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        first: &HoldRequest,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"WITH ins AS (
+                   INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti,
+                                      admission_seq, buyer_email, buyer_name, expires_at)
+                   SELECT id, $2, $3, q, jti, seq, email, name, exp
+                   FROM UNNEST($1::uuid[], $4::int4[], $5::text[], $6::int8[], $7::text[],
+                               $8::text[], $9::timestamptz[])
+                        AS t(id, q, jti, seq, email, name, exp)
+                   ON CONFLICT (event_id, admission_jti) WHERE status = 'active' DO NOTHING
+                   RETURNING id, quantity, expires_at),
+               moved AS (
+                   UPDATE tiers SET held = held + (SELECT coalesce(sum(quantity), 0) FROM ins)
+                   WHERE id = $3),
+               audited AS (
+                   INSERT INTO order_events (hold_id, actor, action, after)
+                   SELECT id, 'buyer', 'hold.create',
+                          jsonb_build_object('status', 'active', 'tier_id', $3::uuid,
+                                             'quantity', quantity, 'expires_at', expires_at)
+                   FROM ins)
+               SELECT id AS "id!" FROM ins"#,
+            &self.ids,
+            first.event_id,
+            first.tier_id,
+            &self.quantities,
+            &self.jtis,
+            &self.seqs as &[Option<i64>],
+            &self.emails,
+            &self.names,
+            &self.expiries,
+        )
+        .fetch_all(tx)
+        .await
+    }
 }
 
 /// A hold closed by the buyer, the sweeper or a payment.
@@ -344,4 +393,93 @@ pub async fn sweep_expired(db: &PgPool, limit: i64) -> Result<Vec<ClosedHold>, E
     .await?;
     tx.commit().await?;
     Ok(expired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{NewEventRequest, create};
+    use crate::testing::TestDb;
+
+    fn request(event_id: Uuid, tier_id: Uuid, jti: &str, quantity: i32) -> HoldRequest {
+        HoldRequest {
+            event_id,
+            tier_id,
+            quantity,
+            jti: jti.to_owned(),
+            seq: None,
+            email: Email::parse("b@example.org").unwrap(),
+            name: BuyerName::parse("B").unwrap(),
+            ttl_seconds: 600,
+        }
+    }
+
+    /// A batch whose first request duplicates an active hold must not keep that
+    /// request's seats from the requests behind it, nor count them as held.
+    #[tokio::test]
+    async fn a_duplicate_in_a_batch_gives_its_seats_to_the_next_in_line() {
+        let db = TestDb::new().await;
+        let new: NewEventRequest = serde_json::from_value(serde_json::json!({
+            "slug": "dup", "title": "Dup",
+            "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
+            "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+            "tiers": [{"code": "ga", "name": "GA", "price_cents": 100, "currency": "EUR",
+                       "capacity": 3, "max_per_order": 10}],
+            "queue": {"mode": "on", "rate_per_minute": 600, "max_active": 100}
+        }))
+        .unwrap();
+        let mut tx = db.pool.begin().await.unwrap();
+        let event = create(&mut tx, &new.parse().unwrap()).await.unwrap();
+        tx.commit().await.unwrap();
+        let tier: Uuid = sqlx::query_scalar("SELECT id FROM tiers WHERE event_id = $1")
+            .bind(event.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+
+        // "a" holds one seat; two are left.
+        let first = commit(&db.pool, &[request(event.id, tier, "a", 1)])
+            .await
+            .unwrap();
+        assert!(first[0].is_ok());
+        // "a" again asks for two (seats it cannot have), "b" for two: "b" must get them.
+        let batch = [
+            request(event.id, tier, "a", 2),
+            request(event.id, tier, "b", 2),
+            request(event.id, tier, "b", 1),
+            request(event.id, tier, "c", 1),
+        ];
+        let results = commit(&db.pool, &batch).await.unwrap();
+        assert!(
+            matches!(results[0], Err(Error::HoldExists)),
+            "{:?}",
+            results[0]
+        );
+        assert!(results[1].is_ok(), "{:?}", results[1]);
+        assert!(
+            matches!(results[2], Err(Error::HoldExists)),
+            "{:?}",
+            results[2]
+        );
+        assert!(
+            matches!(results[3], Err(Error::SoldOut)),
+            "{:?}",
+            results[3]
+        );
+        let (held, rows): (i32, i64) = sqlx::query_as(
+            "SELECT t.held, (SELECT sum(quantity) FROM holds WHERE tier_id = t.id AND status = 'active')
+             FROM tiers t WHERE t.id = $1",
+        )
+        .bind(tier)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!((held, rows), (3, 3));
+        let audited: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM order_events WHERE action = 'hold.create'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(audited, 2);
+    }
 }
