@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use waitroom::EventSlug;
 use waitroom::queue::{Snapshot, Waitroom};
+use waitroom::settings::Mode;
 
 use crate::EdgeError;
 
@@ -88,7 +89,21 @@ impl Snapshots {
             match self.fetch(&event).await {
                 Ok(snapshot) => {
                     if let Some(e) = self.entries.write().expect("snapshot lock").get_mut(&event) {
-                        e.snapshot = snapshot;
+                        e.snapshot = match (snapshot, e.snapshot.take()) {
+                            // Redis answers but has forgotten an event it knew a moment
+                            // ago (restarted without persistence): hold everyone where
+                            // they are, paused, until the console restores the queue,
+                            // rather than telling people the event does not exist.
+                            (None, Some(last)) => {
+                                if last.settings.mode != Mode::Paused {
+                                    tracing::warn!(%event, "queue state missing in Redis; paused until restored");
+                                }
+                                let mut held = (*last).clone();
+                                held.settings.mode = Mode::Paused;
+                                Some(Arc::new(held))
+                            }
+                            (fresh, _) => fresh,
+                        };
                     }
                 }
                 // Keep serving the last good snapshot; readiness reports Redis itself.

@@ -228,10 +228,14 @@ impl Waiting {
         event: &EventSlug,
     ) -> Result<Result<(QueueClaims, String), Mode>, EdgeError> {
         let visitor = uuid::Uuid::new_v4().simple().to_string();
-        let (seq, pq) = match self.snapshots.room().join(event, &visitor).await? {
-            Joined::Queued { seq } => (Some(seq), None),
-            Joined::Prequeued { index } => (None, Some(index)),
-            Joined::NotQueued(mode) => return Ok(Err(mode)),
+        let (seq, pq) = match self.snapshots.room().join(event, &visitor).await {
+            Ok(Joined::Queued { seq }) => (Some(seq), None),
+            Ok(Joined::Prequeued { index }) => (None, Some(index)),
+            Ok(Joined::NotQueued(mode)) => return Ok(Err(mode)),
+            // The caller holds a snapshot of this event, so Redis has lost it (see
+            // `Snapshots::refresh`): no place can be handed out until it is restored.
+            Err(waitroom::Error::UnknownEvent) => return Ok(Err(Mode::Paused)),
+            Err(e) => return Err(e.into()),
         };
         let now = Utc::now().timestamp();
         let claims = QueueClaims {

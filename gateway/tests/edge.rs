@@ -633,3 +633,57 @@ async fn two_gateways_both_apply_a_settings_change_within_a_second() {
     let _ = b.wait();
     a.cleanup().await;
 }
+
+/// Redis restarted without persistence forgets the queue: the edge must hold people
+/// where they are, paused, rather than say the event does not exist or let anyone in,
+/// and pick the queue up again once it is restored.
+#[tokio::test]
+async fn a_queue_lost_from_redis_shows_paused_until_it_is_restored() {
+    let s = start(on(0), &[]).await;
+    let c = client();
+    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+    assert_eq!(joined["state"], "waiting", "{joined}");
+    let token = joined["queue_token"].as_str().unwrap().to_owned();
+
+    s.room.purge(&s.event).await.unwrap();
+    let lost = Instant::now();
+    let status = loop {
+        let r = c
+            .get(s.url("/queue/gig/status"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "a known event must not vanish");
+        let body = json(r).await;
+        if body["state"] == "paused" {
+            break body;
+        }
+        assert!(lost.elapsed() < Duration::from_secs(2), "still {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status["admission_token"].is_null(), "{status}");
+    // Newcomers get no place (none can be handed out safely) and are told to retry.
+    let r = c.post(s.url("/queue/gig/join")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let newcomer = json(r).await;
+    assert_eq!(newcomer["state"], "paused", "{newcomer}");
+    assert!(newcomer["queue_token"].is_null(), "{newcomer}");
+    // The protected pages stay shut to anyone without an admission.
+    let r = c.get(s.url("/e/gig")).send().await.unwrap();
+    assert_ne!(r.status(), StatusCode::OK);
+
+    // Restored (by the console, paused) and resumed: the edge follows.
+    s.room.apply_settings(&s.event, &on(0)).await.unwrap();
+    let resumed = Instant::now();
+    loop {
+        let r = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+        if r["state"] == "waiting" {
+            assert!(r["queue_token"].is_string(), "{r}");
+            break;
+        }
+        assert!(resumed.elapsed() < Duration::from_secs(2), "still {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.cleanup().await;
+}
