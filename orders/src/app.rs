@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::rejection::{
+    BytesRejection, FormRejection, JsonRejection, PathRejection, QueryRejection,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -230,6 +232,23 @@ pub fn json_rejection(r: JsonRejection) -> Error {
     }
 }
 
+// Malformed ids, queries and bodies on the API answer in the API's error shape, not
+// axum's plain-text rejections.
+fn path_rejection(r: PathRejection) -> Error {
+    Error::BadRequest(r.body_text())
+}
+
+fn query_rejection(r: QueryRejection) -> Error {
+    Error::BadRequest(r.body_text())
+}
+
+fn bytes_rejection(r: BytesRejection) -> Error {
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge,
+        _ => Error::BadRequest(r.body_text()),
+    }
+}
+
 /// The admission needed to act on a hold: its event's, when the queue is on.
 async fn hold_admission(
     s: &AppState,
@@ -249,9 +268,10 @@ async fn hold_admission(
 
 async fn release_hold(
     State(s): State<AppState>,
-    Path(hold_id): Path<Uuid>,
+    hold_id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<StatusCode, Error> {
+    let Path(hold_id) = hold_id.map_err(path_rejection)?;
     let jti = hold_admission(&s, hold_id, &headers).await?;
     let closed = holds::release(&s.db, hold_id, jti.as_deref()).await?;
     if let Err(e) = admissions::hold_closed(&s, &closed).await {
@@ -262,9 +282,10 @@ async fn release_hold(
 
 async fn checkout_hold(
     State(s): State<AppState>,
-    Path(hold_id): Path<Uuid>,
+    hold_id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<CheckoutView>), Error> {
+    let Path(hold_id) = hold_id.map_err(path_rejection)?;
     let jti = hold_admission(&s, hold_id, &headers).await?;
     Ok((
         StatusCode::CREATED,
@@ -327,9 +348,11 @@ async fn order_view(
 
 async fn order_json(
     State(s): State<AppState>,
-    Path(order_id): Path<Uuid>,
-    Query(q): Query<OrderTokenQuery>,
+    order_id: Result<Path<Uuid>, PathRejection>,
+    q: Result<Query<OrderTokenQuery>, QueryRejection>,
 ) -> Result<Json<pages::OrderView>, Error> {
+    let Path(order_id) = order_id.map_err(path_rejection)?;
+    let Query(q) = q.map_err(query_rejection)?;
     Ok(Json(
         order_view(&s, order_id, q.order_token.as_deref()).await?,
     ))
@@ -338,8 +361,9 @@ async fn order_json(
 async fn webhook(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, Error> {
+    let body = body.map_err(bytes_rejection)?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())

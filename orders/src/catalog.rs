@@ -55,6 +55,11 @@ impl Catalog {
         if let Some(listing) = self.cached(slug) {
             return Ok(listing);
         }
+        // A string that cannot be a slug names no event; it need not cost a query (nor,
+        // with a NUL in it, fail inside Postgres).
+        if waitroom::EventSlug::parse(slug).is_err() {
+            return Err(Error::NotFound("event"));
+        }
         let _loading = self.loading.lock().await;
         if let Some(listing) = self.cached(slug) {
             return Ok(listing);

@@ -29,6 +29,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub room: Waitroom,
     pub signer: TokenSigner,
+    /// The verifying key as PEM: public, so attack tests may use it as an attacker would.
+    pub public_pem: String,
     pub state: AppState,
     pub http: reqwest::Client,
 }
@@ -105,6 +107,7 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
         db,
         room,
         signer,
+        public_pem: pk,
         state,
         http: reqwest::Client::new(),
     }
