@@ -60,13 +60,10 @@ async fn view(room: &Waitroom, event: &EventSlug) -> Result<AdmissionView, Conso
 
 pub async fn show(
     State(s): State<AppState>,
-    _operator: Operator,
+    operator: Operator,
     Path(event): Path<String>,
 ) -> Result<Json<AdmissionView>, ConsoleError> {
-    let event = slug(&event)?;
-    orders::events::by_slug(&s.db, event.as_str())
-        .await?
-        .ok_or(orders::Error::NotFound("event"))?;
+    let (event, _) = crate::live::visible_event(&s.db, &operator, &event).await?;
     Ok(Json(view(&s.room, &event).await?))
 }
 

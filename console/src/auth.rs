@@ -187,14 +187,22 @@ impl FromRequestParts<AppState> for Operator {
             .await?
             .ok_or(ConsoleError::Unauthenticated)?;
         // Changes made with a session carry the CSRF token: JSON calls in a header, HTML
-        // forms in a field their handler checks (`verify_csrf`).
+        // forms in a field their handler checks (`verify_csrf`). Only the pages have such
+        // handlers: an API route takes no form, so a form post to it (what a cross-site
+        // page can send without a preflight) still needs the header.
         let safe = matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS");
         let form = parts
             .headers
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        if !safe && !form {
+        // Inside the nested API router `parts.uri` has lost its prefix; the original has not.
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |u| u.0.path());
+        let page_form = form && !path.starts_with("/console/api/");
+        if !safe && !page_form {
             let header = parts
                 .headers
                 .get("x-csrf-token")

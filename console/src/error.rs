@@ -1,7 +1,7 @@
 //! The console's errors, mapped to `{"error","message"}` in one place.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -17,6 +17,10 @@ pub enum ConsoleError {
     Throttled,
     #[error("{0}")]
     BadJson(#[from] JsonRejection),
+    #[error("{0}")]
+    BadPath(#[from] PathRejection),
+    #[error("{0}")]
+    BadQuery(#[from] QueryRejection),
     #[error(transparent)]
     Orders(#[from] orders::Error),
     #[error("{0}")]
@@ -68,6 +72,8 @@ impl IntoResponse for ConsoleError {
                 };
                 (status, code, r.body_text())
             }
+            ConsoleError::BadPath(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
+            ConsoleError::BadQuery(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
             ConsoleError::Orders(e) => (e.status(), e.code(), e.public_message()),
             ConsoleError::Invalid(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m.clone())
@@ -80,6 +86,11 @@ impl IntoResponse for ConsoleError {
                     "the queue store is unavailable; nothing was changed".into(),
                 )
             }
+            ConsoleError::Database(e) if orders::error::is_unstorable_text(e) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "text may not contain NUL characters".into(),
+            ),
             ConsoleError::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 (
@@ -94,10 +105,17 @@ impl IntoResponse for ConsoleError {
         {
             tracing::error!(error = %e, "request failed");
         }
-        (
+        let mut response = (
             status,
             Json(serde_json::json!({"error": code, "message": message})),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, ConsoleError::Throttled) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                crate::sessions::THROTTLE_SECONDS.into(),
+            );
+        }
+        response
     }
 }

@@ -77,19 +77,20 @@ pub async fn create(
 
 pub async fn list(
     State(s): State<AppState>,
-    _operator: Operator,
+    operator: Operator,
 ) -> Result<Json<Vec<Event>>, ConsoleError> {
-    Ok(Json(events::list(&s.db).await?))
+    // Hosts see only their own events: another event's meeting details are not theirs.
+    let mut all = events::list(&s.db).await?;
+    all.retain(|e| operator.may_see(e.id));
+    Ok(Json(all))
 }
 
 pub async fn show(
     State(s): State<AppState>,
-    _operator: Operator,
+    operator: Operator,
     Path(slug): Path<String>,
 ) -> Result<Json<EventView>, ConsoleError> {
-    let event = events::by_slug(&s.db, &slug)
-        .await?
-        .ok_or(orders::Error::NotFound("event"))?;
+    let (_, event) = crate::live::visible_event(&s.db, &operator, &slug).await?;
     let tiers = events::tiers(&s.db, event.id).await?;
     Ok(Json(EventView::new(event, tiers)))
 }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -1133,8 +1134,9 @@ pub async fn audit_log(
     State(s): State<AppState>,
     operator: Operator,
     Path(event): Path<String>,
-    Query(q): Query<AuditQuery>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Vec<AuditEntry>>, ConsoleError> {
+    let Query(q) = q?;
     let (_, found) = visible_event(&s.db, &operator, &event).await?;
     let rows = audit::for_event(&s.db, found.id, q.limit.unwrap_or(50).clamp(1, 500)).await?;
     Ok(Json(

@@ -126,6 +126,13 @@ pub async fn login(
 ) -> Response {
     match sessions::login(&s.db, &f.email, &f.password, &client(&headers)).await {
         Ok(Login::Ok(session)) => {
+            // Whatever session this browser had before is over: the new id replaces it,
+            // and a stolen or planted copy of the old one must not outlive the swap.
+            if let Some(old) = session_cookie(&headers)
+                && let Err(e) = sessions::logout(&s.db, &old).await
+            {
+                tracing::warn!(error = %e, "revoking the replaced session failed");
+            }
             let cookie = sessions::cookie(
                 &session.id,
                 sessions::LIFETIME_HOURS * 3600,
@@ -140,6 +147,7 @@ pub async fn login(
             .into_response(),
         Ok(Login::Throttled) => (
             StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, sessions::THROTTLE_SECONDS.to_string())],
             login_html(Some(
                 "Too many failed attempts. Wait 15 minutes and try again.",
             )),
@@ -147,6 +155,19 @@ pub async fn login(
             .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// The session id this browser presents, if any.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| {
+            c.split(';')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find(|(k, _)| *k == sessions::COOKIE)
+        })
+        .map(|(_, v)| v.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -167,16 +188,7 @@ pub async fn logout(
     if let Err(e) = operator.verify_csrf(f.csrf.as_deref()) {
         return e.into_response();
     }
-    let session = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| {
-            c.split(';')
-                .filter_map(|kv| kv.trim().split_once('='))
-                .find(|(k, _)| *k == sessions::COOKIE)
-        })
-        .map(|(_, v)| v.to_owned());
-    if let Some(id) = session {
+    if let Some(id) = session_cookie(&headers) {
         let _ = sessions::logout(&s.db, &id).await;
     }
     (

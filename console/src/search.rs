@@ -4,6 +4,7 @@
 //! similarity, so "lovelace" and "lovelase" both find Ada.
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -86,7 +87,8 @@ pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>
 pub async fn api(
     State(s): State<AppState>,
     operator: Operator,
-    Query(q): Query<SearchQuery>,
+    q: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Hit>>, ConsoleError> {
+    let Query(q) = q?;
     Ok(Json(find(&s, &operator, &q.q).await?))
 }

@@ -24,6 +24,9 @@ pub const LIFETIME_HOURS: i64 = 12;
 const MAX_FAILURES: i64 = 5;
 const MAX_CLIENT_FAILURES: i64 = 20;
 const WINDOW_MINUTES: i32 = 15;
+/// How long a throttled client waits at most (`Retry-After`): the whole window, by
+/// which time every failure that counted has aged out.
+pub const THROTTLE_SECONDS: u32 = WINDOW_MINUTES as u32 * 60;
 
 fn random_token() -> String {
     let mut b = [0u8; 32];

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
@@ -258,8 +258,9 @@ fn diagnose(
 pub async fn show(
     State(s): State<AppState>,
     operator: Operator,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<OrderDetail>, ConsoleError> {
+    let Path(id) = id?;
     Ok(Json(load(&s, &operator, id).await?))
 }
 
@@ -412,10 +413,11 @@ pub async fn refund_with(
 pub async fn refund(
     State(s): State<AppState>,
     operator: Operator,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
     body: Result<Json<RefundBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Path(id) = id?;
     let Json(body) = body?;
     Ok(Json(
         refund_with(
@@ -460,9 +462,10 @@ pub async fn resend_with(
 pub async fn resend(
     State(s): State<AppState>,
     operator: Operator,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Path(id) = id?;
     Ok(Json(
         resend_with(&s, &operator, id, idempotency_key(&headers).as_deref()).await?,
     ))
@@ -507,10 +510,11 @@ pub async fn email_with(
 pub async fn email(
     State(s): State<AppState>,
     operator: Operator,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
     body: Result<Json<EmailBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Path(id) = id?;
     let Json(body) = body?;
     Ok(Json(
         email_with(
@@ -572,10 +576,11 @@ pub async fn transfer_with(
 pub async fn transfer(
     State(s): State<AppState>,
     operator: Operator,
-    Path(id): Path<Uuid>,
+    id: Result<Path<Uuid>, PathRejection>,
     headers: HeaderMap,
     body: Result<Json<TransferBody>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Path(id) = id?;
     let Json(body) = body?;
     Ok(Json(
         transfer_with(

@@ -224,6 +224,21 @@ async fn only_staff_with_a_valid_token_may_change_things() {
         app.create(&app.admin, &event("x")).await.status(),
         StatusCode::CREATED
     );
+    // Hosts read only the events on their token.
+    let not_theirs = app
+        .http
+        .get(app.url("/console/api/events/x/admission"))
+        .bearer_auth(&app.host)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_theirs.status(), StatusCode::NOT_FOUND);
+    sqlx::query(
+        "UPDATE operator_tokens SET event_ids = ARRAY(SELECT id FROM events WHERE slug = 'x') WHERE name = 'hank'",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
     let host_read = app
         .http
         .get(app.url("/console/api/events/x/admission"))

@@ -1,0 +1,973 @@
+//! Attacks on the console, against the real Postgres and Redis: every action without
+//! credentials, with the wrong role, and (for sessions) without the CSRF token whatever
+//! the content type; session fixation, logout and cookie flags; malformed input.
+//!
+//! `desk.rs` and `api.rs` already check refund/resend/email and event creation for
+//! anonymous and host callers, a JSON resend and a form without CSRF, a new session id
+//! per login and the login throttle; the matrices here cover every route.
+
+use std::net::SocketAddr;
+
+use console::app::{AppState, router};
+use console::auth::{Role, create_token};
+use console::sessions::create_operator;
+use orders::telemetry::HttpMetrics;
+use orders::testing::TestDb;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use waitroom::EventSlug;
+use waitroom::config::RedisConfig;
+use waitroom::queue::Waitroom;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Console {
+    addr: SocketAddr,
+    db: TestDb,
+    room: Waitroom,
+    admin: String,
+    operator: String,
+    host: String,
+    order: Uuid,
+    ticket: Uuid,
+}
+
+async fn spawn(secure_cookies: bool) -> Console {
+    let db = TestDb::new().await;
+    let room = Waitroom::connect(&RedisConfig {
+        url: "redis://127.0.0.1:6379".into(),
+        prefix: format!("t-{}", Uuid::new_v4().simple()),
+    })
+    .await
+    .unwrap();
+    let state = AppState {
+        db: db.pool.clone(),
+        room: room.clone(),
+        metrics: HttpMetrics::new("console"),
+        secure_cookies,
+        live: console::live::Hub::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let token = |name: &'static str, role| {
+        let db = db.pool.clone();
+        async move { create_token(&db, name, role).await.unwrap().1 }
+    };
+    let admin = token("alice", Role::Admin).await;
+    let operator = token("olga", Role::Operator).await;
+    let host = token("hank", Role::Host).await;
+    for (email, role) in [
+        ("olga@floodgate.test", Role::Operator),
+        ("hank@floodgate.test", Role::Host),
+        ("alice@floodgate.test", Role::Admin),
+    ] {
+        create_operator(&db.pool, email, "Someone", role, PASSWORD)
+            .await
+            .unwrap();
+    }
+    let (order, ticket) = seed(&db, &room).await;
+    Console {
+        addr,
+        db,
+        room,
+        admin,
+        operator,
+        host,
+        order,
+        ticket,
+    }
+}
+
+/// The event `gig` (queue on, in Redis too) with one paid order of one ticket.
+async fn seed(db: &TestDb, room: &Waitroom) -> (Uuid, Uuid) {
+    let req: orders::events::NewEventRequest = serde_json::from_value(json!({
+        "slug": "gig", "title": "The Gig",
+        "starts_at": chrono::Utc::now() + chrono::Duration::days(10),
+        "ends_at": chrono::Utc::now() + chrono::Duration::days(10) + chrono::Duration::hours(2),
+        "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+        "tiers": [{"code": "ga", "name": "General", "price_cents": 2000, "currency": "EUR", "capacity": 10}],
+        "queue": {"mode": "on", "rate_per_minute": 60, "max_active": 10}
+    }))
+    .unwrap();
+    let new = req.parse().unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let e = orders::events::create(&mut tx, &new).await.unwrap();
+    tx.commit().await.unwrap();
+    room.apply_settings(&new.slug, &new.admission)
+        .await
+        .unwrap();
+    let (order, ticket): (Uuid, Uuid) = sqlx::query_as(
+        r#"WITH t AS (SELECT id FROM tiers WHERE event_id = $1),
+           h AS (INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti, buyer_email, buyer_name, status, expires_at)
+                 SELECT gen_random_uuid(), $1, t.id, 1, 'j1', 'buyer@example.org', 'Bea Buyer', 'converted', now()
+                 FROM t RETURNING id, tier_id),
+           o AS (INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency, buyer_email,
+                                     buyer_name, status, payment_provider, payment_intent_id, paid_at)
+                 SELECT gen_random_uuid(), $1, h.id, h.tier_id, 1, 2000, 'EUR', 'buyer@example.org', 'Bea Buyer',
+                        'paid', 'sandbox', 'pi_j1', now()
+                 FROM h RETURNING id, tier_id)
+           INSERT INTO tickets (id, order_id, event_id, tier_id, seat_no, code, holder_email, holder_name)
+           SELECT gen_random_uuid(), o.id, $1, o.tier_id, 1, 'FG-ATTACK0001', 'buyer@example.org', 'Bea Buyer'
+           FROM o RETURNING order_id, id"#,
+    )
+    .bind(e.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE tiers SET sold = 1 WHERE event_id = $1")
+        .bind(e.id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    (order, ticket)
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Every state-changing API route with a body that would succeed for an admin.
+fn changes(c: &Console) -> Vec<(Method, String, Value)> {
+    let (o, t) = (c.order, c.ticket);
+    vec![
+        (
+            Method::POST,
+            "/console/api/events".into(),
+            new_event("fresh"),
+        ),
+        (
+            Method::PUT,
+            "/console/api/events/gig/admission".into(),
+            json!({"mode": "paused", "reason": "attack"}),
+        ),
+        (
+            Method::POST,
+            format!("/console/api/orders/{o}/refund"),
+            json!({"reason": "attack", "override_policy": true}),
+        ),
+        (
+            Method::POST,
+            format!("/console/api/orders/{o}/resend"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/console/api/orders/{o}/email"),
+            json!({"email": "attacker@example.org"}),
+        ),
+        (
+            Method::POST,
+            format!("/console/api/tickets/{t}/transfer"),
+            json!({"email": "attacker@example.org", "name": "Mallory"}),
+        ),
+        (
+            Method::POST,
+            "/console/api/events/gig/reschedule".into(),
+            json!({"starts_at": "2031-01-01T18:00:00Z", "ends_at": "2031-01-01T20:00:00Z", "notify": true}),
+        ),
+        (
+            Method::POST,
+            "/console/api/events/gig/cancel".into(),
+            json!({"reason": "attack"}),
+        ),
+        (
+            Method::POST,
+            "/console/api/events/gig/resend-undelivered".into(),
+            json!({}),
+        ),
+    ]
+}
+
+fn reads(c: &Console) -> Vec<String> {
+    let o = c.order;
+    vec![
+        "/console/api/events".into(),
+        "/console/api/events/gig".into(),
+        "/console/api/events/gig/admission".into(),
+        "/console/api/search?q=buyer".into(),
+        format!("/console/api/orders/{o}"),
+        "/console/api/events/gig/audit".into(),
+        "/console/api/events/gig/live".into(),
+    ]
+}
+
+fn new_event(slug: &str) -> Value {
+    json!({
+        "slug": slug, "title": "Fresh",
+        "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
+        "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+        "tiers": [{"code": "ga", "name": "General", "price_cents": 100, "currency": "EUR", "capacity": 5}],
+        "queue": {"mode": "on", "rate_per_minute": 60, "max_active": 10}
+    })
+}
+
+impl Console {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Everything an action could have changed, to compare before and after.
+    async fn state(&self) -> Value {
+        let mode = self
+            .room
+            .settings(&EventSlug::parse("gig").unwrap())
+            .await
+            .unwrap()
+            .map(|s| s.mode);
+        let row: (String, String, String, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+            r#"SELECT o.status, t.holder_email, e.status, e.starts_at
+               FROM orders o JOIN tickets t ON t.order_id = o.id JOIN events e ON e.id = o.event_id"#,
+        )
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap();
+        json!({
+            "redis_mode": mode.map(|m| m.to_string()),
+            "order": row.0, "holder": row.1, "event": row.2, "starts_at": row.3,
+            "events": self.count("SELECT count(*) FROM events").await,
+            "outbox": self.count("SELECT count(*) FROM outbox").await,
+            "audit": self.count("SELECT count(*) FROM operator_audit").await,
+            "refunds": self.count("SELECT count(*) FROM refunds").await,
+            "actions": self.count("SELECT count(*) FROM operator_actions").await,
+        })
+    }
+
+    /// Signs in through the login form; returns the session cookie pair and its CSRF
+    /// token as rendered in the page's forms.
+    async fn sign_in(&self, email: &str) -> (String, String) {
+        let r = http()
+            .post(self.url("/console/login"))
+            .form(&[("email", email), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "sign in {email}");
+        let session = session_of(&r).expect("a session cookie");
+        let page = http()
+            .get(self.url("/console/"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the page carries the CSRF token")
+            .to_owned();
+        (session, csrf)
+    }
+}
+
+fn session_of(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("fg_console="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+async fn assert_shape(r: reqwest::Response, status: StatusCode, code: &str, what: &str) {
+    assert_eq!(r.status(), status, "{what}");
+    let b: Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"));
+    assert_eq!(b["error"], code, "{what}: {b}");
+    assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn every_route_refuses_callers_without_valid_credentials() {
+    let c = spawn(false).await;
+    let before = c.state().await;
+    let h = http();
+    // A revoked admin token is no token.
+    let (revoked_id, revoked) = create_token(&c.db.pool, "gone", Role::Admin).await.unwrap();
+    sqlx::query("UPDATE operator_tokens SET revoked_at = now() WHERE id = $1")
+        .bind(revoked_id)
+        .execute(&c.db.pool)
+        .await
+        .unwrap();
+    let credentials: Vec<(&str, Option<(&str, String)>)> = vec![
+        ("nothing", None),
+        (
+            "a made-up token",
+            Some((
+                "authorization",
+                "Bearer fgo_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            )),
+        ),
+        (
+            "a revoked admin token",
+            Some(("authorization", format!("Bearer {revoked}"))),
+        ),
+        (
+            "an admin token without Bearer",
+            Some(("authorization", c.admin.clone())),
+        ),
+        (
+            "an admin token under Basic",
+            Some(("authorization", format!("Basic {}", c.admin))),
+        ),
+        (
+            "an admin token as a cookie",
+            Some(("cookie", format!("fg_console={}", c.admin))),
+        ),
+        (
+            "a made-up session",
+            Some((
+                "cookie",
+                "fg_console=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            )),
+        ),
+        ("an empty session", Some(("cookie", "fg_console=".into()))),
+    ];
+    for (who, credential) in &credentials {
+        let with = |req: reqwest::RequestBuilder| match credential {
+            Some((name, value)) => req.header(*name, value),
+            None => req,
+        };
+        for (method, path, body) in changes(&c) {
+            let r = with(h.request(method.clone(), c.url(&path)))
+                .header("x-csrf-token", "guess")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_shape(
+                r,
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                &format!("{who}: {method} {path}"),
+            )
+            .await;
+        }
+        for path in reads(&c) {
+            let r = with(h.get(c.url(&path))).send().await.unwrap();
+            assert_shape(
+                r,
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                &format!("{who}: GET {path}"),
+            )
+            .await;
+        }
+    }
+    // The HTML side sends strangers to the login page and does nothing.
+    let (o, t) = (c.order, c.ticket);
+    for path in [
+        format!("/console/orders/{o}/refund"),
+        format!("/console/orders/{o}/resend"),
+        format!("/console/orders/{o}/email"),
+        format!("/console/tickets/{t}/transfer"),
+        "/console/logout".into(),
+    ] {
+        let r = h
+            .post(c.url(&path))
+            .form(&[
+                ("csrf", "guess"),
+                ("reason", "x"),
+                ("email", "a@example.org"),
+                ("name", "M"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status() == StatusCode::SEE_OTHER && r.headers()["location"] == "/console/login",
+            "POST {path}: {}",
+            r.status()
+        );
+    }
+    for path in [
+        format!("/console/orders/{o}"),
+        "/console/events/gig/live".into(),
+        "/console/?q=buyer".into(),
+    ] {
+        let r = h.get(c.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "GET {path}");
+        assert_eq!(r.headers()["location"], "/console/login", "GET {path}");
+    }
+    assert_eq!(c.state().await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn every_change_needs_the_right_role() {
+    let c = spawn(false).await;
+    let before = c.state().await;
+    let h = http();
+    // Hosts change nothing at all; operators do not cancel events.
+    let (o, _) = (c.order, c.ticket);
+    let mut refused: Vec<(&str, &str, Method, String, Value)> = changes(&c)
+        .into_iter()
+        .map(|(m, p, b)| ("host", c.host.as_str(), m, p, b))
+        .collect();
+    refused.push((
+        "operator",
+        c.operator.as_str(),
+        Method::POST,
+        "/console/api/events/gig/cancel".into(),
+        json!({"reason": "attack"}),
+    ));
+    for (who, token, method, path, body) in refused {
+        let r = h
+            .request(method.clone(), c.url(&path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_shape(
+            r,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("{who}: {method} {path}"),
+        )
+        .await;
+    }
+    // A host signed in with a session is refused the same way in the HTML forms.
+    let (session, csrf) = c.sign_in("hank@floodgate.test").await;
+    for path in [
+        format!("/console/orders/{o}/refund"),
+        format!("/console/orders/{o}/resend"),
+        format!("/console/orders/{o}/email"),
+        format!("/console/tickets/{}/transfer", c.ticket),
+    ] {
+        let r = h
+            .post(c.url(&path))
+            .header("cookie", &session)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("reason", "x"),
+                ("email", "a@example.org"),
+                ("name", "M"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        // The forms answer with a redirect to the order carrying the refusal.
+        let to = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        assert!(
+            r.status() == StatusCode::FORBIDDEN
+                || to.as_deref().is_some_and(|l| l.contains("error=")),
+            "host form {path}: {} {to:?}",
+            r.status()
+        );
+    }
+    // A host sees only the events on its token: none here.
+    for path in [
+        "/console/api/events/gig",
+        "/console/api/events/gig/admission",
+        "/console/api/events/gig/audit",
+    ] {
+        let r = h
+            .get(c.url(path))
+            .bearer_auth(&c.host)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
+            "host reads {path}: {}",
+            r.status()
+        );
+    }
+    let listed: Value = h
+        .get(c.url("/console/api/events"))
+        .bearer_auth(&c.host)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]), "a host lists only its events");
+    assert_eq!(c.state().await, before, "nothing changed");
+    // The same calls by an admin do work, so the refusals were about the role.
+    let r = h
+        .put(c.url("/console/api/events/gig/admission"))
+        .bearer_auth(&c.admin)
+        .json(&json!({"mode": "paused", "reason": "check"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn session_changes_need_the_csrf_token_whatever_the_content_type() {
+    let c = spawn(false).await;
+    let h = http();
+    let (session, csrf) = c.sign_in("alice@floodgate.test").await;
+    let before = c.state().await;
+    for (method, path, body) in changes(&c) {
+        let bodies: Vec<(&str, Option<&str>, &str, Vec<u8>)> = vec![
+            (
+                "JSON, no token",
+                Some("application/json"),
+                "",
+                body.to_string().into_bytes(),
+            ),
+            (
+                "JSON, a wrong token",
+                Some("application/json"),
+                "wrong",
+                body.to_string().into_bytes(),
+            ),
+            (
+                "JSON, another session's token",
+                Some("application/json"),
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                body.to_string().into_bytes(),
+            ),
+            // What a cross-site HTML form can send without a preflight.
+            (
+                "a form post",
+                Some("application/x-www-form-urlencoded"),
+                "",
+                b"reason=attack&csrf=guess".to_vec(),
+            ),
+            (
+                "a form post naming JSON later",
+                Some("application/x-www-form-urlencoded; charset=utf-8"),
+                "",
+                b"{}".to_vec(),
+            ),
+            (
+                "text/plain",
+                Some("text/plain"),
+                "",
+                body.to_string().into_bytes(),
+            ),
+            (
+                "multipart",
+                Some("multipart/form-data; boundary=x"),
+                "",
+                b"--x--".to_vec(),
+            ),
+            ("no content type", None, "", Vec::new()),
+        ];
+        for (how, content_type, token, bytes) in bodies {
+            let mut req = h
+                .request(method.clone(), c.url(&path))
+                .header("cookie", &session)
+                .body(bytes);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            if !token.is_empty() {
+                req = req.header("x-csrf-token", token);
+            }
+            let r = req.send().await.unwrap();
+            assert_shape(
+                r,
+                StatusCode::FORBIDDEN,
+                "csrf",
+                &format!("{method} {path}, {how}"),
+            )
+            .await;
+        }
+    }
+    // The HTML forms check their field.
+    let o = c.order;
+    for path in [
+        format!("/console/orders/{o}/refund"),
+        format!("/console/orders/{o}/email"),
+        format!("/console/tickets/{}/transfer", c.ticket),
+        "/console/logout".into(),
+    ] {
+        for csrf_field in [None, Some("wrong"), Some("")] {
+            let mut form = vec![
+                ("reason", "x"),
+                ("email", "a@example.org"),
+                ("name", "M"),
+                ("override_policy", "true"),
+            ];
+            if let Some(v) = csrf_field {
+                form.push(("csrf", v));
+            }
+            let r = h
+                .post(c.url(&path))
+                .header("cookie", &session)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::FORBIDDEN,
+                "form {path} with csrf {csrf_field:?}"
+            );
+        }
+    }
+    assert_eq!(c.state().await, before, "nothing changed");
+    // Still signed in (logout without the token did not log out), and the right token works.
+    let r = h
+        .post(c.url(&format!("/console/api/orders/{o}/resend")))
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sessions_cannot_be_fixed_and_die_at_logout_and_at_the_next_login() {
+    let c = spawn(true).await;
+    let h = http();
+    let api = |cookie: String| {
+        let h = h.clone();
+        let url = c.url("/console/api/events");
+        async move {
+            h.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // An attacker plants a session id of their choosing before the victim signs in.
+    let planted = "fg_console=attacker-chosen-session-id-0123456789abcdef";
+    let r = h
+        .post(c.url("/console/login"))
+        .header("cookie", planted)
+        .form(&[("email", "olga@floodgate.test"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let raw = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let first = session_of(&r).unwrap();
+    assert_ne!(first, planted, "the server picks the id");
+    assert_eq!(api(planted.into()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(api(first.clone()).await, StatusCode::OK);
+    // Flags: not readable by scripts, never sent cross-site, only over TLS, only to the console.
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/console"] {
+        assert!(raw.split("; ").any(|f| f == flag), "{flag} missing: {raw}");
+    }
+    let id = first.trim_start_matches("fg_console=");
+    assert!(id.len() >= 43, "256 random bits: {id}");
+
+    // Signing in again from the same browser: a new id, and the old one is dead.
+    let again = h
+        .post(c.url("/console/login"))
+        .header("cookie", &first)
+        .form(&[("email", "olga@floodgate.test"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let second = session_of(&again).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        api(first.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "the replaced session is dead"
+    );
+    assert_eq!(api(second.clone()).await, StatusCode::OK);
+
+    // Logging out kills the session server-side, not just the cookie.
+    let page = h
+        .get(c.url("/console/"))
+        .header("cookie", &second)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let out = h
+        .post(c.url("/console/logout"))
+        .header("cookie", &second)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let cleared = out.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("Secure"),
+        "{cleared}"
+    );
+    assert_eq!(
+        api(second).await,
+        StatusCode::UNAUTHORIZED,
+        "dead after logout"
+    );
+
+    // A throttled sign-in says when to come back.
+    for _ in 0..5 {
+        h.post(c.url("/console/login"))
+            .form(&[
+                ("email", "hank@floodgate.test"),
+                ("password", "wrong password!!"),
+            ])
+            .send()
+            .await
+            .unwrap();
+    }
+    let throttled = h
+        .post(c.url("/console/login"))
+        .form(&[("email", "hank@floodgate.test"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "Retry-After {retry}");
+    assert!(session_of(&throttled).is_none());
+}
+
+#[tokio::test]
+async fn malformed_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
+    let c = spawn(false).await;
+    let h = http();
+    let before = c.state().await;
+    let send = |method: Method, path: String, body: Vec<u8>| {
+        h.request(method, c.url(&path))
+            .bearer_auth(&c.admin)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut v = new_event("fresh");
+        edit(&mut v);
+        v.to_string().into_bytes()
+    };
+    let o = c.order;
+    let mut cases: Vec<(String, reqwest::RequestBuilder, StatusCode)> = Vec::new();
+    for (method, path, _) in changes(&c) {
+        for (how, body, status) in [
+            ("empty", Vec::new(), StatusCode::BAD_REQUEST),
+            (
+                "truncated",
+                b"{\"reason\": \"x".to_vec(),
+                StatusCode::BAD_REQUEST,
+            ),
+            ("an array", b"[]".to_vec(), StatusCode::BAD_REQUEST),
+            (
+                "invalid UTF-8",
+                b"{\"reason\": \"\xff\"}".to_vec(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "nested deep",
+                format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "over the limit",
+                vec![b' '; 300 * 1024],
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+        ] {
+            // Routes without a body ignore what is sent; the rest must refuse it.
+            if path.ends_with("/resend") || path.ends_with("/resend-undelivered") {
+                continue;
+            }
+            cases.push((
+                format!("{method} {path}: {how}"),
+                send(method.clone(), path.clone(), body),
+                status,
+            ));
+        }
+    }
+    let nul = "Ni\u{0}ght";
+    for (what, body) in [
+        ("NUL in the title", with(&|v| v["title"] = json!(nul))),
+        (
+            "NUL in a tier name",
+            with(&|v| v["tiers"][0]["name"] = json!(nul)),
+        ),
+        (
+            "NUL in the meeting details",
+            with(&|v| v["meeting"]["room"] = json!(nul)),
+        ),
+        (
+            "NUL in a meeting key",
+            with(&|v| v["meeting"][nul] = json!("x")),
+        ),
+        (
+            "capacity beyond i32",
+            with(&|v| v["tiers"][0]["capacity"] = json!(1u64 << 40)),
+        ),
+        (
+            "a date that is not one",
+            with(&|v| v["starts_at"] = json!("tomorrow")),
+        ),
+        (
+            "year 10000",
+            with(&|v| v["starts_at"] = json!("+10000-01-01T00:00:00Z")),
+        ),
+    ] {
+        cases.push((
+            what.into(),
+            send(Method::POST, "/console/api/events".into(), body),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ));
+    }
+    for (what, path, body) in [
+        (
+            "NUL in a refund reason",
+            format!("/console/api/orders/{o}/refund"),
+            json!({"reason": nul, "override_policy": true}),
+        ),
+        (
+            "NUL in an admission reason",
+            "/console/api/events/gig/admission".into(),
+            json!({"mode": "paused", "reason": nul}),
+        ),
+        (
+            "NUL in a cancel reason",
+            "/console/api/events/gig/cancel".into(),
+            json!({"reason": nul}),
+        ),
+        (
+            "NUL in a transfer name",
+            format!("/console/api/tickets/{}/transfer", c.ticket),
+            json!({"email": "a@example.org", "name": nul}),
+        ),
+        (
+            "negative refund",
+            format!("/console/api/orders/{o}/refund"),
+            json!({"reason": "x", "amount_cents": -5}),
+        ),
+        (
+            "refund beyond i64",
+            format!("/console/api/orders/{o}/refund"),
+            json!({"reason": "x", "amount_cents": 1e30}),
+        ),
+        (
+            "rate beyond u32",
+            "/console/api/events/gig/admission".into(),
+            json!({"rate_per_minute": 1u64 << 40}),
+        ),
+        (
+            "an unknown mode",
+            "/console/api/events/gig/admission".into(),
+            json!({"mode": "open_sesame"}),
+        ),
+    ] {
+        let method = if path.ends_with("/admission") {
+            Method::PUT
+        } else {
+            Method::POST
+        };
+        cases.push((
+            what.into(),
+            send(method, path, body.to_string().into_bytes()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ));
+    }
+    for (what, path) in [
+        ("order id not a uuid", "/console/api/orders/42".to_owned()),
+        (
+            "ticket id not a uuid",
+            "/console/api/tickets/x/transfer".to_owned(),
+        ),
+        (
+            "search with a NUL",
+            "/console/api/search?q=bu%00yer".to_owned(),
+        ),
+        ("search without q", "/console/api/search".to_owned()),
+        (
+            "audit limit not a number",
+            "/console/api/events/gig/audit?limit=lots".to_owned(),
+        ),
+        (
+            "event slug with a NUL",
+            "/console/api/events/g%00ig".to_owned(),
+        ),
+        (
+            "admission of a NUL slug",
+            "/console/api/events/g%00ig/admission".to_owned(),
+        ),
+    ] {
+        let method = if path.ends_with("/transfer") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        cases.push((
+            what.into(),
+            h.request(method, c.url(&path))
+                .bearer_auth(&c.admin)
+                .json(&json!({"email": "a@example.org", "name": "M"})),
+            StatusCode::BAD_REQUEST,
+        ));
+    }
+    for (what, req, status) in cases {
+        let r = req.send().await.unwrap();
+        let got = r.status();
+        // The exact 4xx may be 400, 404 or 422 depending on where the input is refused;
+        // what matters is a client error, in the error shape, and no change.
+        assert!(
+            got.is_client_error(),
+            "{what}: {got} (wanted about {status})"
+        );
+        let b: Value = r
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"));
+        assert!(
+            b["error"].is_string() && b["message"].is_string(),
+            "{what}: {b}"
+        );
+    }
+    // A malformed login form is refused without a crash or a session.
+    for form in [
+        "email=x",
+        "",
+        "password=only",
+        "email=%00&password=%00%00%00%00%00%00%00%00%00%00%00%00",
+    ] {
+        let r = h
+            .post(c.url("/console/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_client_error(),
+            "login {form:?}: {}",
+            r.status()
+        );
+        assert!(session_of(&r).is_none());
+    }
+    assert_eq!(c.state().await, before, "nothing changed");
+    let r = h.get(c.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
