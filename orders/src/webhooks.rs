@@ -37,7 +37,9 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64) -> Result<(), S
     if candidates.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - t).abs() > TOLERANCE_SECONDS {
+    // abs_diff: `t` is whatever the sender wrote, and `now - t` overflows for extreme
+    // values (a panic in debug builds, a wrong answer in release).
+    if now.abs_diff(t) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     for sig in candidates {
@@ -103,6 +105,25 @@ mod tests {
         assert_eq!(
             verify("whsec", "t=1000", body, 1000),
             Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let body = b"{}";
+        for t in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let header = format!("t={t},v1={}", "00".repeat(32));
+            assert_eq!(
+                verify("whsec", &header, body, 1_700_000_000),
+                Err(SignatureError::Stale),
+                "{t}"
+            );
+        }
+        let signed = sign("whsec", i64::MAX, body);
+        assert_eq!(verify("whsec", &signed, body, i64::MAX), Ok(()));
+        assert_eq!(
+            verify("whsec", &signed, body, i64::MIN),
+            Err(SignatureError::Stale)
         );
     }
 }

@@ -456,6 +456,12 @@ async fn forged_and_malformed_webhooks_get_400_and_change_nothing() {
             "invalid_signature",
         ),
         (
+            "timestamp at the far end of i64 (overflowed the age check)",
+            body.clone(),
+            format!("t={},v1={v1}", i64::MIN),
+            "invalid_signature",
+        ),
+        (
             "v1 not hex",
             body.clone(),
             format!("t={now},v1=zz{}", &v1[2..]),
