@@ -6,14 +6,21 @@ use std::fmt;
 use crate::Error;
 
 /// A deliverable email address (syntax per RFC 5322 as checked by `email_address`),
-/// at most 254 characters.
+/// at most 254 characters, with a dotted domain and no whitespace or control
+/// characters (RFC 5322 allows tabs and spaces inside a quoted local part; no buyer
+/// needs them, and they would travel on into SMTP headers and pages).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(s: &str) -> Result<Self, Error> {
         let s = s.trim();
-        if s.len() > 254 || !email_address::EmailAddress::is_valid(s) || !s.contains('.') {
+        let dotted_domain = s.rsplit_once('@').is_some_and(|(_, d)| d.contains('.'));
+        if s.len() > 254
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+            || !dotted_domain
+            || !email_address::EmailAddress::is_valid(s)
+        {
             return Err(Error::Invalid("email is not a valid address".into()));
         }
         Ok(Self(s.to_owned()))
@@ -65,7 +72,14 @@ mod tests {
 
     #[test]
     fn addresses_and_names_are_checked_and_never_printed() {
-        assert!(Email::parse("ada@example.org").is_ok());
+        for good in [
+            "ada@example.org",
+            "ada.lovelace@example.org",
+            "o'brien+tickets@mail.example.co.uk",
+            "  ada@example.org  ",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good:?}");
+        }
         for bad in [
             "",
             "ada",
@@ -73,6 +87,12 @@ mod tests {
             "@example.org",
             "a b@example.org",
             "ada@localhost",
+            // A dot in the local part is not a dotted domain.
+            "ada.lovelace@localhost",
+            // Quoted local parts may hold whitespace and control characters per RFC.
+            "\":\t\t.!\"@example.org",
+            "\"a b\"@example.org",
+            "\"a\\\r\\\nb\"@example.org",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
