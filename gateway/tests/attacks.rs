@@ -462,16 +462,32 @@ async fn a_queue_token_moved_forward_gets_no_earlier_place() {
 async fn a_queue_token_shared_by_a_crowd_yields_one_admission() {
     let s = start(on(60_000), &[]).await;
     let c = client();
-    let j = body(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
-    let token = j["queue_token"].as_str().unwrap().to_owned();
+    let join = || async {
+        let j = body(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+        j["queue_token"].as_str().unwrap().to_owned()
+    };
+    let token = join().await;
+    let scout = join().await;
     s.admit_all().await;
-    // Wait until the edge's snapshot shows the admission, without claiming it.
+    // The scout's poll shows when the edge has seen both admitted, without claiming
+    // the shared token's admission.
     let deadline = Instant::now() + Duration::from_secs(3);
-    while s.room.snapshot(&s.event).await.unwrap().head < 1 {
-        assert!(Instant::now() < deadline);
+    loop {
+        let st = body(
+            c.get(s.url("/queue/gig/status"))
+                .bearer_auth(&scout)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if st["state"] == "admitted" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never admitted: {st}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.room.snapshot(&s.event).await.unwrap().claimed, 1);
 
     // Fifty clients (own connections) poll with the same token at once.
     let mut tasks = tokio::task::JoinSet::new();
@@ -494,7 +510,7 @@ async fn a_queue_token_shared_by_a_crowd_yields_one_admission() {
         jtis.insert(claims["jti"].as_str().unwrap().to_owned());
     }
     assert_eq!(jtis.len(), 1, "one place, one admission: {jtis:?}");
-    assert_eq!(s.room.snapshot(&s.event).await.unwrap().claimed, 1);
+    assert_eq!(s.room.snapshot(&s.event).await.unwrap().claimed, 2);
     s.cleanup().await;
 }
 
@@ -540,9 +556,10 @@ async fn token_guessing_at_status_and_access_links_is_rate_limited() {
             allowed += 1;
         }
         let r = limited.unwrap_or_else(|| panic!("{route}: 200 guesses never limited"));
-        // The burst is a sixth of the per-minute quota (at least five).
+        // The burst is a sixth of the per-minute quota (at least five); a slow machine
+        // may see a token or two refill while the burst is spent.
         assert!(
-            allowed <= (per_min / 6).max(5) + 1,
+            allowed <= (per_min / 6).max(5) + 3,
             "{route}: {allowed} allowed"
         );
         let retry: u64 = r.headers()["retry-after"]
@@ -556,7 +573,7 @@ async fn token_guessing_at_status_and_access_links_is_rate_limited() {
         assert!(b["message"].is_string());
     }
     // Only the allowed access-link guesses reached fulfilment.
-    assert!(s.proxied.load(Ordering::SeqCst) <= 6);
+    assert!(s.proxied.load(Ordering::SeqCst) <= 8);
     s.cleanup().await;
 }
 
