@@ -15,10 +15,7 @@ use orders::pages::escape;
 /// Escaped text has no markup characters left, and unescapes to what went in.
 fn check_escape(text: &str) {
     let escaped = escape(text);
-    assert!(
-        !escaped.contains(['<', '>', '"', '\'']),
-        "{escaped:?}"
-    );
+    assert!(!escaped.contains(['<', '>', '"', '\'']), "{escaped:?}");
     let back = escaped
         .replace("&lt;", "<")
         .replace("&gt;", ">")
