@@ -21,6 +21,8 @@ pub enum Error {
     SoldOut,
     #[error("this admission already holds seats; release or buy them first")]
     HoldExists,
+    #[error("this admission has already been used to buy; join the queue again to buy more")]
+    AdmissionUsed,
     #[error("{1}")]
     Conflict(&'static str, &'static str),
     #[error("{0}")]
@@ -50,6 +52,7 @@ impl Error {
             Error::SlugTaken => (StatusCode::CONFLICT, "slug_taken"),
             Error::SoldOut => (StatusCode::CONFLICT, "sold_out"),
             Error::HoldExists => (StatusCode::CONFLICT, "hold_exists"),
+            Error::AdmissionUsed => (StatusCode::UNAUTHORIZED, "admission_used"),
             Error::Conflict(code, _) => (StatusCode::CONFLICT, code),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Admission(waitroom::tokens::TokenError::Missing) => {

@@ -8,7 +8,8 @@
 //! tier row is locked once, seats are handed out in arrival order, `held` moves by
 //! the batch's total, and the `sold + held <= capacity` CHECK still guards the sum. One
 //! active hold per admission is the partial unique index's job, also when two tiers'
-//! writers race for one admission. If a batch fails as a whole all the same, it is
+//! writers race for one admission; an admission that has bought (a converted hold)
+//! holds nothing more, so a replayed token is refused. If a batch fails as a whole all the same, it is
 //! retried hold by hold so one bad request cannot fail its neighbours.
 //! No lock is held across a client round trip: the transaction only ever waits on
 //! Postgres.
@@ -187,6 +188,12 @@ async fn commit(
             break;
         }
         let inserted: HashSet<Uuid> = round.insert(&mut tx, first).await?.into_iter().collect();
+        // Rare: only a replayed or doubled admission is left out, so only then ask why.
+        let used = if inserted.len() < round.ids.len() {
+            round.used_admissions(&mut tx, first.event_id).await?
+        } else {
+            HashSet::new()
+        };
         let mut freed = 0;
         for (k, &i) in round.index.iter().enumerate() {
             let r = &requests[i];
@@ -199,7 +206,11 @@ async fn commit(
                 })
             } else {
                 freed += r.quantity;
-                Err(Error::HoldExists)
+                if used.contains(&r.jti) {
+                    Err(Error::AdmissionUsed)
+                } else {
+                    Err(Error::HoldExists)
+                }
             });
         }
         remaining += freed;
@@ -259,6 +270,9 @@ impl Round {
                    FROM UNNEST($1::uuid[], $4::int4[], $5::text[], $6::int8[], $7::text[],
                                $8::text[], $9::timestamptz[])
                         AS t(id, q, jti, seq, email, name, exp)
+                   WHERE NOT EXISTS (SELECT 1 FROM holds c
+                                     WHERE c.event_id = $2 AND c.admission_jti = t.jti
+                                       AND c.status = 'converted')
                    ON CONFLICT (event_id, admission_jti) WHERE status = 'active' DO NOTHING
                    RETURNING id, quantity, expires_at),
                moved AS (
@@ -283,6 +297,23 @@ impl Round {
         )
         .fetch_all(tx)
         .await
+    }
+
+    /// The round's admissions that have already bought: their tokens are spent.
+    async fn used_admissions(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        event_id: Uuid,
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let used = sqlx::query_scalar!(
+            r#"SELECT DISTINCT admission_jti FROM holds
+               WHERE event_id = $1 AND admission_jti = ANY($2) AND status = 'converted'"#,
+            event_id,
+            &self.jtis,
+        )
+        .fetch_all(tx)
+        .await?;
+        Ok(used.into_iter().collect())
     }
 }
 
@@ -481,5 +512,61 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(audited, 2);
+    }
+
+    /// An admission whose hold was paid for is spent: replaying its token in a batch
+    /// is refused as used, and its seats go to the next request in line.
+    #[tokio::test]
+    async fn a_spent_admission_in_a_batch_is_refused_and_gives_way() {
+        let db = TestDb::new().await;
+        let new: NewEventRequest = serde_json::from_value(serde_json::json!({
+            "slug": "spent", "title": "Spent",
+            "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
+            "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+            "tiers": [{"code": "ga", "name": "GA", "price_cents": 100, "currency": "EUR",
+                       "capacity": 2, "max_per_order": 10}],
+            "queue": {"mode": "on", "rate_per_minute": 600, "max_active": 100}
+        }))
+        .unwrap();
+        let mut tx = db.pool.begin().await.unwrap();
+        let event = create(&mut tx, &new.parse().unwrap()).await.unwrap();
+        tx.commit().await.unwrap();
+        let tier: Uuid = sqlx::query_scalar("SELECT id FROM tiers WHERE event_id = $1")
+            .bind(event.id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let first = commit(&db.pool, &[request(event.id, tier, "a", 1)])
+            .await
+            .unwrap();
+        assert!(first[0].is_ok());
+        // "a" pays: its hold is converted, the seat sold.
+        sqlx::query("UPDATE holds SET status = 'converted' WHERE admission_jti = 'a'")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE tiers SET held = held - 1, sold = sold + 1 WHERE id = $1")
+            .bind(tier)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+
+        let batch = [
+            request(event.id, tier, "a", 1),
+            request(event.id, tier, "b", 1),
+        ];
+        let results = commit(&db.pool, &batch).await.unwrap();
+        assert!(
+            matches!(results[0], Err(Error::AdmissionUsed)),
+            "{:?}",
+            results[0]
+        );
+        assert!(results[1].is_ok(), "{:?}", results[1]);
+        let (sold, held): (i32, i32) = sqlx::query_as("SELECT sold, held FROM tiers WHERE id = $1")
+            .bind(tier)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!((sold, held), (1, 1));
     }
 }

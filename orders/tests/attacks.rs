@@ -373,7 +373,6 @@ async fn pay(app: &TestApp, sandbox: &str, token: &str) -> (String, String) {
 /// same token (still unexpired, replayed by its holder or anyone who copied it) must
 /// not hold seats again, or one admission could buy the whole event within its TTL.
 #[tokio::test]
-#[ignore = "open hole (issue 8): orders only refuses a second *active* hold per jti; a converted one does not count"]
 async fn an_admission_that_has_bought_cannot_buy_again() {
     let (app, _sandbox, sandbox_base) = spawn_with_sandbox(sandbox::Faults::default()).await;
     app.event("gig", &[("ga", 50, 1000)]).await;
