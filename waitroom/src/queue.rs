@@ -220,10 +220,17 @@ fn int(v: &Value) -> Result<u64, Error> {
 impl Waitroom {
     pub async fn connect(cfg: &crate::config::RedisConfig) -> Result<Self, Error> {
         let config = Config::from_url(&cfg.url)?;
+        // fred does not reconnect unless told to: without a policy, one Redis restart
+        // leaves every later command waiting forever. Commands also give up after a
+        // few seconds, so a request meets an error it can answer (503), not a hang.
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = std::time::Duration::from_secs(3);
             })
+            .with_performance_config(|p| {
+                p.default_command_timeout = std::time::Duration::from_secs(3);
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2))
             .build()?;
         client.init().await?;
         Ok(Self::from_client(client, &cfg.prefix))
