@@ -81,6 +81,11 @@ pub async fn update(
         .await?
         .ok_or(orders::Error::NotFound("event"))?;
     // The live mode may differ from the stored one (the admitter opens a pre-queue).
+    // A queue Redis has lost is restored first, so that this change cannot recreate
+    // it with counters from zero.
+    if s.room.settings(&slug).await?.is_none() {
+        restore(&s, &stored).await?;
+    }
     let before = match s.room.settings(&slug).await? {
         Some(live) => live,
         None => stored.admission(),
@@ -121,26 +126,110 @@ pub async fn update(
     Ok(Json(view(&s.room, &slug).await?))
 }
 
-/// Keeps Redis knowing every event. An event missing from Redis (a restart without
-/// persistence, a failed mirror) is restored *paused* when its queue was admitting:
-/// the queue's places are gone, and admitting on fresh counters would let newcomers
-/// overtake people who waited. Holders of admission tokens keep buying meanwhile (the
-/// gateway checks those without Redis); an operator resumes when ready.
+/// How often the console marks every live queue and looks for lost ones.
+pub const MIRROR_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps Redis knowing every event, and Postgres knowing where every queue stands.
+///
+/// A known event's counters are marked (see `waitroom::recovery`). An event missing
+/// from Redis (a restart without persistence, a failed mirror) is restored from its
+/// mark, and *paused* when its queue was admitting: admitting at once would race the
+/// people whose places were lost back to their pages. Holders of admission tokens keep
+/// buying meanwhile (orders checks those without Redis); an operator resumes when ready.
 pub async fn mirror(s: &AppState) -> Result<u32, ConsoleError> {
     let mut restored = 0;
     for event in orders::events::list(&s.db).await? {
-        let slug = event.slug();
-        if s.room.settings(&slug).await?.is_some() {
-            continue;
+        match s.room.mark(&event.slug()).await? {
+            Some(mark) => record_mark(s, &event, mark).await?,
+            None => {
+                if restore(s, &event).await? {
+                    restored += 1;
+                }
+            }
         }
-        let mut settings = event.admission();
-        if matches!(settings.mode, Mode::On | Mode::Prequeue) {
-            settings.mode = Mode::Paused;
-        }
-        s.room.apply_settings(&slug, &settings).await?;
-        s.room.set_title(&slug, &event.title).await?;
-        tracing::warn!(event = %slug, mode = %settings.mode, "queue state missing in redis; restored");
-        restored += 1;
+    }
+    Ok(restored)
+}
+
+async fn record_mark(
+    s: &AppState,
+    event: &orders::events::Event,
+    mark: waitroom::recovery::Mark,
+) -> Result<(), ConsoleError> {
+    let stored = sqlx::query!(
+        r#"INSERT INTO queue_marks AS m (event_id, admitted_through, tail)
+           VALUES ($1, $2, $3)
+           ON CONFLICT (event_id) DO UPDATE SET
+               -- Marks never move back: lower counters in Redis mean they were lost
+               -- and recreated from zero (fixed below), not that places came back.
+               admitted_through = GREATEST(m.admitted_through, EXCLUDED.admitted_through),
+               tail = GREATEST(m.tail, EXCLUDED.tail),
+               joins_per_second = GREATEST(
+                   (EXCLUDED.tail - m.tail)
+                       / GREATEST(extract(epoch FROM now() - m.marked_at)::float8, 0.001),
+                   m.joins_per_second * 0.9),
+               marked_at = now()
+           RETURNING admitted_through, tail, joins_per_second"#,
+        event.id,
+        mark.admitted_through as i64,
+        mark.tail as i64,
+    )
+    .fetch_one(&s.db)
+    .await?;
+    if (stored.tail as u64) > mark.tail {
+        // Something recreated the queue from zero before this console restored it:
+        // raise the counters before more places are handed out twice.
+        let tail = stored.tail as u64 + margin(stored.joins_per_second, MIRROR_EVERY);
+        s.room
+            .raise_counters(&event.slug(), stored.admitted_through as u64, tail)
+            .await?;
+        tracing::warn!(event = %event.slug, "queue counters were behind their mark; raised");
+    }
+    Ok(())
+}
+
+/// Places that may have been handed out after the last mark and before the loss: the
+/// recent arrival rate over the time since the mark (at most ten seconds count: older
+/// marks mean the console was away, and the rate is no guide) plus two periods, twice
+/// over, and never fewer than a hundred. Too many only leaves empty places that the
+/// admitter passes at its rate; too few would give two visitors one place.
+fn margin(joins_per_second: f64, since_mark: Duration) -> u64 {
+    let window = since_mark.min(Duration::from_secs(10)) + 2 * MIRROR_EVERY;
+    (joins_per_second * window.as_secs_f64() * 2.0).ceil() as u64 + 100
+}
+
+/// Restores one event Redis does not know, from its mark; false if another console
+/// was quicker.
+async fn restore(s: &AppState, event: &orders::events::Event) -> Result<bool, ConsoleError> {
+    let slug = event.slug();
+    let mut settings = event.admission();
+    if matches!(settings.mode, Mode::On | Mode::Prequeue) {
+        settings.mode = Mode::Paused;
+    }
+    let mark = sqlx::query!(
+        r#"SELECT admitted_through, tail, joins_per_second,
+                  extract(epoch FROM now() - marked_at)::float8 AS "age!"
+           FROM queue_marks WHERE event_id = $1"#,
+        event.id
+    )
+    .fetch_optional(&s.db)
+    .await?;
+    let (through, tail) = match &mark {
+        Some(m) => (
+            m.admitted_through as u64,
+            m.tail as u64 + margin(m.joins_per_second, Duration::from_secs_f64(m.age.max(0.0))),
+        ),
+        None => (0, 0),
+    };
+    let restored = s
+        .room
+        .restore(&slug, &settings, &event.title, through, tail)
+        .await?;
+    if restored {
+        tracing::warn!(
+            event = %slug, mode = %settings.mode, admitted_through = through, tail,
+            "queue state missing in redis; restored from its mark"
+        );
     }
     Ok(restored)
 }

@@ -379,3 +379,66 @@ async fn a_queue_lost_from_redis_comes_back_paused_never_admitting() {
     );
     app.cleanup(&["lost", "free"]).await;
 }
+
+/// Places handed out before the loss are never handed out again: the console marks
+/// the queue, and restores it from the mark, also when an operator's change reaches
+/// the lost queue before the mirror does.
+#[tokio::test]
+async fn a_lost_queue_comes_back_behind_every_place_handed_out_before() {
+    use waitroom::queue::Joined;
+    let app = spawn_app().await;
+    app.create(&app.admin, &event("marked")).await;
+    app.create(&app.admin, &event("changed")).await;
+    let marked = EventSlug::parse("marked").unwrap();
+    let changed = EventSlug::parse("changed").unwrap();
+    for slug in [&marked, &changed] {
+        for v in 0..40 {
+            let j = app.room.join(slug, &format!("v{v}")).await.unwrap();
+            assert!(matches!(j, Joined::Queued { .. }));
+        }
+    }
+    assert_eq!(console::admission::mirror(&app.state).await.unwrap(), 0);
+    let tail: i64 = sqlx::query_scalar(
+        "SELECT tail FROM queue_marks m JOIN events e ON e.id = m.event_id WHERE e.slug = 'marked'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(tail, 40);
+
+    app.room.purge(&marked).await.unwrap();
+    app.room.purge(&changed).await.unwrap();
+    // The operator resumes "changed" before the mirror has noticed the loss.
+    let r = app
+        .http
+        .put(app.url("/console/api/events/changed/admission"))
+        .bearer_auth(&app.operator)
+        .json(&json!({"mode": "on", "reason": "resume"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(console::admission::mirror(&app.state).await.unwrap(), 1);
+
+    for slug in [&marked, &changed] {
+        let snap = app.room.snapshot(slug).await.unwrap();
+        assert!(
+            snap.tail >= 40 + 100,
+            "{slug}: tail {} must clear every old place and the margin",
+            snap.tail
+        );
+        match app.room.join(slug, "newcomer").await.unwrap() {
+            Joined::Queued { seq } => assert!(seq > 140, "{slug}: newcomer got {seq}"),
+            other => panic!("{slug}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        app.room.settings(&marked).await.unwrap().unwrap().mode,
+        Mode::Paused
+    );
+    assert_eq!(
+        app.room.settings(&changed).await.unwrap().unwrap().mode,
+        Mode::On
+    );
+    app.cleanup(&["marked", "changed"]).await;
+}

@@ -13,6 +13,7 @@
 //! - [`keys`]: Redis key names, all hash-tagged `{event}` so one event is one cluster slot.
 //! - [`settings`]: admission mode, rate, max active, token TTL; read and written atomically.
 //! - [`queue`]: join, status snapshots, claiming an admission slot, finishing.
+//! - [`recovery`]: marks of live queues and restoring one Redis has lost.
 //! - [`figures`]: the crowd's figures for the console's live control room, read atomically.
 //! - [`admission`]: the admitter loop and its lease.
 //! - [`lottery`]: the auditable pre-queue shuffle (commit, reveal, recompute).
@@ -29,6 +30,7 @@ pub mod health;
 pub mod keys;
 pub mod lottery;
 pub mod queue;
+pub mod recovery;
 pub mod settings;
 pub mod tokens;
 

@@ -118,3 +118,99 @@ async fn a_client_reconnects_after_redis_restarts_and_finds_the_queue_gone() {
     assert_eq!(room.settings(&event).await.unwrap(), None);
     assert!(room.join(&event, "v2").await.is_err());
 }
+
+/// The mark taken before the loss puts the counters back so that nobody who waited is
+/// overtaken or shares a place: admitted-but-unclaimed places are admitted again, and
+/// newcomers queue behind every place that was handed out.
+#[tokio::test]
+async fn a_lost_queue_is_restored_from_its_mark_paused_and_behind_every_old_place() {
+    use waitroom::admission::Admitter;
+    use waitroom::queue::Claim;
+
+    let mut redis = PrivateRedis::start();
+    let room = Waitroom::connect(&RedisConfig {
+        url: format!("redis://127.0.0.1:{}", redis.port),
+        prefix: "mark".into(),
+    })
+    .await
+    .unwrap();
+    let event = EventSlug::parse("marked-gig").unwrap();
+    let on = AdmissionSettings {
+        mode: Mode::On,
+        rate_per_minute: 60_000,
+        max_active: 3,
+        admission_ttl_seconds: 900,
+        opens_at: None,
+    };
+    room.apply_settings(&event, &on).await.unwrap();
+    for v in 1..=5 {
+        assert!(matches!(
+            room.join(&event, &format!("v{v}")).await.unwrap(),
+            Joined::Queued { seq } if seq == v
+        ));
+    }
+    let admitter = Admitter::new(room.clone(), Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while room.snapshot(&event).await.unwrap().head < 3 {
+        assert!(Instant::now() < deadline, "admitter did not admit 3");
+        admitter.step(&event).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for seq in [1, 2] {
+        assert!(matches!(
+            room.claim(&event, seq, &format!("jti-{seq}"), 600)
+                .await
+                .unwrap(),
+            Claim::Granted { .. }
+        ));
+    }
+    // 3 was admitted but has not collected its admission yet.
+    let mark = room.mark(&event).await.unwrap().unwrap();
+    assert_eq!((mark.admitted_through, mark.tail), (2, 5));
+
+    redis.crash();
+    redis.spawn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !matches!(room.mark(&event).await, Ok(None)) {
+        assert!(Instant::now() < deadline, "no reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let paused = AdmissionSettings {
+        mode: Mode::Paused,
+        ..on.clone()
+    };
+    assert!(
+        room.restore(&event, &paused, "Marked gig", 2, 8)
+            .await
+            .unwrap()
+    );
+    // A second restorer (another console) changes nothing.
+    assert!(
+        !room
+            .restore(&event, &paused, "Marked gig", 0, 0)
+            .await
+            .unwrap()
+    );
+    let snap = room.snapshot(&event).await.unwrap();
+    assert_eq!(
+        (snap.settings.mode, snap.head, snap.tail),
+        (Mode::Paused, 2, 8)
+    );
+    // A newcomer queues behind every old place, paused or not.
+    assert!(matches!(
+        room.join(&event, "late").await.unwrap(),
+        Joined::Queued { seq: 9 }
+    ));
+    // Resumed, the admitter hands out 3 again (its holder never got a token).
+    room.apply_settings(&event, &on).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while room.snapshot(&event).await.unwrap().head < 3 {
+        assert!(Instant::now() < deadline, "admitter did not admit 3 again");
+        admitter.step(&event).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        room.claim(&event, 3, "jti-3", 600).await.unwrap(),
+        Claim::Granted { .. }
+    ));
+}

@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
             };
             tokio::spawn(console::admission::mirror_forever(
                 state.clone(),
-                Duration::from_secs(5),
+                console::admission::MIRROR_EVERY,
             ));
             tokio::spawn(console::live::export_forever(
                 state.clone(),
