@@ -15,10 +15,16 @@ struct PrivateRedis {
     port: u16,
     child: Option<Child>,
     dir: std::path::PathBuf,
+    /// A config file to start from (its port, bind and dir are overridden).
+    conf: Option<std::path::PathBuf>,
 }
 
 impl PrivateRedis {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    fn start_with(conf: Option<std::path::PathBuf>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -30,15 +36,20 @@ impl PrivateRedis {
             port,
             child: None,
             dir,
+            conf,
         };
         r.spawn();
         r
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        match &self.conf {
+            Some(conf) => cmd.arg(conf),
+            None => cmd.args(["--save", "", "--appendonly", "no"]),
+        };
+        let child = cmd
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -212,5 +223,52 @@ async fn a_lost_queue_is_restored_from_its_mark_paused_and_behind_every_old_plac
     assert!(matches!(
         room.claim(&event, 3, "jti-3", 600).await.unwrap(),
         Claim::Granted { .. }
+    ));
+}
+
+/// The production config shipped in infra/redis keeps the queue across a crash: a
+/// join more than a second old is still there after SIGKILL and a restart.
+#[tokio::test]
+async fn the_production_redis_config_keeps_the_queue_across_a_crash() {
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../infra/redis/production.conf")
+        .canonicalize()
+        .unwrap();
+    let mut redis = PrivateRedis::start_with(Some(conf));
+    let room = Waitroom::connect(&RedisConfig {
+        url: format!("redis://127.0.0.1:{}", redis.port),
+        prefix: "aof".into(),
+    })
+    .await
+    .unwrap();
+    let event = EventSlug::parse("kept-gig").unwrap();
+    let settings = AdmissionSettings {
+        mode: Mode::On,
+        rate_per_minute: 60,
+        max_active: 10,
+        admission_ttl_seconds: 900,
+        opens_at: None,
+    };
+    room.apply_settings(&event, &settings).await.unwrap();
+    for v in 1..=3 {
+        room.join(&event, &format!("v{v}")).await.unwrap();
+    }
+    // appendfsync everysec: what is older than a second is on disk.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.crash();
+    redis.spawn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let snap = loop {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), room.snapshot(&event)).await
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no reconnect after the crash");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((snap.settings.mode, snap.tail), (Mode::On, 3));
+    assert!(matches!(
+        room.join(&event, "v4").await.unwrap(),
+        Joined::Queued { seq: 4 }
     ));
 }
