@@ -189,13 +189,15 @@ async fn record_mark(
 }
 
 /// Places that may have been handed out after the last mark and before the loss: the
-/// recent arrival rate over the time since the mark (at most ten seconds count: older
-/// marks mean the console was away, and the rate is no guide) plus two periods, twice
-/// over, and never fewer than a hundred. Too many only leaves empty places that the
-/// admitter passes at its rate; too few would give two visitors one place.
+/// recent arrival rate over the time since the mark (at most five seconds: an older
+/// mark means this console was away, and the rate is no guide then) and one period
+/// more, plus fifty. Not more: every empty place the admitter reaches takes an active
+/// slot until its admission deadline, so a wide margin stalls the resumed queue. A
+/// place beyond the margin is not lost either: its holder's next poll moves the
+/// counter past it (the gateway's part of `waitroom::recovery`).
 fn margin(joins_per_second: f64, since_mark: Duration) -> u64 {
-    let window = since_mark.min(Duration::from_secs(10)) + 2 * MIRROR_EVERY;
-    (joins_per_second * window.as_secs_f64() * 2.0).ceil() as u64 + 100
+    let window = since_mark.min(Duration::from_secs(5)) + MIRROR_EVERY;
+    (joins_per_second * window.as_secs_f64()).ceil() as u64 + 50
 }
 
 /// Restores one event Redis does not know, from its mark; false if another console

@@ -189,6 +189,13 @@ impl Waiting {
         }
 
         let mut seq = claims.seq.ok_or(TokenError::Malformed)?;
+        if !fresh && seq > snapshot.tail {
+            // A place handed out before Redis lost the queue, past what the restore
+            // put back (see waitroom::recovery): move the counter beyond it before a
+            // newcomer is given the same place. Rare: a normal place is older than
+            // the snapshot that counts it.
+            self.snapshots.room().raise_counters(event, 0, seq).await?;
+        }
         let mut status = snapshot.status_of(seq);
         let mut admission = None;
         if status.state == "admitted" {

@@ -687,3 +687,56 @@ async fn a_queue_lost_from_redis_shows_paused_until_it_is_restored() {
     }
     s.cleanup().await;
 }
+
+/// A place handed out before Redis lost the queue, beyond what the restore put back,
+/// is claimed by its holder's next poll: the counter moves past it, so no newcomer
+/// can be handed the same place.
+#[tokio::test]
+async fn an_old_place_beyond_the_restored_counter_is_never_handed_out_again() {
+    let s = start(on(0), &[]).await;
+    let c = client();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+        tokens.push(joined["queue_token"].as_str().unwrap().to_owned());
+    }
+    s.room.purge(&s.event).await.unwrap();
+    // Restored with nothing to go on (no mark): counters from zero.
+    let paused = waitroom::settings::AdmissionSettings {
+        mode: Mode::Paused,
+        ..on(0)
+    };
+    assert!(
+        s.room
+            .restore(&s.event, &paused, "Gig", 0, 0)
+            .await
+            .unwrap()
+    );
+    let polled = Instant::now();
+    loop {
+        let r = c
+            .get(s.url("/queue/gig/status"))
+            .bearer_auth(&tokens[2])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        if s.room.snapshot(&s.event).await.unwrap().tail >= 3 {
+            break;
+        }
+        assert!(polled.elapsed() < Duration::from_secs(3), "tail not raised");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.room.apply_settings(&s.event, &on(0)).await.unwrap();
+    let resumed = Instant::now();
+    let newcomer = loop {
+        let r = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+        if r["state"] == "waiting" {
+            break r;
+        }
+        assert!(resumed.elapsed() < Duration::from_secs(2), "still {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(newcomer["position"], 4, "{newcomer}");
+    s.cleanup().await;
+}

@@ -8,9 +8,12 @@
 //! [`Mark`] of every live queue every second and keeps it in Postgres; after a loss it
 //! [`Waitroom::restore`]s the counters from the last mark — the admission pointer no
 //! further than the first admitted place nobody had claimed yet (so those people are
-//! admitted again rather than told they expired), the arrival counter past every place
+//! admitted again rather than told they expired), the arrival counter past the places
 //! that can have been handed out since the mark — and the event paused, for an
-//! operator to resume.
+//! operator to resume. A place the restore did not count is counted when its holder
+//! next polls: the gateway [`Waitroom::raise_counters`] past any valid queue token
+//! whose place is beyond the tail, so the pause gives every old place time to be
+//! seen before newcomers are let in behind them.
 
 use fred::prelude::*;
 use fred::types::Value;
