@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use waitroom::lottery::LotteryRecord;
 
 mod bench_holds;
+mod chaos;
 mod onsale;
 
 #[derive(Parser)]
@@ -73,6 +74,11 @@ enum Command {
     /// checks every invariant and writes target/loadtest/report.json and report.html.
     /// Exits non-zero unless the verdict holds.
     Onsale(Box<onsale::Args>),
+    /// The fault matrix (issue 8): one on-sale per fault — a process killed, Redis,
+    /// NATS or PostgreSQL restarted, SMTP refusing, the provider misbehaving — each
+    /// judged by the on-sale verdict. Run through `infra/chaos run`, which owns the
+    /// processes and services it breaks.
+    Chaos(Box<chaos::Args>),
 }
 
 #[tokio::main]
@@ -140,5 +146,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Onsale(args) => onsale::run(*args).await,
+        Command::Chaos(args) => chaos::run(*args).await,
     }
 }

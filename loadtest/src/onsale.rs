@@ -27,7 +27,43 @@ mod stats;
 mod verdict;
 
 use crowd::{Counters, CrowdShape, Ctx, TierSpec};
-use report::{Point, Report};
+pub use report::Report;
+
+/// What a fault run injects while the crowd is on: started with the run's clock and
+/// handles, it returns when the system has recovered from it.
+pub type Disruption = Box<
+    dyn FnOnce(DisruptionCtx) -> futures::future::BoxFuture<'static, anyhow::Result<Disrupted>>
+        + Send,
+>;
+
+/// The run's handles, for a [`Disruption`].
+pub struct DisruptionCtx {
+    pub start: Instant,
+    pub slug: String,
+    pub base: String,
+    pub operator_token: String,
+    pub sandbox: String,
+    pub sink: String,
+    pub http: reqwest::Client,
+}
+
+/// When a fault was injected and when the system had recovered, in ms since the start.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Disrupted {
+    pub injected_ms: u64,
+    pub recovered_ms: u64,
+    /// Whether the fault makes requests fail while it is on (a process down) or not
+    /// (faults the system must absorb without a visible error).
+    pub errors_expected: bool,
+    /// 5xx and unanswered requests inside the forgiven window (set by the verdict).
+    pub forgiven_errors: u64,
+    pub note: String,
+}
+
+/// How long after a fault's recovery errors are still put down to it: pools
+/// reconnect, the gateway's health checks notice a backend is back, retries drain.
+const AFTERMATH_MS: u64 = 10_000;
+use report::Point;
 use stats::{Folded, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +128,11 @@ pub struct Args {
     /// Upper bound on a buyer's think time before hold, and before paying (ms).
     #[arg(long, default_value_t = 0)]
     pub think_ms: u64,
+    /// How many times longer buyers keep retrying failed requests (5xx, no answer)
+    /// than the default few seconds: fault runs (`loadtest chaos`) raise it so a
+    /// restarting process costs buyers a wait, not their purchase.
+    #[arg(long, default_value_t = 1)]
+    pub patience: u32,
     /// Cap on `retry_after_ms` between status polls, to keep runs short.
     #[arg(long, default_value_t = 2000)]
     pub max_poll_ms: u64,
@@ -485,6 +526,20 @@ impl Progress {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let report = judge(args, None).await?;
+    let failing: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| c.name)
+        .collect();
+    ensure!(failing.is_empty(), "verdict FAIL: {}", failing.join("; "));
+    Ok(())
+}
+
+/// Runs one on-sale, with `disruption` injected while the crowd is on, and judges it;
+/// the report (also written to `--out-dir`) says whether it passed.
+pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result<Report> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     for (name, v) in [
@@ -574,6 +629,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tiers: tiers.clone(),
         max_poll: Duration::from_millis(args.max_poll_ms.max(50)),
         pay_timeout: Duration::from_secs(args.pay_timeout),
+        patience: args.patience.max(1),
         start,
         deadline: start + Duration::from_secs(args.max_duration),
         counters: Counters::default(),
@@ -583,7 +639,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // from the console every 500 ms.
     let progress = Progress::new(buyers as u64);
     let stop = Arc::new(AtomicBool::new(false));
-    let operator_5xx = Arc::new(AtomicU64::new(0));
+    // When (ms since start) the operator API answered 5xx.
+    let operator_5xx = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
     let sampler = {
         let ctx = ctx.clone();
         let stop = stop.clone();
@@ -597,6 +654,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let server_waiting = Arc::new(AtomicU64::new(u64::MAX));
         {
             let stop = stop.clone();
+            let ctx = ctx.clone();
             let server_waiting = server_waiting.clone();
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -609,7 +667,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         .await
                     {
                         Ok(r) if r.status().is_server_error() => {
-                            operator_5xx.fetch_add(1, Ordering::Relaxed);
+                            operator_5xx.lock().expect("operator 5xx").push(ctx.ms());
                             None
                         }
                         Ok(r) => r
@@ -655,6 +713,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
     };
 
+    let disruption = disruption.map(|d| {
+        tokio::spawn(d(DisruptionCtx {
+            start,
+            slug: slug.clone(),
+            base: base.clone(),
+            operator_token: token.clone(),
+            sandbox: sandbox.clone(),
+            sink: sink.clone(),
+            http: http.clone(),
+        }))
+    });
     let handles: Vec<_> = plans
         .into_iter()
         .map(|plan| tokio::spawn(crowd::buyer(ctx.clone(), plan)))
@@ -669,6 +738,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let crowd_duration = ctx.start.elapsed();
+    // A fault still recovering when the crowd is done is waited for: the verdict is
+    // about the system after recovery.
+    let disrupted = match disruption {
+        Some(d) => Some(
+            d.await
+                .context("the fault task panicked")?
+                .context("injecting the fault")?,
+        ),
+        None => None,
+    };
     stop.store(true, Ordering::Relaxed);
     let timeline = sampler.await.unwrap_or_default();
     progress.update(&ctx.counters);
@@ -714,10 +793,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     checks.push(verdict::fairness(&records, args.fairness_tolerance_ms));
     checks.push(verdict::refreshers_keep_place(&records));
+    // Errors while a fault is on (and shortly after) are what the fault costs; any
+    // outside that window are failures like in a quiet run.
+    let window = disrupted
+        .as_ref()
+        .filter(|d| d.errors_expected)
+        .map(|d| (d.injected_ms, d.recovered_ms + AFTERMATH_MS));
+    let outside = |at_ms: u64| window.is_none_or(|(from, to)| at_ms < from || at_ms > to);
+    let mut judged = Folded::default();
+    let mut forgiven = 0;
+    for r in &records {
+        for s in &r.samples {
+            if outside(s.at_ms) {
+                judged.add(s);
+            } else if s.status == 0 || s.status >= 500 {
+                forgiven += 1;
+            }
+        }
+    }
+    let disrupted = disrupted.map(|d| Disrupted {
+        forgiven_errors: forgiven,
+        ..d
+    });
+    let operator_5xx = operator_5xx
+        .lock()
+        .expect("operator 5xx")
+        .iter()
+        .filter(|at| outside(**at))
+        .count() as u64;
     checks.extend(verdict::no_server_errors(
-        &folded,
+        &judged,
         injected_timeouts,
-        operator_5xx.load(Ordering::Relaxed),
+        operator_5xx,
     ));
     checks.push(verdict::liveness(&records, args.pay_timeout));
 
@@ -752,7 +859,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "max_poll_ms": args.max_poll_ms, "pay_timeout_s": args.pay_timeout,
             "email_timeout_s": args.email_timeout, "fairness_tolerance_ms": args.fairness_tolerance_ms,
             "seed": seed, "gateway": base, "sandbox": sandbox, "smtp_sink": sink,
+            "patience": args.patience,
         }),
+        disruption: disrupted.clone(),
         event: json!({
             "slug": slug,
             "request": event_body,
@@ -801,14 +910,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         json_path.display(),
         html_path.display()
     );
-    let failing: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| !c.pass)
-        .map(|c| c.name)
-        .collect();
-    ensure!(failing.is_empty(), "verdict FAIL: {}", failing.join("; "));
-    Ok(())
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub struct Ctx {
     pub tiers: Vec<TierSpec>,
     pub max_poll: Duration,
     pub pay_timeout: Duration,
+    /// Multiplies how often failed requests are retried (fault runs raise it).
+    pub patience: u32,
     pub start: Instant,
     /// The crowd's hard end: buyers still going then stop as "unfinished".
     pub deadline: Instant,
@@ -317,7 +319,7 @@ impl Buyer<'_> {
     ) -> Answer {
         let mut wait = Duration::from_millis(200);
         let mut last = None;
-        for _ in 0..tries {
+        for _ in 0..tries * self.ctx.patience {
             let a = self.call(step, make(&self.http)).await;
             if a.status != 0 && a.status != 429 && a.status < 500 {
                 return a;
@@ -351,13 +353,26 @@ impl Buyer<'_> {
     async fn run(&mut self) -> Outcome {
         // ---- join
         let join_url = self.url(&format!("/queue/{}/join", self.ctx.slug));
-        let sent = self.ctx.ms();
-        let a = self
-            .call_retrying(Step::Join, 5, |c| c.post(&join_url))
-            .await;
-        if a.status != 200 {
-            return self.fail("join", &a);
-        }
+        let (sent, a) = loop {
+            let sent = self.ctx.ms();
+            let a = self
+                .call_retrying(Step::Join, 5, |c| c.post(&join_url))
+                .await;
+            if a.status != 200 {
+                return self.fail("join", &a);
+            }
+            // Paused without a place (the queue is being restored): the waiting page
+            // reloads itself and joins again.
+            if a.body["state"] == "paused" && a.body["queue_token"].is_null() {
+                if Instant::now() >= self.ctx.deadline {
+                    return Outcome::Unfinished;
+                }
+                let ms = a.body["retry_after_ms"].as_u64().unwrap_or(1000);
+                tokio::time::sleep(Duration::from_millis(ms).min(self.ctx.max_poll)).await;
+                continue;
+            }
+            break (sent, a);
+        };
         self.rec.joined_ms = Some(self.ctx.ms());
         self.rec.join_position = a.body["position"].as_u64();
         let mut queue_token = a.body["queue_token"].as_str().unwrap_or("").to_owned();
@@ -576,6 +591,16 @@ impl Buyer<'_> {
                     break;
                 }
                 (409, Some("sold_out")) => continue,
+                (409, Some("hold_exists"))
+                    if self.lost_answer(Step::Hold) && a.body["hold_id"].is_string() =>
+                {
+                    // The 201 was lost (the connection dropped after the commit) and
+                    // the retry was told which hold is this admission's: carry on.
+                    hold = a.body["hold_id"].as_str().map(str::to_owned);
+                    self.rec.tier = Some(code);
+                    self.rec.quantity = Some(quantity);
+                    break;
+                }
                 (409, Some("hold_exists")) if self.lost_answer(Step::Hold) => {
                     // The 201 was lost and the retry cannot learn the hold's id: the
                     // buyer is stuck until the hold expires.
@@ -629,6 +654,7 @@ impl Buyer<'_> {
             "pm_card_visa"
         };
         let mut lost = 0;
+        let mut unanswered = 0;
         loop {
             // One idempotency key per card: a confirm whose answer was lost (the
             // sandbox's timeout fault, a 504 after it took effect) is sent again with
@@ -653,6 +679,11 @@ impl Buyer<'_> {
                     method = "pm_card_visa";
                 }
                 402 => return self.release(&hold_url, admission, Outcome::Declined).await,
+                // The provider down or failing: the same key makes a retry safe.
+                0 | 500.. if unanswered < 3 * self.ctx.patience => {
+                    unanswered += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 _ => return self.fail("pay", &a),
             }
         }

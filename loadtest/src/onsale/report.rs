@@ -46,6 +46,8 @@ pub struct Report {
     pub timeline: Vec<Point>,
     /// Buyers whose visit failed, timed out or did not finish (at most 50), in full.
     pub notable_buyers: Vec<super::crowd::Record>,
+    /// The fault injected during the run (`loadtest chaos`), if any.
+    pub disruption: Option<super::Disrupted>,
 }
 
 impl Report {
@@ -352,6 +354,20 @@ pub fn text(r: &Report) -> String {
     );
     let outcomes: Vec<String> = r.outcomes.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(t, "  buyers: {}", outcomes.join(", "));
+    if let Some(d) = &r.disruption {
+        let _ = writeln!(
+            t,
+            "  fault: injected at {:.1} s, recovered at {:.1} s, {} errors forgiven while on{}",
+            d.injected_ms as f64 / 1000.0,
+            d.recovered_ms as f64 / 1000.0,
+            d.forgiven_errors,
+            if d.note.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", d.note)
+            }
+        );
+    }
     for k in [
         "join",
         "status",
@@ -428,6 +444,7 @@ mod tests {
             statuses: BTreeMap::new(),
             timeline,
             notable_buyers: Vec::new(),
+            disruption: None,
         };
         let html = html(&r);
         assert!(html.contains("<svg"), "no svg");

@@ -239,13 +239,25 @@ pub struct Mail {
     pub to: Vec<String>,
     pub received_at: DateTime<Utc>,
     pub subject: Option<String>,
+    #[serde(default)]
+    pub message_id: Option<String>,
 }
 
 pub const CONFIRMATION_SUBJECT: &str = "Your access to";
 
-/// Confirmations per recipient (lower-cased), with their arrival times.
-fn confirmations(mails: &[Mail], wanted: &HashSet<String>) -> HashMap<String, Vec<DateTime<Utc>>> {
+/// Confirmations per recipient (lower-cased), with their arrival times: one entry
+/// per distinct message. SMTP is at-least-once where a sender crashes between the
+/// server's acceptance and recording it, so a message may arrive again after a crash;
+/// fulfilment gives every delivery a stable Message-ID, and a copy with the same
+/// Message-ID is the same message (mail clients show it once). The second value
+/// counts such copies. Messages without a Message-ID are all distinct.
+fn confirmations(
+    mails: &[Mail],
+    wanted: &HashSet<String>,
+) -> (HashMap<String, Vec<DateTime<Utc>>>, usize) {
     let mut by: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut copies = 0;
     for m in mails {
         if !m
             .subject
@@ -256,12 +268,19 @@ fn confirmations(mails: &[Mail], wanted: &HashSet<String>) -> HashMap<String, Ve
         }
         for to in &m.to {
             let to = to.to_ascii_lowercase();
-            if wanted.contains(&to) {
-                by.entry(to).or_default().push(m.received_at);
+            if !wanted.contains(&to) {
+                continue;
             }
+            if let Some(id) = &m.message_id
+                && !seen.insert((to.clone(), id.clone()))
+            {
+                copies += 1;
+                continue;
+            }
+            by.entry(to).or_default().push(m.received_at);
         }
     }
-    by
+    (by, copies)
 }
 
 /// Waits (bounded) until every paid buyer has a confirmation at the sink; returns the
@@ -278,16 +297,17 @@ pub async fn emails(
     let deadline = started + timeout;
     let mut last_error: Option<String>;
     let mut by = HashMap::new();
+    let mut copies = 0;
     loop {
         match fetch_mails(http, sink).await {
             Ok(mails) => {
-                by = confirmations(&mails, &wanted);
+                (by, copies) = confirmations(&mails, &wanted);
                 last_error = None;
                 if wanted.iter().all(|e| by.contains_key(e)) {
                     // Give a duplicate a moment to show itself.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     if let Ok(mails) = fetch_mails(http, sink).await {
-                        by = confirmations(&mails, &wanted);
+                        (by, copies) = confirmations(&mails, &wanted);
                     }
                     break;
                 }
@@ -319,18 +339,24 @@ pub async fn emails(
         "every paid buyer got exactly one confirmation",
         missing.is_empty() && duplicated.is_empty() && last_error.is_none(),
         format!(
-            "{} paid orders; {} confirmed once, {} missing, {} more than once (waited {:.1} s{})",
+            "{} paid orders; {} confirmed once, {} missing, {} more than once (waited {:.1} s{}{})",
             paid.len(),
             by.values().filter(|v| v.len() == 1).count(),
             missing.len(),
             duplicated.len(),
             started.elapsed().as_secs_f64(),
+            if copies > 0 {
+                format!("; {copies} resent with the same Message-ID after a crash")
+            } else {
+                String::new()
+            },
             last_error
                 .as_deref()
                 .map(|e| format!("; sink unreadable: {e}"))
                 .unwrap_or_default()
         ),
         json!({"paid_orders": paid.len(), "missing": missing.iter().take(20).collect::<Vec<_>>(),
+               "same_message_resent": copies,
                "missing_count": missing.len(),
                "duplicated": duplicated.iter().take(20).map(|(e, n)| json!({"email": e, "count": n})).collect::<Vec<_>>(),
                "waited_s": started.elapsed().as_secs_f64()}),
@@ -617,27 +643,38 @@ mod tests {
     }
 
     #[test]
-    fn confirmations_are_counted_per_recipient() {
+    fn confirmations_are_counted_per_recipient_and_message() {
         let at = Utc::now();
-        let mail = |to: &str, subject: &str| Mail {
+        let mail = |to: &str, subject: &str, id: Option<&str>| Mail {
             to: vec![to.into()],
             received_at: at,
             subject: Some(subject.into()),
+            message_id: id.map(str::to_owned),
         };
         let mails = vec![
-            mail("A@loadtest.invalid", "Your access to Show"),
-            mail("a@loadtest.invalid", "Refund for Show"),
-            mail("b@loadtest.invalid", "Your access to Show"),
-            mail("b@loadtest.invalid", "Your access to Show"),
-            mail("c@elsewhere.invalid", "Your access to Show"),
+            mail("A@loadtest.invalid", "Your access to Show", Some("<1@fg>")),
+            mail("a@loadtest.invalid", "Refund for Show", Some("<2@fg>")),
+            // Two different messages: a duplicate.
+            mail("b@loadtest.invalid", "Your access to Show", Some("<3@fg>")),
+            mail("b@loadtest.invalid", "Your access to Show", Some("<4@fg>")),
+            // The same message sent again after a crash: one message.
+            mail("c@loadtest.invalid", "Your access to Show", Some("<5@fg>")),
+            mail("c@loadtest.invalid", "Your access to Show", Some("<5@fg>")),
+            // Without Message-IDs nothing can be told apart: two.
+            mail("d@loadtest.invalid", "Your access to Show", None),
+            mail("d@loadtest.invalid", "Your access to Show", None),
+            mail("e@elsewhere.invalid", "Your access to Show", Some("<6@fg>")),
         ];
-        let wanted: HashSet<String> = ["a@loadtest.invalid", "b@loadtest.invalid"]
+        let wanted: HashSet<String> = ["a", "b", "c", "d"]
             .iter()
-            .map(|s| s.to_string())
+            .map(|s| format!("{s}@loadtest.invalid"))
             .collect();
-        let by = confirmations(&mails, &wanted);
+        let (by, copies) = confirmations(&mails, &wanted);
         assert_eq!(by["a@loadtest.invalid"].len(), 1);
         assert_eq!(by["b@loadtest.invalid"].len(), 2);
-        assert_eq!(by.len(), 2);
+        assert_eq!(by["c@loadtest.invalid"].len(), 1);
+        assert_eq!(by["d@loadtest.invalid"].len(), 2);
+        assert_eq!(by.len(), 4);
+        assert_eq!(copies, 1);
     }
 }

@@ -1,0 +1,512 @@
+//! `loadtest chaos`: the fault matrix. One on-sale per fault, each judged by the
+//! on-sale verdict: while the crowd is on, a Floodgate process is killed (SIGKILL)
+//! and started again, Redis, NATS or PostgreSQL is killed and restarted, the SMTP
+//! server refuses mail for a minute, or the payment provider times out and sends
+//! webhooks twice and out of order. After recovery every invariant must hold (no
+//! seat sold twice, every charge with tickets or a refund, one confirmation per paid
+//! buyer, nobody admitted out of turn, every buyer finished); errors are forgiven
+//! only while the fault is on and shortly after.
+//!
+//! Processes and services are driven through a control program (`infra/chaos`),
+//! which knows how the stack and the private Redis/NATS/PostgreSQL were started; this
+//! module only decides when, measures, and judges. Results: one report per fault
+//! under `--out-dir/chaos/<fault>/`, and the matrix as `chaos.json` and `chaos.md`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::onsale::{self, Disrupted, Disruption, DisruptionCtx};
+
+#[derive(Debug, Clone, clap::Args)]
+// clap names a derived group after its struct; onsale's is also `Args`.
+#[group(id = "ChaosArgs")]
+pub struct Args {
+    #[command(flatten)]
+    pub onsale: onsale::Args,
+    /// Faults to inject, comma-separated (default: all; see `--list`).
+    #[arg(long, value_delimiter = ',')]
+    pub faults: Vec<String>,
+    /// The shorter matrix CI runs (used when --faults is not given).
+    #[arg(long)]
+    pub short: bool,
+    /// Print the faults and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Seconds after the crowd starts arriving that the fault strikes.
+    #[arg(long, default_value_t = 3.0)]
+    pub at: f64,
+    /// Seconds a killed process stays down before it is started again.
+    #[arg(long, default_value_t = 2.0)]
+    pub down: f64,
+    /// Seconds the SMTP server refuses mail.
+    #[arg(long, default_value_t = 60)]
+    pub smtp_refuse: u64,
+    /// The control program (`infra/chaos`): `kill|start NAME`, `restart SERVICE`,
+    /// `status`.
+    #[arg(long)]
+    pub ctl: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL a Floodgate process, start it again after `--down` seconds.
+    Kill(&'static str),
+    /// Kill a backing service hard and start it again.
+    Restart(&'static str),
+    /// The SMTP server answers 451 to every message for `--smtp-refuse` seconds.
+    SmtpRefuses,
+    /// The whole run: 10 % of confirms time out after taking effect, every webhook
+    /// is delivered twice and out of order.
+    ProviderFaults,
+}
+
+const ALL: [Fault; 12] = [
+    Fault::Kill("gateway"),
+    Fault::Kill("admitter"),
+    Fault::Kill("orders"),
+    Fault::Kill("relay"),
+    Fault::Kill("fulfilment"),
+    Fault::Kill("console"),
+    Fault::Kill("sandbox"),
+    Fault::Restart("redis"),
+    Fault::Restart("nats"),
+    Fault::Restart("postgres"),
+    Fault::SmtpRefuses,
+    Fault::ProviderFaults,
+];
+
+/// What CI runs on every push: the faults on the money path (the service that takes
+/// holds and payments, the outbox relay, the mailer, the database) and the provider.
+const SHORT: [Fault; 5] = [
+    Fault::Kill("orders"),
+    Fault::Kill("relay"),
+    Fault::Kill("fulfilment"),
+    Fault::Restart("postgres"),
+    Fault::ProviderFaults,
+];
+
+impl Fault {
+    fn name(self) -> String {
+        match self {
+            Fault::Kill(p) => format!("kill-{p}"),
+            Fault::Restart(s) => format!("restart-{s}"),
+            Fault::SmtpRefuses => "smtp-refuses".into(),
+            Fault::ProviderFaults => "provider-faults".into(),
+        }
+    }
+
+    fn describe(self, a: &Args) -> String {
+        match self {
+            Fault::Kill(p) => format!("`kill -9` {p}, started again after {} s", a.down),
+            Fault::Restart("redis") => {
+                "Redis killed and restarted without persistence (queue state lost)".into()
+            }
+            Fault::Restart("postgres") => {
+                "PostgreSQL stopped `-m immediate` (a crash) and started".into()
+            }
+            Fault::Restart(s) => format!("{s} killed (SIGKILL) and restarted"),
+            Fault::SmtpRefuses => format!("SMTP server answers 451 for {} s", a.smtp_refuse),
+            Fault::ProviderFaults => {
+                "sandbox: 10 % confirm timeouts, duplicate and out-of-order webhooks, whole run"
+                    .into()
+            }
+        }
+    }
+
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        ALL.into_iter()
+            .find(|f| f.name() == s.trim())
+            .with_context(|| {
+                format!(
+                    "unknown fault {s:?}; one of: {}",
+                    ALL.map(|f| f.name()).join(", ")
+                )
+            })
+    }
+}
+
+/// One row of the matrix.
+#[derive(Debug, Serialize)]
+struct Row {
+    fault: String,
+    what: String,
+    injected_s: Option<f64>,
+    recovery_s: Option<f64>,
+    verdict: &'static str,
+    failing: Vec<String>,
+    note: String,
+    /// 5xx and unanswered requests while the fault was on (forgiven).
+    errors_during_fault: u64,
+    /// Buyers who paid, and seats sold of the seats on sale.
+    paid: u64,
+    sold: u64,
+    seats: u32,
+    report: PathBuf,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.list {
+        for f in ALL {
+            println!("{:18} {}", f.name(), f.describe(&args));
+        }
+        return Ok(());
+    }
+    let faults: Vec<Fault> = if !args.faults.is_empty() {
+        args.faults
+            .iter()
+            .map(|f| Fault::parse(f))
+            .collect::<anyhow::Result<_>>()?
+    } else if args.short {
+        SHORT.to_vec()
+    } else {
+        ALL.to_vec()
+    };
+    ensure!(
+        args.at >= 0.0 && args.down >= 0.0,
+        "--at and --down are seconds"
+    );
+    let ctl = Ctl(args.ctl.clone());
+    ctl.healthy(Duration::from_secs(30))
+        .await
+        .context("the stack is not healthy before the first fault")?;
+    let out = args.onsale.out_dir.join("chaos");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let mut rows = Vec::new();
+    for fault in faults {
+        println!("chaos: ---- {}: {}", fault.name(), fault.describe(&args));
+        let mut o = args.onsale.clone();
+        o.out_dir = out.join(fault.name());
+        // Buyers facing a restart keep trying for tens of seconds, as people do;
+        // mail held back by a refusing server gets time to drain.
+        o.patience = o.patience.max(10);
+        o.pay_timeout = o.pay_timeout.max(120);
+        o.email_timeout = o.email_timeout.max(args.smtp_refuse + 90);
+        if fault == Fault::ProviderFaults {
+            o.timeout_rate = o.timeout_rate.max(0.1);
+        }
+        let started = Instant::now();
+        let result = onsale::judge(o.clone(), Some(disruption(fault, &args, ctl.clone()))).await;
+        if fault == Fault::ProviderFaults {
+            let _ = set_webhook_faults(&reqwest::Client::new(), &o.sandbox_url, false).await;
+        }
+        let row = match result {
+            Ok(report) => {
+                let d = report.disruption.clone();
+                let errors = d.as_ref().map_or(0, |d| d.forgiven_errors);
+                Row {
+                    fault: fault.name(),
+                    what: fault.describe(&args),
+                    injected_s: d.as_ref().map(|d| d.injected_ms as f64 / 1000.0),
+                    recovery_s: d
+                        .as_ref()
+                        .map(|d| (d.recovered_ms - d.injected_ms) as f64 / 1000.0),
+                    verdict: report.verdict,
+                    failing: report
+                        .checks
+                        .iter()
+                        .filter(|c| !c.pass)
+                        .map(|c| format!("{}: {}", c.name, c.summary))
+                        .collect(),
+                    note: d.map(|d| d.note).unwrap_or_default(),
+                    errors_during_fault: errors,
+                    paid: report.outcomes.get("paid").copied().unwrap_or(0),
+                    sold: report
+                        .checks
+                        .iter()
+                        .find(|c| c.name == "sold within capacity")
+                        .and_then(|c| c.numbers["sold"].as_u64())
+                        .unwrap_or(0),
+                    seats: o.seats,
+                    report: o.out_dir.join("report.json"),
+                }
+            }
+            Err(e) => Row {
+                fault: fault.name(),
+                what: fault.describe(&args),
+                injected_s: None,
+                recovery_s: None,
+                verdict: "ERROR",
+                failing: vec![format!("{e:#}")],
+                note: String::new(),
+                errors_during_fault: 0,
+                paid: 0,
+                sold: 0,
+                seats: o.seats,
+                report: o.out_dir.join("report.json"),
+            },
+        };
+        println!(
+            "chaos: {} {} in {:.0} s{}",
+            row.fault,
+            row.verdict,
+            started.elapsed().as_secs_f64(),
+            if row.failing.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", row.failing.join("; "))
+            }
+        );
+        rows.push(row);
+        // Whatever happened, the next fault starts from a whole stack.
+        if ctl.healthy(Duration::from_secs(60)).await.is_err() {
+            bail!("the stack did not come back healthy after {}", fault.name());
+        }
+    }
+
+    let md = table(&rows, &args);
+    std::fs::write(out.join("chaos.md"), &md)?;
+    std::fs::write(
+        out.join("chaos.json"),
+        serde_json::to_vec_pretty(&json!({
+            "at_s": args.at, "down_s": args.down, "smtp_refuse_s": args.smtp_refuse,
+            "buyers": args.onsale.buyers, "seats": args.onsale.seats,
+            "window_s": args.onsale.window, "rows": rows,
+        }))?,
+    )?;
+    println!("{md}");
+    println!(
+        "chaos: matrix written to {}",
+        out.join("chaos.md").display()
+    );
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.verdict != "PASS")
+        .map(|r| r.fault.as_str())
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "chaos: verdict failed under {}",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+fn table(rows: &[Row], args: &Args) -> String {
+    let mut s = format!(
+        "On-sales of {} buyers for {} seats over a {} s window; fault at {} s.\n\n\
+         | fault | what | injected at | recovered after | verdict | errors during fault | buyers paid | seats sold | note |\n\
+         | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- |\n",
+        args.onsale.buyers, args.onsale.seats, args.onsale.window, args.at
+    );
+    for r in rows {
+        let secs = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1} s"));
+        let verdict = if r.failing.is_empty() {
+            r.verdict.to_owned()
+        } else {
+            format!("{} ({})", r.verdict, r.failing.join("; ").replace('|', "/"))
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {}/{} | {} |\n",
+            r.fault,
+            r.what,
+            secs(r.injected_s),
+            secs(r.recovery_s),
+            verdict,
+            r.errors_during_fault,
+            r.paid,
+            r.sold,
+            r.seats,
+            r.note.replace('|', "/")
+        ));
+    }
+    s
+}
+
+/// The control program.
+#[derive(Clone)]
+struct Ctl(PathBuf);
+
+impl Ctl {
+    async fn call(&self, args: &[&str]) -> anyhow::Result<()> {
+        let out = tokio::process::Command::new(&self.0)
+            .args(args)
+            .output()
+            .await
+            .with_context(|| format!("running {}", self.0.display()))?;
+        ensure!(
+            out.status.success(),
+            "{} {} failed: {}{}",
+            self.0.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Waits until every process answers its health check.
+    async fn healthy(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.call(&["status"]).await.is_ok() {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "stack not healthy within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn since(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
+
+fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
+    let at = Duration::from_secs_f64(args.at);
+    let down = Duration::from_secs_f64(args.down);
+    let refuse = Duration::from_secs(args.smtp_refuse);
+    Box::new(move |d: DisruptionCtx| {
+        Box::pin(async move {
+            if fault == Fault::ProviderFaults {
+                // From the first buyer to the last: nothing to recover from but the
+                // faults themselves, so no errors are forgiven.
+                set_webhook_faults(&d.http, &d.sandbox, true).await?;
+                return Ok(Disrupted {
+                    injected_ms: 0,
+                    recovered_ms: 0,
+                    errors_expected: false,
+                    forgiven_errors: 0,
+                    note: "timeouts excluded from the 5xx count as injected".into(),
+                });
+            }
+            tokio::time::sleep_until((d.start + at).into()).await;
+            let injected_ms = since(d.start);
+            let note = match fault {
+                Fault::Kill(name) => {
+                    ctl.call(&["kill", name]).await?;
+                    tokio::time::sleep(down).await;
+                    ctl.call(&["start", name]).await?;
+                    String::new()
+                }
+                Fault::Restart(service) => {
+                    ctl.call(&["restart", service]).await?;
+                    ctl.healthy(Duration::from_secs(120)).await?;
+                    if service == "redis" {
+                        resume_after_redis_loss(&d).await?
+                    } else {
+                        String::new()
+                    }
+                }
+                Fault::SmtpRefuses => {
+                    refusing(&d, true).await?;
+                    tokio::time::sleep(refuse).await;
+                    refusing(&d, false).await?;
+                    "confirmations queued and retried".into()
+                }
+                Fault::ProviderFaults => unreachable!("handled above"),
+            };
+            ctl.healthy(Duration::from_secs(120)).await?;
+            Ok(Disrupted {
+                injected_ms,
+                recovered_ms: since(d.start),
+                errors_expected: true,
+                forgiven_errors: 0,
+                note,
+            })
+        })
+    })
+}
+
+/// The operator's part after Redis lost the queue: the console restores the event
+/// paused; once it shows so, the operator resumes it.
+async fn resume_after_redis_loss(d: &DisruptionCtx) -> anyhow::Result<String> {
+    let url = format!("{}/console/api/events/{}/admission", d.base, d.slug);
+    let seen = Instant::now();
+    let deadline = seen + Duration::from_secs(60);
+    let mode = loop {
+        let r = d
+            .http
+            .get(&url)
+            .bearer_auth(&d.operator_token)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(r) = r
+            && r.status().is_success()
+        {
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            let mode = v["mode"].as_str().unwrap_or("").to_owned();
+            if !mode.is_empty() {
+                break mode;
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the event's queue was not restored within 60 s of Redis coming back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    ensure!(
+        mode == "paused",
+        "after the Redis loss the queue came back {mode:?}, not paused"
+    );
+    let restored_after = seen.elapsed().as_secs_f64();
+    let r = d
+        .http
+        .put(&url)
+        .bearer_auth(&d.operator_token)
+        .json(&json!({"mode": "on", "reason": "chaos: resume after Redis loss"}))
+        .send()
+        .await?;
+    ensure!(
+        r.status().is_success(),
+        "resuming the queue answered {}",
+        r.status()
+    );
+    Ok(format!(
+        "queue restored paused {restored_after:.1} s after Redis was back; operator resumed it"
+    ))
+}
+
+async fn refusing(d: &DisruptionCtx, on: bool) -> anyhow::Result<()> {
+    let r = d
+        .http
+        .put(format!("{}/refusing", d.sink))
+        .body(if on { "true" } else { "false" })
+        .send()
+        .await?;
+    ensure!(
+        r.status().is_success(),
+        "SMTP sink /refusing: {}",
+        r.status()
+    );
+    Ok(())
+}
+
+async fn set_webhook_faults(http: &reqwest::Client, sandbox: &str, on: bool) -> anyhow::Result<()> {
+    let r = http
+        .put(format!("{}/admin/faults", sandbox.trim_end_matches('/')))
+        .json(&json!({"duplicate_webhooks": on, "out_of_order_webhooks": on}))
+        .send()
+        .await?;
+    ensure!(
+        r.status().is_success(),
+        "sandbox /admin/faults: {}",
+        r.status()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_is_named_once_and_parses_back() {
+        let names: std::collections::BTreeSet<String> = ALL.map(|f| f.name()).into();
+        assert_eq!(names.len(), ALL.len());
+        for f in ALL {
+            assert_eq!(Fault::parse(&f.name()).unwrap(), f);
+        }
+        assert!(Fault::parse("kill-everything").is_err());
+        assert!(SHORT.iter().all(|f| ALL.contains(f)));
+    }
+}
