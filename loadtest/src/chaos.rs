@@ -80,8 +80,10 @@ const ALL: [Fault; 12] = [
 ];
 
 /// What CI runs on every push: the faults on the money path (the service that takes
-/// holds and payments, the outbox relay, the mailer, the database) and the provider.
-const SHORT: [Fault; 5] = [
+/// holds and payments, the outbox relay, the mailer, the database), the provider, and
+/// the queue's state lost with Redis.
+const SHORT: [Fault; 6] = [
+    Fault::Restart("redis"),
     Fault::Kill("orders"),
     Fault::Kill("relay"),
     Fault::Kill("fulfilment"),

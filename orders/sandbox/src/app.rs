@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::cards::{GENERIC_DECLINE, Verdict};
 use crate::config::SandboxConfig;
 use crate::faults::{Faults, FaultsPatch};
+use crate::journal::Journal;
 use crate::ledger::{Confirmation, Idempotent, Ledger, NewIntent, NewRefund, Reply};
 use crate::metrics::Metrics;
 use crate::objects::PaymentIntent;
@@ -35,6 +36,7 @@ struct Inner {
     /// update that never awaits, and the lock is what makes an operation, its
     /// idempotency record and its events one step.
     ledger: Mutex<Ledger>,
+    journal: Option<Journal>,
     webhooks: Webhooks,
     metrics: Metrics,
 }
@@ -44,23 +46,36 @@ fn now() -> i64 {
 }
 
 impl Sandbox {
-    /// Builds the state and starts webhook delivery. Call inside a Tokio runtime.
-    pub fn new(config: SandboxConfig) -> Self {
+    /// Builds the state (the books read back from the journal, if one is configured)
+    /// and starts webhook delivery. Call inside a Tokio runtime.
+    pub fn new(config: SandboxConfig) -> std::io::Result<Self> {
+        let (journal, ledger) = match &config.state_file {
+            Some(path) => {
+                let (journal, ledger) = Journal::open(path)?;
+                tracing::info!(
+                    intents = ledger.intents_len(),
+                    "books read back from the journal"
+                );
+                (Some(journal), ledger)
+            }
+            None => (None, Ledger::default()),
+        };
         let metrics = Metrics::new();
         let webhooks = Webhooks::start(
             config.webhook_url.clone(),
             config.webhook_secret.clone(),
             metrics.clone(),
         );
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 faults: RwLock::new(config.faults.clone()),
                 config,
-                ledger: Mutex::default(),
+                ledger: Mutex::new(ledger),
+                journal,
                 webhooks,
                 metrics,
             }),
-        }
+        })
     }
 
     pub fn config(&self) -> &SandboxConfig {
@@ -113,6 +128,10 @@ impl Sandbox {
         let faults = self.faults();
         let mut ledger = self.ledger();
         let result = ledger.idempotent(idem, |l| op(l, &faults));
+        let changes = ledger.take_changes();
+        if let Some(journal) = &self.inner.journal {
+            journal.append(&changes);
+        }
         for event in ledger.take_events() {
             self.inner.webhooks.enqueue(&event, &faults);
         }

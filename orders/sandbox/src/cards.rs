@@ -25,6 +25,30 @@ pub struct Decline {
     pub message: &'static str,
 }
 
+impl Decline {
+    /// The decline a code names (as journaled); an unknown code is a generic decline.
+    pub fn from_code(code: &str) -> Self {
+        [GENERIC_DECLINE, INSUFFICIENT_FUNDS, NOT_A_TEST_CARD]
+            .into_iter()
+            .find(|d| d.decline_code == code)
+            .unwrap_or(GENERIC_DECLINE)
+    }
+}
+
+// Journaled as its code: the messages are the sandbox's own constants.
+impl serde::Serialize for Decline {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.decline_code)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Decline {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Ok(Self::from_code(&code))
+    }
+}
+
 pub const GENERIC_DECLINE: Decline = Decline {
     decline_code: "generic_decline",
     message: "Your card was declined.",

@@ -42,6 +42,9 @@ pub struct SandboxConfig {
     /// `SANDBOX_DUPLICATE_WEBHOOKS`, `SANDBOX_OUT_OF_ORDER_WEBHOOKS`,
     /// `SANDBOX_WEBHOOK_DROP_RATE`); `PUT /admin/faults` changes the live copy.
     pub faults: Faults,
+    /// `SANDBOX_STATE_FILE`: where the books are journaled (see `journal`); unset,
+    /// they live only in memory.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -53,6 +56,7 @@ impl Default for SandboxConfig {
             webhook_url: "http://127.0.0.1:8081/api/payments/webhook".into(),
             webhook_secret: Secret::new("whsec_floodgate_dev"),
             faults: Faults::default(),
+            state_file: None,
         }
     }
 }
@@ -105,6 +109,7 @@ impl SandboxConfig {
                 webhook_drop_rate: vars
                     .rate("SANDBOX_WEBHOOK_DROP_RATE", start.webhook_drop_rate)?,
             },
+            state_file: vars.string("SANDBOX_STATE_FILE").map(Into::into),
         })
     }
 }

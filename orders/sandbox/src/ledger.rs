@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
@@ -62,11 +63,22 @@ pub struct Reply {
     pub replayed: bool,
 }
 
-struct Recorded {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recorded {
     endpoint: String,
     params: Params,
-    status: StatusCode,
+    /// The HTTP status, as a number so the record can be journaled.
+    status: u16,
     body: Value,
+}
+
+/// One change to the books, as the journal keeps it: the object as it now is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    Intent(PaymentIntent),
+    Refund(Refund),
+    Idempotency { key: String, record: Recorded },
 }
 
 #[derive(Default)]
@@ -76,6 +88,14 @@ pub struct Ledger {
     idempotency: HashMap<String, Recorded>,
     /// Events produced by operations and not yet handed to the webhook queue.
     events: Vec<Event>,
+    /// What operations changed since the last [`Ledger::take_changes`], in order.
+    touched: Vec<Touched>,
+}
+
+enum Touched {
+    Intent(String),
+    Refund(String),
+    Idempotency(String),
 }
 
 impl Ledger {
@@ -96,6 +116,43 @@ impl Ledger {
     /// The events produced since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The objects changed since the last call, as they now are, in the order they
+    /// were changed.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.touched)
+            .into_iter()
+            .filter_map(|t| match t {
+                Touched::Intent(id) => self.intents.get(&id).cloned().map(Change::Intent),
+                Touched::Refund(id) => self.refunds.get(&id).cloned().map(Change::Refund),
+                Touched::Idempotency(key) => self
+                    .idempotency
+                    .get(&key)
+                    .cloned()
+                    .map(|record| Change::Idempotency { key, record }),
+            })
+            .collect()
+    }
+
+    /// Puts a journaled change back (at start-up); the later of two wins.
+    pub fn restore(&mut self, change: Change) {
+        match change {
+            Change::Intent(i) => {
+                self.intents.insert(i.id.clone(), i);
+            }
+            Change::Refund(r) => {
+                self.refunds.insert(r.id.clone(), r);
+            }
+            Change::Idempotency { key, record } => {
+                self.idempotency.insert(key, record);
+            }
+        }
+    }
+
+    /// How many intents the books hold.
+    pub fn intents_len(&self) -> usize {
+        self.intents.len()
     }
 
     /// Runs `op` once per idempotency key. A repeat of the same request gets the
@@ -124,7 +181,7 @@ impl Ledger {
                 )));
             }
             return Ok(Reply {
-                status: rec.status,
+                status: StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK),
                 body: rec.body.clone(),
                 replayed: true,
             });
@@ -144,10 +201,11 @@ impl Ledger {
                     Recorded {
                         endpoint: idem.endpoint.clone(),
                         params: idem.params.clone(),
-                        status,
+                        status: status.as_u16(),
                         body,
                     },
                 );
+                self.touched.push(Touched::Idempotency(idem.key.clone()));
             }
         }
         result.map(|body| Reply {
@@ -167,6 +225,7 @@ impl Ledger {
             now,
         );
         let json = intent.to_json();
+        self.touched.push(Touched::Intent(intent.id.clone()));
         self.intents.insert(intent.id.clone(), intent);
         json
     }
@@ -184,6 +243,7 @@ impl Ledger {
             kind: "payment_intent",
             id: id.to_owned(),
         })?;
+        self.touched.push(Touched::Intent(id.to_owned()));
         if intent.status == Status::Succeeded {
             return Err(Error::UnexpectedState {
                 code: "payment_intent_unexpected_state",
@@ -280,6 +340,9 @@ impl Ledger {
             self.events.push(Event::new("charge.refunded", charge, now));
         }
         let json = refund.to_json();
+        self.touched
+            .push(Touched::Intent(refund.payment_intent.clone()));
+        self.touched.push(Touched::Refund(refund.id.clone()));
         self.refunds.insert(refund.id.clone(), refund);
         Ok(json)
     }

@@ -11,7 +11,8 @@
 //! changeable at run time. It is a test double, but a faithful one: where Stripe
 //! refuses something (an unknown parameter, a reused idempotency key, a second
 //! confirm), so does the sandbox, so a mistake fails here rather than in production.
-//! Nothing survives a restart.
+//! With `SANDBOX_STATE_FILE` set its books survive a restart (a journal); without it
+//! nothing does.
 //!
 //! Layout:
 //! - [`config`]: settings read once from the environment; secrets that never print.
@@ -21,6 +22,7 @@
 //!   them (amount, currency, return URL) and their JSON.
 //! - [`cards`]: test payment methods and card numbers and what each one does.
 //! - [`ledger`]: the books: the operations on intents and refunds, and idempotency.
+//! - [`journal`]: the books on disk, so a killed sandbox forgets no charge.
 //! - [`webhooks`]: events, their signature ([`sign`]) and their delivery.
 //! - [`api`]: the `/v1` routes, the API-key check and the latency and timeout faults.
 //! - [`admin`]: `/admin/faults` and `/admin/webhooks`.
@@ -36,6 +38,7 @@ pub mod cards;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod journal;
 pub mod ledger;
 pub mod metrics;
 pub mod objects;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 use rand::distributions::Alphanumeric;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Error;
@@ -28,7 +29,8 @@ fn random_alnum(n: usize) -> String {
 
 /// An amount in the currency's smallest unit (cents): at least 1, at most
 /// 99 999 999, Stripe's eight-digit ceiling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Amount(i64);
 
 impl Amount {
@@ -65,7 +67,8 @@ impl Amount {
 }
 
 /// A three-letter ISO currency code, lowercased as Stripe returns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Currency(String);
 
 impl Currency {
@@ -99,7 +102,8 @@ impl Currency {
 
 /// Where the hosted page sends the buyer after paying: an absolute http(s) URL that
 /// can go into a `Location` header as it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ReturnUrl(String);
 
 impl ReturnUrl {
@@ -144,7 +148,8 @@ pub fn parse_metadata(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, 
     Ok(raw.into_iter().filter(|(_, v)| !v.is_empty()).collect())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     RequiresPaymentMethod,
     Succeeded,
@@ -159,7 +164,7 @@ impl Status {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PaymentIntent {
     pub id: String,
     pub amount: Amount,
@@ -177,7 +182,7 @@ pub struct PaymentIntent {
     pub amount_refunded: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Charge {
     pub id: String,
     pub created: i64,
@@ -257,7 +262,7 @@ impl PaymentIntent {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Refund {
     pub id: String,
     pub amount: i64,

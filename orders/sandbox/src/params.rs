@@ -16,7 +16,8 @@ use serde_json::Value;
 
 use crate::Error;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Params(BTreeMap<String, String>);
 
 impl Params {

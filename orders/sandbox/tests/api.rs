@@ -163,16 +163,25 @@ async fn spawn(faults: Faults) -> TestApp {
 }
 
 async fn spawn_with(faults: Faults, hook_failures: usize) -> TestApp {
+    spawn_configured(faults, hook_failures, None).await
+}
+
+async fn spawn_configured(
+    faults: Faults,
+    hook_failures: usize,
+    state_file: Option<std::path::PathBuf>,
+) -> TestApp {
     let (hooks, url) = Receiver::start(hook_failures).await;
     let config = SandboxConfig {
         webhook_url: url,
         webhook_secret: sandbox::Secret::new(SECRET),
         faults,
+        state_file,
         ..SandboxConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = app(Sandbox::new(config));
+    let router = app(Sandbox::new(config).unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let client = reqwest::Client::builder()
         .redirect(Policy::none())
@@ -1121,4 +1130,79 @@ async fn the_hosted_page_takes_a_test_card_and_returns_the_buyer() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+/// With a journal, a restarted sandbox knows every intent, charge, refund and
+/// idempotency record it had: nothing charged is forgotten, nothing charged twice.
+#[tokio::test]
+async fn a_restarted_sandbox_remembers_its_books_from_the_journal() {
+    let dir = std::env::temp_dir().join(format!("sandbox-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.jsonl", rand_suffix()));
+    let before = spawn_configured(Faults::default(), 0, Some(path.clone())).await;
+    let create = |app: &TestApp| {
+        app.post("/v1/payment_intents")
+            .header("Idempotency-Key", "order-1")
+            .form(&[("amount", "1500"), ("currency", "eur")])
+            .send()
+    };
+    let paid: Value = create(&before).await.unwrap().json().await.unwrap();
+    let paid = paid["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        before
+            .confirm(&paid, &[("payment_method", "pm_card_visa")])
+            .await
+            .status(),
+        200
+    );
+    let declined = before.intent(&[]).await;
+    before
+        .confirm(&declined, &[("payment_method", "pm_card_chargeDeclined")])
+        .await;
+    let refund = before
+        .post("/v1/refunds")
+        .form(&[("payment_intent", paid.as_str()), ("amount", "500")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refund.status(), 200);
+    let refund: Value = refund.json().await.unwrap();
+
+    // A new process on the same journal.
+    let after = spawn_configured(Faults::default(), 0, Some(path.clone())).await;
+    let intent = after.payment_intent(&paid).await;
+    assert_eq!(intent["status"], "succeeded");
+    assert_eq!(intent["amount_refunded"], 500);
+    let refund_id = refund["id"].as_str().unwrap();
+    let r: Value = after
+        .get(&format!("/v1/refunds/{refund_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["amount"], 500);
+    assert_eq!(
+        after.payment_intent(&declined).await["last_payment_error"]["decline_code"],
+        "generic_decline"
+    );
+    // The idempotency record survived: the same request is the same intent.
+    let again: Value = create(&after).await.unwrap().json().await.unwrap();
+    assert_eq!(again["id"], paid.as_str());
+    // And the charge: a second confirm is refused, not a second charge.
+    let second = after
+        .confirm(&paid, &[("payment_method", "pm_card_visa")])
+        .await;
+    assert_eq!(second.status(), 400);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn rand_suffix() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{n:x}")
 }

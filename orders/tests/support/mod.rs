@@ -46,7 +46,8 @@ pub async fn spawn_with_sandbox(faults: sandbox::Faults) -> (TestApp, sandbox::S
         webhook_secret: sandbox::Secret::new(WEBHOOK_SECRET),
         faults,
         ..sandbox::SandboxConfig::default()
-    });
+    })
+    .unwrap();
     let router = sandbox::app(sb.clone());
     tokio::spawn(async move { axum::serve(sandbox_listener, router).await.unwrap() });
     (app, sb, sandbox_base)

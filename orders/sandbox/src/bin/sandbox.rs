@@ -1,5 +1,6 @@
 //! The payment sandbox process (reads SANDBOX_LISTEN, SANDBOX_API_KEY,
-//! SANDBOX_WEBHOOK_URL, SANDBOX_WEBHOOK_SECRET and the fault knobs; see the README).
+//! SANDBOX_WEBHOOK_URL, SANDBOX_WEBHOOK_SECRET, SANDBOX_STATE_FILE and the fault
+//! knobs; see the README).
 
 use sandbox::{Sandbox, SandboxConfig, app};
 
@@ -17,9 +18,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listen = %listener.local_addr()?,
         webhook_url = %config.webhook_url,
         faults = ?config.faults,
+        journal = ?config.state_file,
         "sandbox starting"
     );
-    axum::serve(listener, app(Sandbox::new(config)))
+    axum::serve(listener, app(Sandbox::new(config)?))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
