@@ -333,3 +333,44 @@ fn status_class(status: u16) -> &'static str {
         _ => "other",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The document served at /openapi.json is OpenAPI and covers every path of the
+    /// public contract (API.md), so outside clients and schemathesis see all of it.
+    #[test]
+    fn the_openapi_document_names_every_public_path() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        for path in [
+            "/queue/{event}",
+            "/queue/{event}/join",
+            "/queue/{event}/status",
+            "/e/{event}",
+            "/api/events/{event}",
+            "/api/events/{event}/holds",
+            "/api/holds/{hold_id}",
+            "/api/holds/{hold_id}/checkout",
+            "/api/orders/{order_id}",
+            "/api/payments/webhook",
+            "/join/{access_token}",
+            "/console/api/events",
+            "/console/api/events/{event}/admission",
+            "/console/api/events/{event}/live",
+            "/console/api/search",
+            "/console/api/orders/{id}",
+            "/console/api/orders/{id}/refund",
+            "/console/api/orders/{id}/resend",
+            "/console/api/orders/{id}/email",
+            "/console/api/tickets/{id}/transfer",
+            "/console/api/events/{event}/reschedule",
+            "/console/api/events/{event}/cancel",
+        ] {
+            assert!(
+                paths.contains_key(path),
+                "{path} is missing from openapi.json"
+            );
+        }
+    }
+}
