@@ -1,6 +1,7 @@
-//! `loadtest`: the on-sale simulator's command line. Today it verifies pre-queue
-//! lotteries and benchmarks holds on one hot tier (`bench-holds`); the on-sale
-//! simulation and verdict join it (issue 7).
+//! `loadtest`: the on-sale simulator's command line: `onsale` (a crowd against the
+//! running stack, judged by a verdict), `chaos` (the fault matrix), `bench` and
+//! `bench-holds` (the performance baselines), and `lottery` (verifies a pre-queue
+//! draw).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use waitroom::lottery::LotteryRecord;
 
+mod bench;
 mod bench_holds;
 mod chaos;
 mod onsale;
@@ -79,6 +81,10 @@ enum Command {
     /// judged by the on-sale verdict. Run through `infra/chaos run`, which owns the
     /// processes and services it breaks.
     Chaos(Box<chaos::Args>),
+    /// Every performance baseline in one run, as ratios against the targets: the edge
+    /// (infra/bench/edge: gateway vs nginx and raw Redis) and holds (bench-holds:
+    /// orders vs a bare UPDATE). Needs a release build; takes about five minutes.
+    Bench(Box<bench::Args>),
 }
 
 #[tokio::main]
@@ -147,5 +153,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Onsale(args) => onsale::run(*args).await,
         Command::Chaos(args) => chaos::run(*args).await,
+        Command::Bench(args) => bench::run(*args).await,
     }
 }
