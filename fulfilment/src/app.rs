@@ -22,6 +22,7 @@ pub struct Metrics {
     registry: Registry,
     pub sent: IntCounter,
     pub failed: IntCounter,
+    pub bounced: IntCounter,
 }
 
 impl Metrics {
@@ -37,14 +38,19 @@ impl Metrics {
             "Failed send attempts",
         )
         .expect("metric");
-        registry.register(Box::new(sent.clone())).expect("register");
-        registry
-            .register(Box::new(failed.clone()))
-            .expect("register");
+        let bounced = IntCounter::new(
+            "floodgate_fulfilment_emails_bounced_total",
+            "Emails the server refused permanently (no retry)",
+        )
+        .expect("metric");
+        for c in [&sent, &failed, &bounced] {
+            registry.register(Box::new(c.clone())).expect("register");
+        }
         Self {
             registry,
             sent,
             failed,
+            bounced,
         }
     }
 }

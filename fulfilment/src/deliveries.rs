@@ -439,6 +439,21 @@ pub async fn send_due(s: &AppState, limit: i64) -> Result<usize, Error> {
                 .await?;
                 s.metrics.sent.inc();
             }
+            Err(Error::Rejected(reason)) => {
+                // A permanent refusal is an answer, not an outage: no retry, and the
+                // console shows the bounce with its fix (correct the address).
+                tracing::warn!(delivery = %d.id, "email refused permanently; bounced");
+                sqlx::query!(
+                    r#"UPDATE deliveries SET status = 'bounced', attempts = attempts + 1,
+                           last_error = $2
+                       WHERE id = $1"#,
+                    d.id,
+                    reason,
+                )
+                .execute(&mut *tx)
+                .await?;
+                s.metrics.bounced.inc();
+            }
             Err(e) => {
                 let attempts = d.attempts + 1;
                 let backoff = std::time::Duration::from_secs(1u64 << attempts.clamp(0, 12) as u32)

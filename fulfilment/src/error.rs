@@ -5,6 +5,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("smtp: {0}")]
     Smtp(String),
+    /// The server refused the message for good (a 5xx reply: no such mailbox, say):
+    /// sending it again cannot help, so the delivery bounced.
+    #[error("smtp, refused permanently: {0}")]
+    Rejected(String),
     #[error("template: {0}")]
     Template(#[from] minijinja::Error),
     #[error("meeting provider: {0}")]

@@ -132,10 +132,12 @@ impl Mailer {
             .message_id(Some(message_id.to_owned()))
             .multipart(body)
             .map_err(|e| Error::Smtp(e.to_string()))?;
-        self.transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::Smtp(e.to_string()))
+        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+            if e.is_permanent() {
+                Error::Rejected(e.to_string())
+            } else {
+                Error::Smtp(e.to_string())
+            }
+        })
     }
 }

@@ -1,6 +1,8 @@
 //! A development SMTP sink: accepts mail on loopback and keeps it, so the demo and the
 //! tests can read what was sent, and can refuse mail for a while (451, "try again
-//! later") to rehearse an SMTP outage.
+//! later") to rehearse an SMTP outage. Recipients whose local part starts with
+//! `bounce` (`bounce@…`, `bounce+anything@…`) are refused permanently (550 5.1.1, no
+//! such mailbox), as a real server refuses a wrong address, to rehearse bounces.
 //!
 //! Written here rather than taken from a crate: `mailin-embedded` 0.8 does not compile
 //! without its rustls feature, which drags aws-lc-sys (minutes of C build on every clean
@@ -147,8 +149,13 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             }
             "RCPT" if from.is_none() => b"503 5.5.1 MAIL first\r\n",
             "RCPT" => {
-                to.push(address(&command[4..]));
-                b"250 OK\r\n"
+                let rcpt = address(&command[4..]);
+                if rcpt.to_ascii_lowercase().starts_with("bounce") {
+                    b"550 5.1.1 No such mailbox here\r\n"
+                } else {
+                    to.push(rcpt);
+                    b"250 OK\r\n"
+                }
             }
             "DATA" if to.is_empty() => b"503 5.5.1 RCPT first\r\n",
             "DATA" => {
