@@ -622,43 +622,6 @@ async fn timeline(
     Ok(out)
 }
 
-/// How Postgres runs the writer's duplicate check (`holds.rs`, the `admission_jti =
-/// ANY($2)` query) once the event has the run's holds: the plan's key lines.
-async fn precheck_plan(pool: &PgPool, event_id: Uuid) -> anyhow::Result<Vec<String>> {
-    let jtis: Vec<String> = (0..32).map(|_| Uuid::new_v4().to_string()).collect();
-    let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN (ANALYZE, COSTS OFF) SELECT admission_jti FROM holds
-         WHERE event_id = $1 AND status = 'active' AND admission_jti = ANY($2)",
-    )
-    .bind(event_id)
-    .bind(&jtis)
-    .fetch_all(pool)
-    .await
-    .context("explaining the duplicate check")?;
-    Ok(plan
-        .iter()
-        .map(|l| l.trim())
-        .filter(|l| {
-            l.contains("Scan")
-                || l.starts_with("Index Cond")
-                || l.starts_with("Filter")
-                || l.starts_with("Rows Removed")
-                || l.starts_with("Execution Time")
-        })
-        .map(|l| format!("duplicate-check plan after the run: {}", elide_array(l)))
-        .collect())
-}
-
-/// `= ANY ('{a,b,c}'::text[])` → `= ANY ('{…}'::text[])`: the jtis say nothing.
-fn elide_array(line: &str) -> String {
-    match (line.find("'{"), line.find("}'")) {
-        (Some(from), Some(to)) if from < to => {
-            format!("{}'{{…}}'{}", &line[..from], &line[to + 2..])
-        }
-        _ => line.to_owned(),
-    }
-}
-
 /// Latencies (µs) → (p50, p99) in ms.
 fn percentiles(latencies: &mut [u32]) -> (Option<f64>, Option<f64>) {
     if latencies.is_empty() {
@@ -846,12 +809,11 @@ async fn desk_case(opts: &Options, server: &str) -> anyhow::Result<Measurement> 
     check_ledger("c", &after, tally.ok + 1)?;
     let batches = u64::try_from(after.batches - warm.batches).unwrap_or(0);
     let timeline = timeline(&pool, tier_id, db_start).await?;
-    let mut notes = vec![format!(
+    let notes = vec![format!(
         "{} tokio tasks calling HoldDesk::hold; pool of 8; MAX_BATCH {}",
         opts.clients,
         orders::holds::MAX_BATCH
     )];
-    notes.extend(precheck_plan(&pool, event_id).await?);
     drop(desk);
     drop(pool);
     let mut m = measurement(
@@ -875,7 +837,7 @@ async fn http_case(
     let pool = scratch.pool().clone();
     let slug_text = format!("bench-http-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let slug = EventSlug::parse(&slug_text)?;
-    let (event_id, tier_id) = create_event(&pool, &slug_text).await?;
+    let (_, tier_id) = create_event(&pool, &slug_text).await?;
     let room = Waitroom::connect(&RedisConfig {
         url: opts.redis_url.clone(),
         prefix: format!("bench-{}", Uuid::new_v4().simple()),
@@ -886,7 +848,7 @@ async fn http_case(
     let result = http_case_inner(
         opts,
         (&pool, &scratch.url),
-        (event_id, tier_id),
+        tier_id,
         &room,
         &slug,
         expected_rate,
@@ -927,7 +889,7 @@ impl Drop for PurgeOnDrop {
 async fn http_case_inner(
     opts: &Options,
     (pool, database_url): (&PgPool, &str),
-    (event_id, tier_id): (Uuid, Uuid),
+    tier_id: Uuid,
     room: &Waitroom,
     slug: &EventSlug,
     expected_rate: f64,
@@ -1061,7 +1023,6 @@ async fn http_case_inner(
             tally.signed_inline
         ));
     }
-    notes.extend(precheck_plan(pool, event_id).await?);
     let timeline = timeline(pool, tier_id, db_start).await?;
     let mut m = measurement(
         (
@@ -1248,18 +1209,6 @@ tps = 1234.567890 (without initial connection time)
         assert_eq!(
             server_url("postgres://postgres@127.0.0.1:5432"),
             "postgres://postgres@127.0.0.1:5432"
-        );
-    }
-
-    #[test]
-    fn plan_lines_lose_their_arrays() {
-        assert_eq!(
-            elide_array("Filter: (admission_jti = ANY ('{a,b}'::text[]))"),
-            "Filter: (admission_jti = ANY ('{…}'::text[]))"
-        );
-        assert_eq!(
-            elide_array("Rows Removed by Filter: 3"),
-            "Rows Removed by Filter: 3"
         );
     }
 

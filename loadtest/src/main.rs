@@ -11,6 +11,7 @@ use waitroom::lottery::LotteryRecord;
 
 mod bench;
 mod bench_holds;
+mod bench_mail;
 mod chaos;
 mod onsale;
 
@@ -85,6 +86,9 @@ enum Command {
     /// (infra/bench/edge: gateway vs nginx and raw Redis) and holds (bench-holds:
     /// orders vs a bare UPDATE). Needs a release build; takes about five minutes.
     Bench(Box<bench::Args>),
+    /// Confirmations per second through the whole delivery path (a resend for every
+    /// paid order of an event) against a plain SMTP client to the same server.
+    BenchMail(Box<bench_mail::Args>),
 }
 
 #[tokio::main]
@@ -154,5 +158,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Onsale(args) => onsale::run(*args).await,
         Command::Chaos(args) => chaos::run(*args).await,
         Command::Bench(args) => bench::run(*args).await,
+        Command::BenchMail(args) => bench_mail::run(*args).await,
     }
 }

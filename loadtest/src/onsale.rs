@@ -24,7 +24,7 @@ use sqlx::postgres::PgPoolOptions;
 mod crowd;
 mod report;
 mod stats;
-mod verdict;
+pub(crate) mod verdict;
 
 use crowd::{Counters, CrowdShape, Ctx, TierSpec};
 pub use report::Report;
