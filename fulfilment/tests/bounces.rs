@@ -87,3 +87,67 @@ async fn a_temporary_refusal_is_retried_not_bounced() {
     );
     t.cleanup().await;
 }
+
+/// Through JetStream: the paid-order message for a mailbox that bounces is acknowledged
+/// once the delivery is queued (the bounce is the sender's business, not the
+/// consumer's), so it is neither redelivered nor sent again.
+#[tokio::test]
+async fn the_consumer_acks_an_order_whose_mail_bounces() {
+    let t = spawn().await;
+    let event = t
+        .event("bouncy-stream", Utc::now() + chrono::Duration::days(3))
+        .await;
+    t.paid_order(event, "bounce+typo@example.org", 2).await;
+    assert_eq!(t.relay().await, 1);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = {
+        let (state, js) = (t.state.clone(), t.js.clone());
+        tokio::spawn(async move {
+            fulfilment::consumer::run(state, js, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.count("SELECT count(*) FROM deliveries").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.drain(Duration::from_secs(10)).await;
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM deliveries WHERE status = 'bounced' AND attempts = 1 \
+             AND kind = 'confirmation' AND last_error LIKE '%550%'"
+        )
+        .await,
+        1
+    );
+    // The message is acknowledged: nothing pending, nothing awaiting an ack, and a
+    // wait past the consumer's Nak delay brings no redelivery and no second attempt.
+    let mut info = fulfilment::consumer::consumer(&t.js, &t.state)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let i = info.info().await.unwrap();
+        if i.num_ack_pending == 0 && i.num_pending == 0 {
+            assert_eq!(i.delivered.consumer_sequence, 1, "delivered once");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not acked: {i:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    t.drain(Duration::from_secs(1)).await;
+    assert_eq!(
+        t.count("SELECT sum(attempts)::int8 FROM deliveries").await,
+        1
+    );
+    assert_eq!(t.count("SELECT count(*) FROM deliveries").await, 1);
+    assert!(t.sink.messages().is_empty());
+    assert_eq!(t.count("SELECT count(*) FROM parked_messages").await, 0);
+    drop(stop);
+    consumer.await.unwrap().unwrap();
+    t.cleanup().await;
+}
