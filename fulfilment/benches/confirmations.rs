@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
     relay.abort();
     let last = held.iter().map(|o| mails[&o.1][0]).max().expect("orders");
     let backlog_secs = (last - released_at).as_seconds_f64();
+    let stages = stages(&t, &held, released_at).await?;
 
     // 3. Baseline: lettre alone, same message, same sink, same pool, same concurrency.
     let raw = t.sink.messages()[0].raw.clone();
@@ -127,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         "backlog": {
             "all_sent_s": backlog_secs,
             "confirmations_per_s": backlog_rate,
+            "last_done_after_release_s": stages,
         },
         "baseline_lettre": {
             "sent_s": baseline_secs,
@@ -137,6 +139,34 @@ async fn main() -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// When each stage finished its last order of the backlog, seconds after the release:
+/// the stage that ends last, long after the one before it, is the bottleneck.
+async fn stages(
+    t: &TestFulfilment,
+    orders: &[(Uuid, String)],
+    released_at: DateTime<Utc>,
+) -> anyhow::Result<serde_json::Value> {
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.0).collect();
+    let (published, queued, sent): (DateTime<Utc>, i64, DateTime<Utc>) = sqlx::query_as(
+        // A delivery's id is a UUIDv7: its first 48 bits are when the consumer queued it.
+        r#"SELECT (SELECT max(published_at) FROM outbox
+                   WHERE (payload->>'order_id')::uuid = ANY($1)),
+                  max(('x' || substr(replace(id::text, '-', ''), 1, 12))::bit(48)::int8),
+                  max(sent_at)
+           FROM deliveries WHERE order_id = ANY($1)"#,
+    )
+    .bind(&ids)
+    .fetch_one(&t.db.pool)
+    .await?;
+    let since = |at: DateTime<Utc>| (at - released_at).as_seconds_f64();
+    let queued = DateTime::from_timestamp_millis(queued).expect("a time");
+    Ok(json!({
+        "relay_published": since(published),
+        "consumer_queued": since(queued),
+        "sender_sent": since(sent),
+    }))
 }
 
 async fn start_relay(t: &TestFulfilment) -> tokio::task::JoinHandle<()> {
