@@ -77,7 +77,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .bind(args.orders.unwrap_or(i64::MAX))
     .fetch_all(&db)
     .await?;
-    ensure!(!orders.is_empty(), "event {} has no paid orders", args.event);
+    ensure!(
+        !orders.is_empty(),
+        "event {} has no paid orders",
+        args.event
+    );
     let n = orders.len();
     let http = reqwest::Client::new();
     let sink = format!("http://{}/messages", args.sink_http);
@@ -85,10 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Baseline: the same number of messages of about a confirmation's size, straight
     // to the server over as many pooled connections as resends run at once.
     let sample_size = 12 * 1024;
-    let (host, port) = args
-        .smtp
-        .rsplit_once(':')
-        .context("--smtp is host:port")?;
+    let (host, port) = args.smtp.rsplit_once(':').context("--smtp is host:port")?;
     let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
         .port(port.parse()?)
         .pool_config(PoolConfig::new().max_size(args.concurrency as u32))
@@ -117,7 +118,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let failed = sent.iter().filter(|r| r.is_err()).count();
     ensure!(failed == 0, "baseline: {failed} of {n} sends failed");
     let baseline_rate = n as f64 / baseline_s;
-    println!("bench-mail: baseline {n} messages straight to SMTP in {baseline_s:.2} s = {baseline_rate:.0}/s");
+    println!(
+        "bench-mail: baseline {n} messages straight to SMTP in {baseline_s:.2} s = {baseline_rate:.0}/s"
+    );
 
     // Through Floodgate: one resend per order, as fast as the console takes them.
     let since = Utc::now();
@@ -132,7 +135,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let r = http
                     .post(url)
                     .bearer_auth(token)
-                    .header("Idempotency-Key", format!("bench-mail-{}-{id}", since.timestamp_millis()))
+                    .header(
+                        "Idempotency-Key",
+                        format!("bench-mail-{}-{id}", since.timestamp_millis()),
+                    )
                     .send()
                     .await?;
                 ensure!(r.status().is_success(), "resend of {id}: {}", r.status());
