@@ -9,7 +9,7 @@ use orders::telemetry::HttpMetrics;
 use sqlx::PgPool;
 use waitroom::queue::Waitroom;
 
-use crate::{admission, events, pages, search, support};
+use crate::{admission, event_pages, events, pages, search, support};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -51,7 +51,21 @@ pub fn router(state: AppState) -> Router {
         .route("/console/orders/{id}/refund", post(pages::refund_form))
         .route("/console/orders/{id}/resend", post(pages::resend_form))
         .route("/console/orders/{id}/email", post(pages::email_form))
-        .route("/console/tickets/{id}/transfer", post(pages::transfer_form));
+        .route("/console/tickets/{id}/transfer", post(pages::transfer_form))
+        .route("/console/events", get(event_pages::list_page))
+        .route("/console/events/{event}", get(event_pages::event_page))
+        .route(
+            "/console/events/{event}/reschedule",
+            post(event_pages::reschedule_form),
+        )
+        .route(
+            "/console/events/{event}/cancel",
+            post(event_pages::cancel_form),
+        )
+        .route(
+            "/console/events/{event}/resend-undelivered",
+            post(event_pages::resend_undelivered_form),
+        );
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

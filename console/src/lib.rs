@@ -18,6 +18,7 @@
 //! - [`search`]: the one search box over buyers, orders, tickets and payments.
 //! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
 //! - [`pages`]: the server-rendered back office.
+//! - [`event_pages`]: the event list and an event's page with its event-wide fixes.
 //! - [`admission`]: reading and changing live admission settings; the Redis mirror.
 //! - [`live`]: the live control room's feed (one snapshot a second per watched event, shared
 //!   by every viewer over SSE), the audit list, and the figures as Prometheus metrics.
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod config;
 pub mod control_room;
 pub mod error;
+pub mod event_pages;
 pub mod events;
 pub mod live;
 pub mod pages;

@@ -47,10 +47,10 @@ details summary { cursor: pointer; }
 iframe { width: 100%; height: 22rem; border: 1px solid var(--line); border-radius: 8px; background: white; }
 "#;
 
-fn layout(title: &str, operator: Option<&Operator>, body: &str) -> Html<String> {
+pub(crate) fn layout(title: &str, operator: Option<&Operator>, body: &str) -> Html<String> {
     let nav = match operator {
         Some(o) => format!(
-            "<a href=\"/console/\">Search</a><span class=\"muted\">{} · {}</span>\
+            "<a href=\"/console/\">Search</a><a href=\"/console/events\">Events</a><span class=\"muted\">{} · {}</span>\
              <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form>",
             escape(&o.name),
             o.role.as_str(),
@@ -67,7 +67,9 @@ fn layout(title: &str, operator: Option<&Operator>, body: &str) -> Html<String> 
 }
 
 /// Page handlers send people without a session to the login page.
-fn signed_in(operator: Result<Operator, ConsoleError>) -> Result<Operator, Box<Response>> {
+pub(crate) fn signed_in(
+    operator: Result<Operator, ConsoleError>,
+) -> Result<Operator, Box<Response>> {
     match operator {
         Ok(o) => Ok(o),
         Err(ConsoleError::Unauthenticated) => {
@@ -77,7 +79,7 @@ fn signed_in(operator: Result<Operator, ConsoleError>) -> Result<Operator, Box<R
     }
 }
 
-fn money(cents: i64, currency: &str) -> String {
+pub(crate) fn money(cents: i64, currency: &str) -> String {
     orders::pages::money(cents, currency)
 }
 
@@ -229,11 +231,12 @@ pub async fn search_page(
                     .map(|h| {
                         format!(
                             "<tr><td><a href=\"/console/orders/{id}\">{email}</a><div class=\"muted\">{name}</div></td>\
-                             <td>{event}</td><td><span class=\"pill\">{status}</span></td><td>{amount}</td><td class=\"muted\">{at}</td></tr>",
+                             <td><a href=\"/console/events/{slug}\">{event}</a></td><td><span class=\"pill\">{status}</span></td><td>{amount}</td><td class=\"muted\">{at}</td></tr>",
                             id = h.order_id,
                             email = escape(&h.buyer_email),
                             name = escape(&h.buyer_name),
                             event = escape(&h.event_title),
+                            slug = escape(&h.event_slug),
                             status = escape(&h.status),
                             amount = escape(&money(h.amount_cents, &h.currency)),
                             at = h.created_at.format("%Y-%m-%d %H:%M"),
@@ -304,9 +307,10 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
         ));
     }
     out.push_str(&format!(
-        "<p class=\"muted\">{event} · {when}</p><h1>{name} <span class=\"muted\">&lt;{email}&gt;</span></h1>\
+        "<p class=\"muted\"><a href=\"/console/events/{slug}\">{event}</a> · {when}</p><h1>{name} <span class=\"muted\">&lt;{email}&gt;</span></h1>\
          <p><span class=\"pill\">{status}</span> {tier} × {qty} · paid {amount}{refunded} · order <code>{id}</code>{intent}</p>",
         event = escape(&o.event_title),
+        slug = escape(&o.event_slug),
         when = o.starts_at.with_timezone(&tz).format("%a %-d %b %Y %H:%M"),
         name = escape(&o.buyer_name),
         email = escape(&o.buyer_email),
@@ -544,7 +548,7 @@ fn back_to_order(
     Redirect::to(&target).into_response()
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),

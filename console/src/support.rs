@@ -769,20 +769,32 @@ pub async fn resend_undelivered(
     Path(slug): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let key = idempotency_key(&headers);
+    Ok(Json(
+        resend_undelivered_with(&s, &operator, &slug, key.as_deref()).await?,
+    ))
+}
+
+/// The bulk resend behind [`resend_undelivered`], shared with the console's pages.
+pub async fn resend_undelivered_with(
+    s: &AppState,
+    operator: &Operator,
+    slug: &str,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
     operator.require(STAFF)?;
-    let event = orders::events::by_slug(&s.db, &slug)
+    let event = orders::events::by_slug(&s.db, slug)
         .await?
         .filter(|e| operator.may_see(e.id))
         .ok_or(orders::Error::NotFound("event"))?;
-    let key = idempotency_key(&headers);
     let actor = operator.label();
     let event_id = event.id;
-    let result = once(
-        &s,
-        &operator,
-        key.as_deref(),
+    once(
+        s,
+        operator,
+        key,
         "event.resend_undelivered",
-        &slug,
+        slug,
         Some(event_id),
         None,
         move |conn| {
@@ -804,6 +816,5 @@ pub async fn resend_undelivered(
             })
         },
     )
-    .await?;
-    Ok(Json(result))
+    .await
 }

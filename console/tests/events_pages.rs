@@ -1,0 +1,538 @@
+//! The event pages of the console (list, an event's page, reschedule / cancel / bulk
+//! resend forms) driven as a browser would: a session cookie, the CSRF token and action
+//! key read from the rendered form, against the real Postgres and Redis.
+
+use std::net::SocketAddr;
+
+use console::app::{AppState, router};
+use console::auth::{Role, create_token};
+use console::sessions::create_operator;
+use orders::telemetry::HttpMetrics;
+use orders::testing::TestDb;
+use reqwest::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+use waitroom::config::RedisConfig;
+use waitroom::queue::Waitroom;
+
+struct Desk {
+    addr: SocketAddr,
+    db: TestDb,
+    admin: String,
+    operator: String,
+    host: String,
+    event: Uuid,
+    other_event: Uuid,
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn spawn() -> Desk {
+    let db = TestDb::new().await;
+    let room = Waitroom::connect(&RedisConfig {
+        url: "redis://127.0.0.1:6379".into(),
+        prefix: format!("t-{}", Uuid::new_v4().simple()),
+    })
+    .await
+    .unwrap();
+    let state = AppState {
+        db: db.pool.clone(),
+        room,
+        metrics: HttpMetrics::new("console"),
+        secure_cookies: false,
+        live: console::live::Hub::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let admin = create_token(&db.pool, "alice", Role::Admin)
+        .await
+        .unwrap()
+        .1;
+    let operator = create_token(&db.pool, "olga", Role::Operator)
+        .await
+        .unwrap()
+        .1;
+    let (host_id, host) = create_token(&db.pool, "hank", Role::Host).await.unwrap();
+    for (email, name, role) in [
+        ("olga@floodgate.test", "Olga", Role::Operator),
+        ("alice@floodgate.test", "Alice", Role::Admin),
+        ("hank@floodgate.test", "Hank", Role::Host),
+    ] {
+        create_operator(&db.pool, email, name, role, PASSWORD)
+            .await
+            .unwrap();
+    }
+    let event = seed_event(&db, "big", 20, 1).await;
+    let other_event = seed_event(&db, "other", 3, 1001).await;
+    // The host may see the other event only.
+    sqlx::query("UPDATE operator_tokens SET event_ids = ARRAY[$1]::uuid[] WHERE id = $2")
+        .bind(other_event)
+        .bind(host_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE operators SET event_ids = ARRAY[$1]::uuid[] WHERE role = 'host'")
+        .bind(other_event)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    Desk {
+        addr,
+        db,
+        admin,
+        operator,
+        host,
+        event,
+        other_event,
+    }
+}
+
+/// An event with `n` paid orders (one ticket each), starting in two days (inside a
+/// 48 h refund policy only if the policy were shorter).
+async fn seed_event(db: &TestDb, slug: &str, n: i32, first: i32) -> Uuid {
+    let req: orders::events::NewEventRequest = serde_json::from_value(json!({
+        "slug": slug, "title": format!("Event {slug}"),
+        "starts_at": chrono::Utc::now() + chrono::Duration::days(2),
+        "ends_at": chrono::Utc::now() + chrono::Duration::days(2) + chrono::Duration::hours(2),
+        "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
+        "refund_policy": {"refundable_until_hours_before": 72},
+        "tiers": [{"code": "ga", "name": "General", "price_cents": 2000, "currency": "EUR", "capacity": 5000}],
+        "queue": {"mode": "off"}
+    }))
+    .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let e = orders::events::create(&mut tx, &req.parse().unwrap())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    sqlx::query(
+        r#"WITH t AS (SELECT id FROM tiers WHERE event_id = $1),
+           h AS (INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti, buyer_email, buyer_name, status, expires_at)
+                 SELECT gen_random_uuid(), $1, t.id, 1, 'j' || g, 'buyer' || g || '@example.org', 'Buyer ' || g, 'converted', now()
+                 FROM t, generate_series($2, $3) g RETURNING id, tier_id, buyer_email, buyer_name, admission_jti),
+           o AS (INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency, buyer_email,
+                                     buyer_name, status, payment_provider, payment_intent_id, paid_at)
+                 SELECT gen_random_uuid(), $1, h.id, h.tier_id, 1, 2000, 'EUR', h.buyer_email, h.buyer_name, 'paid',
+                        'sandbox', 'pi_' || h.admission_jti, now()
+                 FROM h RETURNING id, tier_id, buyer_email, buyer_name)
+           INSERT INTO tickets (id, order_id, event_id, tier_id, seat_no, code, holder_email, holder_name)
+           SELECT gen_random_uuid(), o.id, $1, o.tier_id, 1, 'FG-' || upper(substr(md5(o.id::text), 1, 10)), o.buyer_email, o.buyer_name
+           FROM o"#,
+    )
+    .bind(e.id)
+    .bind(first)
+    .bind(first + n - 1)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE tiers SET sold = $2 WHERE event_id = $1")
+        .bind(e.id)
+        .bind(n)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    e.id
+}
+
+impl Desk {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Signs in through the login form; returns the session cookie.
+    async fn login(&self, email: &str) -> String {
+        let r = http()
+            .post(self.url("/console/login"))
+            .form(&[("email", email), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "login {email}");
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn page(&self, cookie: &str, path: &str) -> (StatusCode, String) {
+        let r = http()
+            .get(self.url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    /// Posts a form; returns the status and where it sends the browser.
+    async fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let r = http()
+            .post(self.url(path))
+            .header("cookie", cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (r.status(), location)
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of a hidden field inside the form with this id.
+fn field(html: &str, form_id: &str, name: &str) -> String {
+    let start = html
+        .find(&format!("<form id=\"{form_id}\""))
+        .unwrap_or_else(|| panic!("no form#{form_id}"));
+    let form = &html[start..start + html[start..].find("</form>").unwrap()];
+    let at = form
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} in form#{form_id}"))
+        + format!("name=\"{name}\" value=\"").len();
+    form[at..at + form[at..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn the_event_pages_show_tiers_and_only_the_fixes_a_role_may_use() {
+    let d = spawn().await;
+    // Anonymous: to the login page.
+    let anon = http()
+        .get(d.url("/console/events/big"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.headers()["location"], "/console/login");
+
+    let olga = d.login("olga@floodgate.test").await;
+    let (status, list) = d.page(&olga, "/console/events").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains("href=\"/console/events/big\"")
+            && list.contains("href=\"/console/events/other\"")
+    );
+    let (status, page) = d.page(&olga, "/console/events/big").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<table id=\"tiers\">"), "{page}");
+    // General, €20.00, capacity 5000, sold 20, held 0, available 4980.
+    assert!(
+        page.contains("<td>5000</td><td>20</td><td>0</td><td>4980</td>"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"refund-policy\"") && page.contains("72 h before"));
+    assert!(
+        page.contains("<form id=\"reschedule\"")
+            && page.contains("<form id=\"resend-undelivered\"")
+    );
+    assert!(
+        !page.contains("<form id=\"cancel-event\""),
+        "only admins cancel events"
+    );
+
+    let alice = d.login("alice@floodgate.test").await;
+    let (_, page) = d.page(&alice, "/console/events/big").await;
+    assert!(page.contains("<form id=\"cancel-event\""));
+
+    // A host: its own event, read-only; the other one does not exist for them.
+    let hank = d.login("hank@floodgate.test").await;
+    let (_, list) = d.page(&hank, "/console/events").await;
+    assert!(list.contains("/console/events/other") && !list.contains("/console/events/big\""));
+    let (status, page) = d.page(&hank, "/console/events/other").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("<form id="), "a host gets no forms: {page}");
+    let (status, _) = d.page(&hank, "/console/events/big").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = (&d.admin, &d.operator, &d.host, d.event, d.other_event);
+}
+
+#[tokio::test]
+async fn rescheduling_from_the_page_moves_the_event_once_in_its_own_timezone() {
+    let d = spawn().await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, page) = d.page(&olga, "/console/events/big").await;
+    let csrf = field(&page, "reschedule", "csrf");
+    let key = field(&page, "reschedule", "action_key");
+    let day = (chrono::Utc::now() + chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    let starts = format!("{day}T19:30");
+    let ends = format!("{day}T21:00");
+    let base = [
+        ("starts_at", starts.as_str()),
+        ("ends_at", ends.as_str()),
+        ("reason", "speaker's flight moved"),
+        ("notify", "true"),
+        ("action_key", key.as_str()),
+    ];
+    let url = "/console/events/big/reschedule";
+
+    // No CSRF token: refused, nothing changed.
+    let (status, _) = d.post(&olga, url, &base).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Anonymous: to the login page, nothing changed.
+    let (status, location) = d.post("", url, &base).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/login")
+    );
+    // A host (even with its own CSRF token): refused.
+    let hank = d.login("hank@floodgate.test").await;
+    let (_, hank_page) = d.page(&hank, "/console/events/other").await;
+    let hank_csrf = hank_page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut as_host = base.to_vec();
+    as_host.push(("csrf", hank_csrf.as_str()));
+    let (_, location) = d
+        .post(&hank, "/console/events/other/reschedule", &as_host)
+        .await;
+    assert!(location.contains("error="), "{location}");
+    // The end before the start: the error on the page, nothing changed.
+    let mut backwards = vec![
+        ("starts_at", ends.as_str()),
+        ("ends_at", starts.as_str()),
+        ("reason", "oops"),
+        ("csrf", csrf.as_str()),
+        ("action_key", "another-key"),
+    ];
+    let (_, location) = d.post(&olga, url, &backwards).await;
+    assert!(
+        location.starts_with("/console/events/big?error="),
+        "{location}"
+    );
+    backwards.clear();
+    assert_eq!(d.count("SELECT count(*) FROM outbox").await, 0);
+    assert_eq!(d.count("SELECT count(*) FROM operator_audit").await, 0);
+
+    // Works, and a double submit (same action key) does it once.
+    let mut ok = base.to_vec();
+    ok.push(("csrf", csrf.as_str()));
+    for _ in 0..2 {
+        let (status, location) = d.post(&olga, url, &ok).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(
+            location.starts_with("/console/events/big?done="),
+            "{location}"
+        );
+    }
+    let starts_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT starts_at FROM events WHERE slug = 'big'")
+            .fetch_one(&d.db.pool)
+            .await
+            .unwrap();
+    let local = starts_at.with_timezone(&chrono_tz::Europe::Amsterdam);
+    assert_eq!(
+        local.format("%Y-%m-%dT%H:%M").to_string(),
+        starts,
+        "read in the event's timezone"
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM outbox WHERE subject = 'events.rescheduled'")
+            .await,
+        1
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.reschedule' AND actor = 'operator:Olga' AND reason = 'speaker''s flight moved'").await,
+        1
+    );
+    let (_, page) = d.page(&olga, "/console/events/big?done=rescheduled").await;
+    assert!(
+        page.contains(&format!("value=\"{starts}\"")),
+        "the form shows the new time"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_from_the_page_needs_an_admin_and_the_slug_and_can_be_run_again() {
+    let d = spawn().await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, page) = d.page(&olga, "/console/events/other").await;
+    let olga_csrf = field(&page, "reschedule", "csrf");
+    let url = "/console/events/other/cancel";
+    let (_, location) = d
+        .post(
+            &olga,
+            url,
+            &[
+                ("csrf", &olga_csrf),
+                ("reason", "ill"),
+                ("confirm", "other"),
+            ],
+        )
+        .await;
+    assert!(
+        location.contains("error="),
+        "an operator may not cancel: {location}"
+    );
+
+    let alice = d.login("alice@floodgate.test").await;
+    let (_, page) = d.page(&alice, "/console/events/other").await;
+    let csrf = field(&page, "cancel-event", "csrf");
+    let (status, _) = d
+        .post(&alice, url, &[("reason", "ill"), ("confirm", "other")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let (_, location) = d
+        .post(
+            &alice,
+            url,
+            &[("csrf", &csrf), ("reason", "ill"), ("confirm", "big")],
+        )
+        .await;
+    assert!(
+        location.contains("error="),
+        "wrong confirmation: {location}"
+    );
+    let (_, location) = d
+        .post(
+            &alice,
+            url,
+            &[("csrf", &csrf), ("reason", " "), ("confirm", "other")],
+        )
+        .await;
+    assert!(location.contains("error="), "no reason: {location}");
+    assert_eq!(d.count("SELECT count(*) FROM refunds").await, 0);
+    assert_eq!(
+        d.count("SELECT count(*) FROM events WHERE status = 'cancelled'")
+            .await,
+        0
+    );
+
+    let (_, first) = d
+        .post(
+            &alice,
+            url,
+            &[
+                ("csrf", &csrf),
+                ("reason", "speaker ill"),
+                ("confirm", "other"),
+            ],
+        )
+        .await;
+    assert!(first.contains("3%20refunded%20now"), "{first}");
+    // Submitted again (a double click, or a re-run after failures): nothing twice.
+    let (_, again) = d
+        .post(
+            &alice,
+            url,
+            &[
+                ("csrf", &csrf),
+                ("reason", "speaker ill"),
+                ("confirm", "other"),
+            ],
+        )
+        .await;
+    assert!(
+        again.contains("0%20refunded%20now") && again.contains("3%20already%20settled"),
+        "{again}"
+    );
+    assert_eq!(d.count("SELECT count(*) FROM refunds").await, 3);
+    assert_eq!(
+        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.refunded'")
+            .await,
+        3
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.cancel' AND reason = 'speaker ill'").await,
+        1
+    );
+    let (_, page) = d.page(&alice, "/console/events/other").await;
+    assert!(
+        page.contains("id=\"cancel-progress\"")
+            && page.contains("Every paid order has been refunded"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<form id=\"reschedule\""),
+        "a cancelled event cannot be moved"
+    );
+    assert_eq!(d.count("SELECT count(*) FROM refunds r JOIN orders o ON o.id = r.order_id WHERE o.event_id = (SELECT id FROM events WHERE slug = 'big')").await, 0);
+}
+
+#[tokio::test]
+async fn bulk_resend_reaches_only_the_undelivered_and_a_double_submit_sends_once() {
+    let d = spawn().await;
+    // Two buyers of "other": one bounced, one failed; the third was delivered.
+    for (n, status) in [(1001, "bounced"), (1002, "failed"), (1003, "sent")] {
+        sqlx::query(
+            "INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, status)
+             SELECT gen_random_uuid(), id, 'confirmation', 'confirmation:1', buyer_email, $2
+             FROM orders WHERE buyer_email = $1",
+        )
+        .bind(format!("buyer{n}@example.org"))
+        .bind(status)
+        .execute(&d.db.pool)
+        .await
+        .unwrap();
+    }
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, page) = d.page(&olga, "/console/events/other").await;
+    assert!(
+        page.contains("2 buyer(s) whose confirmation failed or bounced"),
+        "{page}"
+    );
+    let csrf = field(&page, "resend-undelivered", "csrf");
+    let key = field(&page, "resend-undelivered", "action_key");
+    let url = "/console/events/other/resend-undelivered";
+    let (status, _) = d.post(&olga, url, &[("action_key", &key)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let hank = d.login("hank@floodgate.test").await;
+    let (_, hank_page) = d.page(&hank, "/console/events/other").await;
+    let hank_csrf = hank_page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, location) = d
+        .post(&hank, url, &[("csrf", &hank_csrf), ("action_key", "h")])
+        .await;
+    assert!(
+        location.contains("error="),
+        "a host may not resend: {location}"
+    );
+    assert_eq!(d.count("SELECT count(*) FROM outbox").await, 0);
+
+    for _ in 0..2 {
+        let (_, location) = d
+            .post(&olga, url, &[("csrf", &csrf), ("action_key", &key)])
+            .await;
+        assert!(location.contains("done="), "{location}");
+    }
+    assert_eq!(
+        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.resend_requested'")
+            .await,
+        2
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.resend_undelivered' AND actor = 'operator:Olga'").await,
+        1
+    );
+}
