@@ -445,40 +445,46 @@ mod tests {
         }
     }
 
-    /// A batch whose first request duplicates an active hold must not keep that
-    /// request's seats from the requests behind it, nor count them as held.
-    #[tokio::test]
-    async fn a_duplicate_in_a_batch_gives_its_seats_to_the_next_in_line() {
-        let db = TestDb::new().await;
+    /// An event with one tier of `capacity` seats: (event id, tier id).
+    async fn one_tier(db: &TestDb, slug: &str, capacity: i32) -> (Uuid, Uuid) {
         let new: NewEventRequest = serde_json::from_value(serde_json::json!({
-            "slug": "dup", "title": "Dup",
+            "slug": slug, "title": slug,
             "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
             "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
             "tiers": [{"code": "ga", "name": "GA", "price_cents": 100, "currency": "EUR",
-                       "capacity": 3, "max_per_order": 10}],
+                       "capacity": capacity, "max_per_order": 10}],
             "queue": {"mode": "on", "rate_per_minute": 600, "max_active": 100}
         }))
         .unwrap();
         let mut tx = db.pool.begin().await.unwrap();
         let event = create(&mut tx, &new.parse().unwrap()).await.unwrap();
         tx.commit().await.unwrap();
-        let tier: Uuid = sqlx::query_scalar("SELECT id FROM tiers WHERE event_id = $1")
+        let tier = sqlx::query_scalar("SELECT id FROM tiers WHERE event_id = $1")
             .bind(event.id)
             .fetch_one(&db.pool)
             .await
             .unwrap();
+        (event.id, tier)
+    }
+
+    /// A batch whose first request duplicates an active hold must not keep that
+    /// request's seats from the requests behind it, nor count them as held.
+    #[tokio::test]
+    async fn a_duplicate_in_a_batch_gives_its_seats_to_the_next_in_line() {
+        let db = TestDb::new().await;
+        let (event, tier) = one_tier(&db, "dup", 3).await;
 
         // "a" holds one seat; two are left.
-        let first = commit(&db.pool, &[request(event.id, tier, "a", 1)])
+        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
             .await
             .unwrap();
         assert!(first[0].is_ok());
         // "a" again asks for two (seats it cannot have), "b" for two: "b" must get them.
         let batch = [
-            request(event.id, tier, "a", 2),
-            request(event.id, tier, "b", 2),
-            request(event.id, tier, "b", 1),
-            request(event.id, tier, "c", 1),
+            request(event, tier, "a", 2),
+            request(event, tier, "b", 2),
+            request(event, tier, "b", 1),
+            request(event, tier, "c", 1),
         ];
         let results = commit(&db.pool, &batch).await.unwrap();
         assert!(
@@ -519,24 +525,8 @@ mod tests {
     #[tokio::test]
     async fn a_spent_admission_in_a_batch_is_refused_and_gives_way() {
         let db = TestDb::new().await;
-        let new: NewEventRequest = serde_json::from_value(serde_json::json!({
-            "slug": "spent", "title": "Spent",
-            "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
-            "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
-            "tiers": [{"code": "ga", "name": "GA", "price_cents": 100, "currency": "EUR",
-                       "capacity": 2, "max_per_order": 10}],
-            "queue": {"mode": "on", "rate_per_minute": 600, "max_active": 100}
-        }))
-        .unwrap();
-        let mut tx = db.pool.begin().await.unwrap();
-        let event = create(&mut tx, &new.parse().unwrap()).await.unwrap();
-        tx.commit().await.unwrap();
-        let tier: Uuid = sqlx::query_scalar("SELECT id FROM tiers WHERE event_id = $1")
-            .bind(event.id)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        let first = commit(&db.pool, &[request(event.id, tier, "a", 1)])
+        let (event, tier) = one_tier(&db, "spent", 2).await;
+        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
             .await
             .unwrap();
         assert!(first[0].is_ok());
@@ -551,10 +541,7 @@ mod tests {
             .await
             .unwrap();
 
-        let batch = [
-            request(event.id, tier, "a", 1),
-            request(event.id, tier, "b", 1),
-        ];
+        let batch = [request(event, tier, "a", 1), request(event, tier, "b", 1)];
         let results = commit(&db.pool, &batch).await.unwrap();
         assert!(
             matches!(results[0], Err(Error::AdmissionUsed)),

@@ -73,6 +73,27 @@ impl PrivateRedis {
     }
 }
 
+impl PrivateRedis {
+    async fn room(&self, prefix: &str) -> Waitroom {
+        Waitroom::connect(&RedisConfig {
+            url: format!("redis://127.0.0.1:{}", self.port),
+            prefix: prefix.into(),
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn on(rate_per_minute: u32, max_active: u32) -> AdmissionSettings {
+    AdmissionSettings {
+        mode: Mode::On,
+        rate_per_minute,
+        max_active,
+        admission_ttl_seconds: 900,
+        opens_at: None,
+    }
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.crash();
@@ -83,20 +104,9 @@ impl Drop for PrivateRedis {
 #[tokio::test]
 async fn a_client_reconnects_after_redis_restarts_and_finds_the_queue_gone() {
     let mut redis = PrivateRedis::start();
-    let room = Waitroom::connect(&RedisConfig {
-        url: format!("redis://127.0.0.1:{}", redis.port),
-        prefix: "loss".into(),
-    })
-    .await
-    .unwrap();
+    let room = redis.room("loss").await;
     let event = EventSlug::parse("lost-gig").unwrap();
-    let settings = AdmissionSettings {
-        mode: Mode::On,
-        rate_per_minute: 60,
-        max_active: 10,
-        admission_ttl_seconds: 900,
-        opens_at: None,
-    };
+    let settings = on(60, 10);
     room.apply_settings(&event, &settings).await.unwrap();
     assert!(matches!(
         room.join(&event, "v1").await.unwrap(),
@@ -139,20 +149,9 @@ async fn a_lost_queue_is_restored_from_its_mark_paused_and_behind_every_old_plac
     use waitroom::queue::Claim;
 
     let mut redis = PrivateRedis::start();
-    let room = Waitroom::connect(&RedisConfig {
-        url: format!("redis://127.0.0.1:{}", redis.port),
-        prefix: "mark".into(),
-    })
-    .await
-    .unwrap();
+    let room = redis.room("mark").await;
     let event = EventSlug::parse("marked-gig").unwrap();
-    let on = AdmissionSettings {
-        mode: Mode::On,
-        rate_per_minute: 60_000,
-        max_active: 3,
-        admission_ttl_seconds: 900,
-        opens_at: None,
-    };
+    let on = on(60_000, 3);
     room.apply_settings(&event, &on).await.unwrap();
     for v in 1..=5 {
         assert!(matches!(
@@ -235,20 +234,9 @@ async fn the_production_redis_config_keeps_the_queue_across_a_crash() {
         .canonicalize()
         .unwrap();
     let mut redis = PrivateRedis::start_with(Some(conf));
-    let room = Waitroom::connect(&RedisConfig {
-        url: format!("redis://127.0.0.1:{}", redis.port),
-        prefix: "aof".into(),
-    })
-    .await
-    .unwrap();
+    let room = redis.room("aof").await;
     let event = EventSlug::parse("kept-gig").unwrap();
-    let settings = AdmissionSettings {
-        mode: Mode::On,
-        rate_per_minute: 60,
-        max_active: 10,
-        admission_ttl_seconds: 900,
-        opens_at: None,
-    };
+    let settings = on(60, 10);
     room.apply_settings(&event, &settings).await.unwrap();
     for v in 1..=3 {
         room.join(&event, &format!("v{v}")).await.unwrap();
