@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::auth::{Operator, Role};
 use crate::search;
 use crate::sessions::{self, Login};
-use crate::support::{self, EmailBody, OrderDetail, RefundBody, TransferBody};
+use crate::support::{self, CancelOrderBody, EmailBody, OrderDetail, RefundBody, TransferBody};
 
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --muted: #6b7280; --accent: #2f6fed; --line: color-mix(in srgb, CanvasText 14%, transparent); }
@@ -394,12 +394,25 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
              <label>Amount (cents, up to {remaining}) <input name=\"amount_cents\" type=\"number\" min=\"1\" max=\"{remaining}\" value=\"{remaining}\"></label>\
              <label>Reason <input name=\"reason\" required></label>{override_box}\
              <button class=\"danger\" onclick=\"return confirm('Refund this order? The buyer is told by email.')\">Refund</button></form>\
-             </div>",
+             {cancel}</div>",
             id = o.id,
             email = escape(&o.buyer_email),
             k1 = key(),
             k2 = key(),
             k3 = key(),
+            cancel = if matches!(o.status.as_str(), "paid" | "partially_refunded" | "refunded") {
+                format!(
+                    "<form id=\"cancel-order\" class=\"inline card\" method=\"post\" action=\"/console/orders/{id}/cancel\"><strong>Cancel the order</strong>\
+                     <span class=\"muted\">Refunds what is still paid, stops every ticket and link, frees the seats; the buyer is told by email.</span>\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k4}\">\
+                     <label>Reason <input name=\"reason\" required></label>{override_box}\
+                     <button class=\"danger\" onclick=\"return confirm('Cancel this order? The buyer is told by email.')\">Cancel order</button></form>",
+                    id = o.id,
+                    k4 = key(),
+                )
+            } else {
+                String::new()
+            },
         ));
     }
     // Emails as sent.
@@ -485,6 +498,19 @@ async fn act(
     let key = f.action_key.as_deref();
     let result = match what {
         "resend" => support::resend_with(&s, &operator, id, key).await,
+        "cancel" => {
+            support::cancel_order_with(
+                &s,
+                &operator,
+                id,
+                CancelOrderBody {
+                    reason: f.reason.unwrap_or_default(),
+                    override_policy: f.override_policy.as_deref() == Some("true"),
+                },
+                key,
+            )
+            .await
+        }
         "email" => {
             support::email_with(
                 &s,
@@ -613,4 +639,13 @@ pub async fn refund_form(
     Form(f): Form<ActionForm>,
 ) -> Response {
     act(s, operator, id, "refund", f).await
+}
+
+pub async fn cancel_form(
+    State(s): State<AppState>,
+    operator: Result<Operator, ConsoleError>,
+    Path(id): Path<Uuid>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    act(s, operator, id, "cancel", f).await
 }

@@ -431,6 +431,77 @@ pub async fn refund(
     ))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelOrderBody {
+    pub reason: String,
+    #[serde(default)]
+    pub override_policy: bool,
+}
+
+/// Cancels one order: refunds what is still paid (outside the refund policy only an
+/// admin, with a reason), stops its tickets and links, frees the seats, tells the buyer.
+pub async fn cancel_order_with(
+    s: &AppState,
+    operator: &Operator,
+    id: Uuid,
+    body: CancelOrderBody,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
+    operator.require(STAFF)?;
+    let event = event_of(s, operator, id).await?;
+    let actor = operator.label();
+    let may_override = operator.role == Role::Admin;
+    let reason = body.reason.trim().to_owned();
+    once(
+        s,
+        operator,
+        key,
+        "order.cancel",
+        &id.to_string(),
+        Some(event),
+        Some(&reason),
+        move |conn| {
+            Box::pin(async move {
+                let done = corrections::cancel_order(
+                    conn,
+                    id,
+                    &body.reason,
+                    body.override_policy,
+                    &Authority {
+                        actor: &actor,
+                        may_override,
+                    },
+                )
+                .await?;
+                Ok(serde_json::to_value(done).expect("json"))
+            })
+        },
+    )
+    .await
+}
+
+pub async fn cancel_order(
+    State(s): State<AppState>,
+    operator: Operator,
+    id: Result<Path<Uuid>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Json<CancelOrderBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let Path(id) = id?;
+    let Json(body) = body?;
+    Ok(Json(
+        cancel_order_with(
+            &s,
+            &operator,
+            id,
+            body,
+            idempotency_key(&headers).as_deref(),
+        )
+        .await?,
+    ))
+}
+
 pub async fn resend_with(
     s: &AppState,
     operator: &Operator,

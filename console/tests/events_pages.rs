@@ -536,3 +536,129 @@ async fn bulk_resend_reaches_only_the_undelivered_and_a_double_submit_sends_once
         1
     );
 }
+
+async fn order_of(d: &Desk, email: &str) -> Uuid {
+    sqlx::query_scalar("SELECT id FROM orders WHERE buyer_email = $1")
+        .bind(email)
+        .fetch_one(&d.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cancelling_one_order_refunds_it_frees_its_seat_and_tells_the_buyer_once() {
+    let d = spawn().await;
+    let c = http();
+    let order = order_of(&d, "buyer1002@example.org").await;
+    let api = d.url(&format!("/console/api/orders/{order}/cancel"));
+    // Refused for anonymous and host callers; outside the policy (starts in 2 days, 72 h
+    // policy) only an admin may, with the override.
+    let anon = c
+        .post(&api)
+        .json(&json!({"reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    let host = c
+        .post(&api)
+        .bearer_auth(&d.host)
+        .json(&json!({"reason": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(host.status(), StatusCode::FORBIDDEN);
+    let plain = c
+        .post(&api)
+        .bearer_auth(&d.operator)
+        .json(&json!({"reason": "asked"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::CONFLICT);
+    let operator_override = c
+        .post(&api)
+        .bearer_auth(&d.operator)
+        .json(&json!({"reason": "asked", "override_policy": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(operator_override.status(), StatusCode::FORBIDDEN);
+    assert_eq!(d.count("SELECT count(*) FROM refunds").await, 0);
+    assert_eq!(
+        d.count("SELECT count(*) FROM orders WHERE status = 'cancelled'")
+            .await,
+        0
+    );
+
+    // From the order page, as an admin: the form, its CSRF token and action key.
+    let alice = d.login("alice@floodgate.test").await;
+    let (_, page) = d.page(&alice, &format!("/console/orders/{order}")).await;
+    let csrf = field(&page, "cancel-order", "csrf");
+    let key = field(&page, "cancel-order", "action_key");
+    let url = format!("/console/orders/{order}/cancel");
+    let form = [
+        ("reason", "buyer double-booked"),
+        ("override_policy", "true"),
+        ("action_key", key.as_str()),
+    ];
+    let (status, _) = d.post(&alice, &url, &form).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
+    let mut with_csrf = form.to_vec();
+    with_csrf.push(("csrf", csrf.as_str()));
+    for _ in 0..2 {
+        let (_, location) = d.post(&alice, &url, &with_csrf).await;
+        assert_eq!(location, format!("/console/orders/{order}?done=cancel"));
+    }
+    let one = |sql: &str| sql.replace("$O", &order.to_string());
+    assert_eq!(d.count(&one("SELECT count(*) FROM orders WHERE id = '$O' AND status = 'cancelled' AND refunded_cents = 2000")).await, 1);
+    assert_eq!(
+        d.count(&one(
+            "SELECT count(*) FROM refunds WHERE order_id = '$O' AND amount_cents = 2000"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        d.count(&one(
+            "SELECT count(*) FROM tickets WHERE order_id = '$O' AND status = 'valid'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        d.count(
+            "SELECT sold::int8 FROM tiers WHERE event_id = (SELECT id FROM events WHERE slug = 'other')"
+        )
+        .await,
+        2,
+        "the seat went back to the tier"
+    );
+    assert_eq!(
+        d.count(&one("SELECT count(*) FROM outbox WHERE subject = 'orders.refunded' AND payload->>'order_id' = '$O' AND payload->>'reason' = 'order_cancelled'")).await,
+        1,
+        "the buyer is told once"
+    );
+    assert_eq!(
+        d.count(&one("SELECT count(*) FROM operator_audit WHERE action = 'order.cancel' AND subject = '$O' AND actor = 'admin:Alice' AND reason = 'buyer double-booked'")).await,
+        1
+    );
+    // Cancelling it again (another key) changes nothing.
+    let again: serde_json::Value = c
+        .post(&api)
+        .bearer_auth(&d.admin)
+        .json(&json!({"reason": "again", "override_policy": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["cancelled"], false, "{again}");
+    assert_eq!(d.count("SELECT count(*) FROM refunds").await, 1);
+    let (_, page) = d.page(&alice, &format!("/console/orders/{order}")).await;
+    assert!(
+        !page.contains("<form id=\"cancel-order\""),
+        "no cancel form on a cancelled order"
+    );
+}

@@ -277,6 +277,7 @@ fn reason_text(reason: &str) -> String {
     match reason {
         "seats_gone_after_hold_expired" => "Your payment arrived after your seat reservation had ended, and the tier had sold out in the meantime. We're sorry — we never sell a seat twice, so your money goes back to you in full.".into(),
         "event_cancelled" => "The organiser has cancelled the event.".into(),
+        "order_cancelled" => "The organiser has cancelled your order; its tickets no longer open the event.".into(),
         _ => "The organiser has issued a refund for your order.".into(),
     }
 }

@@ -160,6 +160,8 @@ pub async fn refund(
             currency: o.currency.clone(),
             reason: if reason.starts_with("event cancelled") {
                 "event_cancelled".into()
+            } else if reason.starts_with(ORDER_CANCELLED_PREFIX) {
+                "order_cancelled".into()
             } else {
                 "operator_refund".into()
             },
@@ -424,4 +426,130 @@ pub async fn cancel_event(conn: &mut PgConnection, event_id: Uuid) -> Result<boo
     .await?
     .rows_affected()
         == 1)
+}
+
+/// How a cancellation's refund reason starts (the buyer's email says "cancelled").
+const ORDER_CANCELLED_PREFIX: &str = "order cancelled";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderCancelled {
+    /// False when the order was already cancelled (nothing was done).
+    pub cancelled: bool,
+    /// The refund of what was still paid, if anything was.
+    pub refund: Option<RefundDone>,
+    /// Tickets that stopped working (their seats went back to the tier).
+    pub tickets_revoked: i64,
+}
+
+/// Cancels a paid order: refunds what is still paid (the refund policy applies as for
+/// any refund; the buyer gets the refund notice), stops every ticket and its link, and
+/// returns the seats to the tier, as a full refund does. An unpaid order has nothing to
+/// cancel: its hold expires by itself.
+pub async fn cancel_order(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    reason: &str,
+    override_policy: bool,
+    who: &Authority<'_>,
+) -> Result<OrderCancelled, Error> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(Error::Invalid(
+            "a cancellation needs a reason (up to 500 characters)".into(),
+        ));
+    }
+    let o = sqlx::query!(
+        r#"SELECT status, amount_cents, refunded_cents, tier_id, payment_intent_id
+           FROM orders WHERE id = $1 FOR UPDATE"#,
+        order_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("order"))?;
+    match o.status.as_str() {
+        "cancelled" => {
+            return Ok(OrderCancelled {
+                cancelled: false,
+                refund: None,
+                tickets_revoked: 0,
+            });
+        }
+        "paid" | "partially_refunded" | "refunded" => {}
+        _ => {
+            return Err(Error::Conflict(
+                "not_cancellable",
+                "an unpaid order has nothing to cancel; its reservation expires by itself",
+            ));
+        }
+    }
+    let remaining = o.amount_cents - o.refunded_cents;
+    let refund = if remaining > 0 && o.payment_intent_id.is_some() {
+        // A full refund of the rest also marks the tickets refunded and frees the seats.
+        Some(
+            refund(
+                conn,
+                order_id,
+                None,
+                &format!("{ORDER_CANCELLED_PREFIX}: {reason}"),
+                override_policy,
+                who,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    // Whatever is still valid (nothing was paid, or nothing left to refund) stops too.
+    let revoked = sqlx::query!(
+        "UPDATE tickets SET status = 'revoked' WHERE order_id = $1 AND status = 'valid'",
+        order_id
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected() as i32;
+    if revoked > 0 {
+        sqlx::query!(
+            "UPDATE tiers SET sold = sold - $2 WHERE id = $1",
+            o.tier_id,
+            revoked
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    let stopped = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM tickets
+           WHERE order_id = $1 AND status IN ('refunded', 'revoked')"#,
+        order_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"UPDATE access_links SET revoked_at = now(), revoked_reason = 'order_cancelled'
+           WHERE revoked_at IS NULL AND ticket_id IN (SELECT id FROM tickets WHERE order_id = $1)"#,
+        order_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE orders SET status = 'cancelled', updated_at = now() WHERE id = $1",
+        order_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO order_events (order_id, actor, action, before, after)
+           VALUES ($1, $2, 'order.cancel', jsonb_build_object('status', $3::text),
+                   jsonb_build_object('status', 'cancelled', 'reason', $4::text))"#,
+        order_id,
+        who.actor,
+        o.status,
+        reason,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(OrderCancelled {
+        cancelled: true,
+        refund,
+        tickets_revoked: stopped,
+    })
 }
