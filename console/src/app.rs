@@ -57,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         .route("/console/events", get(event_pages::list_page))
         .route("/console/events/{event}", get(event_pages::event_page))
         .route(
+            "/console/events/{event}/incidents",
+            get(event_pages::incidents_page),
+        )
+        .route(
             "/console/events/{event}/reschedule",
             post(event_pages::reschedule_form),
         )

@@ -20,6 +20,10 @@
 //!   still unrefunded.
 //! - `form#resend-undelivered` (staff), POST `/console/events/{slug}/resend-undelivered`:
 //!   hidden `csrf`, `action_key`. `#undelivered` shows how many buyers it would reach.
+//! - `GET /console/events/{slug}/incidents` (doors minus one hour): `table#undelivered-buyers`,
+//!   `table#not-opened`, `table#cant-join` (one row per buyer / attempt, each linking to the
+//!   order), and `form#incident-resend` (staff; same POST as `form#resend-undelivered`, with
+//!   `back=incidents` so the outcome shows on the incident view).
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -317,18 +321,23 @@ pub struct EventForm {
     pub reason: Option<String>,
     pub notify: Option<String>,
     pub confirm: Option<String>,
+    /// `incidents` to come back to the incident view instead of the event page.
+    pub back: Option<String>,
 }
 
 fn back_to_event(slug: &str, result: Result<String, ConsoleError>) -> Response {
-    let slug = urlencode(slug);
+    back_to(&format!("/console/events/{}", urlencode(slug)), result)
+}
+
+fn back_to(page: &str, result: Result<String, ConsoleError>) -> Response {
     let target = match result {
-        Ok(done) => format!("/console/events/{slug}?done={}", urlencode(&done)),
+        Ok(done) => format!("{page}?done={}", urlencode(&done)),
         Err(e) => {
             let message = match &e {
                 ConsoleError::Orders(o) => o.public_message(),
                 other => other.to_string(),
             };
-            format!("/console/events/{slug}?error={}", urlencode(&message))
+            format!("{page}?error={}", urlencode(&message))
         }
     };
     Redirect::to(&target).into_response()
@@ -449,5 +458,188 @@ pub async fn resend_undelivered_form(
                 )
             }
         });
+    if f.back.as_deref() == Some("incidents") {
+        return back_to(
+            &format!("/console/events/{}/incidents", urlencode(&slug)),
+            result,
+        );
+    }
     back_to_event(&slug, result)
+}
+
+#[derive(sqlx::FromRow)]
+struct BuyerRow {
+    order_id: Uuid,
+    buyer_email: String,
+    buyer_name: String,
+    detail: Option<String>,
+    at: Option<DateTime<Utc>>,
+}
+
+/// How far back "recent" can't-join attempts go.
+const RECENT_HOURS: i64 = 2;
+/// Rows shown per list; the heading says how many there are in all.
+const SHOWN: i64 = 200;
+
+/// `GET /console/events/{slug}/incidents`: the doors-minus-one-hour view — who will not
+/// get in, and the one-step fix for the largest group.
+pub async fn incidents_page(
+    State(s): State<AppState>,
+    operator: Result<Operator, ConsoleError>,
+    Path(slug): Path<String>,
+    Query(flash): Query<Flash>,
+) -> Response {
+    let operator = match signed_in(operator) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    match incidents_html(&s, &operator, &slug, &flash).await {
+        Ok((title, body)) => layout(&title, Some(&operator), &body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Paid orders whose newest confirmation failed or bounced and none was ever sent.
+const UNDELIVERED: &str = r#"
+    FROM orders o JOIN LATERAL (
+         SELECT status, last_error, sent_at, created_at FROM deliveries
+         WHERE order_id = o.id AND kind = 'confirmation' ORDER BY created_at DESC LIMIT 1) d ON true
+    WHERE o.event_id = $1 AND o.status IN ('paid', 'partially_refunded')
+      AND d.status IN ('failed', 'bounced')
+      AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.order_id = o.id
+                      AND s.kind = 'confirmation' AND s.status = 'sent')"#;
+
+/// Paid orders whose confirmation went out but no ticket's link was ever opened.
+const NOT_OPENED: &str = r#"
+    FROM orders o
+    WHERE o.event_id = $1 AND o.status IN ('paid', 'partially_refunded')
+      AND EXISTS (SELECT 1 FROM deliveries d WHERE d.order_id = o.id
+                  AND d.kind = 'confirmation' AND d.status = 'sent')
+      AND NOT EXISTS (SELECT 1 FROM redemptions r JOIN tickets t ON t.id = r.ticket_id
+                      WHERE t.order_id = o.id)"#;
+
+async fn incidents_html(
+    s: &AppState,
+    op: &Operator,
+    slug: &str,
+    flash: &Flash,
+) -> Result<(String, String), ConsoleError> {
+    let (_, e) = crate::live::visible_event(&s.db, op, slug).await?;
+    let tz: chrono_tz::Tz = e.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let undelivered_total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) {UNDELIVERED}"
+    )))
+    .bind(e.id)
+    .fetch_one(&s.db)
+    .await?;
+    let undelivered: Vec<BuyerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id AS order_id, o.buyer_email, o.buyer_name,
+                d.status || coalesce(': ' || d.last_error, '') AS detail,
+                coalesce(d.sent_at, d.created_at) AS at
+         {UNDELIVERED} ORDER BY o.buyer_email LIMIT $2"
+    )))
+    .bind(e.id)
+    .bind(SHOWN)
+    .fetch_all(&s.db)
+    .await?;
+    let not_opened_total: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {NOT_OPENED}")))
+            .bind(e.id)
+            .fetch_one(&s.db)
+            .await?;
+    let not_opened: Vec<BuyerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id AS order_id, o.buyer_email, o.buyer_name, NULL::text AS detail,
+                (SELECT max(sent_at) FROM deliveries d WHERE d.order_id = o.id
+                 AND d.kind = 'confirmation') AS at
+         {NOT_OPENED} ORDER BY o.buyer_email LIMIT $2"
+    )))
+    .bind(e.id)
+    .bind(SHOWN)
+    .fetch_all(&s.db)
+    .await?;
+    let cant_join: Vec<BuyerRow> = sqlx::query_as(
+        r#"SELECT o.id AS order_id, t.holder_email AS buyer_email, t.holder_name AS buyer_name,
+                  r.outcome AS detail, r.at
+           FROM redemptions r JOIN tickets t ON t.id = r.ticket_id JOIN orders o ON o.id = t.order_id
+           WHERE t.event_id = $1 AND r.outcome <> 'entered'
+             AND r.at > now() - make_interval(hours => $2::int)
+           ORDER BY r.at DESC LIMIT $3"#,
+    )
+    .bind(e.id)
+    .bind(RECENT_HOURS as i32)
+    .bind(SHOWN)
+    .fetch_all(&s.db)
+    .await?;
+
+    let table = |id: &str, rows: &[BuyerRow], what: &str| -> String {
+        if rows.is_empty() {
+            return format!("<p class=\"muted\" id=\"{id}\">None.</p>");
+        }
+        let body: String = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "<tr><td><a href=\"/console/orders/{}\">{}</a><div class=\"muted\">{}</div></td><td>{}</td><td class=\"muted\">{}</td></tr>",
+                    r.order_id,
+                    escape(&r.buyer_email),
+                    escape(&r.buyer_name),
+                    escape(r.detail.as_deref().unwrap_or("")),
+                    r.at.map(|t| t.with_timezone(&tz).format("%d %b %H:%M").to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        format!(
+            "<table id=\"{id}\"><thead><tr><th>Buyer</th><th>{what}</th><th>When</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+    };
+    let mut out = String::new();
+    if let Some(done) = &flash.done {
+        out.push_str(&format!(
+            "<p class=\"banner\" role=\"status\">Done: {}.</p>",
+            escape(done)
+        ));
+    }
+    if let Some(err) = &flash.error {
+        out.push_str(&format!(
+            "<p class=\"banner bad\" role=\"alert\">{}</p>",
+            escape(err)
+        ));
+    }
+    let doors = e.starts_at - chrono::Duration::hours(1);
+    out.push_str(&format!(
+        "<p class=\"muted\"><a href=\"/console/events/{slug}\">{title}</a> · starts {starts} ({tzname}) · links open {doors}</p>\
+         <h1>Incidents</h1>",
+        slug = escape(&e.slug),
+        title = escape(&e.title),
+        starts = e.starts_at.with_timezone(&tz).format("%a %-d %b %H:%M"),
+        tzname = escape(&e.timezone),
+        doors = doors.with_timezone(&tz).format("%H:%M"),
+    ));
+    out.push_str(&format!(
+        "<h2>Confirmation failed or bounced ({undelivered_total})</h2>"
+    ));
+    if op.role != Role::Host && undelivered_total > 0 {
+        out.push_str(&format!(
+            "<form id=\"incident-resend\" class=\"inline card\" method=\"post\" action=\"/console/events/{slug}/resend-undelivered\">\
+             <span>Send the confirmation again, with the current links, to all {undelivered_total} buyer(s). \
+             A bounced address stays wrong: correct it from the buyer's order page.</span>\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
+             <input type=\"hidden\" name=\"back\" value=\"incidents\"><button type=\"submit\">Resend to all {undelivered_total}</button></form>",
+            slug = escape(&e.slug),
+            csrf = escape(op.csrf.as_deref().unwrap_or("")),
+            k = Uuid::new_v4(),
+        ));
+    }
+    out.push_str(&table("undelivered-buyers", &undelivered, "Last attempt"));
+    out.push_str(&format!(
+        "<h2>Delivered but never opened ({not_opened_total})</h2>{}",
+        table("not-opened", &not_opened, "")
+    ));
+    out.push_str(&format!(
+        "<h2>Could not join, last {RECENT_HOURS} hours ({})</h2>{}",
+        cant_join.len(),
+        table("cant-join", &cant_join, "Outcome")
+    ));
+    Ok((format!("Incidents · {}", e.title), out))
 }

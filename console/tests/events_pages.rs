@@ -662,3 +662,108 @@ async fn cancelling_one_order_refunds_it_frees_its_seat_and_tells_the_buyer_once
         "no cancel form on a cancelled order"
     );
 }
+
+#[tokio::test]
+async fn the_incident_view_lists_who_will_not_get_in_and_resends_in_one_step() {
+    let d = spawn().await;
+    for (n, status) in [(1001, "bounced"), (1002, "failed"), (1003, "sent")] {
+        sqlx::query(
+            "INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, status, last_error, sent_at)
+             SELECT gen_random_uuid(), id, 'confirmation', 'confirmation:1', buyer_email, $2,
+                    CASE WHEN $2 = 'sent' THEN NULL ELSE '550 no such user' END,
+                    CASE WHEN $2 = 'sent' THEN now() END
+             FROM orders WHERE buyer_email = $1",
+        )
+        .bind(format!("buyer{n}@example.org"))
+        .bind(status)
+        .execute(&d.db.pool)
+        .await
+        .unwrap();
+    }
+    // buyer1002 tried a link that no longer works, an hour ago; an old attempt is not recent.
+    for (ago, outcome) in [(1, "revoked"), (5, "unknown")] {
+        sqlx::query(
+            "INSERT INTO redemptions (ticket_id, outcome, client, at)
+             SELECT t.id, $2, '203.0.113.9', now() - make_interval(hours => $3)
+             FROM tickets t WHERE t.holder_email = $1",
+        )
+        .bind("buyer1002@example.org")
+        .bind(outcome)
+        .bind(ago)
+        .execute(&d.db.pool)
+        .await
+        .unwrap();
+    }
+    let olga = d.login("olga@floodgate.test").await;
+    let (status, page) = d.page(&olga, "/console/events/other/incidents").await;
+    assert_eq!(status, StatusCode::OK);
+    let section = |id: &str| {
+        let start = page
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no #{id}: {page}"));
+        let rest = &page[start..];
+        rest[..rest.find("</table>").or_else(|| rest.find("</p>")).unwrap()].to_owned()
+    };
+    let undelivered = section("undelivered-buyers");
+    assert!(
+        undelivered.contains("buyer1001@")
+            && undelivered.contains("buyer1002@")
+            && !undelivered.contains("buyer1003@"),
+        "{undelivered}"
+    );
+    assert!(undelivered.contains("bounced: 550 no such user"));
+    let not_opened = section("not-opened");
+    assert!(
+        not_opened.contains("buyer1003@") && !not_opened.contains("buyer1001@"),
+        "{not_opened}"
+    );
+    let cant_join = section("cant-join");
+    assert!(
+        cant_join.contains("buyer1002@")
+            && cant_join.contains("revoked")
+            && !cant_join.contains("unknown"),
+        "{cant_join}"
+    );
+
+    // Host: read-only, own event only.
+    let hank = d.login("hank@floodgate.test").await;
+    let (status, host_page) = d.page(&hank, "/console/events/other/incidents").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(host_page.contains("buyer1001@") && !host_page.contains("<form id="));
+    assert_eq!(
+        d.page(&hank, "/console/events/big/incidents").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The bulk fix: refused without CSRF; once for a double submit; back to this view.
+    let csrf = field(&page, "incident-resend", "csrf");
+    let key = field(&page, "incident-resend", "action_key");
+    let url = "/console/events/other/resend-undelivered";
+    let (status, _) = d
+        .post(&olga, url, &[("action_key", &key), ("back", "incidents")])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for _ in 0..2 {
+        let (_, location) = d
+            .post(
+                &olga,
+                url,
+                &[("csrf", &csrf), ("action_key", &key), ("back", "incidents")],
+            )
+            .await;
+        assert!(
+            location.starts_with("/console/events/other/incidents?done="),
+            "{location}"
+        );
+    }
+    assert_eq!(
+        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.resend_requested'")
+            .await,
+        2
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.resend_undelivered'")
+            .await,
+        1
+    );
+}
