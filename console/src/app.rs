@@ -9,7 +9,7 @@ use orders::telemetry::HttpMetrics;
 use sqlx::PgPool;
 use waitroom::queue::Waitroom;
 
-use crate::{admission, event_pages, events, pages, search, support};
+use crate::{admission, event_pages, event_setup, events, pages, search, support};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -55,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         .route("/console/orders/{id}/email", post(pages::email_form))
         .route("/console/tickets/{id}/transfer", post(pages::transfer_form))
         .route("/console/events", get(event_pages::list_page))
+        .route(
+            "/console/events/new",
+            get(event_setup::new_page).post(event_setup::create_form),
+        )
         .route("/console/events/{event}", get(event_pages::event_page))
         .route(
             "/console/events/{event}/incidents",

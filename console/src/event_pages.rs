@@ -70,7 +70,12 @@ pub async fn list_page(
         })
         .collect();
     let body = format!(
-        "<h1>Events</h1>{}<table id=\"events\"><thead><tr><th>Event</th><th>Starts</th><th>Status</th><th>Queue</th></tr></thead><tbody>{rows}</tbody></table>",
+        "<h1>Events</h1>{}{}<table id=\"events\"><thead><tr><th>Event</th><th>Starts</th><th>Status</th><th>Queue</th></tr></thead><tbody>{rows}</tbody></table>",
+        if operator.role == Role::Host {
+            ""
+        } else {
+            "<p><a href=\"/console/events/new\" id=\"new-event\">New event</a></p>"
+        },
         if all.is_empty() {
             "<p class=\"muted\">No events yet.</p>"
         } else {
@@ -293,7 +298,11 @@ async fn event_html(
 }
 
 /// A time from a form: `datetime-local` in the event's timezone, or RFC 3339.
-fn parse_time(value: &str, tz: chrono_tz::Tz, what: &str) -> Result<DateTime<Utc>, ConsoleError> {
+pub(crate) fn parse_time(
+    value: &str,
+    tz: chrono_tz::Tz,
+    what: &str,
+) -> Result<DateTime<Utc>, ConsoleError> {
     let value = value.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         return Ok(t.with_timezone(&Utc));

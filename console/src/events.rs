@@ -49,14 +49,27 @@ pub async fn create(
     operator: Operator,
     body: Result<Json<NewEventRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<EventView>), ConsoleError> {
-    operator.require(STAFF)?;
     let Json(request) = body?;
+    Ok((
+        StatusCode::CREATED,
+        Json(create_with(&s, &operator, request).await?),
+    ))
+}
+
+/// Creates an event (the API and the set-up page): validated, written with its audit
+/// row, its queue settings mirrored to Redis before the commit.
+pub async fn create_with(
+    s: &AppState,
+    operator: &Operator,
+    request: NewEventRequest,
+) -> Result<EventView, ConsoleError> {
+    operator.require(STAFF)?;
     let new = request.parse()?;
     let mut tx = s.db.begin().await?;
     let event = events::create(&mut tx, &new).await?;
     audit::record(
         &mut tx,
-        &operator,
+        operator,
         Entry {
             action: "event.create",
             event_id: Some(event.id),
@@ -72,7 +85,7 @@ pub async fn create(
     tx.commit().await?;
     tracing::info!(event = %new.slug, "event created");
     let tiers = events::tiers(&s.db, event.id).await?;
-    Ok((StatusCode::CREATED, Json(EventView::new(event, tiers))))
+    Ok(EventView::new(event, tiers))
 }
 
 pub async fn list(

@@ -19,6 +19,7 @@
 //! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
 //! - [`pages`]: the server-rendered back office.
 //! - [`event_pages`]: the event list and an event's page with its event-wide fixes.
+//! - [`event_setup`]: the form that creates an event.
 //! - [`admission`]: reading and changing live admission settings; the Redis mirror.
 //! - [`live`]: the live control room's feed (one snapshot a second per watched event, shared
 //!   by every viewer over SSE), the audit list, and the figures as Prometheus metrics.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod control_room;
 pub mod error;
 pub mod event_pages;
+pub mod event_setup;
 pub mod events;
 pub mod live;
 pub mod pages;

@@ -10,7 +10,7 @@ use console::sessions::create_operator;
 use orders::telemetry::HttpMetrics;
 use orders::testing::TestDb;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 use waitroom::config::RedisConfig;
 use waitroom::queue::Waitroom;
@@ -765,5 +765,133 @@ async fn the_incident_view_lists_who_will_not_get_in_and_resends_in_one_step() {
         d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.resend_undelivered'")
             .await,
         1
+    );
+}
+
+#[tokio::test]
+async fn an_event_set_up_through_the_form_is_created_once_and_a_bad_form_writes_nothing() {
+    let d = spawn().await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (status, page) = d.page(&olga, "/console/events/new").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = field(&page, "event-setup", "csrf");
+    let day = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%d")
+        .to_string();
+    let starts = format!("{day}T20:00");
+    let ends = format!("{day}T22:00");
+    let good: Vec<(&str, &str)> = vec![
+        ("csrf", &csrf),
+        ("slug", "launch"),
+        ("title", "Launch night"),
+        ("timezone", "America/New_York"),
+        ("starts_at", &starts),
+        ("ends_at", &ends),
+        ("meeting_provider", "zoom"),
+        ("meeting_url", "https://zoom.example/j/1"),
+        ("refundable_until_hours_before", "24"),
+        ("queue_mode", "paused"),
+        ("rate_per_minute", "600"),
+        ("max_active", "150"),
+        ("tier1_code", "ga"),
+        ("tier1_name", "General"),
+        ("tier1_price", "25.50"),
+        ("tier1_currency", "usd"),
+        ("tier1_capacity", "800"),
+        ("tier2_code", ""),
+    ];
+    let events = "SELECT count(*) FROM events WHERE slug = 'launch'";
+    let url = "/console/events/new";
+
+    // Refused: no CSRF, a host, anonymous.
+    let no_csrf: Vec<_> = good.iter().filter(|(k, _)| *k != "csrf").cloned().collect();
+    assert_eq!(d.post(&olga, url, &no_csrf).await.0, StatusCode::FORBIDDEN);
+    let hank = d.login("hank@floodgate.test").await;
+    assert_eq!(d.page(&hank, url).await.0, StatusCode::FORBIDDEN);
+    let (_, hank_page) = d.page(&hank, "/console/events/other").await;
+    let hank_csrf = hank_page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut as_host: Vec<_> = no_csrf.clone();
+    as_host.push(("csrf", &hank_csrf));
+    assert_eq!(d.post(&hank, url, &as_host).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(d.post("", url, &good).await.1, "/console/login");
+    assert_eq!(d.count(events).await, 0);
+
+    // Invalid: shown on the form with what was typed; nothing written.
+    for (key, bad, says) in [
+        ("ends_at", starts.as_str(), "end"),
+        ("timezone", "Mars/Olympus", "timezone"),
+        ("tier1_price", "twenty", "price"),
+        ("tier1_capacity", "-5", "capacity"),
+    ] {
+        let form: Vec<_> = good
+            .iter()
+            .map(|(k, v)| if *k == key { (*k, bad) } else { (*k, *v) })
+            .collect();
+        let r = http()
+            .post(d.url(url))
+            .header("cookie", &olga)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+        let html = r.text().await.unwrap();
+        let alert = html.split("role=\"alert\">").nth(1).unwrap_or("");
+        assert!(alert.to_lowercase().contains(says), "{key}: {alert}");
+        assert!(
+            html.contains("value=\"Launch night\""),
+            "what was typed stays"
+        );
+    }
+    assert_eq!(d.count(events).await, 0);
+    assert_eq!(d.count("SELECT count(*) FROM operator_audit").await, 0);
+
+    // Works; a double submit creates it once.
+    let (status, location) = d.post(&olga, url, &good).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/events/launch?done=created")
+    );
+    let (second, _) = d.post(&olga, url, &good).await;
+    assert_eq!(second, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(d.count(events).await, 1);
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.create' AND actor = 'operator:Olga'").await,
+        1
+    );
+    let (starts_at, policy, meeting, queue): (chrono::DateTime<chrono::Utc>, Value, Value, String) = sqlx::query_as(
+        "SELECT starts_at, refund_policy, meeting, queue_mode FROM events WHERE slug = 'launch'",
+    )
+    .fetch_one(&d.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        starts_at
+            .with_timezone(&chrono_tz::America::New_York)
+            .format("%Y-%m-%dT%H:%M")
+            .to_string(),
+        starts
+    );
+    assert_eq!(policy["refundable_until_hours_before"], 24);
+    assert_eq!(
+        (meeting["provider"].as_str(), meeting["url"].as_str()),
+        (Some("zoom"), Some("https://zoom.example/j/1"))
+    );
+    assert_eq!(queue, "paused");
+    assert_eq!(
+        d.count("SELECT count(*) FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'launch' AND t.price_cents = 2550 AND t.currency = 'USD' AND t.capacity = 800").await,
+        1
+    );
+    let (_, page) = d.page(&olga, "/console/events/launch?done=created").await;
+    assert!(
+        page.contains("<td>800</td><td>0</td><td>0</td><td>800</td>"),
+        "{page}"
     );
 }
