@@ -59,6 +59,10 @@ pub fn router(state: AppState) -> Router {
             "/console/events/new",
             get(event_setup::new_page).post(event_setup::create_form),
         )
+        .route(
+            "/console/events/{event}/edit",
+            get(event_setup::edit_page).post(event_setup::edit_form),
+        )
         .route("/console/events/{event}", get(event_pages::event_page))
         .route(
             "/console/events/{event}/incidents",

@@ -158,7 +158,7 @@ async fn event_html(
     out.push_str(&format!(
         "<p class=\"muted\"><a href=\"/console/events\">Events</a> · <code>{slug}</code></p><h1>{title}</h1>\
          <p><span class=\"pill\" id=\"status\">{status}</span> {starts} – {ends} <span class=\"muted\">({tzname})</span> · meeting: {provider} · \
-         queue: {mode} · <a href=\"/console/events/{slug}/live\">control room</a> · <a href=\"/console/events/{slug}/incidents\">incidents</a></p>",
+         queue: {mode} · <a href=\"/console/events/{slug}/live\">control room</a> · <a href=\"/console/events/{slug}/edit\" id=\"edit-event\">edit</a> · <a href=\"/console/events/{slug}/incidents\">incidents</a></p>",
         slug = escape(&e.slug),
         title = escape(&e.title),
         status = escape(&e.status),

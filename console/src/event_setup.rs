@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use orders::pages::escape;
@@ -236,6 +236,241 @@ pub async fn create_form(
                 "New event",
                 Some(&operator),
                 &form_html(&operator, &v, Some(&message)),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /console/events/{slug}/edit`: title, timezone, meeting, refund policy, tier
+/// prices and capacities. Times move with the reschedule form (buyers are told); queue
+/// settings in the control room (they reach every gateway within a second).
+pub async fn edit_page(
+    State(s): State<AppState>,
+    operator: Result<Operator, ConsoleError>,
+    Path(slug): Path<String>,
+) -> Response {
+    let operator = match signed_in(operator) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    match edit_values(&s, &operator, &slug).await {
+        Ok((title, tiers, v)) => layout(
+            &format!("Edit {title}"),
+            Some(&operator),
+            &edit_html(&operator, &slug, &tiers, &v, None),
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+type Tiers = Vec<orders::events::Tier>;
+
+async fn edit_values(
+    s: &AppState,
+    op: &Operator,
+    slug: &str,
+) -> Result<(String, Tiers, HashMap<String, String>), ConsoleError> {
+    op.require(STAFF)?;
+    let (_, e) = crate::live::visible_event(&s.db, op, slug).await?;
+    let tiers = orders::events::tiers(&s.db, e.id).await?;
+    let mut v: HashMap<String, String> = HashMap::new();
+    v.insert("title".into(), e.title.clone());
+    v.insert("timezone".into(), e.timezone.clone());
+    let meeting = |k: &str| {
+        e.meeting
+            .get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    v.insert("meeting_provider".into(), meeting("provider"));
+    v.insert("meeting_url".into(), meeting("url"));
+    v.insert(
+        "refundable_until_hours_before".into(),
+        e.refund_policy
+            .get("refundable_until_hours_before")
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+    );
+    for t in &tiers {
+        v.insert(
+            format!("tier_{}_price", t.id),
+            format!("{}.{:02}", t.price_cents / 100, t.price_cents % 100),
+        );
+        v.insert(format!("tier_{}_capacity", t.id), t.capacity.to_string());
+    }
+    Ok((e.title, tiers, v))
+}
+
+fn edit_html(
+    op: &Operator,
+    slug: &str,
+    tiers: &Tiers,
+    v: &HashMap<String, String>,
+    error: Option<&str>,
+) -> String {
+    let val = |k: &str| escape(v.get(k).map(String::as_str).unwrap_or(""));
+    let current = v.get("meeting_provider").map(String::as_str).unwrap_or("");
+    let providers: String = ["jitsi", "zoom", "google_meet"]
+        .iter()
+        .map(|o| {
+            format!(
+                "<option value=\"{o}\"{}>{o}</option>",
+                if *o == current { " selected" } else { "" }
+            )
+        })
+        .collect();
+    let rows: String = tiers
+        .iter()
+        .map(|t| {
+            format!(
+                "<tr><td>{name} <span class=\"muted\">{code}</span></td>\
+                 <td><input name=\"tier_{id}_price\" value=\"{price}\" inputmode=\"decimal\" size=\"8\"> {cur}</td>\
+                 <td><input name=\"tier_{id}_capacity\" value=\"{cap}\" type=\"number\" min=\"0\" size=\"7\"></td>\
+                 <td class=\"muted\">{sold} sold, {held} held</td></tr>",
+                name = escape(&t.name),
+                code = escape(&t.code),
+                id = t.id,
+                price = val(&format!("tier_{}_price", t.id)),
+                cur = escape(&t.currency),
+                cap = val(&format!("tier_{}_capacity", t.id)),
+                sold = t.sold,
+                held = t.held,
+            )
+        })
+        .collect();
+    let error = error
+        .map(|e| format!("<p class=\"banner bad\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let slug = escape(slug);
+    format!(
+        "<p class=\"muted\"><a href=\"/console/events\">Events</a> · <a href=\"/console/events/{slug}\">{slug}</a></p><h1>Edit the event</h1>{error}\
+         <p class=\"muted\">Times change with the reschedule form on the event's page (buyers are told); \
+         queue settings in the <a href=\"/console/events/{slug}/live\">control room</a>.</p>\
+         <form id=\"event-edit\" class=\"inline card\" method=\"post\" action=\"/console/events/{slug}/edit\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{key}\">\
+         <div class=\"grid\"><label>Title <input name=\"title\" value=\"{title}\" required></label>\
+         <label>Timezone <input name=\"timezone\" value=\"{tz}\" required></label></div>\
+         <div class=\"grid\"><label>Meeting provider <select name=\"meeting_provider\">{providers}</select></label>\
+         <label>Meeting link <input name=\"meeting_url\" value=\"{url}\" type=\"url\"></label>\
+         <label>Refunds until (hours before the start) <input name=\"refundable_until_hours_before\" type=\"number\" min=\"0\" value=\"{hours}\" required></label></div>\
+         <h2>Tiers</h2><table><thead><tr><th>Tier</th><th>Price</th><th>Capacity</th><th></th></tr></thead><tbody>{rows}</tbody></table>\
+         <label>Reason <input name=\"reason\" required value=\"{reason}\"></label>\
+         <button type=\"submit\">Save</button></form>",
+        csrf = escape(op.csrf.as_deref().unwrap_or("")),
+        key = uuid::Uuid::new_v4(),
+        title = val("title"),
+        tz = val("timezone"),
+        url = val("meeting_url"),
+        hours = val("refundable_until_hours_before"),
+        reason = val("reason"),
+    )
+}
+
+fn edit_request(
+    tiers: &Tiers,
+    v: &HashMap<String, String>,
+) -> Result<orders::events::EventEdit, String> {
+    let get = |k: &str| v.get(k).map(|s| s.trim()).unwrap_or("");
+    let mut meeting = Map::new();
+    meeting.insert("provider".into(), json!(get("meeting_provider")));
+    if !get("meeting_url").is_empty() {
+        meeting.insert("url".into(), json!(get("meeting_url")));
+    }
+    let meeting: orders::events::Meeting =
+        serde_json::from_value(Value::Object(meeting)).map_err(|e| e.to_string())?;
+    let hours: u32 = get("refundable_until_hours_before")
+        .parse()
+        .map_err(|_| "the refund window is a whole number of hours".to_owned())?;
+    let mut edits = Vec::new();
+    for t in tiers {
+        let price = cents(get(&format!("tier_{}_price", t.id)))
+            .ok_or_else(|| format!("tier {}: the price is an amount like 20.00", t.code))?;
+        let capacity: i32 = get(&format!("tier_{}_capacity", t.id))
+            .parse()
+            .map_err(|_| format!("tier {}: the capacity is a whole number", t.code))?;
+        edits.push((t.id, price, capacity));
+    }
+    Ok(orders::events::EventEdit {
+        title: get("title").to_owned(),
+        timezone: get("timezone").to_owned(),
+        meeting,
+        refund_policy: orders::events::RefundPolicy {
+            refundable_until_hours_before: hours,
+        },
+        tiers: edits,
+    })
+}
+
+/// `POST /console/events/{slug}/edit`: one transaction with its audit row; a repeat of
+/// the same action key does nothing.
+pub async fn edit_form(
+    State(s): State<AppState>,
+    operator: Result<Operator, ConsoleError>,
+    Path(slug): Path<String>,
+    Form(v): Form<HashMap<String, String>>,
+) -> Response {
+    let operator = match signed_in(operator) {
+        Ok(o) => o,
+        Err(r) => return *r,
+    };
+    if let Err(e) = operator.verify_csrf(v.get("csrf").map(String::as_str)) {
+        return e.into_response();
+    }
+    let (_, tiers, before) = match edit_values(&s, &operator, &slug).await {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let reason = v.get("reason").map(|r| r.trim()).unwrap_or("").to_owned();
+    let result = async {
+        if reason.is_empty() {
+            return Err("a change needs a reason".to_owned());
+        }
+        let edit = edit_request(&tiers, &v)?;
+        let event = orders::events::by_slug(&s.db, &slug)
+            .await
+            .map_err(|e| e.public_message())?
+            .ok_or("the event is gone")?;
+        let event_id = event.id;
+        let title = edit.title.trim().to_owned();
+        let changed = json!({"before": before, "after": v.iter().filter(|(k, _)| !matches!(k.as_str(), "csrf" | "action_key")).collect::<HashMap<_, _>>()});
+        let done = crate::support::once(
+            &s,
+            &operator,
+            v.get("action_key").map(String::as_str),
+            "event.edit",
+            &slug,
+            Some(event_id),
+            Some(&reason),
+            move |conn| {
+                Box::pin(async move {
+                    orders::events::update(conn, event_id, &edit).await?;
+                    Ok(changed)
+                })
+            },
+        )
+        .await
+        .map_err(|e| match &e {
+            ConsoleError::Orders(o) => o.public_message(),
+            other => other.to_string(),
+        })?;
+        if let Err(e) = s.room.set_title(&event.slug(), &title).await {
+            tracing::warn!(error = %e, "mirroring the new title to the waiting room failed");
+        }
+        Ok(done)
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to(&format!("/console/events/{}?done=saved", urlencode(&slug)))
+            .into_response(),
+        Err(message) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            layout(
+                "Edit the event",
+                Some(&operator),
+                &edit_html(&operator, &slug, &tiers, &v, Some(&message)),
             ),
         )
             .into_response(),

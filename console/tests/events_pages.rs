@@ -895,3 +895,88 @@ async fn an_event_set_up_through_the_form_is_created_once_and_a_bad_form_writes_
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn editing_an_event_checks_capacity_against_sales_and_saves_once() {
+    let d = spawn().await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (status, page) = d.page(&olga, "/console/events/other/edit").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = field(&page, "event-edit", "csrf");
+    let key = field(&page, "event-edit", "action_key");
+    let tier: Uuid = sqlx::query_scalar(
+        "SELECT t.id FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'other'",
+    )
+    .fetch_one(&d.db.pool)
+    .await
+    .unwrap();
+    let price = format!("tier_{tier}_price");
+    let capacity = format!("tier_{tier}_capacity");
+    let form = |cap: &'static str, reason: &'static str| -> Vec<(String, String)> {
+        [
+            ("csrf", csrf.as_str()),
+            ("action_key", key.as_str()),
+            ("title", "Renamed"),
+            ("timezone", "Europe/Amsterdam"),
+            ("meeting_provider", "google_meet"),
+            ("meeting_url", ""),
+            ("refundable_until_hours_before", "12"),
+            (price.as_str(), "30.00"),
+            (capacity.as_str(), cap),
+            ("reason", reason),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let post = |f: Vec<(String, String)>, cookie: String| {
+        let url = d.url("/console/events/other/edit");
+        async move {
+            http()
+                .post(url)
+                .header("cookie", cookie)
+                .form(&f)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let unchanged = "SELECT count(*) FROM events WHERE slug = 'other' AND title = 'Event other'";
+    // 3 are sold: a capacity of 2 is refused on the form; so is a change without a reason.
+    let r = post(form("2", "bigger room"), olga.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("below the 3 sold"));
+    let r = post(form("10", ""), olga.clone()).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let no_csrf: Vec<_> = form("10", "x")
+        .into_iter()
+        .filter(|(k, _)| k != "csrf")
+        .collect();
+    assert_eq!(
+        post(no_csrf, olga.clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let hank = d.login("hank@floodgate.test").await;
+    assert_eq!(
+        d.page(&hank, "/console/events/other/edit").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(form("10", "x"), hank.clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(d.count(unchanged).await, 1);
+    assert_eq!(d.count("SELECT count(*) FROM operator_audit").await, 0);
+
+    for _ in 0..2 {
+        let r = post(form("10", "bigger room"), olga.clone()).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()["location"], "/console/events/other?done=saved");
+    }
+    assert_eq!(d.count("SELECT count(*) FROM events WHERE slug = 'other' AND title = 'Renamed' AND meeting->>'provider' = 'google_meet' AND (refund_policy->>'refundable_until_hours_before')::int = 12").await, 1);
+    assert_eq!(d.count(&format!("SELECT count(*) FROM tiers WHERE id = '{tier}' AND capacity = 10 AND price_cents = 3000 AND sold = 3")).await, 1);
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.edit' AND actor = 'operator:Olga' AND reason = 'bigger room'").await,
+        1
+    );
+}

@@ -503,3 +503,78 @@ mod tests {
         }
     }
 }
+
+/// What the set-up page may change on an existing event. Times move through
+/// `corrections::reschedule` (buyers are told); queue settings through the admission API.
+#[derive(Debug, Clone)]
+pub struct EventEdit {
+    pub title: String,
+    pub timezone: String,
+    pub meeting: Meeting,
+    pub refund_policy: RefundPolicy,
+    /// (tier id, price in cents, capacity) for tiers of this event.
+    pub tiers: Vec<(Uuid, i64, i32)>,
+}
+
+/// Applies an edit in the caller's transaction. A capacity below what is already sold
+/// or held is refused (before the database's CHECK would), naming the tier.
+pub async fn update(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    edit: &EventEdit,
+) -> Result<(), Error> {
+    let title = edit.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(invalid("title must be 1 to 200 characters"));
+    }
+    let timezone: chrono_tz::Tz = edit
+        .timezone
+        .trim()
+        .parse()
+        .map_err(|_| invalid(format!("unknown time zone {:?}", edit.timezone)))?;
+    let meeting = serde_json::to_value(&edit.meeting).expect("meeting serialises");
+    let policy = serde_json::to_value(&edit.refund_policy).expect("policy serialises");
+    let updated = sqlx::query!(
+        r#"UPDATE events SET title = $2, timezone = $3, meeting = $4, refund_policy = $5, updated_at = now()
+           WHERE id = $1"#,
+        event_id,
+        title,
+        timezone.name(),
+        meeting,
+        policy
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(Error::NotFound("event"));
+    }
+    for (tier, price, capacity) in &edit.tiers {
+        if !(0..=100_000_000).contains(price) {
+            return Err(invalid("price_cents must be between 0 and 100000000"));
+        }
+        if !(0..=1_000_000).contains(capacity) {
+            return Err(invalid("capacity must be between 0 and 1000000"));
+        }
+        let row = sqlx::query!(
+            r#"UPDATE tiers SET price_cents = $3,
+                      capacity = CASE WHEN sold + held <= $4 THEN $4 ELSE capacity END
+               WHERE id = $1 AND event_id = $2
+               RETURNING code, sold, held, capacity"#,
+            tier,
+            event_id,
+            price,
+            capacity
+        )
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::NotFound("tier"))?;
+        if row.capacity != *capacity {
+            return Err(invalid(format!(
+                "tier {}: capacity {capacity} is below the {} sold and {} held",
+                row.code, row.sold, row.held
+            )));
+        }
+    }
+    Ok(())
+}
