@@ -210,3 +210,36 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_orders_messages_share_a_lane_and_orders_spread() {
+        let order = uuid::Uuid::now_v7();
+        let paid = serde_json::json!({"order_id": order, "event_id": uuid::Uuid::now_v7()});
+        let resend = serde_json::json!({"order_id": order, "request_id": uuid::Uuid::now_v7()});
+        assert_eq!(
+            lane(paid.to_string().as_bytes()),
+            lane(resend.to_string().as_bytes())
+        );
+        let event = uuid::Uuid::now_v7();
+        let moved = serde_json::json!({"event_id": event});
+        assert_eq!(
+            lane(moved.to_string().as_bytes()),
+            (event.as_u128() % LANES as u128) as usize
+        );
+        assert_eq!(lane(b"not json"), 0);
+        let used: std::collections::HashSet<usize> = (0..200)
+            .map(|_| {
+                lane(
+                    serde_json::json!({"order_id": uuid::Uuid::now_v7()})
+                        .to_string()
+                        .as_bytes(),
+                )
+            })
+            .collect();
+        assert!(used.len() > LANES / 2, "orders spread over lanes: {used:?}");
+    }
+}
