@@ -57,20 +57,26 @@ pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>
         (operator.role == Role::Host).then(|| operator.events.clone());
     let hits = sqlx::query_as!(
         Hit,
-        r#"SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status, o.amount_cents, o.currency,
+        // One branch per way a query can match, each answered by its own index, then
+        // joined: an OR across the branches (and the tickets EXISTS) made Postgres scan
+        // every order — 1-2 s at 100,000 orders instead of milliseconds.
+        r#"WITH matched AS (
+               SELECT id FROM orders WHERE id = $3
+               UNION SELECT id FROM orders WHERE payment_intent_id = $1
+               UNION SELECT id FROM orders WHERE lower(buyer_email) LIKE $4
+               UNION SELECT id FROM orders WHERE lower(buyer_name) LIKE $4
+               UNION SELECT id FROM orders WHERE length($2) >= 4 AND lower(buyer_email) % $2
+               UNION SELECT id FROM orders WHERE length($2) >= 4 AND lower(buyer_name) % $2
+               UNION SELECT order_id FROM tickets WHERE code = upper($1)
+               UNION SELECT order_id FROM tickets WHERE lower(holder_email) LIKE $4
+           )
+           SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status, o.amount_cents, o.currency,
                   e.slug AS event_slug, e.title AS event_title, o.created_at,
                   (CASE WHEN o.id = $3 OR o.payment_intent_id = $1 THEN 2.0
                         ELSE greatest(similarity(lower(o.buyer_email), $2),
                                       similarity(lower(o.buyer_name), $2)) END)::float4 AS "score!"
-           FROM orders o JOIN events e ON e.id = o.event_id
+           FROM matched m JOIN orders o ON o.id = m.id JOIN events e ON e.id = o.event_id
            WHERE ($5::uuid[] IS NULL OR o.event_id = ANY($5))
-             AND (o.id = $3
-                  OR o.payment_intent_id = $1
-                  OR lower(o.buyer_email) LIKE $4
-                  OR lower(o.buyer_name) LIKE $4
-                  OR (length($2) >= 4 AND (lower(o.buyer_email) % $2 OR lower(o.buyer_name) % $2))
-                  OR EXISTS (SELECT 1 FROM tickets t WHERE t.order_id = o.id
-                             AND (t.code = upper($1) OR lower(t.holder_email) LIKE $4)))
            ORDER BY 10 DESC, o.created_at DESC
            LIMIT 50"#,
         q,

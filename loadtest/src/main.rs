@@ -14,6 +14,7 @@ mod bench_holds;
 mod bench_mail;
 mod chaos;
 mod onsale;
+mod search_bench;
 
 #[derive(Parser)]
 #[command(about = "Floodgate on-sale simulator and verifiers")]
@@ -89,6 +90,9 @@ enum Command {
     /// Confirmations per second through the whole delivery path (a resend for every
     /// paid order of an event) against a plain SMTP client to the same server.
     BenchMail(Box<bench_mail::Args>),
+    /// The console's search box over 100,000 orders seeded in SQL into a scratch
+    /// database: p50/p95/p99 per kind of query against a primary-key lookup.
+    BenchSearch(Box<search_bench::Args>),
 }
 
 #[tokio::main]
@@ -159,5 +163,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chaos(args) => chaos::run(*args).await,
         Command::Bench(args) => bench::run(*args).await,
         Command::BenchMail(args) => bench_mail::run(*args).await,
+        Command::BenchSearch(args) => search_bench::run(*args).await,
     }
 }
