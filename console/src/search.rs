@@ -60,15 +60,22 @@ pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>
         // One branch per way a query can match, each answered by its own index, then
         // joined: an OR across the branches (and the tickets EXISTS) made Postgres scan
         // every order — 1-2 s at 100,000 orders instead of milliseconds.
-        r#"WITH matched AS (
+        // Similarity only when nothing matched exactly or by substring (the module's
+        // promise): it is the slow branch, and its near-misses must not push the exact
+        // hit out of the first 50.
+        r#"WITH direct AS (
                SELECT id FROM orders WHERE id = $3
                UNION SELECT id FROM orders WHERE payment_intent_id = $1
                UNION SELECT id FROM orders WHERE lower(buyer_email) LIKE $4
                UNION SELECT id FROM orders WHERE lower(buyer_name) LIKE $4
-               UNION SELECT id FROM orders WHERE length($2) >= 4 AND lower(buyer_email) % $2
-               UNION SELECT id FROM orders WHERE length($2) >= 4 AND lower(buyer_name) % $2
                UNION SELECT order_id FROM tickets WHERE code = upper($1)
                UNION SELECT order_id FROM tickets WHERE lower(holder_email) LIKE $4
+           ), matched AS (
+               SELECT id FROM direct
+               UNION SELECT id FROM orders WHERE NOT EXISTS (SELECT 1 FROM direct)
+                   AND length($2) >= 4 AND lower(buyer_email) % $2
+               UNION SELECT id FROM orders WHERE NOT EXISTS (SELECT 1 FROM direct)
+                   AND length($2) >= 4 AND lower(buyer_name) % $2
            )
            SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status, o.amount_cents, o.currency,
                   e.slug AS event_slug, e.title AS event_title, o.created_at,
