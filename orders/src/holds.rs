@@ -3,8 +3,10 @@
 //! Every hold on a tier changes one row, and Postgres serialises writers of a row, so
 //! one transaction per hold caps a popular tier at roughly a thousand holds a second
 //! on this machine however many connections are thrown at it. Instead each tier has
-//! one writer task: requests queue on a channel, the writer takes everything waiting
-//! (up to [`MAX_BATCH`]), and commits them in one transaction — a group commit. The
+//! its writers: requests queue on a channel, a writer takes everything waiting (up to
+//! [`MAX_BATCH`]), and commits them in one transaction — a group commit. A second
+//! writer gathers the next batch and waits on the tier row while the first commits,
+//! taking turns so that batches get their seats in the order they were taken. The
 //! tier row is locked once, seats are handed out in arrival order, `held` moves by
 //! the batch's total, and the `sold + held <= capacity` CHECK still guards the sum. One
 //! active hold per admission is the partial unique index's job, also when two tiers'
@@ -95,11 +97,40 @@ impl HoldDesk {
     }
 }
 
-async fn write_tier(db: PgPool, mut rx: mpsc::Receiver<Pending>) {
+/// Batches a tier's writers may have in flight at once: one committing, one already
+/// waiting on the tier row with the next requests.
+pub const WRITERS_PER_TIER: usize = 2;
+
+/// Runs a tier's writers. Each takes the next batch and asks for the tier row's lock
+/// while holding the `turn`, and passes the turn on only once the lock is granted: so
+/// batch n+1 is gathered and queued on the row while batch n inserts and commits
+/// (the round trips and the commit's flush overlap the next batch's), yet batches
+/// still lock the row, and so get their seats, in the order they were taken.
+async fn write_tier(db: PgPool, rx: mpsc::Receiver<Pending>) {
+    let turn = Arc::new(tokio::sync::Mutex::new(rx));
+    let writers: Vec<_> = (0..WRITERS_PER_TIER)
+        .map(|_| tokio::spawn(write_batches(db.clone(), turn.clone())))
+        .collect();
+    for w in writers {
+        let _ = w.await;
+    }
+}
+
+async fn write_batches(db: PgPool, turn: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let mut rx = turn.lock().await;
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
         let requests: Vec<HoldRequest> = batch.iter().map(|p| p.request.clone()).collect();
-        match commit(&db, &requests).await {
+        let locked = lock_tier(&db, &requests[0]).await;
+        drop(rx);
+        let outcome = match locked {
+            Ok((tx, tier)) => commit(tx, tier, &requests).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(results) => {
                 for (p, r) in batch.drain(..).zip(results) {
                     let _ = p.respond.send(r);
@@ -108,7 +139,8 @@ async fn write_tier(db: PgPool, mut rx: mpsc::Receiver<Pending>) {
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "hold batch failed; retrying one by one");
                 for p in batch.drain(..) {
-                    let r = match commit(&db, std::slice::from_ref(&p.request)).await {
+                    let one = std::slice::from_ref(&p.request);
+                    let r = match lock_and_commit(&db, one).await {
                         Ok(mut one) => one.pop().unwrap_or(Err(Error::Unavailable("empty batch"))),
                         Err(e) => Err(map_single_failure(e)),
                     };
@@ -130,7 +162,46 @@ fn map_single_failure(e: sqlx::Error) -> Error {
     }
 }
 
-/// Commits one batch for one tier; per-request refusals are in the returned vector.
+/// The tier row as a batch finds it, locked until the batch's transaction ends.
+struct LockedTier {
+    capacity: i32,
+    sold: i32,
+    held: i32,
+    price_cents: i64,
+    currency: String,
+}
+
+/// Opens a batch's transaction and locks its tier's row.
+async fn lock_tier(
+    db: &PgPool,
+    first: &HoldRequest,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, LockedTier), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let tier = sqlx::query_as!(
+        LockedTier,
+        r#"SELECT capacity, sold, held, price_cents, currency FROM tiers
+           WHERE id = $1 AND event_id = $2 FOR UPDATE"#,
+        first.tier_id,
+        first.event_id,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok((tx, tier))
+}
+
+async fn lock_and_commit(
+    db: &PgPool,
+    requests: &[HoldRequest],
+) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
+    let Some(first) = requests.first() else {
+        return Ok(Vec::new());
+    };
+    let (tx, tier) = lock_tier(db, first).await?;
+    commit(tx, tier, requests).await
+}
+
+/// Commits one batch for one tier, whose row `tx` has locked; per-request refusals
+/// are in the returned vector.
 ///
 /// Three round trips whatever the batch size: lock the tier row, one statement that
 /// inserts the holds, moves `held` by what was inserted and writes the audit rows, and
@@ -139,22 +210,13 @@ fn map_single_failure(e: sqlx::Error) -> Error {
 /// which Postgres can only answer by scanning them all and which slowed every batch
 /// as an on-sale went on.
 async fn commit(
-    db: &PgPool,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    tier: LockedTier,
     requests: &[HoldRequest],
 ) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
-    let mut tx = db.begin().await?;
-    let tier = sqlx::query!(
-        r#"SELECT capacity, sold, held, price_cents, currency FROM tiers
-           WHERE id = $1 AND event_id = $2 FOR UPDATE"#,
-        first.tier_id,
-        first.event_id,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-
     let now = Utc::now();
     let mut remaining = tier.capacity - tier.sold - tier.held;
     let mut results: Vec<Option<Result<HoldCreated, Error>>> =
@@ -467,6 +529,39 @@ mod tests {
         (event.id, tier)
     }
 
+    /// With two writers per tier taking turns, the seats still go to the earliest
+    /// requests: of 900 one-seat requests queued in order for 300 seats (several
+    /// batches, both writers busy), exactly the first 300 get one.
+    #[tokio::test]
+    async fn batches_get_their_seats_in_the_order_they_were_queued() {
+        let db = TestDb::new().await;
+        let (event, tier) = one_tier(&db, "order", 300).await;
+        let desk = HoldDesk::new(db.pool.clone());
+        let writer = desk.writer(tier);
+        let mut answers = Vec::new();
+        for i in 0..900 {
+            let (respond, answer) = oneshot::channel();
+            let request = request(event, tier, &format!("j{i}"), 1);
+            writer.send(Pending { request, respond }).await.unwrap();
+            answers.push(answer);
+        }
+        let mut granted = Vec::new();
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer.await.unwrap() {
+                Ok(_) => granted.push(i),
+                Err(Error::SoldOut) => {}
+                Err(e) => panic!("request {i}: {e}"),
+            }
+        }
+        assert_eq!(granted, (0..300).collect::<Vec<_>>());
+        let held: i32 = sqlx::query_scalar("SELECT held FROM tiers WHERE id = $1")
+            .bind(tier)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(held, 300);
+    }
+
     /// A batch whose first request duplicates an active hold must not keep that
     /// request's seats from the requests behind it, nor count them as held.
     #[tokio::test]
@@ -475,7 +570,7 @@ mod tests {
         let (event, tier) = one_tier(&db, "dup", 3).await;
 
         // "a" holds one seat; two are left.
-        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
+        let first = lock_and_commit(&db.pool, &[request(event, tier, "a", 1)])
             .await
             .unwrap();
         assert!(first[0].is_ok());
@@ -486,7 +581,7 @@ mod tests {
             request(event, tier, "b", 1),
             request(event, tier, "c", 1),
         ];
-        let results = commit(&db.pool, &batch).await.unwrap();
+        let results = lock_and_commit(&db.pool, &batch).await.unwrap();
         assert!(
             matches!(results[0], Err(Error::HoldExists)),
             "{:?}",
@@ -526,7 +621,7 @@ mod tests {
     async fn a_spent_admission_in_a_batch_is_refused_and_gives_way() {
         let db = TestDb::new().await;
         let (event, tier) = one_tier(&db, "spent", 2).await;
-        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
+        let first = lock_and_commit(&db.pool, &[request(event, tier, "a", 1)])
             .await
             .unwrap();
         assert!(first[0].is_ok());
@@ -542,7 +637,7 @@ mod tests {
             .unwrap();
 
         let batch = [request(event, tier, "a", 1), request(event, tier, "b", 1)];
-        let results = commit(&db.pool, &batch).await.unwrap();
+        let results = lock_and_commit(&db.pool, &batch).await.unwrap();
         assert!(
             matches!(results[0], Err(Error::AdmissionUsed)),
             "{:?}",
