@@ -75,7 +75,31 @@ pub async fn update(
 ) -> Result<Json<AdmissionView>, ConsoleError> {
     operator.require(STAFF)?;
     let Json(change) = body?;
-    let slug = slug(&event)?;
+    Ok(Json(update_with(&s, &operator, &event, change).await?))
+}
+
+/// What the queue of an event is set to now: the live settings, or the stored ones
+/// when Redis does not know the event (yet, or any more).
+pub async fn current(
+    s: &AppState,
+    event: &orders::events::Event,
+) -> Result<AdmissionSettings, ConsoleError> {
+    Ok(match s.room.settings(&event.slug()).await? {
+        Some(live) => live,
+        None => event.admission(),
+    })
+}
+
+/// Changes an event's admission settings (the API and the event's edit page): stored
+/// with its audit row, applied to Redis, then committed.
+pub async fn update_with(
+    s: &AppState,
+    operator: &Operator,
+    event: &str,
+    change: AdmissionChange,
+) -> Result<AdmissionView, ConsoleError> {
+    operator.require(STAFF)?;
+    let slug = slug(event)?;
     let mut tx = s.db.begin().await?;
     let stored = orders::events::lock_by_slug(&mut tx, slug.as_str())
         .await?
@@ -84,7 +108,7 @@ pub async fn update(
     // A queue Redis has lost is restored first, so that this change cannot recreate
     // it with counters from zero.
     if s.room.settings(&slug).await?.is_none() {
-        restore(&s, &stored).await?;
+        restore(s, &stored).await?;
     }
     let before = match s.room.settings(&slug).await? {
         Some(live) => live,
@@ -109,7 +133,7 @@ pub async fn update(
     orders::events::set_admission(&mut tx, stored.id, &after).await?;
     audit::record(
         &mut tx,
-        &operator,
+        operator,
         Entry {
             action: "admission.update",
             event_id: Some(stored.id),
@@ -123,7 +147,7 @@ pub async fn update(
     s.room.apply_settings(&slug, &after).await?;
     tx.commit().await?;
     tracing::info!(event = %slug, mode = %after.mode, rate = after.rate_per_minute, "admission changed");
-    Ok(Json(view(&s.room, &slug).await?))
+    view(&s.room, &slug).await
 }
 
 /// How often the console marks every live queue and looks for lost ones.

@@ -40,9 +40,11 @@ impl From<waitroom::Error> for ConsoleError {
     }
 }
 
-impl IntoResponse for ConsoleError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match &self {
+impl ConsoleError {
+    /// What a caller is told: the status, the `error` code and the message. 500s and
+    /// 503s say nothing of their cause (it is logged once, by [`ConsoleError::log`]).
+    pub fn public(&self) -> (StatusCode, &'static str, String) {
+        match self {
             ConsoleError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
@@ -78,33 +80,44 @@ impl IntoResponse for ConsoleError {
             ConsoleError::Invalid(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m.clone())
             }
-            ConsoleError::Waitroom(e) => {
-                tracing::error!(error = %e, "queue store unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the queue store is unavailable; nothing was changed".into(),
-                )
-            }
+            ConsoleError::Waitroom(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the queue store is unavailable; nothing was changed".into(),
+            ),
             ConsoleError::Database(e) if orders::error::is_unstorable_text(e) => (
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "text may not contain NUL characters".into(),
             ),
-            ConsoleError::Database(e) => {
-                tracing::error!(error = %e, "database error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "something went wrong on our side".into(),
-                )
-            }
-        };
-        if status == StatusCode::INTERNAL_SERVER_ERROR
-            && let ConsoleError::Orders(e) = &self
-        {
-            tracing::error!(error = %e, "request failed");
+            ConsoleError::Database(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "something went wrong on our side".into(),
+            ),
         }
+    }
+
+    /// Logs the cause of an error the caller is not told about (once, where it is
+    /// turned into a response).
+    pub fn log(&self) {
+        match self {
+            ConsoleError::Waitroom(e) => tracing::error!(error = %e, "queue store unavailable"),
+            ConsoleError::Database(e) if !orders::error::is_unstorable_text(e) => {
+                tracing::error!(error = %e, "database error")
+            }
+            ConsoleError::Orders(e) if e.status() == StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %e, "request failed")
+            }
+            _ => {}
+        }
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        self.log();
+        let (status, code, message) = self.public();
         let mut response = (
             status,
             Json(serde_json::json!({"error": code, "message": message})),
