@@ -63,6 +63,10 @@ pub fn router(state: AppState) -> Router {
             "/console/events/{event}/edit",
             get(event_setup::edit_page).post(event_setup::edit_form),
         )
+        .route(
+            "/console/events/{event}/queue",
+            post(event_setup::queue_form),
+        )
         .route("/console/events/{event}", get(event_pages::event_page))
         .route(
             "/console/events/{event}/incidents",

@@ -10,8 +10,9 @@
 //!   `#refund-policy`; outcome banners `p.banner[role=status]` (done) and
 //!   `p.banner.bad[role=alert]` (refused, with the reason).
 //! - `form#reschedule` (staff), POST `/console/events/{slug}/reschedule`: `input[name=starts_at]`,
-//!   `input[name=ends_at]` (`datetime-local`, read in the event's own timezone; an RFC 3339
-//!   time with an offset is accepted too), `input[name=reason]`, `input[name=notify]`
+//!   `input[name=ends_at]` (text, `YYYY-MM-DD HH:MM` read in the event's own timezone; a `T`
+//!   instead of the space, as `datetime-local` sends, and RFC 3339 with an offset are accepted
+//!   too), `input[name=reason]`, `input[name=notify]`
 //!   (checkbox, checked: buyers get the new time by email), hidden `csrf`, `action_key`;
 //!   `button[type=submit]`.
 //! - `form#cancel-event` (admin), POST `/console/events/{slug}/cancel`: `input[name=reason]`,
@@ -24,19 +25,30 @@
 //!   `table#not-opened`, `table#cant-join` (one row per buyer / attempt, each linking to the
 //!   order), and `form#incident-resend` (staff; same POST as `form#resend-undelivered`, with
 //!   `back=incidents` so the outcome shows on the incident view).
+//!
+//! A fix that is done redirects back with `?done=`; a refused one answers with the page
+//! again (status 403 for a role or an expired form, 409 for the event's state, 422 for
+//! the input), the reason in `p.banner.bad[role=alert]` and in the form, and what was
+//! typed still in the form.
+
+use std::collections::HashMap;
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use orders::pages::escape;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::ConsoleError;
 use crate::app::AppState;
 use crate::auth::{Operator, Role};
-use crate::pages::{Flash, layout, money, signed_in, urlencode};
+use crate::moment::{self, Precision};
+use crate::pages::{
+    Flash, Retry, banners, error_page, layout, money, refusal_note, refused_class, signed_in,
+    typed_or, urlencode,
+};
 use crate::support::{self, CancelBody, RescheduleBody};
 
 /// `GET /console/events`: every event the operator may see.
@@ -50,19 +62,19 @@ pub async fn list_page(
     };
     let mut all = match orders::events::list(&s.db).await {
         Ok(all) => all,
-        Err(e) => return ConsoleError::from(e).into_response(),
+        Err(e) => return error_page(Some(&operator), &ConsoleError::from(e)),
     };
     all.retain(|e| operator.may_see(e.id));
     let rows: String = all
         .iter()
         .map(|e| {
-            let tz: chrono_tz::Tz = e.timezone.parse().unwrap_or(chrono_tz::UTC);
+            let tz = moment::zone(&e.timezone);
             format!(
                 "<tr><td><a class=\"event\" href=\"/console/events/{slug}\">{title}</a><div class=\"muted\">{slug}</div></td>\
-                 <td>{when} <span class=\"muted\">{tzname}</span></td><td><span class=\"pill\">{status}</span></td><td>{mode}</td></tr>",
+                 <td>{when}<div class=\"muted small\">{tzname}</div></td><td><span class=\"pill\">{status}</span></td><td>{mode}</td></tr>",
                 slug = escape(&e.slug),
                 title = escape(&e.title),
-                when = e.starts_at.with_timezone(&tz).format("%a %-d %b %Y %H:%M"),
+                when = moment::html(e.starts_at, tz, Precision::Minute),
                 tzname = escape(&e.timezone),
                 status = escape(&e.status),
                 mode = escape(&e.queue_mode),
@@ -105,9 +117,25 @@ pub async fn event_page(
         Ok(o) => o,
         Err(r) => return *r,
     };
-    match event_html(&s, &operator, &slug, &flash).await {
-        Ok((title, body)) => layout(&title, Some(&operator), &body).into_response(),
-        Err(e) => e.into_response(),
+    render_event(&s, &operator, &slug, &flash, None).await
+}
+
+/// The event's page, with a refused form shown again if there is one (and its status).
+async fn render_event(
+    s: &AppState,
+    op: &Operator,
+    slug: &str,
+    flash: &Flash,
+    retry: Option<&Retry>,
+) -> Response {
+    match event_html(s, op, slug, flash, retry).await {
+        Ok((title, body)) => (
+            retry.map_or(StatusCode::OK, |r| r.status),
+            layout(&title, Some(op), &body),
+        )
+            .into_response(),
+        Err(_) if retry.is_some() => retry.map(|r| r.page(op)).expect("a retry"),
+        Err(e) => error_page(Some(op), &e),
     }
 }
 
@@ -116,10 +144,11 @@ async fn event_html(
     op: &Operator,
     slug: &str,
     flash: &Flash,
+    retry: Option<&Retry>,
 ) -> Result<(String, String), ConsoleError> {
     let (_, e) = crate::live::visible_event(&s.db, op, slug).await?;
     let tiers = orders::events::tiers(&s.db, e.id).await?;
-    let tz: chrono_tz::Tz = e.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let tz = moment::zone(&e.timezone);
     let by_status: Vec<(String, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM orders WHERE event_id = $1 GROUP BY status ORDER BY status",
     )
@@ -137,36 +166,28 @@ async fn event_html(
     .fetch_one(&s.db)
     .await?;
 
-    let mut out = String::new();
-    if let Some(done) = &flash.done {
-        out.push_str(&format!(
-            "<p class=\"banner\" role=\"status\">Done: {}.</p>",
-            escape(done)
-        ));
-    }
-    if let Some(err) = &flash.error {
-        out.push_str(&format!(
-            "<p class=\"banner bad\" role=\"alert\">{}</p>",
-            escape(err)
-        ));
-    }
+    let mut out = banners(flash, retry);
     let provider = e
         .meeting
         .get("provider")
         .and_then(|p| p.as_str())
         .unwrap_or("?");
     out.push_str(&format!(
-        "<p class=\"muted\"><a href=\"/console/events\">Events</a> · <code>{slug}</code></p><h1>{title}</h1>\
-         <p><span class=\"pill\" id=\"status\">{status}</span> {starts} – {ends} <span class=\"muted\">({tzname})</span> · meeting: {provider} · \
-         queue: {mode} · <a href=\"/console/events/{slug}/live\">control room</a> · <a href=\"/console/events/{slug}/edit\" id=\"edit-event\">edit</a> · <a href=\"/console/events/{slug}/incidents\">incidents</a></p>",
+        "<p class=\"crumbs\"><a href=\"/console/events\">Events</a> · <code>{slug}</code></p><h1>{title}</h1>\
+         <p><a href=\"/console/events/{slug}/live\">Control room</a> · <a href=\"/console/events/{slug}/edit\" id=\"edit-event\">Edit</a> · \
+         <a href=\"/console/events/{slug}/incidents\">Incidents</a></p>\
+         <dl class=\"facts\"><div><dt>Status</dt><dd><span class=\"pill\" id=\"status\">{status}</span></dd></div>\
+         <div><dt>Starts</dt><dd>{starts}</dd></div><div><dt>Ends</dt><dd>{ends}</dd></div>\
+         <div><dt>Timezone</dt><dd>{tzname}</dd></div><div><dt>Meeting</dt><dd>{provider}</dd></div>\
+         <div><dt>Queue</dt><dd>{mode}</dd></div></dl>",
         slug = escape(&e.slug),
         title = escape(&e.title),
         status = escape(&e.status),
-        starts = e.starts_at.with_timezone(&tz).format("%a %-d %b %Y %H:%M"),
-        ends = e.ends_at.with_timezone(&tz).format("%H:%M"),
+        starts = moment::html(e.starts_at, tz, Precision::Minute),
+        ends = moment::html(e.ends_at, tz, Precision::Minute),
         tzname = escape(&e.timezone),
-        provider = escape(provider),
-        mode = escape(&e.queue_mode),
+        provider = escape(&provider.replace('_', " ")),
+        mode = escape(&e.queue_mode.replace('_', " ")),
     ));
     let hours = e
         .refund_policy
@@ -177,9 +198,11 @@ async fn event_html(
         match hours {
             Some(h) => format!(
                 "buyers may be refunded until {h} h before the start ({}); later refunds need an admin and a reason.",
-                (e.starts_at - chrono::Duration::hours(h as i64))
-                    .with_timezone(&tz)
-                    .format("%a %-d %b %H:%M")
+                moment::html(
+                    e.starts_at - chrono::Duration::hours(h as i64),
+                    tz,
+                    Precision::Minute
+                )
             ),
             None => escape(&e.refund_policy.to_string()),
         }
@@ -248,43 +271,59 @@ async fn event_html(
     }
     if op.role != Role::Host {
         let csrf = escape(op.csrf.as_deref().unwrap_or(""));
-        let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string();
+        let typed = |form: &str, field: &str, default: &str| typed_or(retry, form, field, default);
         let mut forms = String::new();
         if e.status == "scheduled" {
+            let notify = match retry.filter(|r| r.form == "reschedule") {
+                Some(r) if r.typed("reschedule", "notify").is_none() => "",
+                _ => " checked",
+            };
             forms.push_str(&format!(
-                "<form id=\"reschedule\" class=\"inline card\" method=\"post\" action=\"/console/events/{slug}/reschedule\"><strong>Reschedule</strong>\
-                 <span class=\"muted\">Times in {tzname}. Buyers keep their tickets; their calendar invites move.</span>\
+                "<form id=\"reschedule\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/reschedule\"><strong>Reschedule</strong>\
+                 <span class=\"hint\">Times in {tzname} ({zone}), as {format}, 24-hour. Buyers keep their tickets; their calendar invites move.</span>{note}\
                  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k1}\">\
-                 <label>Starts <input name=\"starts_at\" type=\"datetime-local\" value=\"{starts}\" required></label>\
-                 <label>Ends <input name=\"ends_at\" type=\"datetime-local\" value=\"{ends}\" required></label>\
-                 <label>Reason <input name=\"reason\" required placeholder=\"e.g. speaker's flight moved\"></label>\
-                 <label><input type=\"checkbox\" name=\"notify\" value=\"true\" checked> Email every buyer the new time</label>\
+                 <label>Starts <input name=\"starts_at\" value=\"{starts}\" required {time_input}></label>\
+                 <label>Ends <input name=\"ends_at\" value=\"{ends}\" required {time_input}></label>\
+                 <label>Reason <input name=\"reason\" required value=\"{reason}\" placeholder=\"e.g. speaker's flight moved\"></label>\
+                 <label class=\"check\"><input type=\"checkbox\" name=\"notify\" value=\"true\"{notify}> Email every buyer the new time</label>\
                  <button type=\"submit\">Reschedule</button></form>",
+                refused = refused_class(retry, "reschedule"),
+                note = refusal_note(retry, "reschedule"),
                 slug = escape(&e.slug),
                 tzname = escape(&e.timezone),
+                zone = escape(&moment::zone_hint(tz)),
+                format = moment::INPUT_FORMAT,
+                time_input = TIME_INPUT,
                 k1 = Uuid::new_v4(),
-                starts = local(e.starts_at),
-                ends = local(e.ends_at),
+                starts = typed("reschedule", "starts_at", &moment::input_value(e.starts_at, tz)),
+                ends = typed("reschedule", "ends_at", &moment::input_value(e.ends_at, tz)),
+                reason = typed("reschedule", "reason", ""),
             ));
         }
         forms.push_str(&format!(
-            "<form id=\"resend-undelivered\" class=\"inline card\" method=\"post\" action=\"/console/events/{slug}/resend-undelivered\">\
-             <strong>Resend to undelivered</strong><span class=\"muted\">The confirmation, with the current links, to the {undelivered} buyer(s) above.</span>\
+            "<form id=\"resend-undelivered\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/resend-undelivered\">\
+             <strong>Resend to undelivered</strong><span class=\"hint\">The confirmation, with the current links, to the {undelivered} buyer(s) above.</span>{note}\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
              <button type=\"submit\">Resend</button></form>",
+            refused = refused_class(retry, "resend-undelivered"),
+            note = refusal_note(retry, "resend-undelivered"),
             slug = escape(&e.slug),
             k = Uuid::new_v4(),
         ));
         if op.role == Role::Admin {
             forms.push_str(&format!(
-                "<form id=\"cancel-event\" class=\"inline card\" method=\"post\" action=\"/console/events/{slug}/cancel\">\
-                 <strong>Cancel the event</strong><span class=\"muted\">Closes the queue and refunds every paid order in full; buyers are told by email. \
-                 If some refunds fail, submit again: it picks up where it stopped.</span>\
+                "<form id=\"cancel-event\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/cancel\">\
+                 <strong>Cancel the event</strong><span class=\"hint\">Closes the queue and refunds every paid order in full; buyers are told by email. \
+                 If some refunds fail, submit again: it picks up where it stopped.</span>{note}\
                  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <label>Reason <input name=\"reason\" required></label>\
-                 <label>Type <code>{slug}</code> to confirm <input name=\"confirm\" required autocomplete=\"off\"></label>\
+                 <label>Reason <input name=\"reason\" required value=\"{reason}\"></label>\
+                 <label>Type <code>{slug}</code> to confirm <input name=\"confirm\" required autocomplete=\"off\" value=\"{confirm}\"></label>\
                  <button type=\"submit\" class=\"danger\">{label}</button></form>",
+                refused = refused_class(retry, "cancel-event"),
+                note = refusal_note(retry, "cancel-event"),
                 slug = escape(&e.slug),
+                reason = typed("cancel-event", "reason", ""),
+                confirm = typed("cancel-event", "confirm", ""),
                 label = if e.status == "cancelled" {
                     "Run the cancellation again"
                 } else {
@@ -297,71 +336,54 @@ async fn event_html(
     Ok((e.title.clone(), out))
 }
 
-/// A time from a form: `datetime-local` in the event's timezone, or RFC 3339.
-pub(crate) fn parse_time(
-    value: &str,
-    tz: chrono_tz::Tz,
-    what: &str,
-) -> Result<DateTime<Utc>, ConsoleError> {
-    let value = value.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M")
-        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
-        .map_err(|_| ConsoleError::Invalid(format!("{what} is not a date and time")))?;
-    // A wall-clock time skipped or repeated by a DST change has no single meaning.
-    tz.from_local_datetime(&naive)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| {
-            ConsoleError::Invalid(format!(
-                "{what} falls in a daylight-saving change in {tz}; pick another time"
-            ))
-        })
+/// The attributes of a time field: a text input in one format whatever the browser's
+/// locale (see [`crate::moment`]).
+pub(crate) const TIME_INPUT: &str = "inputmode=\"numeric\" autocomplete=\"off\" size=\"16\" placeholder=\"YYYY-MM-DD HH:MM\" \
+     pattern=\"\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}(:\\d{2})?\" title=\"YYYY-MM-DD HH:MM, 24-hour\"";
+
+type Fields = HashMap<String, String>;
+
+fn get<'a>(f: &'a Fields, k: &str) -> Option<&'a str> {
+    f.get(k).map(String::as_str)
 }
 
-#[derive(Deserialize)]
-pub struct EventForm {
-    pub csrf: Option<String>,
-    pub action_key: Option<String>,
-    pub starts_at: Option<String>,
-    pub ends_at: Option<String>,
-    pub reason: Option<String>,
-    pub notify: Option<String>,
-    pub confirm: Option<String>,
-    /// `incidents` to come back to the incident view instead of the event page.
-    pub back: Option<String>,
-}
-
-fn back_to_event(slug: &str, result: Result<String, ConsoleError>) -> Response {
-    back_to(&format!("/console/events/{}", urlencode(slug)), result)
-}
-
-fn back_to(page: &str, result: Result<String, ConsoleError>) -> Response {
-    let target = match result {
-        Ok(done) => format!("{page}?done={}", urlencode(&done)),
-        Err(e) => {
-            let message = match &e {
-                ConsoleError::Orders(o) => o.public_message(),
-                other => other.to_string(),
+/// Where a form goes next: done → back to `page` with `?done=` (a reload posts nothing
+/// again); refused → the page again with the form as it was typed.
+async fn answer(
+    s: &AppState,
+    op: &Operator,
+    slug: &str,
+    form: &str,
+    page: Page,
+    result: Result<String, ConsoleError>,
+    f: Fields,
+) -> Response {
+    match result {
+        Ok(done) => {
+            let path = match page {
+                Page::Event => format!("/console/events/{}", urlencode(slug)),
+                Page::Incidents => format!("/console/events/{}/incidents", urlencode(slug)),
             };
-            format!("{page}?error={}", urlencode(&message))
+            Redirect::to(&format!("{path}?done={}", urlencode(&done))).into_response()
         }
-    };
-    Redirect::to(&target).into_response()
+        Err(e) => {
+            let retry = Retry::new(form, &e, f);
+            let flash = Flash {
+                done: None,
+                error: None,
+            };
+            match page {
+                Page::Event => render_event(s, op, slug, &flash, Some(&retry)).await,
+                Page::Incidents => render_incidents(s, op, slug, &flash, Some(&retry)).await,
+            }
+        }
+    }
 }
 
-/// Signs in and checks the form's CSRF token; the error is the response to send.
-fn checked(
-    operator: Result<Operator, ConsoleError>,
-    csrf: Option<&str>,
-) -> Result<Operator, Box<Response>> {
-    let operator = signed_in(operator)?;
-    operator
-        .verify_csrf(csrf)
-        .map_err(|e| Box::new(e.into_response()))?;
-    Ok(operator)
+#[derive(Clone, Copy)]
+enum Page {
+    Event,
+    Incidents,
 }
 
 fn repeated(v: &serde_json::Value) -> bool {
@@ -373,30 +395,35 @@ pub async fn reschedule_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(f): Form<EventForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
-    let operator = match checked(operator, f.csrf.as_deref()) {
+    let operator = match signed_in(operator) {
         Ok(o) => o,
         Err(r) => return *r,
     };
     let result = async {
+        operator.verify_csrf(get(&f, "csrf"))?;
         operator.require(crate::auth::STAFF)?;
         let (_, event) = crate::live::visible_event(&s.db, &operator, &slug).await?;
-        let tz: chrono_tz::Tz = event.timezone.parse().unwrap_or(chrono_tz::UTC);
-        let starts_at = parse_time(f.starts_at.as_deref().unwrap_or(""), tz, "the start")?;
-        let ends_at = parse_time(f.ends_at.as_deref().unwrap_or(""), tz, "the end")?;
-        let reason = f.reason.as_deref().map(str::trim).unwrap_or("");
+        let tz = moment::zone(&event.timezone);
+        let starts_at = moment::parse(get(&f, "starts_at").unwrap_or(""), tz, "the start")?;
+        let ends_at = moment::parse(get(&f, "ends_at").unwrap_or(""), tz, "the end")?;
+        if ends_at <= starts_at {
+            return Err(ConsoleError::Invalid(
+                "the end must be after the start".into(),
+            ));
+        }
+        let reason = get(&f, "reason").map(str::trim).unwrap_or("");
         if reason.is_empty() {
             return Err(ConsoleError::Invalid("rescheduling needs a reason".into()));
         }
         let body = RescheduleBody {
             starts_at,
             ends_at,
-            notify: f.notify.is_some(),
+            notify: f.contains_key("notify"),
             reason: Some(reason.to_owned()),
         };
-        let v =
-            support::reschedule_with(&s, &operator, &slug, body, f.action_key.as_deref()).await?;
+        let v = support::reschedule_with(&s, &operator, &slug, body, get(&f, "action_key")).await?;
         Ok(if repeated(&v) {
             "rescheduled (already done)".to_owned()
         } else if v.get("moved").and_then(|m| m.as_bool()) == Some(false) {
@@ -406,7 +433,7 @@ pub async fn reschedule_form(
         })
     }
     .await;
-    back_to_event(&slug, result)
+    answer(&s, &operator, &slug, "reschedule", Page::Event, result, f).await
 }
 
 /// `POST /console/events/{slug}/cancel`.
@@ -414,22 +441,23 @@ pub async fn cancel_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(f): Form<EventForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
-    let operator = match checked(operator, f.csrf.as_deref()) {
+    let operator = match signed_in(operator) {
         Ok(o) => o,
         Err(r) => return *r,
     };
     let result = async {
+        operator.verify_csrf(get(&f, "csrf"))?;
         operator.require(&[Role::Admin])?;
         crate::live::visible_event(&s.db, &operator, &slug).await?;
-        if f.confirm.as_deref().map(str::trim) != Some(slug.as_str()) {
+        if get(&f, "confirm").map(str::trim) != Some(slug.as_str()) {
             return Err(ConsoleError::Invalid(
                 "to cancel, type the event's slug in the confirmation box".into(),
             ));
         }
         let body = CancelBody {
-            reason: f.reason.unwrap_or_default(),
+            reason: get(&f, "reason").unwrap_or_default().to_owned(),
         };
         let p = support::cancel_event_with(&s, &operator, &slug, body).await?;
         Ok(format!(
@@ -441,39 +469,41 @@ pub async fn cancel_form(
         ))
     }
     .await;
-    back_to_event(&slug, result)
+    answer(&s, &operator, &slug, "cancel-event", Page::Event, result, f).await
 }
 
-/// `POST /console/events/{slug}/resend-undelivered`.
+/// `POST /console/events/{slug}/resend-undelivered` (from the event's page, or with
+/// `back=incidents` from the incident view).
 pub async fn resend_undelivered_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(f): Form<EventForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
-    let operator = match checked(operator, f.csrf.as_deref()) {
+    let operator = match signed_in(operator) {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    let result = support::resend_undelivered_with(&s, &operator, &slug, f.action_key.as_deref())
-        .await
-        .map(|v| {
-            if repeated(&v) {
-                "resent (already done)".to_owned()
-            } else {
-                format!(
-                    "confirmation resent to {} buyer(s)",
-                    v.get("resent").and_then(|n| n.as_u64()).unwrap_or(0)
-                )
-            }
-        });
-    if f.back.as_deref() == Some("incidents") {
-        return back_to(
-            &format!("/console/events/{}/incidents", urlencode(&slug)),
-            result,
-        );
+    let result = async {
+        operator.verify_csrf(get(&f, "csrf"))?;
+        let v =
+            support::resend_undelivered_with(&s, &operator, &slug, get(&f, "action_key")).await?;
+        Ok(if repeated(&v) {
+            "resent (already done)".to_owned()
+        } else {
+            format!(
+                "confirmation resent to {} buyer(s)",
+                v.get("resent").and_then(|n| n.as_u64()).unwrap_or(0)
+            )
+        })
     }
-    back_to_event(&slug, result)
+    .await;
+    let (page, form) = if get(&f, "back") == Some("incidents") {
+        (Page::Incidents, "incident-resend")
+    } else {
+        (Page::Event, "resend-undelivered")
+    };
+    answer(&s, &operator, &slug, form, page, result, f).await
 }
 
 #[derive(sqlx::FromRow)]
@@ -502,9 +532,24 @@ pub async fn incidents_page(
         Ok(o) => o,
         Err(r) => return *r,
     };
-    match incidents_html(&s, &operator, &slug, &flash).await {
-        Ok((title, body)) => layout(&title, Some(&operator), &body).into_response(),
-        Err(e) => e.into_response(),
+    render_incidents(&s, &operator, &slug, &flash, None).await
+}
+
+async fn render_incidents(
+    s: &AppState,
+    op: &Operator,
+    slug: &str,
+    flash: &Flash,
+    retry: Option<&Retry>,
+) -> Response {
+    match incidents_html(s, op, slug, flash, retry).await {
+        Ok((title, body)) => (
+            retry.map_or(StatusCode::OK, |r| r.status),
+            layout(&title, Some(op), &body),
+        )
+            .into_response(),
+        Err(_) if retry.is_some() => retry.map(|r| r.page(op)).expect("a retry"),
+        Err(e) => error_page(Some(op), &e),
     }
 }
 
@@ -532,9 +577,10 @@ async fn incidents_html(
     op: &Operator,
     slug: &str,
     flash: &Flash,
+    retry: Option<&Retry>,
 ) -> Result<(String, String), ConsoleError> {
     let (_, e) = crate::live::visible_event(&s.db, op, slug).await?;
-    let tz: chrono_tz::Tz = e.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let tz = moment::zone(&e.timezone);
     let undelivered_total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) {UNDELIVERED}"
     )))
@@ -593,7 +639,7 @@ async fn incidents_html(
                     escape(&r.buyer_email),
                     escape(&r.buyer_name),
                     escape(r.detail.as_deref().unwrap_or("")),
-                    r.at.map(|t| t.with_timezone(&tz).format("%d %b %H:%M").to_string())
+                    r.at.map(|t| moment::html(t, tz, Precision::Minute))
                         .unwrap_or_default(),
                 )
             })
@@ -602,39 +648,28 @@ async fn incidents_html(
             "<table id=\"{id}\"><thead><tr><th>Buyer</th><th>{what}</th><th>When</th></tr></thead><tbody>{body}</tbody></table>"
         )
     };
-    let mut out = String::new();
-    if let Some(done) = &flash.done {
-        out.push_str(&format!(
-            "<p class=\"banner\" role=\"status\">Done: {}.</p>",
-            escape(done)
-        ));
-    }
-    if let Some(err) = &flash.error {
-        out.push_str(&format!(
-            "<p class=\"banner bad\" role=\"alert\">{}</p>",
-            escape(err)
-        ));
-    }
+    let mut out = banners(flash, retry);
     let doors = e.starts_at - chrono::Duration::hours(1);
     out.push_str(&format!(
-        "<p class=\"muted\"><a href=\"/console/events/{slug}\">{title}</a> · starts {starts} ({tzname}) · links open {doors}</p>\
+        "<p class=\"crumbs\"><a href=\"/console/events/{slug}\">{title}</a> · starts {starts} · links open {doors}</p>\
          <h1>Incidents</h1>",
         slug = escape(&e.slug),
         title = escape(&e.title),
-        starts = e.starts_at.with_timezone(&tz).format("%a %-d %b %H:%M"),
-        tzname = escape(&e.timezone),
-        doors = doors.with_timezone(&tz).format("%H:%M"),
+        starts = moment::html(e.starts_at, tz, Precision::Minute),
+        doors = moment::html(doors, tz, Precision::Minute),
     ));
     out.push_str(&format!(
         "<h2>Confirmation failed or bounced ({undelivered_total})</h2>"
     ));
     if op.role != Role::Host && undelivered_total > 0 {
         out.push_str(&format!(
-            "<form id=\"incident-resend\" class=\"inline card\" method=\"post\" action=\"/console/events/{slug}/resend-undelivered\">\
+            "<form id=\"incident-resend\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/resend-undelivered\">\
              <span>Send the confirmation again, with the current links, to all {undelivered_total} buyer(s). \
-             A bounced address stays wrong: correct it from the buyer's order page.</span>\
+             A bounced address stays wrong: correct it from the buyer's order page.</span>{note}\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
              <input type=\"hidden\" name=\"back\" value=\"incidents\"><button type=\"submit\">Resend to all {undelivered_total}</button></form>",
+            refused = refused_class(retry, "incident-resend"),
+            note = refusal_note(retry, "incident-resend"),
             slug = escape(&e.slug),
             csrf = escape(op.csrf.as_deref().unwrap_or("")),
             k = Uuid::new_v4(),

@@ -17,6 +17,9 @@
 //! - [`sessions`]: operator accounts (argon2id), sessions, login throttling.
 //! - [`search`]: the one search box over buyers, orders, tickets and payments.
 //! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
+//! - [`timeline`]: each row of an order's timeline as a sentence.
+//! - [`moment`]: how every page shows a time (the event's zone, UTC on hover) and how
+//!   forms read one.
 //! - [`pages`]: the server-rendered back office.
 //! - [`event_pages`]: the event list and an event's page with its event-wide fixes.
 //! - [`event_setup`]: the form that creates an event.
@@ -38,9 +41,11 @@ pub mod event_pages;
 pub mod event_setup;
 pub mod events;
 pub mod live;
+pub mod moment;
 pub mod pages;
 pub mod search;
 pub mod sessions;
 pub mod support;
+pub mod timeline;
 
 pub use error::ConsoleError;

@@ -2,6 +2,8 @@
 //! with its timeline, diagnosis and one-step fixes. Every form carries the session's
 //! CSRF token and a fresh action key (so a double-click does the work once).
 
+use std::collections::HashMap;
+
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,45 +15,76 @@ use uuid::Uuid;
 use crate::ConsoleError;
 use crate::app::AppState;
 use crate::auth::{Operator, Role};
+use crate::moment::{self, Precision};
 use crate::search;
 use crate::sessions::{self, Login};
 use crate::support::{self, CancelOrderBody, EmailBody, OrderDetail, RefundBody, TransferBody};
 
 const STYLE: &str = r#"
-:root { color-scheme: light dark; --muted: #6b7280; --accent: #2f6fed; --line: color-mix(in srgb, CanvasText 14%, transparent); }
-@media (prefers-color-scheme: dark) { :root { --muted: #a1a8b3; --accent: #6b9bff; } }
+:root { color-scheme: light dark; --muted: #6b7280; --accent: #2f6fed; --bad: #b91c1c; --ok: #15803d; --warn: #b45309;
+        --line: color-mix(in srgb, CanvasText 14%, transparent); --soft: color-mix(in srgb, CanvasText 4%, Canvas); }
+@media (prefers-color-scheme: dark) { :root { --muted: #a1a8b3; --accent: #6b9bff; --bad: #f87171; --ok: #4ade80; --warn: #fbbf24; } }
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-header { display: flex; gap: 1rem; align-items: center; padding: .7rem 1.25rem; border-bottom: 1px solid var(--line); }
+header { display: flex; gap: 1rem; align-items: center; padding: .6rem 1.25rem; border-bottom: 1px solid var(--line); }
 header strong { margin-right: auto; }
 header a { color: inherit; }
-main { max-width: 68rem; margin: 0 auto; padding: 1.25rem; }
+header form { margin: 0; }
+main { max-width: 72rem; margin: 0 auto; padding: 1.25rem; }
 h1 { font-size: 1.45rem; margin: .2rem 0 .8rem; }
-h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
+h2 { font-size: 1.1rem; margin: 1.8rem 0 .6rem; }
+a { color: var(--accent); }
 table { width: 100%; border-collapse: collapse; }
-th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: anywhere; }
-th { font-size: .8rem; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .04em; }
+th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: break-word; }
+th { font-size: .78rem; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .04em; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { font-size: .9em; overflow-wrap: anywhere; }
+time { white-space: nowrap; }
+.nowrap { white-space: nowrap; }
 .muted { color: var(--muted); }
-.pill { display: inline-block; padding: .05rem .5rem; border-radius: 999px; font-size: .8rem; border: 1px solid var(--line); }
-.ok { color: #15803d; } .bad { color: #b91c1c; } .warn { color: #b45309; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(16rem, 1fr)); gap: 1rem; }
+.small { font-size: .85rem; }
+.crumbs { color: var(--muted); margin: 0; }
+.pill { display: inline-block; padding: .05rem .55rem; border-radius: 999px; font-size: .8rem; border: 1px solid var(--line); white-space: nowrap; }
+.ok { color: var(--ok); } .bad { color: var(--bad); } .warn { color: var(--warn); }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(17rem, 1fr)); gap: 1rem; align-items: start; }
 .card { border: 1px solid var(--line); border-radius: 10px; padding: 1rem; }
-form.inline { display: grid; gap: .5rem; }
-input, select, textarea { font: inherit; padding: .45rem .5rem; border-radius: 6px; border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); background: Canvas; color: CanvasText; }
-button { font: inherit; font-weight: 600; padding: .5rem .9rem; border: 0; border-radius: 8px; background: var(--accent); color: white; cursor: pointer; }
-button.danger { background: #b91c1c; }
+.card.refused { border-color: var(--bad); box-shadow: 0 0 0 1px var(--bad) inset; }
+.card > strong:first-child { font-size: 1rem; }
+form.inline { display: flex; flex-direction: column; gap: .55rem; margin: 0; }
+form.inline > button, form.inline > .actions { margin-top: auto; align-self: flex-start; }
+label { display: grid; gap: .2rem; font-size: .9rem; }
+label.check { display: flex; gap: .45rem; align-items: center; }
+.hint { font-size: .8rem; color: var(--muted); }
+.field-error { margin: 0; font-size: .85rem; color: var(--bad); font-weight: 600; }
+input, select, textarea { font: inherit; padding: .4rem .5rem; border-radius: 6px; border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); background: Canvas; color: CanvasText; min-width: 0; }
+input[type=checkbox] { width: 1rem; height: 1rem; }
+button { font: inherit; font-size: .9rem; font-weight: 600; line-height: 1.3; padding: .42rem .9rem; border: 1px solid transparent; border-radius: 6px; background: var(--accent); color: white; cursor: pointer; white-space: nowrap; }
+button:hover { filter: brightness(1.08); }
+button.danger { background: var(--bad); }
+button.quiet { background: none; color: inherit; border-color: var(--line); font-weight: 500; }
 .search { display: flex; gap: .5rem; } .search input { flex: 1; font-size: 1.05rem; }
-.banner { padding: .7rem 1rem; border-radius: 8px; border-left: 4px solid var(--accent); background: color-mix(in srgb, var(--accent) 10%, Canvas); margin: .6rem 0; }
-.banner.bad { border-color: #b91c1c; background: color-mix(in srgb, #b91c1c 10%, Canvas); color: inherit; }
+.banner { padding: .65rem 1rem; border-radius: 8px; border-left: 4px solid var(--accent); background: color-mix(in srgb, var(--accent) 10%, Canvas); margin: .6rem 0; }
+.banner.bad { border-color: var(--bad); background: color-mix(in srgb, var(--bad) 10%, Canvas); color: inherit; }
+dl.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(14.5rem, 1fr)); gap: .6rem 1.2rem; margin: 0 0 1rem; padding: .8rem 1rem; border: 1px solid var(--line); border-radius: 10px; background: var(--soft); }
+dl.facts dt { font-size: .75rem; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; font-weight: 600; }
+dl.facts dd { margin: .1rem 0 0; }
+dl.facts .wide { grid-column: span 2; } dl.facts code { white-space: nowrap; }
+table.timeline { table-layout: fixed; }
+table.timeline col.when { width: 15.5rem; } table.timeline col.who { width: 12rem; }
+.what { display: flex; gap: .6rem; align-items: baseline; }
+.tag { flex: none; display: inline-block; min-width: 4.6rem; padding: 0 .4rem; border-radius: 4px; font-size: .72rem; font-weight: 600; text-transform: uppercase; letter-spacing: .04em; text-align: center; background: var(--soft); border: 1px solid var(--line); color: var(--muted); }
+.tag.operator { color: var(--accent); } .tag.payment { color: var(--ok); } .tag.refused { color: var(--bad); border-color: var(--bad); }
+ul.mails { list-style: none; padding: 0; margin: 0; }
+ul.mails > li { border-bottom: 1px solid var(--line); padding: .4rem 0; }
 details summary { cursor: pointer; }
-iframe { width: 100%; height: 22rem; border: 1px solid var(--line); border-radius: 8px; background: white; }
+iframe { width: 100%; height: 22rem; border: 1px solid var(--line); border-radius: 8px; background: white; margin-top: .5rem; }
 "#;
 
 pub(crate) fn layout(title: &str, operator: Option<&Operator>, body: &str) -> Html<String> {
     let nav = match operator {
         Some(o) => format!(
             "<a href=\"/console/\">Search</a><a href=\"/console/events\">Events</a><span class=\"muted\">{} · {}</span>\
-             <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form>",
+             <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button class=\"quiet\">Sign out</button></form>",
             escape(&o.name),
             o.role.as_str(),
             escape(o.csrf.as_deref().unwrap_or("")),
@@ -75,7 +108,148 @@ pub(crate) fn signed_in(
         Err(ConsoleError::Unauthenticated) => {
             Err(Box::new(Redirect::to("/console/login").into_response()))
         }
-        Err(e) => Err(Box::new(e.into_response())),
+        Err(e) => Err(Box::new(error_page(None, &e))),
+    }
+}
+
+/// A page (not JSON) for an error a page or a form ran into, with the error's own
+/// status: 404 for what is not there (or not the operator's to see), 403 for a role or
+/// an expired form, 422 for what cannot be done as asked, 5xx saying nothing inside.
+pub(crate) fn error_page(operator: Option<&Operator>, e: &ConsoleError) -> Response {
+    e.log();
+    let (status, _, message) = e.public();
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        s if s.is_client_error() => "Not done",
+        _ => "Something went wrong",
+    };
+    (
+        status,
+        layout(
+            title,
+            operator,
+            &format!(
+                "<h1>{title}</h1><p class=\"banner bad\" role=\"alert\">{}</p>\
+                 <p><a href=\"/console/\">Back to the search</a></p>",
+                escape(&message)
+            ),
+        ),
+    )
+        .into_response()
+}
+
+/// A form the server refused, shown again on its page: which form, why, and what was
+/// typed (so nothing has to be typed twice). The page answers with the refusal's own
+/// status: 403 (role, expired form), 404, 409 (the order's state or the refund
+/// policy), 422 (the input).
+pub(crate) struct Retry {
+    /// The form's name on its page (`refund`, `email`, `transfer:{ticket}`, ...).
+    pub form: String,
+    pub status: StatusCode,
+    pub message: String,
+    pub typed: HashMap<String, String>,
+}
+
+impl Retry {
+    pub(crate) fn new(
+        form: impl Into<String>,
+        e: &ConsoleError,
+        typed: HashMap<String, String>,
+    ) -> Self {
+        e.log();
+        let (status, _, message) = e.public();
+        Retry {
+            form: form.into(),
+            status,
+            message,
+            typed,
+        }
+    }
+
+    /// The refusal alone, for when its page cannot be shown.
+    pub(crate) fn page(&self, operator: &Operator) -> Response {
+        (
+            self.status,
+            layout(
+                "Not done",
+                Some(operator),
+                &format!(
+                    "<h1>Not done</h1><p class=\"banner bad\" role=\"alert\">{}</p>\
+                     <p><a href=\"/console/\">Back to the search</a></p>",
+                    escape(&self.message)
+                ),
+            ),
+        )
+            .into_response()
+    }
+
+    /// What was typed into `field` of `form`, if this is that form.
+    pub(crate) fn typed(&self, form: &str, field: &str) -> Option<&str> {
+        (self.form == form)
+            .then(|| self.typed.get(field).map(String::as_str))
+            .flatten()
+    }
+}
+
+/// The escaped value for `field` of `form`: what was typed into it when the form comes
+/// back refused, else `default`.
+pub(crate) fn typed_or(retry: Option<&Retry>, form: &str, field: &str, default: &str) -> String {
+    escape(retry.and_then(|r| r.typed(form, field)).unwrap_or(default))
+}
+
+/// `" refused"` (a class) when `form` is the refused one.
+pub(crate) fn refused_class(retry: Option<&Retry>, form: &str) -> &'static str {
+    if retry.is_some_and(|r| r.form == form) {
+        " refused"
+    } else {
+        ""
+    }
+}
+
+/// The refusal inside the form it concerns.
+pub(crate) fn refusal_note(retry: Option<&Retry>, form: &str) -> String {
+    match retry.filter(|r| r.form == form) {
+        Some(r) => format!("<p class=\"field-error\">{}</p>", escape(&r.message)),
+        None => String::new(),
+    }
+}
+
+/// The outcome banners at the top of a page: done (`role=status`) or refused (`role=alert`).
+pub(crate) fn banners(flash: &Flash, retry: Option<&Retry>) -> String {
+    let mut out = String::new();
+    if let Some(done) = &flash.done {
+        out.push_str(&format!(
+            "<p class=\"banner\" role=\"status\">Done: {}.</p>",
+            escape(done_text(done))
+        ));
+    }
+    if let Some(err) = &flash.error {
+        out.push_str(&format!(
+            "<p class=\"banner bad\" role=\"alert\">{}</p>",
+            escape(err)
+        ));
+    }
+    if let Some(r) = retry {
+        out.push_str(&format!(
+            "<p class=\"banner bad\" role=\"alert\">Not done: {}</p>",
+            escape(&r.message)
+        ));
+    }
+    out
+}
+
+/// What a fix's `?done=` says on the page.
+fn done_text(done: &str) -> &str {
+    match done {
+        "resend" => "the confirmation is on its way again, with the current links",
+        "email" => {
+            "the address is corrected; new links are on their way and the old address is told"
+        }
+        "refund" => "refund started; the buyer is told by email",
+        "cancel" => "the order is cancelled; the buyer is told by email",
+        "transfer" => "the ticket is transferred; both people are told by email",
+        other => other,
     }
 }
 
@@ -239,7 +413,7 @@ pub async fn search_page(
                             slug = escape(&h.event_slug),
                             status = escape(&h.status),
                             amount = escape(&money(h.amount_cents, &h.currency)),
-                            at = h.created_at.format("%Y-%m-%d %H:%M"),
+                            at = moment::html(h.created_at, moment::zone(&h.event_timezone), Precision::Minute),
                         )
                     })
                     .collect();
@@ -279,48 +453,71 @@ pub async fn order_page(
         Ok(o) => o,
         Err(r) => return *r,
     };
-    match support::detail(&s, &operator, id).await {
-        Ok(d) => layout(
-            &format!("Order of {}", d.order.buyer_name),
-            Some(&operator),
-            &order_html(&d, &operator, &flash),
-        )
-        .into_response(),
-        Err(e) => e.into_response(),
+    render_order(&s, &operator, id, &flash, None).await
+}
+
+/// The order's page, with a refused form shown again if there is one (and its status).
+async fn render_order(
+    s: &AppState,
+    operator: &Operator,
+    id: Uuid,
+    flash: &Flash,
+    retry: Option<&Retry>,
+) -> Response {
+    match support::detail(s, operator, id).await {
+        Ok(d) => {
+            let page = layout(
+                &format!("Order of {}", d.order.buyer_name),
+                Some(operator),
+                &order_html(&d, operator, flash, retry),
+            );
+            (retry.map_or(StatusCode::OK, |r| r.status), page).into_response()
+        }
+        // A refusal for an order this operator may not see: the refusal, without the order.
+        Err(_) if retry.is_some() => retry.map(|r| r.page(operator)).expect("a retry"),
+        Err(e) => error_page(Some(operator), &e),
     }
 }
 
-fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
+fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash, retry: Option<&Retry>) -> String {
     let o = &d.order;
-    let tz: chrono_tz::Tz = o.timezone.parse().unwrap_or(chrono_tz::UTC);
-    let mut out = String::new();
-    if let Some(done) = &flash.done {
-        out.push_str(&format!(
-            "<p class=\"banner\" role=\"status\">Done: {}.</p>",
-            escape(done)
-        ));
-    }
-    if let Some(err) = &flash.error {
-        out.push_str(&format!(
-            "<p class=\"banner bad\" role=\"alert\">{}</p>",
-            escape(err)
-        ));
-    }
+    let tz = moment::zone(&o.timezone);
+    let when = |t| moment::html(t, tz, Precision::Minute);
+    let when_exactly = |t| moment::html(t, tz, Precision::Second);
+    let mut out = banners(flash, retry);
     out.push_str(&format!(
-        "<p class=\"muted\"><a href=\"/console/events/{slug}\">{event}</a> · {when}</p><h1>{name} <span class=\"muted\">&lt;{email}&gt;</span></h1>\
-         <p><span class=\"pill\">{status}</span> {tier} × {qty} · paid {amount}{refunded} · order <code>{id}</code>{intent}</p>",
+        "<p class=\"crumbs\"><a href=\"/console/events/{slug}\">{event}</a> · starts {starts}</p>\
+         <h1>{name} <span class=\"muted\">&lt;{email}&gt;</span></h1>\
+         <dl class=\"facts\">\
+         <div><dt>Status</dt><dd><span class=\"pill\" id=\"order-status\">{status}</span></dd></div>\
+         <div><dt>Tickets</dt><dd>{tier} × {qty}</dd></div>\
+         <div><dt>Paid</dt><dd>{amount}{refunded}</dd></div>\
+         <div><dt>Ordered</dt><dd>{ordered}</dd></div>\
+         <div class=\"wide\"><dt>Order</dt><dd><code>{id}</code></dd></div>{intent}</dl>",
         event = escape(&o.event_title),
         slug = escape(&o.event_slug),
-        when = o.starts_at.with_timezone(&tz).format("%a %-d %b %Y %H:%M"),
+        starts = when(o.starts_at),
         name = escape(&o.buyer_name),
         email = escape(&o.buyer_email),
-        status = escape(&o.status),
+        status = escape(&o.status.replace('_', " ")),
         tier = escape(&o.tier),
         qty = o.quantity,
         amount = escape(&money(o.amount_cents, &o.currency)),
-        refunded = if o.refunded_cents > 0 { format!(", refunded {}", escape(&money(o.refunded_cents, &o.currency))) } else { String::new() },
+        refunded = if o.refunded_cents > 0 {
+            format!(
+                " <span class=\"muted\">({} refunded)</span>",
+                escape(&money(o.refunded_cents, &o.currency))
+            )
+        } else {
+            String::new()
+        },
+        ordered = when(o.created_at),
         id = o.id,
-        intent = o.payment_intent_id.as_deref().map(|i| format!(" · payment <code>{}</code>", escape(i))).unwrap_or_default(),
+        intent = o
+            .payment_intent_id
+            .as_deref()
+            .map(|i| format!("<div class=\"wide\"><dt>Payment</dt><dd><code>{}</code></dd></div>", escape(i)))
+            .unwrap_or_default(),
     ));
     let class = match d.diagnosis.state {
         "ok" => "ok",
@@ -328,23 +525,32 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
         _ => "bad",
     };
     out.push_str(&format!(
-        "<section class=\"card\" aria-labelledby=\"why\"><h2 id=\"why\">Why can't they join?</h2><p class=\"{class}\"><strong>{}</strong></p></section>",
+        "<section class=\"card\" aria-labelledby=\"why\"><h2 id=\"why\" style=\"margin-top:0\">Why can't they join?</h2><p class=\"{class}\" style=\"margin:0\"><strong>{}</strong></p></section>",
         escape(&d.diagnosis.message)
     ));
     // Tickets.
-    let csrf_value = escape(op.csrf.as_deref().unwrap_or(""));
+    let csrf = escape(op.csrf.as_deref().unwrap_or(""));
     let tickets: String = d
         .tickets
         .iter()
         .map(|t| {
+            let form = format!("transfer:{}", t.id);
             let transfer = if op.role != Role::Host && t.status == "valid" {
                 format!(
-                    "<details><summary>Transfer</summary><form class=\"inline\" method=\"post\" action=\"/console/tickets/{}/transfer\">\
-                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf_value}\"><input type=\"hidden\" name=\"action_key\" value=\"{}\">\
-                     <label>New holder's email <input name=\"email\" type=\"email\" required></label>\
-                     <label>Their name <input name=\"name\" required></label><button>Transfer</button></form></details>",
-                    t.id,
-                    Uuid::new_v4()
+                    "<details{open}><summary>Transfer</summary><form class=\"inline{refused}\" method=\"post\" action=\"/console/tickets/{id}/transfer\">{note}\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{key}\">\
+                     <label>New holder's email <input name=\"email\" type=\"email\" required value=\"{email}\"></label>\
+                     <label>Their name <input name=\"name\" required value=\"{name}\"></label>\
+                     <label>Why <input name=\"reason\" value=\"{reason}\" placeholder=\"e.g. a colleague goes instead\"></label>\
+                     <button>Transfer</button></form></details>",
+                    open = if retry.is_some_and(|r| r.form == form) { " open" } else { "" },
+                    refused = refused_class(retry, &form),
+                    note = refusal_note(retry, &form),
+                    id = t.id,
+                    key = Uuid::new_v4(),
+                    email = typed_or(retry, &form, "email", ""),
+                    name = typed_or(retry, &form, "name", ""),
+                    reason = typed_or(retry, &form, "reason", ""),
                 )
             } else {
                 String::new()
@@ -354,66 +560,29 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
                 escape(&t.code),
                 escape(&t.status),
                 escape(&t.holder_email),
-                t.link_generation
-                    .map_or("none".into(), |g| format!("live (v{g})")),
+                match t.link_generation {
+                    // The link exists, but /join refuses a ticket that is not valid.
+                    Some(_) if t.status != "valid" => {
+                        "<span class=\"muted\">stopped</span>".to_owned()
+                    }
+                    Some(g) => format!("live (v{g})"),
+                    None => "<span class=\"muted\">none</span>".to_owned(),
+                },
                 t.last_visit
                     .map(|v| format!(
-                        "{} ({})",
-                        v.format("%d %b %H:%M"),
-                        escape(t.last_outcome.as_deref().unwrap_or(""))
+                        "{}<div class=\"muted small\">{}</div>",
+                        when_exactly(v),
+                        escape(&t.last_outcome.as_deref().unwrap_or("").replace('_', " "))
                     ))
-                    .unwrap_or_else(|| "never opened".into()),
+                    .unwrap_or_else(|| "<span class=\"muted\">never opened</span>".into()),
             )
         })
         .collect();
     out.push_str(&format!(
-        "<h2>Tickets</h2><table><thead><tr><th>Code</th><th>Status</th><th>Holder</th><th>Link</th><th>Last visit</th><th></th></tr></thead><tbody>{tickets}</tbody></table>"
+        "<h2>Tickets</h2><table id=\"tickets\"><thead><tr><th>Code</th><th>Status</th><th>Holder</th><th>Link</th><th>Last visit</th><th></th></tr></thead><tbody>{tickets}</tbody></table>"
     ));
-    // Fixes.
     if op.role != Role::Host {
-        let csrf = escape(op.csrf.as_deref().unwrap_or(""));
-        let key = || Uuid::new_v4();
-        let remaining = o.amount_cents - o.refunded_cents;
-        let override_box = if op.role == Role::Admin {
-            "<label><input type=\"checkbox\" name=\"override_policy\" value=\"true\"> Outside the refund policy (admin)</label>"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "<h2>Fix</h2><div class=\"grid\">\
-             <form class=\"inline card\" method=\"post\" action=\"/console/orders/{id}/resend\"><strong>Resend the confirmation</strong>\
-             <span class=\"muted\">Same links, to {email}.</span>\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k1}\"><button>Resend</button></form>\
-             <form class=\"inline card\" method=\"post\" action=\"/console/orders/{id}/email\"><strong>Correct the email address</strong>\
-             <span class=\"muted\">Old links stop working; new ones go to the new address; the old address is told.</span>\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k2}\">\
-             <label>New address <input name=\"email\" type=\"email\" required></label>\
-             <label>Why <input name=\"reason\" placeholder=\"e.g. buyer typed gmial.com\"></label><button>Change and send</button></form>\
-             <form class=\"inline card\" method=\"post\" action=\"/console/orders/{id}/refund\"><strong>Refund</strong>\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k3}\">\
-             <label>Amount (cents, up to {remaining}) <input name=\"amount_cents\" type=\"number\" min=\"1\" max=\"{remaining}\" value=\"{remaining}\"></label>\
-             <label>Reason <input name=\"reason\" required></label>{override_box}\
-             <button class=\"danger\" onclick=\"return confirm('Refund this order? The buyer is told by email.')\">Refund</button></form>\
-             {cancel}</div>",
-            id = o.id,
-            email = escape(&o.buyer_email),
-            k1 = key(),
-            k2 = key(),
-            k3 = key(),
-            cancel = if matches!(o.status.as_str(), "paid" | "partially_refunded" | "refunded") {
-                format!(
-                    "<form id=\"cancel-order\" class=\"inline card\" method=\"post\" action=\"/console/orders/{id}/cancel\"><strong>Cancel the order</strong>\
-                     <span class=\"muted\">Refunds what is still paid, stops every ticket and link, frees the seats; the buyer is told by email.</span>\
-                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k4}\">\
-                     <label>Reason <input name=\"reason\" required></label>{override_box}\
-                     <button class=\"danger\" onclick=\"return confirm('Cancel this order? The buyer is told by email.')\">Cancel order</button></form>",
-                    id = o.id,
-                    k4 = key(),
-                )
-            } else {
-                String::new()
-            },
-        ));
+        out.push_str(&fixes_html(d, op, retry));
     }
     // Emails as sent.
     let mails: String = d
@@ -425,17 +594,25 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
                 "queued" => "warn",
                 _ => "bad",
             };
+            let kind = match m.kind.as_str() {
+                "confirmation" => "Confirmation".to_owned(),
+                "email_change" => "Address-change notice".to_owned(),
+                "transfer_notice" => "Transfer notice".to_owned(),
+                "refund_notice" => "Refund notice".to_owned(),
+                "reschedule_notice" => "New-time notice".to_owned(),
+                other => other.replace('_', " "),
+            };
             format!(
-                "<details><summary><span class=\"{status_class}\">{}</span> · {} → {} · {} {}</summary>{}{}</details>",
-                escape(&m.status),
-                escape(&m.kind),
-                escape(&m.recipient),
-                m.sent_at.unwrap_or(m.created_at).with_timezone(&tz).format("%d %b %H:%M:%S"),
-                if m.attempts > 1 { format!("({} attempts)", m.attempts) } else { String::new() },
-                m.last_error.as_deref().map(|e| format!("<p class=\"bad\">Last error: {}</p>", escape(e))).unwrap_or_default(),
-                m.body_html
+                "<li><details><summary><span class=\"pill {status_class}\">{status}</span> {kind} → {to} · {at}{attempts}</summary>{error}{body}</details></li>",
+                status = escape(&m.status),
+                kind = escape(&kind),
+                to = escape(&m.recipient),
+                at = when_exactly(m.sent_at.unwrap_or(m.created_at)),
+                attempts = if m.attempts > 1 { format!(" <span class=\"muted\">({} attempts)</span>", m.attempts) } else { String::new() },
+                error = m.last_error.as_deref().map(|e| format!("<p class=\"bad\">Last error: {}</p>", escape(e))).unwrap_or_default(),
+                body = m.body_html
                     .as_deref()
-                    .map(|h| format!("<p class=\"muted\">{}</p><iframe sandbox srcdoc=\"{}\" title=\"The email as sent\"></iframe>", escape(m.subject.as_deref().unwrap_or("")), escape(h)))
+                    .map(|h| format!("<p class=\"muted\">Subject: {}</p><iframe sandbox srcdoc=\"{}\" title=\"The email as sent\"></iframe>", escape(m.subject.as_deref().unwrap_or("")), escape(h)))
                     .unwrap_or_default(),
             )
         })
@@ -445,133 +622,244 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash) -> String {
         if mails.is_empty() {
             "<p class=\"muted\">None yet.</p>".into()
         } else {
-            mails
+            format!("<ul class=\"mails\">{mails}</ul>")
         }
     ));
-    // Timeline.
+    // Timeline: one sentence per row.
     let rows: String = d
         .timeline
         .iter()
         .map(|t| {
+            let tag = if t.action.ends_with(".refused") {
+                "refused"
+            } else {
+                t.source.as_str()
+            };
             format!(
-                "<tr><td class=\"muted\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                t.at.with_timezone(&tz).format("%d %b %H:%M:%S"),
-                escape(&t.source),
-                escape(&t.action),
-                escape(&t.actor),
-                escape(&t.detail.as_ref().map(|d| d.to_string()).unwrap_or_default()),
+                "<tr><td>{}</td><td><div class=\"what\"><span class=\"tag {tag}\">{tag}</span><span>{}</span></div></td><td>{}</td></tr>",
+                when_exactly(t.at),
+                escape(&t.summary),
+                escape(&crate::timeline::who(&t.source, &t.actor)),
             )
         })
         .collect();
     out.push_str(&format!(
-        "<h2>Timeline</h2><table><thead><tr><th>When ({})</th><th>Where</th><th>What</th><th>Who</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>",
-        escape(&o.timezone)
+        "<h2>Timeline</h2><p class=\"hint\">Times in {zone} ({abbr}); hover over one for UTC.</p>\
+         <table class=\"timeline\" id=\"timeline\"><colgroup><col class=\"when\"><col><col class=\"who\"></colgroup>\
+         <thead><tr><th>When</th><th>What happened</th><th>By</th></tr></thead><tbody>{rows}</tbody></table>",
+        zone = escape(&o.timezone),
+        abbr = escape(&moment::zone_hint(tz)),
     ));
     out
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    pub csrf: Option<String>,
-    pub action_key: Option<String>,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub reason: Option<String>,
-    pub amount_cents: Option<String>,
-    pub override_policy: Option<String>,
+/// The fix cards of an order's page (staff only), each one form.
+fn fixes_html(d: &OrderDetail, op: &Operator, retry: Option<&Retry>) -> String {
+    let o = &d.order;
+    let tz = moment::zone(&o.timezone);
+    let csrf = escape(op.csrf.as_deref().unwrap_or(""));
+    let key = Uuid::new_v4;
+    let paid = matches!(o.status.as_str(), "paid" | "partially_refunded");
+    let typed = |form: &str, field: &str, default: &str| typed_or(retry, form, field, default);
+    let checked = |form: &str| {
+        if retry.and_then(|r| r.typed(form, "override_policy")) == Some("true") {
+            " checked"
+        } else {
+            ""
+        }
+    };
+    let override_box = |form: &str| {
+        if op.role == Role::Admin {
+            format!(
+                "<label class=\"check\"><input type=\"checkbox\" name=\"override_policy\" value=\"true\"{}> Outside the refund policy (admin)</label>",
+                checked(form)
+            )
+        } else {
+            String::new()
+        }
+    };
+    let now = chrono::Utc::now();
+    let policy = if now <= o.refundable_until {
+        format!(
+            "Inside the refund policy until {}.",
+            moment::html(o.refundable_until, tz, Precision::Minute)
+        )
+    } else if op.role == Role::Admin {
+        format!(
+            "Outside the refund policy since {}: tick the box and give the reason.",
+            moment::html(o.refundable_until, tz, Precision::Minute)
+        )
+    } else {
+        format!(
+            "Outside the refund policy since {}: only an admin may refund now.",
+            moment::html(o.refundable_until, tz, Precision::Minute)
+        )
+    };
+    let mut cards = String::new();
+    if paid {
+        cards.push_str(&format!(
+            "<form id=\"resend\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/resend\"><strong>Resend the confirmation</strong>\
+             <span class=\"hint\">Same links, to {email}.</span>{note}\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\"><button>Resend</button></form>",
+            refused = refused_class(retry, "resend"),
+            note = refusal_note(retry, "resend"),
+            id = o.id,
+            email = escape(&o.buyer_email),
+            k = key(),
+        ));
+    }
+    cards.push_str(&format!(
+        "<form id=\"email\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/email\"><strong>Correct the email address</strong>\
+         <span class=\"hint\">Old links stop working; new ones go to the new address; the old address is told.</span>{note}\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
+         <label>New address <input name=\"email\" type=\"email\" required value=\"{email}\"></label>\
+         <label>Why <input name=\"reason\" value=\"{reason}\" placeholder=\"e.g. buyer typed gmial.com\"></label><button>Change and send</button></form>",
+        refused = refused_class(retry, "email"),
+        note = refusal_note(retry, "email"),
+        id = o.id,
+        k = key(),
+        email = typed("email", "email", ""),
+        reason = typed("email", "reason", ""),
+    ));
+    if paid {
+        let remaining = o.amount_cents - o.refunded_cents;
+        let remaining_text = format!("{}.{:02}", remaining / 100, remaining % 100);
+        cards.push_str(&format!(
+            "<form id=\"refund\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/refund\"><strong>Refund</strong>\
+             <span class=\"hint\">{policy}</span>{note}\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
+             <label>Amount ({currency}, up to {remaining_text}) <input name=\"amount\" inputmode=\"decimal\" required value=\"{amount}\"></label>\
+             <label>Reason <input name=\"reason\" required value=\"{reason}\"></label>{override_box}\
+             <button class=\"danger\" onclick=\"return confirm('Refund this order? The buyer is told by email.')\">Refund</button></form>",
+            refused = refused_class(retry, "refund"),
+            note = refusal_note(retry, "refund"),
+            id = o.id,
+            k = key(),
+            currency = escape(&o.currency),
+            amount = typed("refund", "amount", &remaining_text),
+            reason = typed("refund", "reason", ""),
+            override_box = override_box("refund"),
+        ));
+    }
+    if matches!(
+        o.status.as_str(),
+        "paid" | "partially_refunded" | "refunded"
+    ) {
+        cards.push_str(&format!(
+            "<form id=\"cancel-order\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/cancel\"><strong>Cancel the order</strong>\
+             <span class=\"hint\">Refunds what is still paid, stops every ticket and link, frees the seats; the buyer is told by email.</span>{note}\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
+             <label>Reason <input name=\"reason\" required value=\"{reason}\"></label>{override_box}\
+             <button class=\"danger\" onclick=\"return confirm('Cancel this order? The buyer is told by email.')\">Cancel order</button></form>",
+            refused = refused_class(retry, "cancel"),
+            note = refusal_note(retry, "cancel"),
+            id = o.id,
+            k = key(),
+            reason = typed("cancel", "reason", ""),
+            override_box = override_box("cancel"),
+        ));
+    }
+    format!("<h2>Fix</h2><div class=\"grid\">{cards}</div>")
 }
 
+/// "20", "20.5", "20.00", "20,00" → cents.
+pub(crate) fn cents(price: &str) -> Option<i64> {
+    let price = price.trim().replace(',', ".");
+    let (whole, frac) = price.split_once('.').unwrap_or((&price, ""));
+    if whole.is_empty() || frac.len() > 2 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok().filter(|w: &i64| *w >= 0)?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+type Fields = HashMap<String, String>;
+
+fn field(f: &Fields, name: &str) -> Option<String> {
+    f.get(name).cloned()
+}
+
+/// Runs one of an order's fixes from its form. Done: back to the order's page (a
+/// redirect, so a reload does not post again). Refused: the page again, with the reason
+/// above the form, what was typed in it, and the refusal's status.
 async fn act(
     s: AppState,
     operator: Result<Operator, ConsoleError>,
     id: Uuid,
     what: &str,
-    f: ActionForm,
+    f: Fields,
 ) -> Response {
     let operator = match signed_in(operator) {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    if let Err(e) = operator.verify_csrf(f.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let key = f.action_key.as_deref();
-    let result = match what {
-        "resend" => support::resend_with(&s, &operator, id, key).await,
-        "cancel" => {
-            support::cancel_order_with(
-                &s,
-                &operator,
-                id,
-                CancelOrderBody {
-                    reason: f.reason.unwrap_or_default(),
-                    override_policy: f.override_policy.as_deref() == Some("true"),
-                },
-                key,
-            )
-            .await
-        }
-        "email" => {
-            support::email_with(
-                &s,
-                &operator,
-                id,
-                EmailBody {
-                    email: f.email.unwrap_or_default(),
-                    reason: f.reason,
-                },
-                key,
-            )
-            .await
-        }
-        _ => {
-            let amount = f
-                .amount_cents
-                .as_deref()
-                .filter(|a| !a.is_empty())
-                .map(str::parse::<i64>)
-                .transpose();
-            match amount {
-                Ok(amount_cents) => {
-                    support::refund_with(
-                        &s,
-                        &operator,
-                        id,
-                        RefundBody {
-                            amount_cents,
-                            reason: f.reason.unwrap_or_default(),
-                            override_policy: f.override_policy.as_deref() == Some("true"),
-                        },
-                        key,
-                    )
-                    .await
-                }
-                Err(_) => Err(ConsoleError::Invalid(
-                    "the amount is a whole number of cents".into(),
-                )),
+    let result = async {
+        operator.verify_csrf(f.get("csrf").map(String::as_str))?;
+        let key = f.get("action_key").map(String::as_str);
+        let reason = field(&f, "reason").unwrap_or_default();
+        let override_policy = f.get("override_policy").map(String::as_str) == Some("true");
+        match what {
+            "resend" => support::resend_with(&s, &operator, id, key).await,
+            "cancel" => {
+                let body = CancelOrderBody {
+                    reason,
+                    override_policy,
+                };
+                support::cancel_order_with(&s, &operator, id, body, key).await
+            }
+            "email" => {
+                let body = EmailBody {
+                    email: field(&f, "email").unwrap_or_default(),
+                    reason: field(&f, "reason").filter(|r| !r.trim().is_empty()),
+                };
+                support::email_with(&s, &operator, id, body, key).await
+            }
+            _ => {
+                // `amount` in the currency's units (the page's field), or `amount_cents`.
+                let amount_cents = match (
+                    f.get("amount").map(|a| a.trim()).filter(|a| !a.is_empty()),
+                    f.get("amount_cents")
+                        .map(|a| a.trim())
+                        .filter(|a| !a.is_empty()),
+                ) {
+                    (Some(a), _) => Some(cents(a).ok_or_else(|| {
+                        ConsoleError::Invalid(format!(
+                            "the amount \"{a}\" is not an amount like 20.00"
+                        ))
+                    })?),
+                    (None, Some(c)) => Some(c.parse::<i64>().map_err(|_| {
+                        ConsoleError::Invalid("the amount is a whole number of cents".into())
+                    })?),
+                    (None, None) => None,
+                };
+                let body = RefundBody {
+                    amount_cents,
+                    reason,
+                    override_policy,
+                };
+                support::refund_with(&s, &operator, id, body, key).await
             }
         }
-    };
-    back_to_order(id, what, result)
-}
-
-/// Back to the order's page with the outcome of a fix shown on it.
-fn back_to_order(
-    order: Uuid,
-    what: &str,
-    result: Result<serde_json::Value, ConsoleError>,
-) -> Response {
-    let target = match result {
-        Ok(_) => format!("/console/orders/{order}?done={what}"),
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to(&format!("/console/orders/{id}?done={what}")).into_response(),
         Err(e) => {
-            let message = match &e {
-                ConsoleError::Orders(o) => o.public_message(),
-                other => other.to_string(),
-            };
-            format!("/console/orders/{order}?error={}", urlencode(&message))
+            let retry = Retry::new(what, &e, f);
+            render_order(
+                &s,
+                &operator,
+                id,
+                &Flash {
+                    done: None,
+                    error: None,
+                },
+                Some(&retry),
+            )
+            .await
         }
-    };
-    Redirect::to(&target).into_response()
+    }
 }
 
 pub(crate) fn urlencode(s: &str) -> String {
@@ -587,38 +875,70 @@ pub async fn transfer_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(ticket): Path<Uuid>,
-    Form(f): Form<ActionForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
     let operator = match signed_in(operator) {
         Ok(o) => o,
         Err(r) => return *r,
     };
-    if let Err(e) = operator.verify_csrf(f.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let order: Option<Uuid> = sqlx::query_scalar("SELECT order_id FROM tickets WHERE id = $1")
-        .bind(ticket)
-        .fetch_optional(&s.db)
+    let order: Option<(Uuid, Uuid)> =
+        match sqlx::query_as("SELECT order_id, event_id FROM tickets WHERE id = $1")
+            .bind(ticket)
+            .fetch_optional(&s.db)
+            .await
+        {
+            // Whether this operator may see it is `transfer_with`'s to answer (after the
+            // role, as the API does).
+            Ok(found) => found,
+            Err(e) => return error_page(Some(&operator), &ConsoleError::from(e)),
+        };
+    let Some((order, _)) = order else {
+        return error_page(
+            Some(&operator),
+            &ConsoleError::from(orders::Error::NotFound("ticket")),
+        );
+    };
+    let result = async {
+        operator.verify_csrf(f.get("csrf").map(String::as_str))?;
+        let body = TransferBody {
+            email: field(&f, "email").unwrap_or_default(),
+            name: field(&f, "name").unwrap_or_default(),
+            reason: field(&f, "reason").filter(|r| !r.trim().is_empty()),
+        };
+        support::transfer_with(
+            &s,
+            &operator,
+            ticket,
+            body,
+            f.get("action_key").map(String::as_str),
+        )
         .await
-        .ok()
-        .flatten();
-    let Some(order) = order else {
-        return ConsoleError::from(orders::Error::NotFound("ticket")).into_response();
-    };
-    let body = TransferBody {
-        email: f.email.unwrap_or_default(),
-        name: f.name.unwrap_or_default(),
-        reason: f.reason,
-    };
-    let result = support::transfer_with(&s, &operator, ticket, body, f.action_key.as_deref()).await;
-    back_to_order(order, "transfer", result)
+    }
+    .await;
+    match result {
+        Ok(_) => Redirect::to(&format!("/console/orders/{order}?done=transfer")).into_response(),
+        Err(e) => {
+            let retry = Retry::new(format!("transfer:{ticket}"), &e, f);
+            render_order(
+                &s,
+                &operator,
+                order,
+                &Flash {
+                    done: None,
+                    error: None,
+                },
+                Some(&retry),
+            )
+            .await
+        }
+    }
 }
 
 pub async fn resend_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(id): Path<Uuid>,
-    Form(f): Form<ActionForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
     act(s, operator, id, "resend", f).await
 }
@@ -627,7 +947,7 @@ pub async fn email_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(id): Path<Uuid>,
-    Form(f): Form<ActionForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
     act(s, operator, id, "email", f).await
 }
@@ -636,7 +956,7 @@ pub async fn refund_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(id): Path<Uuid>,
-    Form(f): Form<ActionForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
     act(s, operator, id, "refund", f).await
 }
@@ -645,7 +965,24 @@ pub async fn cancel_form(
     State(s): State<AppState>,
     operator: Result<Operator, ConsoleError>,
     Path(id): Path<Uuid>,
-    Form(f): Form<ActionForm>,
+    Form(f): Form<Fields>,
 ) -> Response {
     act(s, operator, id, "cancel", f).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cents;
+
+    #[test]
+    fn amounts_are_read_as_cents() {
+        assert_eq!(cents("20"), Some(2000));
+        assert_eq!(cents("20.5"), Some(2050));
+        assert_eq!(cents("20,05"), Some(2005));
+        assert_eq!(cents("0.99"), Some(99));
+        assert_eq!(cents("20.555"), None);
+        assert_eq!(cents("-1"), None);
+        assert_eq!(cents("abc"), None);
+        assert_eq!(cents(""), None);
+    }
 }

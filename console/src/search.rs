@@ -29,6 +29,8 @@ pub struct Hit {
     pub currency: String,
     pub event_slug: String,
     pub event_title: String,
+    /// The event's timezone: the page shows the order's time in it.
+    pub event_timezone: String,
     pub created_at: DateTime<Utc>,
     pub score: f32,
 }
@@ -78,13 +80,14 @@ pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>
                    AND length($2) >= 4 AND lower(buyer_name) % $2
            )
            SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status, o.amount_cents, o.currency,
-                  e.slug AS event_slug, e.title AS event_title, o.created_at,
+                  e.slug AS event_slug, e.title AS event_title, e.timezone AS event_timezone,
+                  o.created_at,
                   (CASE WHEN o.id = $3 OR o.payment_intent_id = $1 THEN 2.0
                         ELSE greatest(similarity(lower(o.buyer_email), $2),
                                       similarity(lower(o.buyer_name), $2)) END)::float4 AS "score!"
            FROM matched m JOIN orders o ON o.id = m.id JOIN events e ON e.id = o.event_id
            WHERE ($5::uuid[] IS NULL OR o.event_id = ANY($5))
-           ORDER BY 10 DESC, o.created_at DESC
+           ORDER BY 11 DESC, o.created_at DESC
            LIMIT 50"#,
         q,
         lower,

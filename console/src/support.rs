@@ -19,6 +19,7 @@ use crate::ConsoleError;
 use crate::app::AppState;
 use crate::audit::{self, Entry};
 use crate::auth::{Operator, Role, STAFF};
+use crate::{moment, timeline};
 
 /// When access links open before the start (fulfilment's default window).
 const JOIN_WINDOW: chrono::Duration = chrono::Duration::hours(1);
@@ -52,6 +53,8 @@ pub struct OrderRow {
     pub ends_at: DateTime<Utc>,
     pub timezone: String,
     pub tier: String,
+    /// The end of the event's refund policy: later refunds need an admin's override.
+    pub refundable_until: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -79,13 +82,32 @@ pub struct DeliveryRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// One thing that happened to the order. `detail` (and `before`, for changes) are the
+/// row's own fields; `summary` is the same in words, as the order's page shows it.
+#[derive(Debug, Serialize)]
 pub struct TimelineEntry {
     pub at: DateTime<Utc>,
+    /// `order`, `payment`, `email`, `link` or `operator`.
     pub source: String,
     pub action: String,
     pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
     pub detail: Option<serde_json::Value>,
+    /// The operator's reason for a change they made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub summary: String,
+}
+
+struct TimelineRow {
+    at: DateTime<Utc>,
+    source: String,
+    action: String,
+    actor: String,
+    before: Option<serde_json::Value>,
+    detail: Option<serde_json::Value>,
+    reason: Option<String>,
 }
 
 /// "Why can't they join?": the first thing in the way, and the fix.
@@ -102,7 +124,10 @@ async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail
         r#"SELECT o.id, o.status, o.buyer_email, o.buyer_name, o.quantity, o.amount_cents,
                   o.refunded_cents, o.currency, o.payment_intent_id, o.created_at, o.paid_at,
                   e.id AS event_id, e.slug AS event_slug, e.title AS event_title, e.starts_at,
-                  e.ends_at, e.timezone, t.name AS tier
+                  e.ends_at, e.timezone, t.name AS tier,
+                  e.starts_at - make_interval(hours => coalesce(
+                      (e.refund_policy->>'refundable_until_hours_before')::int, 48))
+                      AS "refundable_until!"
            FROM orders o JOIN events e ON e.id = o.event_id JOIN tiers t ON t.id = o.tier_id
            WHERE o.id = $1"#,
         id
@@ -130,32 +155,80 @@ async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail
     )
     .fetch_all(&s.db)
     .await?;
-    let timeline = sqlx::query_as!(
-        TimelineEntry,
-        r#"SELECT at AS "at!", source AS "source!", action AS "action!", actor AS "actor!", detail FROM (
-             SELECT oe.at, 'order' AS source, oe.action, oe.actor, oe.after AS detail
-               FROM order_events oe
-              WHERE oe.order_id = $1 OR oe.hold_id = (SELECT hold_id FROM orders WHERE id = $1)
+    // An operator's fix writes an audit row (with their reason) and an order event in
+    // one transaction, so both carry the same `at`: the reason joins its order event and
+    // the audit row is not shown twice. Audit rows without an order event (a refused
+    // refund, say) are rows of their own.
+    let rows = sqlx::query_as!(
+        TimelineRow,
+        r#"WITH audit AS (
+               SELECT a.at, a.action, a.actor, a.before, a.after, a.reason
+                 FROM operator_audit a WHERE a.subject = $2
+           ), events AS (
+               SELECT oe.at, oe.action, oe.actor, oe.before, oe.after
+                 FROM order_events oe
+                WHERE oe.order_id = $1 OR oe.hold_id = (SELECT hold_id FROM orders WHERE id = $1)
+           )
+           SELECT at AS "at!", source AS "source!", action AS "action!", actor AS "actor!",
+                  before, detail, reason FROM (
+             SELECT e.at, 'order' AS source, e.action, e.actor, e.before, e.after AS detail,
+                    (SELECT a.reason FROM audit a WHERE a.action = e.action AND a.at = e.at
+                      LIMIT 1) AS reason
+               FROM events e
              UNION ALL
-             SELECT pe.received_at, 'payment', pe.type, pe.provider,
-                    jsonb_build_object('event', pe.provider_event_id)
+             SELECT pe.received_at, 'payment', pe.type, pe.provider, NULL,
+                    jsonb_build_object('event', pe.provider_event_id), NULL
                FROM payment_events pe WHERE pe.order_id = $1
              UNION ALL
-             SELECT coalesce(d.sent_at, d.created_at), 'email', d.kind || '.' || d.status, 'fulfilment',
-                    jsonb_build_object('to', d.recipient, 'attempts', d.attempts, 'error', d.last_error)
+             SELECT coalesce(d.sent_at, d.created_at), 'email', d.kind || '.' || d.status,
+                    'fulfilment', NULL,
+                    jsonb_strip_nulls(jsonb_build_object('to', d.recipient, 'attempts', d.attempts,
+                                                         'error', d.last_error)), NULL
                FROM deliveries d WHERE d.order_id = $1
              UNION ALL
-             SELECT r.at, 'link', r.outcome, coalesce(r.client, '?'), jsonb_build_object('ticket', t.code)
+             SELECT r.at, 'link', r.outcome, coalesce(r.client, '?'), NULL,
+                    jsonb_build_object('ticket', t.code), NULL
                FROM redemptions r JOIN tickets t ON t.id = r.ticket_id WHERE t.order_id = $1
              UNION ALL
-             SELECT a.at, 'operator', a.action, a.actor, jsonb_build_object('reason', a.reason)
-               FROM operator_audit a WHERE a.subject = $2
+             SELECT a.at, 'operator', a.action, a.actor, a.before, a.after, a.reason
+               FROM audit a
+              WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.action = a.action AND e.at = a.at)
            ) x ORDER BY 1, 2"#,
         id,
         id.to_string(),
     )
     .fetch_all(&s.db)
     .await?;
+    let cx = timeline::Context {
+        currency: &order.currency,
+        tz: moment::zone(&order.timezone),
+    };
+    let timeline = rows
+        .into_iter()
+        .map(|r| {
+            let summary = timeline::describe(
+                &timeline::Row {
+                    source: &r.source,
+                    action: &r.action,
+                    actor: &r.actor,
+                    before: r.before.as_ref(),
+                    after: r.detail.as_ref(),
+                    reason: r.reason.as_deref(),
+                },
+                &cx,
+            );
+            TimelineEntry {
+                at: r.at,
+                source: r.source,
+                action: r.action,
+                actor: r.actor,
+                before: r.before,
+                detail: r.detail,
+                reason: r.reason,
+                summary,
+            }
+        })
+        .collect();
     let diagnosis = diagnose(&order, &tickets, &deliveries, JOIN_WINDOW);
     Ok(OrderDetail {
         order,
@@ -381,7 +454,11 @@ pub async fn refund_with(
     let actor = operator.label();
     let may_override = operator.role == Role::Admin;
     let reason = body.reason.clone();
-    once(
+    let attempt = serde_json::json!({
+        "amount_cents": body.amount_cents,
+        "override_policy": body.override_policy,
+    });
+    let result = once(
         s,
         operator,
         key,
@@ -407,7 +484,64 @@ pub async fn refund_with(
             })
         },
     )
-    .await
+    .await;
+    if let Err(e) = &result {
+        record_refusal(s, operator, "order.refund", id, event, &reason, e, attempt).await;
+    }
+    result
+}
+
+/// Whether the refund policy (or the role's authority over it) refused a money fix —
+/// as opposed to a typo in the form or a missing order.
+fn refused_by_policy(e: &ConsoleError) -> bool {
+    matches!(e, ConsoleError::Orders(o) if matches!(o.code(), "outside_refund_policy" | "forbidden"))
+}
+
+/// A refund or cancellation the refund policy refused leaves a trace: an audit row
+/// `{action}.refused` (who, what they asked for, why it was refused, their reason),
+/// written after the refused transaction rolled back. It shows in the order's
+/// timeline. Refusals at the role gate (a read-only host) and typos are not recorded.
+/// A failure to record is logged and does not change the answer.
+#[allow(clippy::too_many_arguments)]
+async fn record_refusal(
+    s: &AppState,
+    operator: &Operator,
+    action: &str,
+    order: Uuid,
+    event: Uuid,
+    reason: &str,
+    e: &ConsoleError,
+    mut attempt: serde_json::Value,
+) {
+    if !refused_by_policy(e) {
+        return;
+    }
+    let (_, code, message) = e.public();
+    if let Some(map) = attempt.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+        map.insert("error".into(), code.into());
+        map.insert("message".into(), message.into());
+    }
+    let written = async {
+        let mut conn = s.db.acquire().await?;
+        audit::record(
+            &mut conn,
+            operator,
+            Entry {
+                action: &format!("{action}.refused"),
+                event_id: Some(event),
+                subject: &order.to_string(),
+                before: None,
+                after: Some(attempt),
+                reason: Some(reason.trim()).filter(|r| !r.is_empty()),
+            },
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, order_id = %order, "recording a refused fix failed");
+    }
 }
 
 pub async fn refund(
@@ -453,7 +587,8 @@ pub async fn cancel_order_with(
     let actor = operator.label();
     let may_override = operator.role == Role::Admin;
     let reason = body.reason.trim().to_owned();
-    once(
+    let attempt = serde_json::json!({"override_policy": body.override_policy});
+    let result = once(
         s,
         operator,
         key,
@@ -478,7 +613,11 @@ pub async fn cancel_order_with(
             })
         },
     )
-    .await
+    .await;
+    if let Err(e) = &result {
+        record_refusal(s, operator, "order.cancel", id, event, &reason, e, attempt).await;
+    }
+    result
 }
 
 pub async fn cancel_order(

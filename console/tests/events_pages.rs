@@ -193,6 +193,38 @@ impl Desk {
     }
 }
 
+impl Desk {
+    /// Posts a form that is refused: its status, and the page it answers with.
+    async fn refused(
+        &self,
+        cookie: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let r = http()
+            .post(self.url(path))
+            .header("cookie", cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get("location").is_none(),
+            "refused, not redirected: {path}"
+        );
+        (r.status(), r.text().await.unwrap())
+    }
+}
+
+/// The text of the page's alert banner (a refusal's reason).
+fn alert(html: &str) -> String {
+    html.split("role=\"alert\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no alert: {html}"))
+        .to_owned()
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -308,11 +340,12 @@ async fn rescheduling_from_the_page_moves_the_event_once_in_its_own_timezone() {
         .to_owned();
     let mut as_host = base.to_vec();
     as_host.push(("csrf", hank_csrf.as_str()));
-    let (_, location) = d
-        .post(&hank, "/console/events/other/reschedule", &as_host)
+    let (status, html) = d
+        .refused(&hank, "/console/events/other/reschedule", &as_host)
         .await;
-    assert!(location.contains("error="), "{location}");
-    // The end before the start: the error on the page, nothing changed.
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(alert(&html).contains("role"), "{html}");
+    // The end before the start: the error on the page, with what was typed; nothing changed.
     let mut backwards = vec![
         ("starts_at", ends.as_str()),
         ("ends_at", starts.as_str()),
@@ -320,11 +353,25 @@ async fn rescheduling_from_the_page_moves_the_event_once_in_its_own_timezone() {
         ("csrf", csrf.as_str()),
         ("action_key", "another-key"),
     ];
-    let (_, location) = d.post(&olga, url, &backwards).await;
+    let (status, html) = d.refused(&olga, url, &backwards).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(alert(&html).contains("after"), "{html}");
     assert!(
-        location.starts_with("/console/events/big?error="),
-        "{location}"
+        html.contains(&format!("name=\"starts_at\" value=\"{ends}\""))
+            && html.contains("value=\"oops\""),
+        "what was typed stays: {html}"
     );
+    // A time in a browser's US format is refused with the format to use.
+    let us = [
+        ("starts_at", "12/01/2030, 07:30 PM"),
+        ("ends_at", ends.as_str()),
+        ("reason", "oops"),
+        ("csrf", csrf.as_str()),
+        ("action_key", "a-third-key"),
+    ];
+    let (status, html) = d.refused(&olga, url, &us).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(alert(&html).contains("YYYY-MM-DD HH:MM"), "{html}");
     backwards.clear();
     assert_eq!(d.count("SELECT count(*) FROM outbox").await, 0);
     assert_eq!(d.count("SELECT count(*) FROM operator_audit").await, 0);
@@ -362,8 +409,12 @@ async fn rescheduling_from_the_page_moves_the_event_once_in_its_own_timezone() {
     );
     let (_, page) = d.page(&olga, "/console/events/big?done=rescheduled").await;
     assert!(
-        page.contains(&format!("value=\"{starts}\"")),
-        "the form shows the new time"
+        page.contains(&format!("value=\"{day} 19:30\"")),
+        "the form shows the new time, in the event's zone as YYYY-MM-DD HH:MM: {page}"
+    );
+    assert!(
+        page.contains(" CET</time>") || page.contains(" CEST</time>"),
+        "times on the page carry the zone's abbreviation"
     );
 }
 
@@ -374,8 +425,8 @@ async fn cancelling_from_the_page_needs_an_admin_and_the_slug_and_can_be_run_aga
     let (_, page) = d.page(&olga, "/console/events/other").await;
     let olga_csrf = field(&page, "reschedule", "csrf");
     let url = "/console/events/other/cancel";
-    let (_, location) = d
-        .post(
+    let (status, _) = d
+        .refused(
             &olga,
             url,
             &[
@@ -385,10 +436,7 @@ async fn cancelling_from_the_page_needs_an_admin_and_the_slug_and_can_be_run_aga
             ],
         )
         .await;
-    assert!(
-        location.contains("error="),
-        "an operator may not cancel: {location}"
-    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "an operator may not cancel");
 
     let alice = d.login("alice@floodgate.test").await;
     let (_, page) = d.page(&alice, "/console/events/other").await;
@@ -397,25 +445,31 @@ async fn cancelling_from_the_page_needs_an_admin_and_the_slug_and_can_be_run_aga
         .post(&alice, url, &[("reason", "ill"), ("confirm", "other")])
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
-    let (_, location) = d
-        .post(
+    let (status, html) = d
+        .refused(
             &alice,
             url,
             &[("csrf", &csrf), ("reason", "ill"), ("confirm", "big")],
         )
         .await;
-    assert!(
-        location.contains("error="),
-        "wrong confirmation: {location}"
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "wrong confirmation"
     );
-    let (_, location) = d
-        .post(
+    assert!(alert(&html).contains("slug"), "{html}");
+    assert!(
+        html.contains("name=\"confirm\" required autocomplete=\"off\" value=\"big\""),
+        "what was typed stays: {html}"
+    );
+    let (status, _) = d
+        .refused(
             &alice,
             url,
             &[("csrf", &csrf), ("reason", " "), ("confirm", "other")],
         )
         .await;
-    assert!(location.contains("error="), "no reason: {location}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no reason");
     assert_eq!(d.count("SELECT count(*) FROM refunds").await, 0);
     assert_eq!(
         d.count("SELECT count(*) FROM events WHERE status = 'cancelled'")
@@ -511,13 +565,10 @@ async fn bulk_resend_reaches_only_the_undelivered_and_a_double_submit_sends_once
         .next()
         .unwrap()
         .to_owned();
-    let (_, location) = d
-        .post(&hank, url, &[("csrf", &hank_csrf), ("action_key", "h")])
+    let (status, _) = d
+        .refused(&hank, url, &[("csrf", &hank_csrf), ("action_key", "h")])
         .await;
-    assert!(
-        location.contains("error="),
-        "a host may not resend: {location}"
-    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "a host may not resend");
     assert_eq!(d.count("SELECT count(*) FROM outbox").await, 0);
 
     for _ in 0..2 {
@@ -859,8 +910,10 @@ async fn an_event_set_up_through_the_form_is_created_once_and_a_bad_form_writes_
         (status, location.as_str()),
         (StatusCode::SEE_OTHER, "/console/events/launch?done=created")
     );
-    let (second, _) = d.post(&olga, url, &good).await;
-    assert_eq!(second, StatusCode::UNPROCESSABLE_ENTITY);
+    // The same form again: the slug is taken (409, as the API says), the form as typed.
+    let (second, html) = d.refused(&olga, url, &good).await;
+    assert_eq!(second, StatusCode::CONFLICT);
+    assert!(html.contains("value=\"Launch night\""), "{html}");
     assert_eq!(d.count(events).await, 1);
     assert_eq!(
         d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.create' AND actor = 'operator:Olga'").await,
@@ -978,5 +1031,351 @@ async fn editing_an_event_checks_capacity_against_sales_and_saves_once() {
     assert_eq!(
         d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.edit' AND actor = 'operator:Olga' AND reason = 'bigger room'").await,
         1
+    );
+}
+
+#[tokio::test]
+async fn a_refund_the_policy_refuses_is_shown_on_the_page_and_leaves_a_trace() {
+    let d = spawn().await;
+    let order = order_of(&d, "buyer5@example.org").await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, page) = d.page(&olga, &format!("/console/orders/{order}")).await;
+    assert!(
+        page.contains("Outside the refund policy since") && page.contains("only an admin"),
+        "the card says so before anyone tries: {page}"
+    );
+    let csrf = field(&page, "refund", "csrf");
+    let key = field(&page, "refund", "action_key");
+    let url = format!("/console/orders/{order}/refund");
+    // The event starts in 2 days, refunds end 72 h before: outside the policy.
+    let (status, html) = d
+        .refused(
+            &olga,
+            &url,
+            &[
+                ("csrf", &csrf),
+                ("action_key", &key),
+                ("amount", "20.00"),
+                ("reason", "buyer is ill"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(alert(&html).contains("refund policy"), "{html}");
+    assert!(
+        html.contains("<form id=\"refund\" class=\"inline card refused\"")
+            && html.contains("value=\"buyer is ill\""),
+        "the refused form, as typed: {html}"
+    );
+    assert_eq!(d.count("SELECT count(*) FROM refunds").await, 0);
+    assert_eq!(
+        d.count(&format!(
+            "SELECT count(*) FROM operator_audit WHERE action = 'order.refund.refused' \
+             AND subject = '{order}' AND actor = 'operator:Olga' AND reason = 'buyer is ill' \
+             AND after->>'error' = 'outside_refund_policy' AND (after->>'amount_cents')::int = 2000"
+        ))
+        .await,
+        1,
+        "the refused attempt is audited"
+    );
+    // The order's timeline shows it, in words.
+    let (_, page) = d.page(&olga, &format!("/console/orders/{order}")).await;
+    assert!(
+        page.contains("Refund of EUR 20.00 refused: this is outside the event&#39;s refund policy")
+            && page.contains("— reason: buyer is ill"),
+        "{page}"
+    );
+    // The same key again (nothing was claimed by the refused attempt) — and a typo is
+    // not audited: an amount that is not an amount.
+    let (status, html) = d
+        .refused(
+            &olga,
+            &url,
+            &[
+                ("csrf", &csrf),
+                ("action_key", &key),
+                ("amount", "twenty"),
+                ("reason", "buyer is ill"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("value=\"twenty\""), "{html}");
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit").await,
+        1,
+        "typos leave no audit row"
+    );
+    // Without the CSRF token: 403, the page again with the form as typed.
+    let (status, html) = d
+        .refused(
+            &olga,
+            &url,
+            &[("action_key", &key), ("reason", "buyer is ill")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        alert(&html).contains("expired") && html.contains("value=\"buyer is ill\""),
+        "{html}"
+    );
+    // The admin, with the override: done, and the refund reads as a sentence.
+    let alice = d.login("alice@floodgate.test").await;
+    let (_, page) = d.page(&alice, &format!("/console/orders/{order}")).await;
+    let form = [
+        ("csrf", field(&page, "refund", "csrf")),
+        ("action_key", field(&page, "refund", "action_key")),
+        ("amount", "12.50".to_owned()),
+        ("reason", "the host agreed".to_owned()),
+        ("override_policy", "true".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, location) = d.post(&alice, &url, &form).await;
+    assert_eq!(
+        (status, location),
+        (
+            StatusCode::SEE_OTHER,
+            format!("/console/orders/{order}?done=refund")
+        )
+    );
+    let (_, page) = d
+        .page(&alice, &format!("/console/orders/{order}?done=refund"))
+        .await;
+    assert!(
+        page.contains("Refund of EUR 12.50, outside the refund policy; order now partially refunded — reason: the host agreed"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn the_timeline_reads_as_sentences_with_every_time_in_the_events_zone() {
+    let d = spawn().await;
+    let order = order_of(&d, "buyer7@example.org").await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, page) = d.page(&olga, &format!("/console/orders/{order}")).await;
+    let csrf = field(&page, "email", "csrf");
+    // An invalid address: 422, the form as typed.
+    let (status, html) = d
+        .refused(
+            &olga,
+            &format!("/console/orders/{order}/email"),
+            &[
+                ("csrf", &csrf),
+                ("action_key", "e1"),
+                ("email", "not-an-address"),
+                ("reason", "typo"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("value=\"not-an-address\""), "{html}");
+    let (status, _) = d
+        .post(
+            &olga,
+            &format!("/console/orders/{order}/email"),
+            &[
+                ("csrf", &csrf),
+                ("action_key", "e2"),
+                ("email", "b7@example.net"),
+                ("reason", "typo"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // A transfer with no reason given.
+    let ticket: Uuid = sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1")
+        .bind(order)
+        .fetch_one(&d.db.pool)
+        .await
+        .unwrap();
+    let (status, location) = d
+        .post(
+            &olga,
+            &format!("/console/tickets/{ticket}/transfer"),
+            &[
+                ("csrf", &csrf),
+                ("action_key", "t1"),
+                ("email", "colleague@example.org"),
+                ("name", "Cor"),
+                ("reason", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, location),
+        (
+            StatusCode::SEE_OTHER,
+            format!("/console/orders/{order}?done=transfer")
+        )
+    );
+
+    let (_, page) = d.page(&olga, &format!("/console/orders/{order}")).await;
+    let timeline = &page[page.find("id=\"timeline\"").expect("a timeline")..];
+    for sentence in [
+        "Email changed buyer7@example.org → b7@example.net — reason: typo",
+        "Ticket transferred b7@example.net → colleague@example.org",
+        "Olga (operator)",
+    ] {
+        assert!(
+            timeline.contains(&escape_html(sentence)),
+            "{sentence}: {timeline}"
+        );
+    }
+    for raw in ["null", "&quot;", "{"] {
+        assert!(
+            !timeline.contains(raw),
+            "no raw JSON ({raw}) in the timeline: {timeline}"
+        );
+    }
+    // Every time on the page: the event's zone with its abbreviation, UTC on hover.
+    let times: Vec<&str> = page.split("<time ").skip(1).collect();
+    assert!(times.len() >= 4, "{page}");
+    for t in times {
+        let shown = t.split('>').nth(1).unwrap().split('<').next().unwrap();
+        assert!(
+            t.contains(" UTC\"") && (shown.ends_with(" CET") || shown.ends_with(" CEST")),
+            "one way for every time: {t}"
+        );
+    }
+    // The JSON API carries the same sentences; absent fields are absent, not null.
+    let detail: Value = http()
+        .get(d.url(&format!("/console/api/orders/{order}")))
+        .bearer_auth(&d.operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let transfer = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["action"] == "ticket.transfer")
+        .expect("the transfer");
+    assert_eq!(
+        transfer["summary"],
+        "Ticket transferred b7@example.net → colleague@example.org"
+    );
+    assert!(transfer.get("reason").is_none(), "{transfer}");
+    let _ = (&d.admin, &d.host, d.event, d.other_event);
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&#39;")
+}
+
+#[tokio::test]
+async fn the_edit_page_sets_the_queue_live_and_refuses_a_bad_setting_with_the_form_as_typed() {
+    let d = spawn().await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (status, page) = d.page(&olga, "/console/events/other/edit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<form id=\"event-queue\""), "{page}");
+    assert!(
+        page.contains("<option selected>Europe/Amsterdam</option>"),
+        "the timezone is a choice, not free text"
+    );
+    let csrf = field(&page, "event-queue", "csrf");
+    let url = "/console/events/other/queue";
+    let day = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let opens = format!("{day} 09:00");
+    let form = |mode: &'static str, rate: &'static str, opens: &str, reason: &'static str| {
+        vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("mode".to_owned(), mode.to_owned()),
+            ("rate_per_minute".to_owned(), rate.to_owned()),
+            ("max_active".to_owned(), "50".to_owned()),
+            ("admission_ttl_seconds".to_owned(), "600".to_owned()),
+            ("opens_at".to_owned(), opens.to_owned()),
+            ("reason".to_owned(), reason.to_owned()),
+        ]
+    };
+    let as_pairs = |f: &[(String, String)]| -> Vec<(String, String)> { f.to_vec() };
+    let send = |f: Vec<(String, String)>, cookie: String| {
+        let url = d.url(url);
+        async move {
+            http()
+                .post(url)
+                .header("cookie", cookie)
+                .form(&f)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A pre-queue needs its draw time; a rate must be a number; a change needs a reason.
+    for (f, says) in [
+        (form("prequeue", "120", "", "draw tomorrow"), "opens_at"),
+        (form("on", "lots", "", "faster"), "whole number"),
+        (form("on", "120", "", ""), "reason"),
+    ] {
+        let r = send(as_pairs(&f), olga.clone()).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{says}");
+        let html = r.text().await.unwrap();
+        assert!(alert(&html).contains(says), "{says}: {}", alert(&html));
+        let rate = &f[2].1;
+        assert!(html.contains(&format!("name=\"rate_per_minute\" type=\"number\" min=\"0\" max=\"1000000\" required value=\"{rate}\"")), "as typed: {html}");
+    }
+    let hank = d.login("hank@floodgate.test").await;
+    assert_eq!(
+        send(form("on", "120", "", "x"), hank).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'admission.update'")
+            .await,
+        0
+    );
+    // Works: stored, live in Redis (the API reads Redis), audited with the reason.
+    let r = send(
+        form("prequeue", "120", &opens, "draw tomorrow at nine"),
+        olga.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let live: Value = http()
+        .get(d.url("/console/api/events/other/admission"))
+        .bearer_auth(&d.operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            live["mode"].as_str(),
+            live["rate_per_minute"].as_u64(),
+            live["max_active"].as_u64(),
+            live["admission_ttl_seconds"].as_u64()
+        ),
+        (Some("prequeue"), Some(120), Some(50), Some(600)),
+        "{live}"
+    );
+    let opens_at: chrono::DateTime<chrono::Utc> =
+        live["opens_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        opens_at
+            .with_timezone(&chrono_tz::Europe::Amsterdam)
+            .format("%Y-%m-%d %H:%M")
+            .to_string(),
+        opens,
+        "read in the event's zone"
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM operator_audit WHERE action = 'admission.update' AND actor = 'operator:Olga' AND reason = 'draw tomorrow at nine'").await,
+        1
+    );
+    let (_, page) = d.page(&olga, "/console/events/other/edit").await;
+    assert!(
+        page.contains(&format!("name=\"opens_at\" value=\"{opens}\""))
+            && page.contains("Now: prequeue · 120/min"),
+        "the form shows what is live: {page}"
     );
 }
