@@ -18,7 +18,11 @@
   const whole = new Intl.NumberFormat('en-GB', { maximumFractionDigits: 0 });
   const fmt = (v) => (v == null || Number.isNaN(v) ? '—' : whole.format(v));
   const pct = (v) => (v == null ? '—' : `${(v * 100).toFixed(v < 0.1 ? 1 : 0)} %`);
-  const clock = (d) => d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  // Every time in the event's own timezone, as the console's pages show them.
+  const timeZone = room.dataset.tz || undefined;
+  const clock = (d) => d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit', timeZone });
+  const clockZoned = (d) =>
+    d.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit', timeZone, timeZoneName: 'short' });
 
   // ------------------------------------------------------------------ data
   let windowSeconds = 30 * 60;
@@ -148,7 +152,7 @@
   function timeTicks(u, splits) {
     const step = splits.length > 1 ? splits[1] - splits[0] : 60;
     const opts = step < 60 ? { hour: '2-digit', minute: '2-digit', second: '2-digit' } : { hour: '2-digit', minute: '2-digit' };
-    return splits.map((v) => new Date(v * 1000).toLocaleTimeString('en-GB', opts));
+    return splits.map((v) => new Date(v * 1000).toLocaleTimeString('en-GB', { ...opts, timeZone }));
   }
 
   function makeChart(id, series, dataFn, { labelled = false, stepped = [] } = {}) {
@@ -415,7 +419,7 @@
       if (!res.ok) throw new Error(answer.message || `the console answered ${res.status}`);
       dirty = false;
       result.className = 'result ok';
-      result.textContent = `Applied at ${clock(new Date())}: ${what}`;
+      result.textContent = `Applied at ${clockZoned(new Date())}: ${what}`;
       refreshAudit();
     } catch (e) {
       result.className = 'result bad';
@@ -497,13 +501,15 @@
       if (!res.ok) return;
       const rows = await res.json();
       const frag = document.createDocumentFragment();
-      for (const r of rows) {
+      // Refused attempts are audited but changed nothing: not in the list of changes.
+      for (const r of rows.filter((x) => !String(x.action).endsWith('.refused'))) {
         const li = document.createElement('li');
         const meta = document.createElement('span');
         meta.className = 'meta';
         const when = document.createElement('time');
         when.dateTime = r.at;
-        when.textContent = clock(new Date(r.at));
+        when.title = new Date(r.at).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+        when.textContent = clockZoned(new Date(r.at));
         meta.append(when, ` · ${r.actor}`);
         const what = document.createElement('span');
         what.className = 'what';
@@ -539,7 +545,7 @@
     showSettings(s);
     speak(s);
     $('stale').hidden = true;
-    setText('conn', `Live · ${clock(new Date(s.at))}`);
+    setText('conn', `Live · ${clockZoned(new Date(s.at))}`);
     $('conn').className = 'conn live';
   }
 

@@ -242,7 +242,10 @@ async fn render(
     .collect();
 
     let audit_section = if can_steer {
-        let rows = audit::for_event(&s.db, found.id, 20).await?;
+        let tz = crate::moment::zone(&found.timezone);
+        // Refused attempts (`*.refused`) are in the audit trail, but they changed nothing.
+        let mut rows = audit::for_event(&s.db, found.id, 20).await?;
+        rows.retain(|r| !r.action.ends_with(".refused"));
         let body: String = if rows.is_empty() {
             "<li class=\"muted\">No changes yet.</li>".into()
         } else {
@@ -259,10 +262,9 @@ async fn render(
                         .map(|x| format!(" <span class=\"why\">— {}</span>", escape(x)))
                         .unwrap_or_default();
                     format!(
-                        "<li><span class=\"meta\"><time datetime=\"{at}\">{short}</time> · {actor}</span>\
+                        "<li><span class=\"meta\">{at} · {actor}</span>\
                          <span class=\"what\">{what}</span>{why}</li>",
-                        at = r.at.to_rfc3339(),
-                        short = r.at.format("%H:%M:%S"),
+                        at = crate::moment::html(r.at, tz, crate::moment::Precision::Second),
                         actor = escape(&r.actor),
                         what = escape(&what),
                     )
@@ -351,7 +353,7 @@ async fn render(
 <body>
 <header class="top"><strong>Floodgate console</strong><a href="/console/">Search</a>
 <span class="muted">{who} · {role}</span></header>
-<main id="room" data-event="{slug}" data-can-steer="{can_steer}" data-mode="{mode}"
+<main id="room" data-event="{slug}" data-tz="{tz}" data-can-steer="{can_steer}" data-mode="{mode}"
       data-rate="{rate}" data-max-active="{max}">
 <div class="title-row">
   <h1>{title} <span class="muted">· control room</span></h1>
@@ -381,6 +383,7 @@ async fn render(
 </body>
 </html>"#,
         title = escape(&found.title),
+        tz = escape(&found.timezone),
         who = escape(&operator.name),
         role = operator.role.as_str(),
         slug = escape(slug.as_str()),

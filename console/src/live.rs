@@ -204,6 +204,7 @@ SELECT
        FROM operator_audit a
       WHERE a.event_id = (SELECT id FROM ev) AND a.id > $2
         AND a.at > now() - interval '30 minutes'
+        AND a.action NOT LIKE '%.refused'
       ORDER BY a.id DESC LIMIT 50) c) AS changes
 FROM
   (SELECT count(*) FILTER (WHERE paid_at IS NOT NULL) AS paid,
