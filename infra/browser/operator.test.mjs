@@ -1,9 +1,12 @@
 // The operator console in a real browser, as the people who use it: sign in; find one
 // buyer among 1,000 by a fragment of the email; open the order; correct the email
 // (the old link is refused, the new one works, the new mail arrives); transfer a
-// ticket; refund outside the policy (refused for an `operator`, done for an `admin`
-// with a reason); reschedule an event (every buyer gets a new invite). Screenshots of
-// each page go to docs/screenshots/console-*.png.
+// ticket; refund outside the policy (refused for an `operator` — the page says why,
+// keeps what was typed, and the attempt is in the timeline — done for an `admin` with a
+// reason); read the timeline as sentences with every time in the event's zone;
+// reschedule an event in a locale-proof time field (every buyer gets a new invite); set
+// the queue from the edit page; a refused event form comes back as typed. Screenshots
+// of each page go to docs/screenshots/console-*.png.
 //
 // The 1,000 paid orders are bought through the public API and the payment sandbox's
 // hosted page (the queue is off for the event), 16 at a time: ~20 s on a debug stack.
@@ -189,6 +192,33 @@ async function signIn(email, shot) {
 
 const banner = (page) => page.locator('p.banner').first();
 
+/** Every `<time>` on the page: shown in the event's zone (CET/CEST here), UTC on hover. */
+async function assertOneWayOfShowingTime(page) {
+  const times = await page.locator('time').evaluateAll((els) => els.map((e) => ({ text: e.textContent, title: e.title })));
+  assert.ok(times.length > 0, 'times on the page');
+  for (const t of times) {
+    assert.match(t.text, /^\w{3} \d{1,2} \w{3} \d{4}, \d{2}:\d{2}(:\d{2})? CES?T$/, `a time in the event's zone: ${t.text}`);
+    assert.match(t.title, / UTC$/, `UTC on hover: ${t.title}`);
+  }
+}
+
+/** The timeline's text: sentences, no raw JSON, no "null". */
+async function timelineText(page) {
+  const text = await page.locator('#timeline').textContent();
+  assert.doesNotMatch(text, /[{}]|\bnull\b/, `no raw JSON in the timeline: ${text.slice(0, 500)}`);
+  return text;
+}
+
+/** Submits a form the server refuses: it answers with the page again (no redirect). */
+async function submitRefused(page, button, pathEnd) {
+  const [res] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith(pathEnd)),
+    button.click(),
+  ]);
+  await page.waitForLoadState('domcontentloaded');
+  return res.status();
+}
+
 before(async () => {
   assert.ok(process.env.DATABASE_URL, 'DATABASE_URL of the stack (to create console accounts with its command line)');
   for (const [what, url] of [['gateway', `${BASE_URL}/healthz`], ['payment sandbox', `${SANDBOX_URL}/healthz`], ['SMTP sink', `${SMTP_SINK}/healthz`]]) {
@@ -246,6 +276,12 @@ test('an operator finds one buyer among 1,000, corrects the email, transfers a t
   await Promise.all([page.waitForURL(`**/console/orders/${targetOrder}`), hits.first().click()]);
   await assert.doesNotReject(page.locator('h1', { hasText: TARGET.name }).waitFor());
   assert.match(await page.locator('body').textContent(), /Why can't they join\?/);
+  await assertOneWayOfShowingTime(page);
+  // The fix cards' buttons are compact, whatever the card's height.
+  for (const b of await page.locator('form.card button').all()) {
+    const box = await b.boundingBox();
+    assert.ok(box.height <= 40, `a compact button (${box.height}px): ${await b.textContent()}`);
+  }
   await screenshot(page, 'console-order.png');
 
   // Correct the email: one action; old links refused, new ones work, new mail arrives.
@@ -256,6 +292,10 @@ test('an operator finds one buyer among 1,000, corrects the email, transfers a t
   await Promise.all([page.waitForURL(/done=/), emailForm.getByRole('button', { name: 'Change and send' }).click()]);
   assert.match(await banner(page).textContent(), /^Done/);
   assert.match(await page.locator('h1').textContent(), new RegExp(NEW_EMAIL.replace(/[.+]/g, '\\$&')));
+  assert.ok(
+    (await timelineText(page)).includes(`Email changed ${TARGET.email} → ${NEW_EMAIL} — reason: buyer typed the wrong address`),
+    'the change reads as a sentence',
+  );
   await screenshot(page, 'console-email-corrected.png');
   const corrected = await mailTo(NEW_EMAIL, { after: before });
   const newLinks = joinLinks(corrected.raw);
@@ -279,6 +319,13 @@ test('an operator finds one buyer among 1,000, corrects the email, transfers a t
   await transfer.getByLabel('Their name').fill(COLLEAGUE.name);
   await Promise.all([page.waitForURL(/done=/), transfer.getByRole('button', { name: 'Transfer' }).click()]);
   assert.match(await banner(page).textContent(), /^Done/);
+  await timelineText(page);
+  const transferRow = page.locator('#timeline tr', { hasText: 'Ticket transferred' }).locator('td').nth(1);
+  assert.equal(
+    await transferRow.textContent(),
+    `orderTicket transferred ${NEW_EMAIL} → ${COLLEAGUE.email}`,
+    'the transfer reads as a sentence; no reason given, none shown (no "reason: null")',
+  );
   await screenshot(page, 'console-transferred.png');
   const colleagueMail = await mailTo(COLLEAGUE.email, { after: beforeTransfer });
   const [colleagueLink] = joinLinks(colleagueMail.raw);
@@ -292,9 +339,18 @@ test('an operator finds one buyer among 1,000, corrects the email, transfers a t
   // operator is refused, nothing changes.
   const refund = page.locator('form[action$="/refund"]');
   assert.equal(await refund.getByLabel(/Outside the refund policy/).count(), 0, 'no override box for an operator');
+  assert.match(await refund.textContent(), /Outside the refund policy since .*only an admin/, 'the card says so before anyone tries');
   await refund.getByLabel('Reason').fill('buyer is ill');
-  await Promise.all([page.waitForURL(/error=/), refund.getByRole('button', { name: 'Refund' }).click()]);
-  assert.match(await page.locator('p.banner.bad').textContent(), /polic|admin/i);
+  const status = await submitRefused(page, refund.getByRole('button', { name: 'Refund' }), '/refund');
+  assert.equal(status, 409, 'refused: outside the refund policy');
+  assert.match(await page.locator('p.banner.bad').textContent(), /^Not done: .*refund policy.*admin/i);
+  const refused = page.locator('form#refund');
+  assert.match(await refused.getAttribute('class'), /refused/, 'the refused form is marked');
+  assert.equal(await refused.getByLabel('Reason').inputValue(), 'buyer is ill', 'what was typed stays');
+  assert.ok(
+    (await timelineText(page)).includes('Refund of EUR 50.00 refused: this is outside the event\'s refund policy'),
+    'the refused attempt leaves a trace in the timeline',
+  );
   await screenshot(page, 'console-refund-refused.png');
   const order = await api('GET', `/console/api/orders/${targetOrder}`);
   assert.equal((order.order ?? order).status, 'paid', 'nothing refunded');
@@ -319,7 +375,13 @@ test('an admin refunds outside the policy with a reason', { timeout: 60_000 }, a
     { timeout: 20_000, interval: 300 },
   );
   await page.reload();
-  assert.match(await page.locator('body').textContent(), /host agreed to an exception/, 'the reason is in the timeline');
+  assert.ok(
+    (await timelineText(page)).includes(
+      'Refund of EUR 50.00, outside the refund policy; order now refunded in full — reason: buyer is ill; the host agreed to an exception',
+    ),
+    'the refund and its reason, as a sentence',
+  );
+  await assertOneWayOfShowingTime(page);
   await screenshot(page, 'console-refunded.png');
   await mailTo(NEW_EMAIL, { after: beforeRefund }); // the buyer is told
   assert.deepEqual(errors, [], 'no script errors');
@@ -335,10 +397,15 @@ test('rescheduling an event sends every buyer a new invite', { timeout: 90_000 }
   const res = await page.goto(`/console/events/${smallEvent}`);
   const form = page.locator('form#reschedule');
   if (res.status() === 200 && (await form.count()) === 1) {
+    await assertOneWayOfShowingTime(page);
+    // The time fields are text in one format, whatever the browser's locale.
+    assert.equal(await form.getByLabel('Starts').getAttribute('type'), null, 'a text field, not a locale-bound picker');
+    assert.match(await form.textContent(), /YYYY-MM-DD HH:MM, 24-hour/);
+    assert.match(await form.getByLabel('Starts').inputValue(), /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$/);
     await screenshot(page, 'console-event.png');
-    // datetime-local in the event's time zone, as the page shows it.
+    // Wall-clock time in the event's time zone, as the page shows it.
     const local = (d) =>
-      new Intl.DateTimeFormat('sv-SE', { timeZone: ev.timezone, dateStyle: 'short', timeStyle: 'short' }).format(d).replace(' ', 'T');
+      new Intl.DateTimeFormat('sv-SE', { timeZone: ev.timezone, dateStyle: 'short', timeStyle: 'short' }).format(d);
     await form.getByLabel('Starts').fill(local(newStart));
     await form.getByLabel('Ends').fill(local(new Date(newStart.getTime() + 2 * 3600 * 1000)));
     await form.getByLabel('Reason').fill("the speaker's flight moved");
@@ -361,6 +428,44 @@ test('rescheduling an event sends every buyer a new invite', { timeout: 90_000 }
     assert.ok(joinLinks(m.raw).length >= 1, `the new invite to ${b} carries an access link`);
     assert.match(m.raw.replace(/=\r?\n/g, ''), /BEGIN:VCALENDAR|text\/calendar/i, `the new invite to ${b} has a calendar entry`);
   }
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+});
+
+test('the edit page sets the queue live; a refused event form comes back as typed', { timeout: 60_000 }, async () => {
+  const { context, page, errors } = await signIn(OPERATOR);
+  await page.goto(`/console/events/${smallEvent}/edit`);
+  const queue = page.locator('form#event-queue');
+  assert.equal(await queue.count(), 1, 'queue settings on the edit page');
+  await queue.getByLabel('Mode').selectOption('paused');
+  await queue.getByLabel('Reason').fill('hold the line while the host checks the room');
+  await queue.getByLabel('Admitted per minute').fill('240');
+  await queue.getByLabel('Max in checkout at once').fill('80');
+  await screenshot(page, 'console-event-edit.png');
+  await Promise.all([page.waitForURL(/done=/), queue.getByRole('button', { name: 'Apply to the queue' }).click()]);
+  assert.match(await banner(page).textContent(), /^Done: queue settings applied/);
+  const live = await api('GET', `/console/api/events/${smallEvent}/admission`);
+  assert.deepEqual([live.mode, live.rate_per_minute, live.max_active], ['paused', 240, 80], 'live in the waiting room');
+
+  // A new event with the end before the start: 422, the error and everything typed.
+  await page.goto('/console/events/new');
+  const setup = page.locator('form#event-setup');
+  await setup.getByLabel('Title').fill('Refused on purpose');
+  await setup.getByLabel('Slug (in the public URL)').fill(uniqueSlug('refused'));
+  await setup.getByLabel('Timezone').selectOption('Europe/London');
+  await setup.getByLabel('Starts').fill('2031-03-01 19:30');
+  await setup.getByLabel('Ends').fill('2031-03-01 18:00');
+  await setup.getByLabel('Tier 1 code').fill('ga');
+  await setup.getByLabel('Tier 1 name').fill('General');
+  await setup.getByLabel('Tier 1 price').fill('20.00');
+  await setup.getByLabel('Tier 1 capacity').fill('100');
+  const status = await submitRefused(page, setup.getByRole('button', { name: 'Create the event' }), '/console/events/new');
+  assert.equal(status, 422);
+  assert.match(await page.locator('p.banner.bad').textContent(), /after/);
+  assert.equal(await setup.getByLabel('Title').inputValue(), 'Refused on purpose');
+  assert.equal(await setup.getByLabel('Timezone').inputValue(), 'Europe/London');
+  assert.equal(await setup.getByLabel('Starts').inputValue(), '2031-03-01 19:30');
+  await screenshot(page, 'console-event-new-refused.png');
   assert.deepEqual(errors, [], 'no script errors');
   await context.close();
 });
