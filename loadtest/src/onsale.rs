@@ -63,6 +63,14 @@ pub struct Disrupted {
 /// How long after a fault's recovery errors are still put down to it: pools
 /// reconnect, the gateway's health checks notice a backend is back, retries drain.
 const AFTERMATH_MS: u64 = 10_000;
+
+/// Whether a request sent at `sent` and answered at `answered` (ms since the start)
+/// overlapped the fault's window. A request is judged by its whole life, not its
+/// start: one sent just before a crash and answered during it met the fault as
+/// surely as one sent during it.
+fn met_fault(window: Option<(u64, u64)>, sent: u64, answered: u64) -> bool {
+    window.is_some_and(|(from, to)| answered >= from && sent <= to)
+}
 use report::Point;
 use stats::{Folded, Step};
 
@@ -220,7 +228,7 @@ fn parse_mix(s: &str) -> anyhow::Result<Vec<(u32, u32)>> {
 }
 
 /// Refuses anything but loopback: the simulator only ever targets this machine.
-fn loopback(what: &str, url: &str) -> anyhow::Result<String> {
+pub(crate) fn loopback(what: &str, url: &str) -> anyhow::Result<String> {
     let url = if url.contains("://") {
         url.trim_end_matches('/').to_owned()
     } else {
@@ -240,7 +248,7 @@ fn loopback(what: &str, url: &str) -> anyhow::Result<String> {
     Ok(url)
 }
 
-fn operator_token(args: &Args) -> anyhow::Result<String> {
+pub(crate) fn operator_token(args: &Args) -> anyhow::Result<String> {
     if let Some(t) = args
         .operator_token
         .as_deref()
@@ -310,7 +318,7 @@ fn arrivals(args: &Args, rng: &mut impl Rng) -> anyhow::Result<Vec<u64>> {
 }
 
 /// Splits `seats` over `n` tiers (the first ones take the remainder).
-fn tier_specs(seats: u32, n: u32) -> Vec<TierSpec> {
+pub(crate) fn tier_specs(seats: u32, n: u32) -> Vec<TierSpec> {
     (0..n)
         .map(|i| TierSpec {
             code: format!("t{}", i + 1),
@@ -320,7 +328,7 @@ fn tier_specs(seats: u32, n: u32) -> Vec<TierSpec> {
         .collect()
 }
 
-async fn create_event(
+pub(crate) async fn create_event(
     http: &reqwest::Client,
     base: &str,
     token: &str,
@@ -420,7 +428,7 @@ impl Faults {
     }
 }
 
-async fn healthy(http: &reqwest::Client, what: &str, url: &str) -> anyhow::Result<()> {
+pub(crate) async fn healthy(http: &reqwest::Client, what: &str, url: &str) -> anyhow::Result<()> {
     let r = http
         .get(format!("{url}/healthz"))
         .timeout(Duration::from_secs(5))
@@ -799,12 +807,12 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
         .as_ref()
         .filter(|d| d.errors_expected)
         .map(|d| (d.injected_ms, d.recovered_ms + AFTERMATH_MS));
-    let outside = |at_ms: u64| window.is_none_or(|(from, to)| at_ms < from || at_ms > to);
+    let outside = |at_ms: u64| !met_fault(window, at_ms, at_ms);
     let mut judged = Folded::default();
     let mut forgiven = 0;
     for r in &records {
         for s in &r.samples {
-            if outside(s.at_ms) {
+            if !met_fault(window, s.at_ms, s.at_ms + s.latency_us.div_ceil(1000)) {
                 judged.add(s);
             } else if s.status == 0 || s.status >= 500 {
                 forgiven += 1;
@@ -929,6 +937,17 @@ mod tests {
         );
         assert!(full.contains(&format!("[{}]", "=".repeat(40))), "{full}");
         assert!(bar("x", 3, 0, "").contains("3/0"));
+    }
+
+    #[test]
+    fn requests_in_flight_when_the_fault_struck_met_it() {
+        let w = Some((3_000, 14_700));
+        assert!(met_fault(w, 2_900, 3_400), "sent before, answered during");
+        assert!(met_fault(w, 5_000, 5_010), "wholly inside");
+        assert!(met_fault(w, 14_700, 15_000), "sent at the window's end");
+        assert!(!met_fault(w, 2_000, 2_999), "answered before the fault");
+        assert!(!met_fault(w, 14_701, 14_800), "sent after the aftermath");
+        assert!(!met_fault(None, 5_000, 5_010), "no fault, nothing forgiven");
     }
 
     #[test]
