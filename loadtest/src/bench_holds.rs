@@ -5,8 +5,9 @@
 //! - (a) pgbench: `UPDATE bench_tier SET sold = sold + 1 WHERE id = 1 AND sold < capacity`
 //!   in autocommit, against a scratch table in a scratch database;
 //! - (b) pgbench: that UPDATE and an INSERT of a hold row, one transaction per hold;
-//! - (c) `orders::holds::HoldDesk` in this process (one tier writer, group commit), on a
-//!   fresh migrated database with one event and one tier of huge capacity;
+//! - (c) `orders::holds::HoldDesk` in this process (group commit, its default writers
+//!   per tier), on a fresh migrated database with one event and one tier of huge
+//!   capacity; (c1) the same with a single writer, to show what the second one buys;
 //! - (d) the orders router served on 127.0.0.1:0 in this process, clients POSTing
 //!   `/api/events/{slug}/holds` with distinct signed admission tokens.
 //!
@@ -210,7 +211,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         results.push(b);
     }
 
-    let c = desk_case(&opts, &server).await?;
+    let c1 = desk_case(&opts, &server, 1).await?;
+    eprintln!(
+        "  (c1) {:>8.1}/s (avg batch {:.1})",
+        c1.per_second,
+        c1.avg_batch.unwrap_or(0.0)
+    );
+    results.push(c1);
+    let c = desk_case(&opts, &server, orders::holds::WRITERS_PER_TIER).await?;
     eprintln!(
         "  (c) {:>9.1}/s (avg batch {:.1})",
         c.per_second,
@@ -234,7 +242,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             .map_or(0.0, |m| m.per_second)
     };
     let mut ratios = BTreeMap::new();
-    for (num, den) in [("c", "a"), ("d", "a"), ("c", "b"), ("d", "b")] {
+    for (num, den) in [
+        ("c", "a"),
+        ("c1", "a"),
+        ("d", "a"),
+        ("c", "b"),
+        ("d", "b"),
+        ("c", "c1"),
+    ] {
         let r = if rate(den) > 0.0 {
             rate(num) / rate(den)
         } else {
@@ -244,7 +259,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     }
     let goal_met = ratios
         .iter()
-        .filter(|(k, _)| k.ends_with("/a"))
+        .filter(|(k, _)| k.ends_with("/a") && *k != "c1/a")
         .map(|(k, v)| (k.clone(), *v >= GOAL))
         .collect();
     Ok(Report {
@@ -756,12 +771,14 @@ fn hold_request(event_id: Uuid, tier_id: Uuid, seq: i64) -> anyhow::Result<HoldR
     })
 }
 
-/// (c): the hold writer called directly, `clients` tasks in a loop.
-async fn desk_case(opts: &Options, server: &str) -> anyhow::Result<Measurement> {
+/// (c): the hold writer called directly, `clients` tasks in a loop; (c1) with one
+/// writer per tier.
+async fn desk_case(opts: &Options, server: &str, writers: usize) -> anyhow::Result<Measurement> {
+    let case = if writers == 1 { "c1" } else { "c" };
     let scratch = ScratchDb::create(server, true, 8).await?;
     let pool = scratch.pool().clone();
     let (event_id, tier_id) = create_event(&pool, "bench-desk").await?;
-    let desk = HoldDesk::new(pool.clone());
+    let desk = HoldDesk::with_writers(pool.clone(), writers);
     // One hold before the clock starts: the writer task and its connection exist.
     desk.hold(hold_request(event_id, tier_id, 0)?).await?;
     let warm = ledger(&pool, tier_id).await?;
@@ -806,18 +823,25 @@ async fn desk_case(opts: &Options, server: &str) -> anyhow::Result<Measurement> 
     let elapsed = (start.elapsed(), cpu.finish());
 
     let after = ledger(&pool, tier_id).await?;
-    check_ledger("c", &after, tally.ok + 1)?;
+    check_ledger(case, &after, tally.ok + 1)?;
     let batches = u64::try_from(after.batches - warm.batches).unwrap_or(0);
     let timeline = timeline(&pool, tier_id, db_start).await?;
     let notes = vec![format!(
-        "{} tokio tasks calling HoldDesk::hold; pool of 8; MAX_BATCH {}",
+        "{} tokio tasks calling HoldDesk::hold; pool of 8; MAX_BATCH {}; {writers} writer(s) per tier",
         opts.clients,
         orders::holds::MAX_BATCH
     )];
     drop(desk);
     drop(pool);
     let mut m = measurement(
-        ("c", "orders HoldDesk in-process (group commit per tier)"),
+        (
+            case,
+            if writers == 1 {
+                "orders HoldDesk in-process, one writer per tier"
+            } else {
+                "orders HoldDesk in-process (group commit, writers taking turns)"
+            },
+        ),
         tally,
         elapsed,
         batches,

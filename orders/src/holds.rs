@@ -62,13 +62,21 @@ struct Pending {
 pub struct HoldDesk {
     db: PgPool,
     writers: Arc<Mutex<HashMap<Uuid, mpsc::Sender<Pending>>>>,
+    writers_per_tier: usize,
 }
 
 impl HoldDesk {
     pub fn new(db: PgPool) -> Self {
+        Self::with_writers(db, WRITERS_PER_TIER)
+    }
+
+    /// A desk with `writers_per_tier` writers taking turns on each tier (at least one);
+    /// the benchmark compares one against [`WRITERS_PER_TIER`].
+    pub fn with_writers(db: PgPool, writers_per_tier: usize) -> Self {
         Self {
             db,
             writers: Arc::default(),
+            writers_per_tier: writers_per_tier.max(1),
         }
     }
 
@@ -90,7 +98,7 @@ impl HoldDesk {
             .entry(tier_id)
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-                tokio::spawn(write_tier(self.db.clone(), rx));
+                tokio::spawn(write_tier(self.db.clone(), rx, self.writers_per_tier));
                 tx
             })
             .clone()
@@ -106,9 +114,9 @@ pub const WRITERS_PER_TIER: usize = 2;
 /// batch n+1 is gathered and queued on the row while batch n inserts and commits
 /// (the round trips and the commit's flush overlap the next batch's), yet batches
 /// still lock the row, and so get their seats, in the order they were taken.
-async fn write_tier(db: PgPool, rx: mpsc::Receiver<Pending>) {
+async fn write_tier(db: PgPool, rx: mpsc::Receiver<Pending>, writers: usize) {
     let turn = Arc::new(tokio::sync::Mutex::new(rx));
-    let writers: Vec<_> = (0..WRITERS_PER_TIER)
+    let writers: Vec<_> = (0..writers)
         .map(|_| tokio::spawn(write_batches(db.clone(), turn.clone())))
         .collect();
     for w in writers {
