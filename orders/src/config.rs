@@ -53,6 +53,9 @@ pub struct OrdersConfig {
     pub reconcile_after: Duration,
     /// Run the sweeper, reconciler and job runner in this process (`ORDERS_WORKERS`).
     pub workers: bool,
+    /// Hold writers per tier (`ORDERS_HOLD_WRITERS`, 1–8, default 1; see
+    /// `orders::holds::DEFAULT_WRITERS_PER_TIER`).
+    pub hold_writers_per_tier: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +130,15 @@ impl OrdersConfig {
         let reconcile_after: u64 = var("ORDERS_RECONCILE_AFTER_SECONDS", "30")
             .parse()
             .map_err(|_| ConfigError("ORDERS_RECONCILE_AFTER_SECONDS is not a number".into()))?;
+        let hold_writers_per_tier = var("ORDERS_HOLD_WRITERS", "1")
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=8).contains(n))
+            .ok_or_else(|| {
+                ConfigError("ORDERS_HOLD_WRITERS must be a number from 1 to 8".into())
+            })?;
         Ok(Self {
+            hold_writers_per_tier,
             database_url: var(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/floodgate",

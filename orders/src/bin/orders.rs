@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     tracing::info!(listen = %config.listen, provider = p.provider, "orders starting");
     let state = AppState {
-        holds: HoldDesk::new(db.clone()),
+        holds: HoldDesk::with_writers(db.clone(), config.hold_writers_per_tier),
         sellout: Default::default(),
         catalog: orders::catalog::Catalog::new(db.clone()),
         db,

@@ -84,6 +84,7 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
         order_token_secret: Secret::new("test-order-token-secret-0123456789abcdef"),
         reconcile_after: Duration::from_millis(300),
         workers: false,
+        hold_writers_per_tier: 1,
     };
     let state = AppState {
         holds: HoldDesk::new(db.pool.clone()),
