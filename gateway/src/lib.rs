@@ -16,6 +16,7 @@
 //! - [`limits`]: per-IP rate limits and the client address behind trusted proxies.
 //! - [`reply`]: the small response type the edge logic produces, and cookies.
 //! - [`page`]: the waiting-room HTML.
+//! - [`verified`]: queue tokens already verified, so a poll skips the signature check.
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`proxy`]: the Pingora `ProxyHttp` that wires it all to the network.
 
@@ -29,6 +30,7 @@ pub mod reply;
 pub mod routes;
 pub mod snapshots;
 pub mod telemetry;
+pub mod verified;
 pub mod waiting;
 
 pub use error::EdgeError;

@@ -21,6 +21,7 @@ use crate::reply::Reply;
 use crate::routes::{Route, Upstream, classify};
 use crate::snapshots::Snapshots;
 use crate::telemetry::Metrics;
+use crate::verified::{self, VerifiedQueueTokens};
 use crate::waiting::{Visit, Waiting};
 
 const OPENAPI: &str = include_str!("../assets/openapi.json");
@@ -76,7 +77,7 @@ pub fn build(
         waiting: Waiting {
             snapshots,
             signer,
-            verifier,
+            queue_tokens: VerifiedQueueTokens::new(verifier, verified::CAPACITY),
             queue_token_ttl: cfg.queue_token_ttl,
             secure_cookies: cfg.secure_cookies(),
         },
@@ -154,7 +155,7 @@ impl Gateway {
                 Route::Protected { event, page } => {
                     match guard::check(
                         &self.waiting.snapshots,
-                        &self.waiting.verifier,
+                        self.waiting.queue_tokens.verifier(),
                         event,
                         *page,
                         visit,

@@ -9,13 +9,14 @@ use waitroom::EventSlug;
 use waitroom::queue::{Claim, Joined, Snapshot, Status};
 use waitroom::settings::Mode;
 use waitroom::tokens::{
-    AdmissionClaims, QueueClaims, TokenError, TokenKind, TokenSigner, TokenVerifier, audience,
+    AdmissionClaims, QueueClaims, TokenError, TokenKind, TokenSigner, audience,
 };
 
 use crate::EdgeError;
 use crate::page;
 use crate::reply::{Reply, admission_cookie_name, cookie, queue_cookie_name, token_cookie};
 use crate::snapshots::Snapshots;
+use crate::verified::VerifiedQueueTokens;
 
 /// What the edge knows about a request that matters to the waiting room.
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,7 +42,8 @@ impl<'a> Visit<'a> {
 pub struct Waiting {
     pub snapshots: Arc<Snapshots>,
     pub signer: TokenSigner,
-    pub verifier: TokenVerifier,
+    /// Verifies queue tokens, remembering the good ones (see [`crate::verified`]).
+    pub queue_tokens: VerifiedQueueTokens,
     pub queue_token_ttl: Duration,
     pub secure_cookies: bool,
 }
@@ -147,7 +149,7 @@ impl Waiting {
     ) -> Result<Place, EdgeError> {
         let snapshot = self.snapshots.get(event).await?;
         let presented = visit.token(&queue_cookie_name(event));
-        let verified = match presented.map(|t| self.verifier.verify_queue(t, event)) {
+        let verified = match presented.map(|t| self.queue_tokens.verify(t, event)) {
             Some(Ok(claims)) => Some((claims, presented.unwrap_or_default().to_owned())),
             // Joining again without a usable token takes a new place at the back;
             // a status poll with a bad token is refused.
