@@ -9,8 +9,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -77,10 +79,18 @@ pub fn audience(event: &EventSlug) -> String {
 }
 
 /// Signs tokens with the current private key.
+///
+/// Signs directly with ed25519-dalek rather than through `jsonwebtoken::encode`, which
+/// re-parses the PKCS#8 key and re-derives the public key on every call: that was 17 of
+/// the 37 µs a join spent signing, and signing was 40 % of the edge's CPU per join
+/// (PERFORMANCE, edge). The token is the same compact JWS (`alg` EdDSA, `kid`), read by
+/// the same `jsonwebtoken` verifier.
 #[derive(Clone)]
 pub struct TokenSigner {
     kid: String,
-    key: EncodingKey,
+    key: ed25519_dalek::SigningKey,
+    /// The encoded header, the same for every token of this key.
+    header: String,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -93,11 +103,18 @@ impl std::fmt::Debug for TokenSigner {
 
 impl TokenSigner {
     pub fn from_pem(kid: &str, private_pem: &[u8]) -> Result<Self, crate::Error> {
-        let key = EncodingKey::from_ed_pem(private_pem)
-            .map_err(|e| crate::Error::Config(format!("signing key {kid}: {e}")))?;
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let invalid =
+            |e: &dyn std::fmt::Display| crate::Error::Config(format!("signing key {kid}: {e}"));
+        let pem = std::str::from_utf8(private_pem).map_err(|e| invalid(&e))?;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|e| invalid(&e))?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        let header = serde_json::to_vec(&header).map_err(|e| invalid(&e))?;
         Ok(Self {
             kid: kid.to_owned(),
             key,
+            header: URL_SAFE_NO_PAD.encode(header),
         })
     }
 
@@ -112,10 +129,17 @@ impl TokenSigner {
     }
 
     pub fn sign<T: Serialize>(&self, claims: &T) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        // Signing with a valid Ed25519 key cannot fail for serialisable claims.
-        jsonwebtoken::encode(&header, claims, &self.key).expect("EdDSA signing")
+        use ed25519_dalek::Signer;
+        // The claims are our own structs of strings and numbers: serialising cannot fail.
+        let payload = serde_json::to_vec(claims).expect("claims serialise to JSON");
+        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self.key.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        token
     }
 }
 
@@ -229,7 +253,39 @@ pub fn generate_keypair() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
+
+    /// The signer builds the JWS by hand: what it makes must be what `jsonwebtoken`
+    /// makes and reads — header with alg and kid, claims as JSON, a signature any
+    /// Ed25519 verifier accepts.
+    #[test]
+    fn signed_tokens_are_standard_eddsa_jws() {
+        let (sk, pk) = generate_keypair();
+        let signer = TokenSigner::from_pem("k7", sk.as_bytes()).unwrap();
+        let evt = EventSlug::parse("show").unwrap();
+        let claims = QueueClaims {
+            kind: TokenKind::Queue,
+            aud: audience(&evt),
+            evt: evt.clone(),
+            sub: "v".into(),
+            seq: Some(3),
+            pq: None,
+            iat: 1,
+            exp: chrono::Utc::now().timestamp() + 60,
+        };
+        let token = signer.sign(&claims);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some("k7"));
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&[audience(&evt)]);
+        let key = DecodingKey::from_ed_pem(pk.as_bytes()).unwrap();
+        let read = jsonwebtoken::decode::<QueueClaims>(&token, &key, &validation).unwrap();
+        assert_eq!(read.claims, claims);
+        // And a key other than the signer's refuses it.
+        let (_, other) = generate_keypair();
+        let other = DecodingKey::from_ed_pem(other.as_bytes()).unwrap();
+        assert!(jsonwebtoken::decode::<QueueClaims>(&token, &other, &validation).is_err());
+    }
 
     fn pair(kid: &str) -> (TokenSigner, TokenVerifier) {
         let (sk, pk) = generate_keypair();
@@ -318,7 +374,12 @@ mod tests {
         assert_ne!(v.verify_admission(&none, &e).map(|_| ()), Ok(()));
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("k1".into());
-        let hs = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(b"public")).unwrap();
+        let hs = jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"public"),
+        )
+        .unwrap();
         assert_eq!(v.verify_admission(&hs, &e), Err(TokenError::UnknownKey));
     }
 
