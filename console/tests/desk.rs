@@ -189,6 +189,24 @@ async fn one_buyer_among_a_thousand_is_found_by_a_fragment() {
             .any(|h| h["buyer_email"] == "buyer737@example.org"),
         "{fuzzy}"
     );
+    // A short name whose one transposition scores under the strict threshold (0.38):
+    // found by the looser pass that runs only when nothing else matched.
+    sqlx::query(
+        "UPDATE orders SET buyer_name = 'Kim Park' WHERE buyer_email = 'buyer5@example.org'",
+    )
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+    let loose: Value = c
+        .get(d.url("/console/api/search?q=kim prak"))
+        .bearer_auth(&d.operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(loose[0]["buyer_email"], "buyer5@example.org", "{loose}");
     // By order id and ticket code.
     let order = d.order_of("buyer42@example.org").await;
     let by_id: Value = c
