@@ -80,6 +80,15 @@ pub fn render(v: &View<'_>) -> String {
         .replace("{{eta}}", &eta)
         .replace("{{progress}}", &v.progress_percent.min(100).to_string())
         .replace("{{retry_ms}}", &v.retry_after_ms.to_string())
+        // Raw figures for the script's countdown between polls (empty when unknown).
+        .replace(
+            "{{position_n}}",
+            &v.position.map_or_else(String::new, |p| p.to_string()),
+        )
+        .replace(
+            "{{eta_seconds}}",
+            &v.eta_seconds.map_or_else(String::new, |e| e.to_string()),
+        )
         .replace(
             "{{refresh_seconds}}",
             &v.retry_after_ms.div_ceil(1000).max(1).to_string(),
@@ -111,6 +120,10 @@ mod tests {
             "meta refresh follows retry_after"
         );
         assert!(html.contains("2 min"));
+        assert!(
+            html.contains(r#"data-position="42" data-eta="125""#),
+            "the countdown starts from the rendered place and wait"
+        );
         assert!(!html.contains("{{"), "unfilled placeholder");
     }
 }
