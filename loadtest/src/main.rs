@@ -14,6 +14,7 @@ mod bench_holds;
 mod bench_mail;
 mod chaos;
 mod onsale;
+mod poll_load;
 mod search_bench;
 
 #[derive(Parser)]
@@ -93,6 +94,9 @@ enum Command {
     /// The console's search box over 100,000 orders seeded in SQL into a scratch
     /// database: p50/p95/p99 per kind of query against a primary-key lookup.
     BenchSearch(Box<search_bench::Args>),
+    /// Status polls per second reaching the gateway with 10,000 and with 100,000
+    /// waiting at one admission rate, and their ratio (issue 7's target: at most 1.3x).
+    PollLoad(Box<poll_load::Args>),
 }
 
 #[tokio::main]
@@ -164,5 +168,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(*args).await,
         Command::BenchMail(args) => bench_mail::run(*args).await,
         Command::BenchSearch(args) => search_bench::run(*args).await,
+        Command::PollLoad(args) => poll_load::run(*args).await,
     }
 }
