@@ -799,7 +799,15 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
         let at_ms = (paid_at - start_wall).num_milliseconds().max(0) as u64;
         folded.record(Step::Email, at_ms, d * 1000);
     }
-    checks.push(verdict::fairness(&records, args.fairness_tolerance_ms));
+    let fault_on = disrupted
+        .as_ref()
+        .filter(|d| d.errors_expected)
+        .map(|d| (d.injected_ms, d.recovered_ms));
+    checks.push(verdict::fairness(
+        &records,
+        args.fairness_tolerance_ms,
+        fault_on,
+    ));
     checks.push(verdict::refreshers_keep_place(&records));
     // Errors while a fault is on (and shortly after) are what the fault costs; any
     // outside that window are failures like in a quiet run.

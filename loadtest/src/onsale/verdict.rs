@@ -401,16 +401,29 @@ impl Fenwick {
 /// "admitted", no buyer with a smaller `seq` is told "waiting" by a poll sent more than
 /// `tolerance_ms` later (the edge's snapshot refresh). Each such pair is an inversion.
 /// Also: the admission token carries the buyer's own place.
-pub fn fairness(buyers: &[Record], tolerance_ms: u64) -> Check {
+///
+/// A "wait" answered while a fault was on (`fault`: from injection to recovery, ms) is
+/// left out: a visitor whom the queue had admitted but who had not yet come for it when
+/// Redis lost its state cannot be told so until the queue is restored — then they are
+/// first in line again (`waitroom::recovery`) — while those who came earlier already
+/// hold their tokens. That delay is the fault's cost; a wait told after recovery, when a
+/// later place already got in, is still an inversion.
+pub fn fairness(buyers: &[Record], tolerance_ms: u64, fault: Option<(u64, u64)>) -> Check {
     // (seq, admitted_ms) of everyone admitted; (seq, last waiting poll sent) of everyone.
     let admitted: Vec<(u64, u64)> = buyers
         .iter()
         .filter_map(|b| Some((b.admission_seq?, b.admitted_ms?)))
         .collect();
+    let during_fault = |t: u64| fault.is_some_and(|(from, to)| (from..=to).contains(&t));
     let waited: Vec<(u64, u64)> = buyers
         .iter()
         .filter_map(|b| Some((b.seq?, b.last_waiting_sent_ms?)))
+        .filter(|(_, t)| !during_fault(*t))
         .collect();
+    let excused = buyers
+        .iter()
+        .filter(|b| b.seq.is_some() && b.last_waiting_sent_ms.is_some_and(during_fault))
+        .count();
     // Sweep from the largest seq down: for each waiting poll of seq s sent at t, count
     // admissions of seq > s seen before t - tolerance.
     let mut times: Vec<u64> = admitted.iter().map(|a| a.1).collect();
@@ -449,12 +462,18 @@ pub fn fairness(buyers: &[Record], tolerance_ms: u64) -> Check {
         "nobody admitted ahead of an earlier arrival",
         inversions == 0 && wrong_seq.is_empty(),
         format!(
-            "{} admitted, {} told to wait compared; {inversions} inversions beyond {tolerance_ms} ms, {} admission tokens with another place",
+            "{} admitted, {} told to wait compared{}; {inversions} inversions beyond {tolerance_ms} ms, {} admission tokens with another place",
             admitted.len(),
             waited.len(),
+            if excused > 0 {
+                format!(" ({excused} last told to wait while the fault was on, not compared)")
+            } else {
+                String::new()
+            },
             wrong_seq.len()
         ),
         json!({"admitted": admitted.len(), "inversions": inversions, "tolerance_ms": tolerance_ms,
+               "waits_during_fault_not_compared": excused,
                "first_inversion": worst.map(|(s, t)| json!({"waiting_seq": s, "poll_sent_ms": t})),
                "admission_seq_mismatch": wrong_seq.iter().take(20).collect::<Vec<_>>(),
                "adjacent_out_of_order_by_seen_time": out_of_order}),
@@ -613,7 +632,7 @@ mod tests {
         let buyers: Vec<Record> = (1..=50)
             .map(|k| rec(k as usize, k, Some(100 * k), Some(100 * k - 50)))
             .collect();
-        let c = fairness(&buyers, 200);
+        let c = fairness(&buyers, 200, None);
         assert!(c.pass, "{}", c.summary);
         assert_eq!(c.numbers["inversions"], 0);
     }
@@ -626,20 +645,38 @@ mod tests {
         // seq 3 is still told "waiting" at 2000 ms, long after seqs 4..=10 got in
         // (400..1000 ms): seven inversions.
         buyers[2] = rec(3, 3, Some(2100), Some(2000));
-        let c = fairness(&buyers, 200);
+        let c = fairness(&buyers, 200, None);
         assert!(!c.pass);
         assert_eq!(c.numbers["inversions"], 7);
         // Within the tolerance it is not counted.
         buyers[2] = rec(3, 3, Some(500), Some(450));
-        let c = fairness(&buyers, 200);
+        let c = fairness(&buyers, 200, None);
         assert!(c.pass, "{}", c.summary);
+    }
+
+    #[test]
+    fn a_wait_told_during_a_fault_is_its_cost_but_not_after_recovery() {
+        let mut buyers: Vec<Record> = (1..=10)
+            .map(|k| rec(k as usize, k, Some(100 * k), Some(100 * k - 50)))
+            .collect();
+        // seq 3 admitted but unclaimed when Redis went at 1,500 ms: told to wait at
+        // 1,600 ms, let in at 2,100 ms after the restore at 2,000 ms.
+        buyers[2] = rec(3, 3, Some(2100), Some(1600));
+        let c = fairness(&buyers, 200, Some((1500, 2000)));
+        assert!(c.pass, "{}", c.summary);
+        assert_eq!(c.numbers["waits_during_fault_not_compared"], 1);
+        // Still told to wait after the recovery: seven later places got in first.
+        buyers[2] = rec(3, 3, Some(2600), Some(2500));
+        let c = fairness(&buyers, 200, Some((1500, 2000)));
+        assert!(!c.pass);
+        assert_eq!(c.numbers["inversions"], 7);
     }
 
     #[test]
     fn an_admission_token_for_another_place_fails() {
         let mut buyers = vec![rec(1, 1, Some(10), None)];
         buyers[0].admission_seq = Some(9);
-        assert!(!fairness(&buyers, 200).pass);
+        assert!(!fairness(&buyers, 200, None).pass);
     }
 
     #[test]
