@@ -128,7 +128,17 @@ async fn render_event(
     flash: &Flash,
     retry: Option<&Retry>,
 ) -> Response {
-    match event_html(s, op, slug, flash, retry).await {
+    shown(op, retry, event_html(s, op, slug, flash, retry).await)
+}
+
+/// A page built for `op`, with a refused form's status when it shows one again; if
+/// the page cannot be built, the refused form alone, else the error page.
+fn shown(
+    op: &Operator,
+    retry: Option<&Retry>,
+    built: Result<(String, String), ConsoleError>,
+) -> Response {
+    match built {
         Ok((title, body)) => (
             retry.map_or(StatusCode::OK, |r| r.status),
             layout(&title, Some(op), &body),
@@ -542,15 +552,7 @@ async fn render_incidents(
     flash: &Flash,
     retry: Option<&Retry>,
 ) -> Response {
-    match incidents_html(s, op, slug, flash, retry).await {
-        Ok((title, body)) => (
-            retry.map_or(StatusCode::OK, |r| r.status),
-            layout(&title, Some(op), &body),
-        )
-            .into_response(),
-        Err(_) if retry.is_some() => retry.map(|r| r.page(op)).expect("a retry"),
-        Err(e) => error_page(Some(op), &e),
-    }
+    shown(op, retry, incidents_html(s, op, slug, flash, retry).await)
 }
 
 /// Paid orders whose newest confirmation failed or bounced and none was ever sent.

@@ -130,6 +130,19 @@ async fn seed_event(db: &TestDb, slug: &str, n: i32, first: i32) -> Uuid {
 }
 
 impl Desk {
+    /// The search API's hits for `q`, as the operator.
+    async fn search(&self, c: &reqwest::Client, q: &str) -> Value {
+        c.get(self.url("/console/api/search"))
+            .query(&[("q", q)])
+            .bearer_auth(&self.operator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -161,26 +174,10 @@ fn http() -> reqwest::Client {
 async fn one_buyer_among_a_thousand_is_found_by_a_fragment() {
     let d = spawn().await;
     let c = http();
-    let hits: Value = c
-        .get(d.url("/console/api/search?q=buyer737@exa"))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hits: Value = d.search(&c, "buyer737@exa").await;
     assert_eq!(hits[0]["buyer_email"], "buyer737@example.org", "{hits}");
     // Fuzzy: a typo in the name still finds them.
-    let fuzzy: Value = c
-        .get(d.url("/console/api/search?q=Buyr 737"))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fuzzy: Value = d.search(&c, "Buyr 737").await;
     assert!(
         fuzzy
             .as_array()
@@ -197,15 +194,7 @@ async fn one_buyer_among_a_thousand_is_found_by_a_fragment() {
     .execute(&d.db.pool)
     .await
     .unwrap();
-    let loose: Value = c
-        .get(d.url("/console/api/search?q=kim prak"))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let loose: Value = d.search(&c, "kim prak").await;
     assert_eq!(loose[0]["buyer_email"], "buyer5@example.org", "{loose}");
     // By order id and ticket code.
     let order = d.order_of("buyer42@example.org").await;
