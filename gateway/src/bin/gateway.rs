@@ -9,6 +9,12 @@ use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 use waitroom::queue::Waitroom;
 
+// Every proxied request allocates and frees buffers and headers across Pingora's
+// threads; glibc malloc was 13–15 % of the gateway's samples under the edge bench
+// (docs/PERFORMANCE.md), mimalloc's thread-local free lists cost a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
