@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 
 mod crowd;
+mod edge;
+mod lag;
 mod report;
 mod stats;
 pub(crate) mod verdict;
@@ -732,6 +734,8 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
             http: http.clone(),
         }))
     });
+    let edge_before = edge::read(&http, &base).await;
+    let lag = lag::LagProbe::start();
     let handles: Vec<_> = plans
         .into_iter()
         .map(|plan| tokio::spawn(crowd::buyer(ctx.clone(), plan)))
@@ -746,6 +750,11 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
         }
     };
     let crowd_duration = ctx.start.elapsed();
+    let simulator_lag = lag.finish().await;
+    let edge = match (edge_before, edge::read(&http, &base).await) {
+        (Some(before), Some(after)) => edge::between(&before, &after),
+        _ => Default::default(),
+    };
     // A fault still recovering when the crowd is done is waited for: the verdict is
     // about the system after recovery.
     let disrupted = match disruption {
@@ -889,6 +898,8 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
         checks,
         steps: folded.figures(),
         statuses: folded.status_table(),
+        simulator_lag: Some(simulator_lag),
+        edge,
         timeline,
         notable_buyers: records
             .iter()

@@ -43,6 +43,10 @@ pub struct Report {
     pub steps: BTreeMap<&'static str, Figures>,
     /// Per step: HTTP status → count ("error" = no answer).
     pub statuses: BTreeMap<&'static str, BTreeMap<String, u64>>,
+    /// How late the simulator's own tasks woke during the crowd (inside every latency).
+    pub simulator_lag: Option<super::lag::LagFigures>,
+    /// Per gateway route: the answers as the gateway timed them during the crowd.
+    pub edge: BTreeMap<String, super::edge::EdgeFigures>,
     pub timeline: Vec<Point>,
     /// Buyers whose visit failed, timed out or did not finish (at most 50), in full.
     pub notable_buyers: Vec<super::crowd::Record>,
@@ -321,6 +325,25 @@ code {{ font-size: 0.85rem; }}
         );
     }
     h.push_str("</table><p>Derived steps: <code>queue_wait</code> join → admitted; <code>order_paid</code> payment confirmed → order page says paid; <code>email</code> <code>paid_at</code> → confirmation at the SMTP sink.</p>");
+    if let Some(l) = &r.simulator_lag {
+        let _ = write!(
+            h,
+            "<p>The simulator's own lag (how late its tasks woke; inside every latency above): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} ticks.</p>",
+            l.p50_ms, l.p99_ms, l.max_ms, l.samples
+        );
+    }
+    if !r.edge.is_empty() {
+        h.push_str("<h3>As the gateway timed its answers</h3><table><tr><th>route</th><th class=\"l\">answers</th></tr>");
+        for (route, e) in &r.edge {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"l\">{}</td></tr>",
+                esc(route),
+                esc(&edge_line(e))
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str("<h2>Answers</h2><table><tr><th>step</th><th class=\"l\">status: count</th></tr>");
     for (k, codes) in &r.statuses {
         let cells: Vec<String> = codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
@@ -341,6 +364,18 @@ code {{ font-size: 0.85rem; }}
         esc(&serde_json::to_string_pretty(&r.settings).unwrap_or_default())
     );
     h
+}
+
+/// One route's answers as the gateway timed them, in words.
+fn edge_line(e: &super::edge::EdgeFigures) -> String {
+    format!(
+        "n={:<6} within 50 ms {:.2} %  within 100 ms {:.2} %  p99 {}",
+        e.requests,
+        e.within_50ms * 100.0,
+        e.within_100ms * 100.0,
+        e.p99_at_most_ms
+            .map_or("over 5 s".to_owned(), |ms| format!("≤ {ms} ms"))
+    )
 }
 
 /// The verdict as a few lines for the terminal.
@@ -386,6 +421,16 @@ pub fn text(r: &Report) -> String {
                 f.count, f.throughput_per_s, f.p50_ms, f.p99_ms, f.max_ms
             );
         }
+    }
+    if let Some(l) = &r.simulator_lag {
+        let _ = writeln!(
+            t,
+            "  simulator lag (inside every latency above): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            l.p50_ms, l.p99_ms, l.max_ms
+        );
+    }
+    for (route, e) in &r.edge {
+        let _ = writeln!(t, "  edge {route:<8} {}", edge_line(e));
     }
     for c in &r.checks {
         let _ = writeln!(
@@ -442,6 +487,21 @@ mod tests {
             }],
             steps,
             statuses: BTreeMap::new(),
+            simulator_lag: Some(super::super::lag::LagFigures {
+                samples: 10,
+                p50_ms: 0.2,
+                p99_ms: 31.5,
+                max_ms: 40.0,
+            }),
+            edge: BTreeMap::from([(
+                "join".to_owned(),
+                super::super::edge::EdgeFigures {
+                    requests: 100,
+                    within_50ms: 0.97,
+                    within_100ms: 1.0,
+                    p99_at_most_ms: Some(100.0),
+                },
+            )]),
             timeline,
             notable_buyers: Vec::new(),
             disruption: None,
@@ -451,6 +511,10 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), 4);
         assert!(html.contains("1 &lt;bad&gt;"));
         assert!(!html.contains("plot failed"), "{html}");
-        assert!(text(&r).ends_with("verdict: FAIL"));
+        assert!(html.contains("31.5"), "simulator lag missing");
+        let t = text(&r);
+        assert!(t.contains("simulator lag"), "{t}");
+        assert!(t.contains("edge join"), "{t}");
+        assert!(t.ends_with("verdict: FAIL"));
     }
 }
