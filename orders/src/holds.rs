@@ -4,25 +4,26 @@
 //! one transaction per hold caps a popular tier at roughly a thousand holds a second
 //! on this machine however many connections are thrown at it. Instead each tier has
 //! its writer: requests queue on a channel, the writer takes everything waiting (up to
-//! [`MAX_BATCH`]), and commits them in one transaction — a group commit. Optionally
-//! more writers take turns (the next batch waits on the tier row while one commits),
-//! handing the turn on only once the row is locked, so batches get their seats in the
-//! order they were taken. The
-//! tier row is locked once, seats are handed out in arrival order, `held` moves by
-//! the batch's total, and the `sold + held <= capacity` CHECK still guards the sum. One
-//! active hold per admission is the partial unique index's job, also when two tiers'
-//! writers race for one admission; an admission that has bought (a converted hold)
-//! holds nothing more, so a replayed token is refused. If a batch fails as a whole all the same, it is
-//! retried hold by hold so one bad request cannot fail its neighbours.
-//! No lock is held across a client round trip: the transaction only ever waits on
-//! Postgres.
+//! [`MAX_BATCH`]), and commits them in one transaction — a group commit. The batch is
+//! one call of the `hold_batch` database function in autocommit, so it costs one round
+//! trip and the tier row is locked only while Postgres works: the function locks the
+//! row, hands out seats in arrival order, inserts the holds and their audit rows, and
+//! moves `held` by what was inserted; the `sold + held <= capacity` CHECK still guards
+//! the sum. One active hold per admission is the partial unique index's job, also when
+//! two tiers' writers race for one admission; an admission that has bought (a
+//! converted hold) holds nothing more, so a replayed token is refused. If a batch
+//! fails as a whole all the same, it is retried hold by hold so one bad request
+//! cannot fail its neighbours. Optionally more writers take turns on a tier (see
+//! [`write_tier`]). No lock is held across a client round trip: the transaction only
+//! ever waits on Postgres.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -107,40 +108,53 @@ impl HoldDesk {
 }
 
 /// Writers per tier unless configured (`ORDERS_HOLD_WRITERS`). One: `bench-holds`
-/// measured two writers taking turns at 0.85–0.93× one on this two-core machine —
-/// the group commit is CPU-bound here, and a second writer halves the batches
-/// without adding CPU. Where round trips rather than CPU bound it, two may win; the
-/// bench compares both in every run.
+/// measured two writers taking turns at 0.64–0.74× one on this two-core machine
+/// (0.85–0.93× before a batch became one call) — taking turns in order needs the row
+/// lock as a round trip of its own, and a second writer halves the batches. The bench
+/// compares both in every run.
 pub const DEFAULT_WRITERS_PER_TIER: usize = 1;
 
-/// Runs a tier's writers. Each takes the next batch and asks for the tier row's lock
-/// while holding the `turn`, and passes the turn on only once the lock is granted: so
-/// batch n+1 is gathered and queued on the row while batch n inserts and commits
-/// (the round trips and the commit's flush overlap the next batch's), yet batches
-/// still lock the row, and so get their seats, in the order they were taken.
+/// Runs a tier's writers. With one, each batch is a single call of `hold_batch`. With
+/// several they take turns: each takes the next batch and locks the tier row while
+/// holding the `turn`, passing it on only once the lock is granted, so batch n+1 is
+/// gathered and queued on the row while batch n works and commits, yet batches lock
+/// the row, and so get their seats, in the order they were taken. (Passing the turn
+/// once the call is sent would not do: two writers' calls, once sent, may reach the
+/// row in either order.) That costs the lock and the transaction's round trips again.
 async fn write_tier(db: PgPool, rx: mpsc::Receiver<Pending>, writers: usize) {
     let turn = Arc::new(tokio::sync::Mutex::new(rx));
+    let take_turns = writers > 1;
     let writers: Vec<_> = (0..writers)
-        .map(|_| tokio::spawn(write_batches(db.clone(), turn.clone())))
+        .map(|_| tokio::spawn(write_batches(db.clone(), turn.clone(), take_turns)))
         .collect();
     for w in writers {
         let _ = w.await;
     }
 }
 
-async fn write_batches(db: PgPool, turn: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>) {
+type Turn = Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>;
+
+async fn write_batches(db: PgPool, turn: Turn, take_turns: bool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // A lone writer keeps its connection while requests keep coming: taking one from
+    // the pool costs a round trip of its own (the pool pings a connection before
+    // handing it out). It goes back whenever the queue is empty, so a quiet tier
+    // holds none.
+    let mut kept: Option<PoolConnection<Postgres>> = None;
     loop {
         let mut rx = turn.lock().await;
+        if rx.is_empty() {
+            kept = None;
+        }
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
         let requests: Vec<HoldRequest> = batch.iter().map(|p| p.request.clone()).collect();
-        let locked = lock_tier(&db, &requests[0]).await;
-        drop(rx);
-        let outcome = match locked {
-            Ok((tx, tier)) => commit(tx, tier, &requests).await,
-            Err(e) => Err(e),
+        let outcome = if take_turns {
+            commit_in_turn(&db, rx, &requests).await
+        } else {
+            drop(rx);
+            commit_on_kept(&db, &mut kept, &requests).await
         };
         match outcome {
             Ok(results) => {
@@ -151,8 +165,7 @@ async fn write_batches(db: PgPool, turn: Arc<tokio::sync::Mutex<mpsc::Receiver<P
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "hold batch failed; retrying one by one");
                 for p in batch.drain(..) {
-                    let one = std::slice::from_ref(&p.request);
-                    let r = match lock_and_commit(&db, one).await {
+                    let r = match commit(&db, std::slice::from_ref(&p.request)).await {
                         Ok(mut one) => one.pop().unwrap_or(Err(Error::Unavailable("empty batch"))),
                         Err(e) => Err(map_single_failure(e)),
                     };
@@ -174,220 +187,145 @@ fn map_single_failure(e: sqlx::Error) -> Error {
     }
 }
 
-/// The tier row as a batch finds it, locked until the batch's transaction ends.
-struct LockedTier {
-    capacity: i32,
-    sold: i32,
-    held: i32,
-    price_cents: i64,
-    currency: String,
+/// Commits a batch on the connection the writer kept, or on one from the pool; a
+/// connection whose batch failed is given back rather than trusted again.
+async fn commit_on_kept(
+    db: &PgPool,
+    kept: &mut Option<PoolConnection<Postgres>>,
+    requests: &[HoldRequest],
+) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
+    let conn = match kept {
+        Some(conn) => conn,
+        None => kept.insert(db.acquire().await?),
+    };
+    let results = commit(&mut **conn, requests).await;
+    if results.is_err() {
+        *kept = None;
+    }
+    results
 }
 
-/// Opens a batch's transaction and locks its tier's row.
-async fn lock_tier(
+/// Commits a batch in a transaction whose first act is to lock the tier row, handing
+/// the `turn` to the next writer once the lock is granted (see [`write_tier`]).
+async fn commit_in_turn(
     db: &PgPool,
-    first: &HoldRequest,
-) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, LockedTier), sqlx::Error> {
+    turn: tokio::sync::MutexGuard<'_, mpsc::Receiver<Pending>>,
+    requests: &[HoldRequest],
+) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
+    let Some(first) = requests.first() else {
+        return Ok(Vec::new());
+    };
     let mut tx = db.begin().await?;
-    let tier = sqlx::query_as!(
-        LockedTier,
-        r#"SELECT capacity, sold, held, price_cents, currency FROM tiers
-           WHERE id = $1 AND event_id = $2 FOR UPDATE"#,
+    sqlx::query!(
+        "SELECT 1 AS locked FROM tiers WHERE id = $1 AND event_id = $2 FOR UPDATE",
         first.tier_id,
         first.event_id,
     )
     .fetch_one(&mut *tx)
     .await?;
-    Ok((tx, tier))
-}
-
-async fn lock_and_commit(
-    db: &PgPool,
-    requests: &[HoldRequest],
-) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
-    let Some(first) = requests.first() else {
-        return Ok(Vec::new());
-    };
-    let (tx, tier) = lock_tier(db, first).await?;
-    commit(tx, tier, requests).await
-}
-
-/// Commits one batch for one tier, whose row `tx` has locked; per-request refusals
-/// are in the returned vector.
-///
-/// Three round trips whatever the batch size: lock the tier row, one statement that
-/// inserts the holds, moves `held` by what was inserted and writes the audit rows, and
-/// the commit. A second hold for one admission is caught by the partial unique index
-/// (`ON CONFLICT ... DO NOTHING`) rather than by a query of the event's active holds,
-/// which Postgres can only answer by scanning them all and which slowed every batch
-/// as an on-sale went on.
-async fn commit(
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    tier: LockedTier,
-    requests: &[HoldRequest],
-) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
-    let Some(first) = requests.first() else {
-        return Ok(Vec::new());
-    };
-    let now = Utc::now();
-    let mut remaining = tier.capacity - tier.sold - tier.held;
-    let mut results: Vec<Option<Result<HoldCreated, Error>>> =
-        requests.iter().map(|_| None).collect();
-    // Seats go in arrival order. A request that turns out to duplicate an active hold
-    // gives its seats back, and requests refused for want of them get another round.
-    let mut waiting: Vec<usize> = (0..requests.len()).collect();
-    let mut seen = HashSet::with_capacity(requests.len());
-    loop {
-        let mut round = Round::default();
-        let mut refused = Vec::new();
-        for i in waiting {
-            let r = &requests[i];
-            if !seen.insert(r.jti.as_str()) {
-                results[i] = Some(Err(Error::HoldExists));
-                continue;
-            }
-            if r.quantity > remaining {
-                // Not taken yet: a later round may still give this admission its hold.
-                seen.remove(r.jti.as_str());
-                refused.push(i);
-                continue;
-            }
-            remaining -= r.quantity;
-            round.push(i, r, now);
-        }
-        if round.ids.is_empty() {
-            for i in refused {
-                results[i] = Some(Err(Error::SoldOut));
-            }
-            break;
-        }
-        let inserted: HashSet<Uuid> = round.insert(&mut tx, first).await?.into_iter().collect();
-        // Rare: only a replayed or doubled admission is left out, so only then ask why.
-        let used = if inserted.len() < round.ids.len() {
-            round.used_admissions(&mut tx, first.event_id).await?
-        } else {
-            HashSet::new()
-        };
-        let mut freed = 0;
-        for (k, &i) in round.index.iter().enumerate() {
-            let r = &requests[i];
-            results[i] = Some(if inserted.contains(&round.ids[k]) {
-                Ok(HoldCreated {
-                    hold_id: round.ids[k],
-                    expires_at: round.expiries[k],
-                    amount_cents: tier.price_cents * i64::from(r.quantity),
-                    currency: tier.currency.clone(),
-                })
-            } else {
-                freed += r.quantity;
-                if used.contains(&r.jti) {
-                    Err(Error::AdmissionUsed)
-                } else {
-                    Err(Error::HoldExists)
-                }
-            });
-        }
-        remaining += freed;
-        if freed == 0 || refused.is_empty() {
-            for i in refused {
-                results[i] = Some(Err(Error::SoldOut));
-            }
-            break;
-        }
-        waiting = refused;
-    }
+    drop(turn);
+    let results = commit(&mut *tx, requests).await?;
     tx.commit().await?;
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(Error::Unavailable("hold not decided"))))
-        .collect())
+    Ok(results)
 }
 
-/// The holds one round of a batch tries to insert, as columns.
-#[derive(Default)]
-struct Round {
-    index: Vec<usize>,
+/// Commits one batch for one tier with one call of the `hold_batch` function
+/// (migration `20261206000007_hold_batches.sql`): in autocommit the statement's own
+/// transaction is the batch's, so a batch costs one round trip whatever its size, and
+/// the tier row is locked only while Postgres works on it. The function locks the row,
+/// hands out seats in arrival order, inserts the holds and their audit rows and moves
+/// `held`; per-request refusals are in the returned vector.
+async fn commit<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    requests: &[HoldRequest],
+) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
+    let Some(first) = requests.first() else {
+        return Ok(Vec::new());
+    };
+    let batch = Columns::new(requests);
+    let rows = sqlx::query!(
+        r#"SELECT idx AS "idx!", outcome AS "outcome!", amount_cents, currency
+           FROM hold_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+        first.event_id,
+        first.tier_id,
+        &batch.ids,
+        &batch.quantities,
+        &batch.jtis,
+        &batch.firsts,
+        &batch.seqs as &[Option<i64>],
+        &batch.emails,
+        &batch.names,
+        &batch.expiries,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut results: Vec<Result<HoldCreated, Error>> = requests
+        .iter()
+        .map(|_| Err(Error::Unavailable("hold not decided")))
+        .collect();
+    for row in rows {
+        // One row per request, numbered from 1 as the arrays are.
+        let i = usize::try_from(row.idx - 1).unwrap_or(usize::MAX);
+        let Some(result) = results.get_mut(i) else {
+            continue;
+        };
+        *result = match (row.outcome.as_str(), row.amount_cents, row.currency) {
+            ("held", Some(amount_cents), Some(currency)) => Ok(HoldCreated {
+                hold_id: batch.ids[i],
+                expires_at: batch.expiries[i],
+                amount_cents,
+                currency,
+            }),
+            ("sold_out", ..) => Err(Error::SoldOut),
+            ("hold_exists", ..) => Err(Error::HoldExists),
+            ("admission_used", ..) => Err(Error::AdmissionUsed),
+            _ => Err(Error::Unavailable("hold not decided")),
+        };
+    }
+    Ok(results)
+}
+
+/// A batch as the columns `hold_batch` takes, in arrival order.
+struct Columns {
     ids: Vec<Uuid>,
     quantities: Vec<i32>,
     jtis: Vec<String>,
+    /// For each request, the 1-based index of the batch's first request for its
+    /// admission: the function tells duplicates apart by number, cheaply.
+    firsts: Vec<i32>,
     seqs: Vec<Option<i64>>,
     emails: Vec<String>,
     names: Vec<String>,
     expiries: Vec<DateTime<Utc>>,
 }
 
-impl Round {
-    fn push(&mut self, index: usize, r: &HoldRequest, now: DateTime<Utc>) {
-        self.index.push(index);
-        self.ids.push(Uuid::now_v7());
-        self.quantities.push(r.quantity);
-        self.jtis.push(r.jti.clone());
-        self.seqs.push(r.seq);
-        self.emails.push(r.email.as_str().to_owned());
-        self.names.push(r.name.as_str().to_owned());
-        self.expiries
-            .push(now + Duration::seconds(i64::from(r.ttl_seconds)));
-    }
-
-    /// Inserts the round's holds, moves the tier's `held` by those inserted and audits
-    /// them, in one statement; returns the ids actually inserted.
-    async fn insert(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        first: &HoldRequest,
-    ) -> Result<Vec<Uuid>, sqlx::Error> {
-        sqlx::query_scalar!(
-            r#"WITH ins AS (
-                   INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti,
-                                      admission_seq, buyer_email, buyer_name, expires_at)
-                   SELECT id, $2, $3, q, jti, seq, email, name, exp
-                   FROM UNNEST($1::uuid[], $4::int4[], $5::text[], $6::int8[], $7::text[],
-                               $8::text[], $9::timestamptz[])
-                        AS t(id, q, jti, seq, email, name, exp)
-                   WHERE NOT EXISTS (SELECT 1 FROM holds c
-                                     WHERE c.event_id = $2 AND c.admission_jti = t.jti
-                                       AND c.status = 'converted')
-                   ON CONFLICT (event_id, admission_jti) WHERE status = 'active' DO NOTHING
-                   RETURNING id, quantity, expires_at),
-               moved AS (
-                   UPDATE tiers SET held = held + (SELECT coalesce(sum(quantity), 0) FROM ins)
-                   WHERE id = $3),
-               audited AS (
-                   INSERT INTO order_events (hold_id, actor, action, after)
-                   SELECT id, 'buyer', 'hold.create',
-                          jsonb_build_object('status', 'active', 'tier_id', $3::uuid,
-                                             'quantity', quantity, 'expires_at', expires_at)
-                   FROM ins)
-               SELECT id AS "id!" FROM ins"#,
-            &self.ids,
-            first.event_id,
-            first.tier_id,
-            &self.quantities,
-            &self.jtis,
-            &self.seqs as &[Option<i64>],
-            &self.emails,
-            &self.names,
-            &self.expiries,
-        )
-        .fetch_all(tx)
-        .await
-    }
-
-    /// The round's admissions that have already bought: their tokens are spent.
-    async fn used_admissions(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        event_id: Uuid,
-    ) -> Result<HashSet<String>, sqlx::Error> {
-        let used = sqlx::query_scalar!(
-            r#"SELECT DISTINCT admission_jti FROM holds
-               WHERE event_id = $1 AND admission_jti = ANY($2) AND status = 'converted'"#,
-            event_id,
-            &self.jtis,
-        )
-        .fetch_all(tx)
-        .await?;
-        Ok(used.into_iter().collect())
+impl Columns {
+    fn new(requests: &[HoldRequest]) -> Self {
+        let now = Utc::now();
+        let mut first: HashMap<&str, i32> = HashMap::with_capacity(requests.len());
+        let firsts = (1..)
+            .zip(requests)
+            .map(|(k, r)| *first.entry(r.jti.as_str()).or_insert(k))
+            .collect();
+        Self {
+            ids: requests.iter().map(|_| Uuid::now_v7()).collect(),
+            quantities: requests.iter().map(|r| r.quantity).collect(),
+            jtis: requests.iter().map(|r| r.jti.clone()).collect(),
+            firsts,
+            seqs: requests.iter().map(|r| r.seq).collect(),
+            emails: requests
+                .iter()
+                .map(|r| r.email.as_str().to_owned())
+                .collect(),
+            names: requests
+                .iter()
+                .map(|r| r.name.as_str().to_owned())
+                .collect(),
+            expiries: requests
+                .iter()
+                .map(|r| now + Duration::seconds(i64::from(r.ttl_seconds)))
+                .collect(),
+        }
     }
 }
 
@@ -582,7 +520,7 @@ mod tests {
         let (event, tier) = one_tier(&db, "dup", 3).await;
 
         // "a" holds one seat; two are left.
-        let first = lock_and_commit(&db.pool, &[request(event, tier, "a", 1)])
+        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
             .await
             .unwrap();
         assert!(first[0].is_ok());
@@ -593,7 +531,7 @@ mod tests {
             request(event, tier, "b", 1),
             request(event, tier, "c", 1),
         ];
-        let results = lock_and_commit(&db.pool, &batch).await.unwrap();
+        let results = commit(&db.pool, &batch).await.unwrap();
         assert!(
             matches!(results[0], Err(Error::HoldExists)),
             "{:?}",
@@ -633,7 +571,7 @@ mod tests {
     async fn a_spent_admission_in_a_batch_is_refused_and_gives_way() {
         let db = TestDb::new().await;
         let (event, tier) = one_tier(&db, "spent", 2).await;
-        let first = lock_and_commit(&db.pool, &[request(event, tier, "a", 1)])
+        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
             .await
             .unwrap();
         assert!(first[0].is_ok());
@@ -649,7 +587,7 @@ mod tests {
             .unwrap();
 
         let batch = [request(event, tier, "a", 1), request(event, tier, "b", 1)];
-        let results = lock_and_commit(&db.pool, &batch).await.unwrap();
+        let results = commit(&db.pool, &batch).await.unwrap();
         assert!(
             matches!(results[0], Err(Error::AdmissionUsed)),
             "{:?}",
