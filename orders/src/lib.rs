@@ -42,6 +42,7 @@ pub mod error;
 pub mod events;
 pub mod holds;
 pub mod jobs;
+pub mod listener;
 pub mod messages;
 pub mod outbox;
 pub mod pages;

@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
                 state.clone(),
                 Duration::from_secs(15),
             ));
-            let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+            let listener = orders::listener::bind(&config.listen).await?;
             tracing::info!(listen = %config.listen, "console starting");
             axum::serve(listener, router(state))
                 .with_graceful_shutdown(shutdown_signal())

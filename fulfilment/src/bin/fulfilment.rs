@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         config: Arc::new(config),
     };
     let js = async_nats::jetstream::new(async_nats::connect(&state.config.nats_url).await?);
-    let listener = tokio::net::TcpListener::bind(&state.config.listen).await?;
+    let listener = orders::listener::bind(&state.config.listen).await?;
     tracing::info!(listen = %state.config.listen, "fulfilment starting");
     tokio::spawn(run_workers(state.clone()));
     let consumer_state = state.clone();

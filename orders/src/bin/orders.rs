@@ -28,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         &p.pay_base,
         p.secret_key.expose(),
     ));
-    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+    let listener = orders::listener::bind(&config.listen).await?;
     tracing::info!(listen = %config.listen, provider = p.provider, "orders starting");
     let state = AppState {
         holds: HoldDesk::with_writers(db.clone(), config.hold_writers_per_tier),

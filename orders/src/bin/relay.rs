@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let listen = var("RELAY_LISTEN", "127.0.0.1:8086");
-    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let listener = orders::listener::bind(&listen).await?;
     tokio::spawn(async move {
         let app = Router::new().route("/healthz", get(|| async { "ok" }));
         axum::serve(listener, app).await
