@@ -736,6 +736,7 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
     });
     let edge_before = edge::read(&http, &base).await;
     let lag = lag::LagProbe::start();
+    let tcp_before = lag::TcpDrops::read();
     let handles: Vec<_> = plans
         .into_iter()
         .map(|plan| tokio::spawn(crowd::buyer(ctx.clone(), plan)))
@@ -751,6 +752,7 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
     };
     let crowd_duration = ctx.start.elapsed();
     let simulator_lag = lag.finish().await;
+    let tcp_drops = lag::TcpDrops::read().since(&tcp_before);
     let edge = match (edge_before, edge::read(&http, &base).await) {
         (Some(before), Some(after)) => edge::between(&before, &after),
         _ => Default::default(),
@@ -899,6 +901,7 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
         steps: folded.figures(),
         statuses: folded.status_table(),
         simulator_lag: Some(simulator_lag),
+        tcp_drops: Some(tcp_drops),
         edge,
         timeline,
         notable_buyers: records

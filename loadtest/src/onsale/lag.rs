@@ -1,7 +1,9 @@
-//! The simulator's own lag: how late its tasks wake while it shares the machine with
-//! the stack. Every latency the crowd records includes that delay, so the report puts
-//! it beside them: a lag tail close to a latency tail says the machine, not the
-//! system under test, decides the last milliseconds.
+//! The machine's share of the latencies. The simulator's own lag: how late its tasks
+//! wake while it shares the machine with the stack; every latency the crowd records
+//! includes that delay. And the connections the kernel dropped because an accept queue
+//! was full: each costs its request a SYN retry after 1 s, 3 s or 7 s. The report puts
+//! both beside the latencies, so a tail that is the machine's is not blamed on the
+//! system under test (or the other way round).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +61,54 @@ impl LagProbe {
     }
 }
 
+/// TCP counters of the whole machine (`/proc/net/netstat`), between two readings.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TcpDrops {
+    /// Connections dropped because a listener's accept queue was full.
+    pub listen_overflows: u64,
+    /// SYNs sent again because the first went unanswered.
+    pub syn_retransmits: u64,
+}
+
+impl TcpDrops {
+    /// The machine's counters now; zeros where they cannot be read (not Linux).
+    pub fn read() -> Self {
+        std::fs::read_to_string("/proc/net/netstat")
+            .map(|text| Self::parse(&text))
+            .unwrap_or_default()
+    }
+
+    fn parse(text: &str) -> Self {
+        // Pairs of lines: "TcpExt: Name Name ..." then "TcpExt: 1 2 ...".
+        let lines: Vec<&str> = text.lines().collect();
+        let mut drops = Self::default();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            if !names.starts_with("TcpExt:") {
+                continue;
+            }
+            for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+                let value = value.parse().unwrap_or(0);
+                match name {
+                    "ListenOverflows" => drops.listen_overflows = value,
+                    "TCPSynRetrans" => drops.syn_retransmits = value,
+                    _ => {}
+                }
+            }
+        }
+        drops
+    }
+
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            listen_overflows: self
+                .listen_overflows
+                .saturating_sub(earlier.listen_overflows),
+            syn_retransmits: self.syn_retransmits.saturating_sub(earlier.syn_retransmits),
+        }
+    }
+}
+
 fn figures(lag: &Histogram<u64>) -> LagFigures {
     let ms = |us: u64| us as f64 / 1000.0;
     LagFigures {
@@ -72,6 +122,28 @@ fn figures(lag: &Histogram<u64>) -> LagFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_drops_are_read_from_netstat() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPSynRetrans\n\
+                    TcpExt: 3 7894 7894 6755\n\
+                    IpExt: InNoRoutes\n\
+                    IpExt: 0\n";
+        let now = TcpDrops::parse(text);
+        assert_eq!(now.listen_overflows, 7894);
+        assert_eq!(now.syn_retransmits, 6755);
+        let earlier = TcpDrops {
+            listen_overflows: 7000,
+            syn_retransmits: 6755,
+        };
+        assert_eq!(
+            now.since(&earlier),
+            TcpDrops {
+                listen_overflows: 894,
+                syn_retransmits: 0
+            }
+        );
+    }
 
     /// A runtime whose only thread is kept busy wakes the probe late, and the probe
     /// says so.

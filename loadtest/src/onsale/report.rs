@@ -45,6 +45,8 @@ pub struct Report {
     pub statuses: BTreeMap<&'static str, BTreeMap<String, u64>>,
     /// How late the simulator's own tasks woke during the crowd (inside every latency).
     pub simulator_lag: Option<super::lag::LagFigures>,
+    /// Connections the machine's kernel dropped during the crowd (full accept queues).
+    pub tcp_drops: Option<super::lag::TcpDrops>,
     /// Per gateway route: the answers as the gateway timed them during the crowd.
     pub edge: BTreeMap<String, super::edge::EdgeFigures>,
     pub timeline: Vec<Point>,
@@ -332,6 +334,9 @@ code {{ font-size: 0.85rem; }}
             l.p50_ms, l.p99_ms, l.max_ms, l.samples
         );
     }
+    if let Some(d) = &r.tcp_drops {
+        let _ = write!(h, "<p>The machine: {}.</p>", esc(&drops_line(d)));
+    }
     if !r.edge.is_empty() {
         h.push_str("<h3>As the gateway timed its answers</h3><table><tr><th>route</th><th class=\"l\">answers</th></tr>");
         for (route, e) in &r.edge {
@@ -364,6 +369,13 @@ code {{ font-size: 0.85rem; }}
         esc(&serde_json::to_string_pretty(&r.settings).unwrap_or_default())
     );
     h
+}
+
+fn drops_line(d: &super::lag::TcpDrops) -> String {
+    format!(
+        "{} connections dropped by full accept queues, {} SYNs sent again (each a 1 s+ wait)",
+        d.listen_overflows, d.syn_retransmits
+    )
 }
 
 /// One route's answers as the gateway timed them, in words.
@@ -429,6 +441,9 @@ pub fn text(r: &Report) -> String {
             l.p50_ms, l.p99_ms, l.max_ms
         );
     }
+    if let Some(d) = &r.tcp_drops {
+        let _ = writeln!(t, "  machine: {}", drops_line(d));
+    }
     for (route, e) in &r.edge {
         let _ = writeln!(t, "  edge {route:<8} {}", edge_line(e));
     }
@@ -493,6 +508,10 @@ mod tests {
                 p99_ms: 31.5,
                 max_ms: 40.0,
             }),
+            tcp_drops: Some(super::super::lag::TcpDrops {
+                listen_overflows: 12,
+                syn_retransmits: 9,
+            }),
             edge: BTreeMap::from([(
                 "join".to_owned(),
                 super::super::edge::EdgeFigures {
@@ -515,6 +534,7 @@ mod tests {
         let t = text(&r);
         assert!(t.contains("simulator lag"), "{t}");
         assert!(t.contains("edge join"), "{t}");
+        assert!(t.contains("12 connections dropped"), "{t}");
         assert!(t.ends_with("verdict: FAIL"));
     }
 }
