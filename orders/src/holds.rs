@@ -134,19 +134,31 @@ async fn write_tier(db: PgPool, rx: mpsc::Receiver<Pending>, writers: usize) {
 
 type Turn = Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>;
 
+/// How long a lone writer keeps its connection with no hold request waiting.
+const KEEP_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 async fn write_batches(db: PgPool, turn: Turn, take_turns: bool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // A lone writer keeps its connection while requests keep coming: taking one from
     // the pool costs a round trip of its own (the pool pings a connection before
-    // handing it out). It goes back whenever the queue is empty, so a quiet tier
-    // holds none.
+    // handing it out). Between two batches the queue is often empty for a moment (the
+    // answered buyers have not asked again yet), so the connection goes back only
+    // after [`KEEP_IDLE`] without a request: a quiet tier holds none.
     let mut kept: Option<PoolConnection<Postgres>> = None;
     loop {
         let mut rx = turn.lock().await;
-        if rx.is_empty() {
-            kept = None;
-        }
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        let received = if kept.is_some() {
+            match tokio::time::timeout(KEEP_IDLE, rx.recv_many(&mut batch, MAX_BATCH)).await {
+                Ok(n) => n,
+                Err(_idle) => {
+                    kept = None;
+                    rx.recv_many(&mut batch, MAX_BATCH).await
+                }
+            }
+        } else {
+            rx.recv_many(&mut batch, MAX_BATCH).await
+        };
+        if received == 0 {
             return;
         }
         let requests: Vec<HoldRequest> = batch.iter().map(|p| p.request.clone()).collect();
@@ -510,6 +522,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(held, 300);
+    }
+
+    /// A lone writer keeps its connection between batches (no pool round trip per
+    /// batch) and gives it back once its tier has been quiet for `KEEP_IDLE`.
+    #[tokio::test]
+    async fn a_lone_writer_keeps_its_connection_only_while_busy() {
+        let db = TestDb::new().await;
+        let (event, tier) = one_tier(&db, "keep", 10).await;
+        let desk = HoldDesk::new(db.pool.clone());
+        let in_use = || db.pool.size() as usize - db.pool.num_idle();
+        desk.hold(request(event, tier, "a", 1)).await.unwrap();
+        desk.hold(request(event, tier, "b", 1)).await.unwrap();
+        assert_eq!(in_use(), 1, "the writer gave its connection back at once");
+        tokio::time::sleep(KEEP_IDLE * 3).await;
+        assert_eq!(in_use(), 0, "a quiet tier still holds a connection");
     }
 
     /// A batch whose first request duplicates an active hold must not keep that
