@@ -161,7 +161,10 @@ async fn write_batches(db: PgPool, turn: Turn, take_turns: bool) {
         if received == 0 {
             return;
         }
-        let requests: Vec<HoldRequest> = batch.iter().map(|p| p.request.clone()).collect();
+        // The requests move out of the batch (no copy on the hot path); the answers
+        // go back in the same order.
+        let (requests, answers): (Vec<HoldRequest>, Vec<_>) =
+            batch.drain(..).map(|p| (p.request, p.respond)).unzip();
         let outcome = if take_turns {
             commit_in_turn(&db, rx, &requests).await
         } else {
@@ -170,18 +173,18 @@ async fn write_batches(db: PgPool, turn: Turn, take_turns: bool) {
         };
         match outcome {
             Ok(results) => {
-                for (p, r) in batch.drain(..).zip(results) {
-                    let _ = p.respond.send(r);
+                for (answer, r) in answers.into_iter().zip(results) {
+                    let _ = answer.send(r);
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, size = batch.len(), "hold batch failed; retrying one by one");
-                for p in batch.drain(..) {
-                    let r = match commit(&db, std::slice::from_ref(&p.request)).await {
+                tracing::warn!(error = %e, size = requests.len(), "hold batch failed; retrying one by one");
+                for (request, answer) in requests.iter().zip(answers) {
+                    let r = match commit(&db, std::slice::from_ref(request)).await {
                         Ok(mut one) => one.pop().unwrap_or(Err(Error::Unavailable("empty batch"))),
                         Err(e) => Err(map_single_failure(e)),
                     };
-                    let _ = p.respond.send(r);
+                    let _ = answer.send(r);
                 }
             }
         }
@@ -535,8 +538,18 @@ mod tests {
         desk.hold(request(event, tier, "a", 1)).await.unwrap();
         desk.hold(request(event, tier, "b", 1)).await.unwrap();
         assert_eq!(in_use(), 1, "the writer gave its connection back at once");
-        tokio::time::sleep(KEEP_IDLE * 3).await;
-        assert_eq!(in_use(), 0, "a quiet tier still holds a connection");
+        let quiet = std::time::Instant::now();
+        while in_use() > 0 {
+            assert!(
+                quiet.elapsed() < KEEP_IDLE * 10,
+                "a quiet tier still holds a connection"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(
+            quiet.elapsed() >= KEEP_IDLE / 2,
+            "the connection went back before the tier was quiet for long"
+        );
     }
 
     /// A batch whose first request duplicates an active hold must not keep that
