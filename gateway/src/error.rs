@@ -11,6 +11,9 @@ pub enum EdgeError {
     RateLimited { retry_after_secs: u64 },
     #[error("the queue is unavailable")]
     Unavailable(#[source] waitroom::Error),
+    /// The edge itself cannot take more of this work right now.
+    #[error("busy: {0}")]
+    Busy(&'static str),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -47,6 +50,14 @@ impl EdgeError {
                     "the queue is briefly unavailable; retry shortly".to_owned(),
                 )
             }
+            EdgeError::Busy(why) => {
+                tracing::warn!(why, "edge busy");
+                (
+                    503,
+                    "unavailable",
+                    "the queue is briefly unavailable; retry shortly".to_owned(),
+                )
+            }
             EdgeError::NotFound => (404, "not_found", "no such path".to_owned()),
             EdgeError::MethodNotAllowed => {
                 (405, "method_not_allowed", "method not allowed".to_owned())
@@ -60,7 +71,7 @@ impl EdgeError {
             EdgeError::RateLimited { retry_after_secs } => {
                 r = r.header("Retry-After", retry_after_secs.to_string());
             }
-            EdgeError::Unavailable(_) => r = r.header("Retry-After", "2"),
+            EdgeError::Unavailable(_) | EdgeError::Busy(_) => r = r.header("Retry-After", "2"),
             _ => {}
         }
         r

@@ -12,6 +12,7 @@
 //! - [`routes`]: what a path is (queue page, join, status, protected, proxied, probe).
 //! - [`snapshots`]: the per-event queue snapshot cache and its refresher.
 //! - [`waiting`]: join, status and the waiting page, as plain request → reply logic.
+//! - [`arrivals`]: joins gathered into one Redis call per round trip.
 //! - [`guard`]: the admission check on protected paths.
 //! - [`limits`]: per-IP rate limits and the client address behind trusted proxies.
 //! - [`reply`]: the small response type the edge logic produces, and cookies.
@@ -20,6 +21,7 @@
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`proxy`]: the Pingora `ProxyHttp` that wires it all to the network.
 
+pub mod arrivals;
 pub mod config;
 mod error;
 pub mod guard;

@@ -14,6 +14,7 @@ use pingora::services::background::{GenBackgroundService, background_service};
 use waitroom::tokens::{TokenSigner, TokenVerifier};
 
 use crate::EdgeError;
+use crate::arrivals::Arrivals;
 use crate::config::GatewayConfig;
 use crate::guard::{self, Verdict};
 use crate::limits::{Limiter, Limits, client_ip};
@@ -67,6 +68,7 @@ fn upstream_pool(
 pub fn build(
     cfg: &GatewayConfig,
     snapshots: Arc<Snapshots>,
+    arrivals: Arrivals,
     signer: TokenSigner,
     verifier: TokenVerifier,
 ) -> anyhow::Result<Built> {
@@ -76,6 +78,7 @@ pub fn build(
     let gateway = Gateway {
         waiting: Waiting {
             snapshots,
+            arrivals,
             signer,
             queue_tokens: VerifiedQueueTokens::new(verifier, verified::CAPACITY),
             queue_token_ttl: cfg.queue_token_ttl,

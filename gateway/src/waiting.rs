@@ -13,6 +13,7 @@ use waitroom::tokens::{
 };
 
 use crate::EdgeError;
+use crate::arrivals::Arrivals;
 use crate::page;
 use crate::reply::{Reply, admission_cookie_name, cookie, queue_cookie_name, token_cookie};
 use crate::snapshots::Snapshots;
@@ -41,6 +42,8 @@ impl<'a> Visit<'a> {
 
 pub struct Waiting {
     pub snapshots: Arc<Snapshots>,
+    /// New places, taken in batches (see [`crate::arrivals`]).
+    pub arrivals: Arrivals,
     pub signer: TokenSigner,
     /// Verifies queue tokens, remembering the good ones (see [`crate::verified`]).
     pub queue_tokens: VerifiedQueueTokens,
@@ -237,14 +240,14 @@ impl Waiting {
         event: &EventSlug,
     ) -> Result<Result<(QueueClaims, String), Mode>, EdgeError> {
         let visitor = uuid::Uuid::new_v4().simple().to_string();
-        let (seq, pq) = match self.snapshots.room().join(event, &visitor).await {
+        let (seq, pq) = match self.arrivals.join(event, visitor.clone()).await {
             Ok(Joined::Queued { seq }) => (Some(seq), None),
             Ok(Joined::Prequeued { index }) => (None, Some(index)),
             Ok(Joined::NotQueued(mode)) => return Ok(Err(mode)),
             // The caller holds a snapshot of this event, so Redis has lost it (see
             // `Snapshots::refresh`): no place can be handed out until it is restored.
-            Err(waitroom::Error::UnknownEvent) => return Ok(Err(Mode::Paused)),
-            Err(e) => return Err(e.into()),
+            Err(EdgeError::UnknownEvent) => return Ok(Err(Mode::Paused)),
+            Err(e) => return Err(e),
         };
         let now = Utc::now().timestamp();
         let claims = QueueClaims {

@@ -1,7 +1,8 @@
 use crate::tokens::TokenError;
 
 /// Everything that can go wrong inside the waiting room.
-#[derive(Debug, thiserror::Error)]
+// Clone: one failed batched join is every waiting joiner's answer.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),

@@ -26,24 +26,31 @@ pub struct Waitroom {
     scripts: Arc<Scripts>,
 }
 
+/// The most visitors one [`Waitroom::join_many`] call takes.
+pub const JOIN_BATCH_MAX: usize = 256;
+
 struct Scripts {
     join: Script,
     snapshot: Script,
     claim: Script,
 }
 
+// Takes places for a batch of visitors (ARGV[1] the minute, then one argument per
+// visitor) in one step: their sequence numbers, or pre-queue indices, are consecutive
+// in the order given.
 const JOIN: &str = r#"
 local mode = redis.call('HGET', KEYS[1], 'mode')
 if not mode then return {'unknown'} end
+local n = #ARGV - 1
 if mode == 'prequeue' then
-  local n = redis.call('RPUSH', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[2], 1)
-  return {'prequeue', n - 1}
+  local len = redis.call('RPUSH', KEYS[3], unpack(ARGV, 2))
+  redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[1], n)
+  return {'prequeue', len - n}
 end
 if mode == 'off' or mode == 'closed' or mode == 'sold_out' then return {mode} end
-local seq = redis.call('HINCRBY', KEYS[2], 'tail', 1)
-redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[2], 1)
-return {'queued', seq}
+local last = redis.call('HINCRBY', KEYS[2], 'tail', n)
+redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[1], n)
+return {'queued', last - n + 1}
 "#;
 
 const SNAPSHOT: &str = r#"
@@ -343,27 +350,50 @@ impl Waitroom {
 
     /// Takes a place in line: one atomic Redis step.
     pub async fn join(&self, event: &EventSlug, visitor: &str) -> Result<Joined, Error> {
+        let mut joined = self.join_many(event, &[visitor.to_owned()]).await?;
+        joined.pop().ok_or_else(|| bad("join"))
+    }
+
+    /// Takes places for several visitors in one atomic Redis step, in the order given:
+    /// the first gets the lowest sequence number (or pre-queue index). At most
+    /// [`JOIN_BATCH_MAX`] at a time (Lua's `unpack` limit is far above it).
+    pub async fn join_many(
+        &self,
+        event: &EventSlug,
+        visitors: &[String],
+    ) -> Result<Vec<Joined>, Error> {
+        if visitors.is_empty() || visitors.len() > JOIN_BATCH_MAX {
+            return Err(Error::Protocol(format!(
+                "a join batch holds 1 to {JOIN_BATCH_MAX} visitors, not {}",
+                visitors.len()
+            )));
+        }
         let k = self.keys(event);
-        let minute = (Utc::now().timestamp() / 60).to_string();
+        let mut args = Vec::with_capacity(visitors.len() + 1);
+        args.push((Utc::now().timestamp() / 60).to_string());
+        args.extend(visitors.iter().cloned());
         let reply: Vec<Value> = self
             .scripts
             .join
             .evalsha_with_reload(
                 &self.client,
                 vec![k.settings(), k.queue(), k.prequeue(), k.counters()],
-                vec![visitor.to_owned(), minute],
+                args,
             )
             .await?;
         let tag = reply
             .first()
             .and_then(Value::as_str)
             .ok_or_else(|| bad("join"))?;
-        let num = || reply.get(1).ok_or_else(|| bad("join")).and_then(int);
+        let places = || {
+            let first = reply.get(1).ok_or_else(|| bad("join")).and_then(int)?;
+            Ok::<_, Error>(first..first + visitors.len() as u64)
+        };
         Ok(match &*tag {
-            "queued" => Joined::Queued { seq: num()? },
-            "prequeue" => Joined::Prequeued { index: num()? },
+            "queued" => places()?.map(|seq| Joined::Queued { seq }).collect(),
+            "prequeue" => places()?.map(|index| Joined::Prequeued { index }).collect(),
             "unknown" => return Err(Error::UnknownEvent),
-            mode => Joined::NotQueued(mode.parse()?),
+            mode => vec![Joined::NotQueued(mode.parse()?); visitors.len()],
         })
     }
 

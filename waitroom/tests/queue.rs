@@ -829,3 +829,79 @@ async fn a_steady_stream_of_arrivals_cannot_postpone_the_draw() {
     );
     scope.cleanup().await;
 }
+
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_batch_of_joins_takes_consecutive_places_in_the_order_given() {
+    let scope = Scope::with(&settings(Mode::On, 600, 100_000)).await;
+    scope.join_many(1).await;
+    let visitors: Vec<String> = (0..5).map(|i| format!("batch-{i}")).collect();
+    let joined = scope
+        .room
+        .join_many(&scope.event, &visitors)
+        .await
+        .expect("batch join");
+    assert_eq!(
+        joined,
+        (2..=6)
+            .map(|seq| Joined::Queued { seq })
+            .collect::<Vec<_>>()
+    );
+    let counters: HashMap<String, u64> = scope
+        .room
+        .client()
+        .hgetall(scope.room.keys(&scope.event).counters())
+        .await
+        .expect("counters");
+    let arrivals: u64 = counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("arrivals:"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(arrivals, 6, "one arrival counted per visitor");
+
+    // An empty or oversized batch is refused and takes no place.
+    for n in [0, waitroom::queue::JOIN_BATCH_MAX + 1] {
+        let many: Vec<String> = (0..n).map(|i| format!("x-{i}")).collect();
+        let r = scope.room.join_many(&scope.event, &many).await;
+        assert!(matches!(r, Err(Error::Protocol(_))), "{n}: {r:?}");
+    }
+    assert_eq!(scope.snapshot().await.tail, 6);
+
+    // Closed: every visitor of the batch is told so, nobody gets a place.
+    scope.apply(&settings(Mode::Closed, 600, 100_000)).await;
+    let joined = scope.room.join_many(&scope.event, &visitors).await.unwrap();
+    assert_eq!(joined, vec![Joined::NotQueued(Mode::Closed); 5]);
+    assert_eq!(scope.snapshot().await.tail, 6);
+    scope.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_prequeue_arrivals_enters_the_draw_in_the_order_given() {
+    let scope = Scope::with(&AdmissionSettings {
+        opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+        ..settings(Mode::Prequeue, 600, 100_000)
+    })
+    .await;
+    scope.room.join(&scope.event, "first").await.unwrap();
+    let visitors: Vec<String> = (0..4).map(|i| format!("batch-{i}")).collect();
+    let joined = scope.room.join_many(&scope.event, &visitors).await.unwrap();
+    assert_eq!(
+        joined,
+        (1..=4)
+            .map(|index| Joined::Prequeued { index })
+            .collect::<Vec<_>>()
+    );
+    let record = scope
+        .room
+        .lottery_record(&scope.event)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut expected = vec!["first".to_owned()];
+    expected.extend(visitors);
+    assert_eq!(record.entrants, expected);
+    assert_eq!(scope.snapshot().await.tail, 0);
+    scope.cleanup().await;
+}

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use gateway::arrivals::Arrivals;
 use gateway::config::GatewayConfig;
 use gateway::snapshots::Snapshots;
 use pingora::proxy::http_proxy_service;
@@ -33,8 +34,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let room = io.block_on(Waitroom::connect(&cfg.redis))?;
+    let arrivals = {
+        let _io = io.enter();
+        Arrivals::start(room.clone())
+    };
     let snapshots = Arc::new(Snapshots::new(room));
-    let built = gateway::proxy::build(&cfg, snapshots.clone(), signer, verifier)?;
+    let built = gateway::proxy::build(&cfg, snapshots.clone(), arrivals, signer, verifier)?;
     let refresh = cfg.snapshot_refresh;
     io.spawn({
         let snapshots = snapshots.clone();
