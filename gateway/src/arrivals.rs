@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use waitroom::EventSlug;
 use waitroom::queue::{JOIN_BATCH_MAX, Joined, Waitroom};
@@ -29,6 +30,8 @@ struct Arrival {
 /// The sending side; cheap to share between Pingora's threads.
 pub struct Arrivals {
     tx: mpsc::Sender<Arrival>,
+    /// Visitors per Redis call: how much batching the crowd gets.
+    pub batch_sizes: Histogram,
 }
 
 /// Arrivals waiting for the batcher beyond this get an immediate 503 rather than a
@@ -40,8 +43,9 @@ impl Arrivals {
     /// one the Redis client's connection lives on (the gateway's I/O runtime).
     pub fn start(room: Waitroom) -> Self {
         let (tx, rx) = mpsc::channel(BACKLOG);
-        tokio::spawn(batch_joins(room, rx));
-        Self { tx }
+        let batch_sizes = crate::telemetry::join_batch_histogram();
+        tokio::spawn(batch_joins(room, rx, batch_sizes.clone()));
+        Self { tx, batch_sizes }
     }
 
     /// Takes a place for `visitor`, batched with whoever else arrives meanwhile.
@@ -65,7 +69,7 @@ impl Arrivals {
     }
 }
 
-async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>) {
+async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>, sizes: Histogram) {
     let mut taken = Vec::with_capacity(JOIN_BATCH_MAX);
     while rx.recv_many(&mut taken, JOIN_BATCH_MAX).await > 0 {
         // Nearly always one event; several are split keeping each one's order.
@@ -81,6 +85,7 @@ async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>) {
         for (event, arrivals) in by_event {
             let (visitors, replies): (Vec<String>, Vec<_>) =
                 arrivals.into_iter().map(|a| (a.visitor, a.reply)).unzip();
+            sizes.observe(visitors.len() as f64);
             match room.join_many(&event, &visitors).await {
                 Ok(joined) => {
                     for (reply, j) in replies.into_iter().zip(joined) {

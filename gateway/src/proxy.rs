@@ -75,6 +75,8 @@ pub fn build(
     let orders = upstream_pool("orders health check", &cfg.orders_upstreams)?;
     let console = upstream_pool("console health check", &cfg.console_upstreams)?;
     let fulfilment = upstream_pool("fulfilment health check", &cfg.fulfilment_upstreams)?;
+    let metrics = Metrics::new();
+    metrics.register_join_batches(arrivals.batch_sizes.clone());
     let gateway = Gateway {
         waiting: Waiting {
             snapshots,
@@ -90,7 +92,7 @@ pub fn build(
             access_link: Limiter::per_minute(cfg.access_link_per_min),
             allowlist: cfg.allowlist.clone(),
         }),
-        metrics: Metrics::new(),
+        metrics,
         orders: orders.task(),
         console: console.task(),
         fulfilment: fulfilment.task(),

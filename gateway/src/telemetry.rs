@@ -1,6 +1,8 @@
 //! Prometheus metrics of the edge, in a registry owned by the gateway (no globals).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -57,6 +59,13 @@ impl Metrics {
         }
     }
 
+    /// Adds a metric made elsewhere (the join batcher's, which starts before the proxy).
+    pub fn register_join_batches(&self, batches: Histogram) {
+        self.registry
+            .register(Box::new(batches))
+            .expect("register join batches");
+    }
+
     pub fn render(&self) -> String {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
@@ -68,4 +77,16 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Visitors per Redis call of the join batcher (see `crate::arrivals`).
+pub fn join_batch_histogram() -> Histogram {
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "floodgate_gateway_join_batch_size",
+            "Joins answered by one Redis call",
+        )
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+    )
+    .expect("metric")
 }

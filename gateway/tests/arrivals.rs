@@ -69,6 +69,13 @@ async fn a_crowd_of_joins_on_two_events_gets_distinct_consecutive_places() {
         assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "places of {event}");
         assert_eq!(room.snapshot(event).await.unwrap().tail, n);
     }
+    // The point of the batcher: 1,200 joiners arriving together took far fewer calls.
+    let (calls, joined) = (
+        arrivals.batch_sizes.get_sample_count(),
+        arrivals.batch_sizes.get_sample_sum(),
+    );
+    assert_eq!(joined, 1200.0);
+    assert!(calls < 600, "{calls} Redis calls for 1,200 joins");
 
     // One after another, each joiner is placed behind the one before.
     let mut last = 800;
