@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
 
     let conf = ServerConf {
         threads: cfg.threads,
+        work_stealing: cfg.work_stealing,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(2),
         ..ServerConf::default()
