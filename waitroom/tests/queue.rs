@@ -42,6 +42,21 @@ async fn active_members(scope: &Scope) -> BTreeSet<u64> {
         .collect()
 }
 
+/// Arrivals counted for the dashboard (the per-minute `arrivals:` counters), summed.
+async fn arrivals_counted(scope: &Scope) -> u64 {
+    let counters: HashMap<String, u64> = scope
+        .room
+        .client()
+        .hgetall(scope.room.keys(&scope.event).counters())
+        .await
+        .expect("counters");
+    counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("arrivals:"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 // 1. ---------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -68,18 +83,7 @@ async fn a_thousand_concurrent_joins_get_distinct_consecutive_seqs() {
     assert_eq!((snap.tail, snap.head, snap.active), (1000, 0, 0));
 
     // Arrivals are also counted for the dashboard, once per join.
-    let counters: HashMap<String, u64> = scope
-        .room
-        .client()
-        .hgetall(scope.room.keys(&scope.event).counters())
-        .await
-        .expect("counters");
-    let arrivals: u64 = counters
-        .iter()
-        .filter(|(k, _)| k.starts_with("arrivals:"))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(arrivals, 1000, "arrival counters: {counters:?}");
+    assert_eq!(arrivals_counted(&scope).await, 1000);
 
     scope.cleanup().await;
 }
@@ -848,18 +852,11 @@ async fn a_batch_of_joins_takes_consecutive_places_in_the_order_given() {
             .map(|seq| Joined::Queued { seq })
             .collect::<Vec<_>>()
     );
-    let counters: HashMap<String, u64> = scope
-        .room
-        .client()
-        .hgetall(scope.room.keys(&scope.event).counters())
-        .await
-        .expect("counters");
-    let arrivals: u64 = counters
-        .iter()
-        .filter(|(k, _)| k.starts_with("arrivals:"))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(arrivals, 6, "one arrival counted per visitor");
+    assert_eq!(
+        arrivals_counted(&scope).await,
+        6,
+        "one arrival counted per visitor"
+    );
 
     // An empty or oversized batch is refused and takes no place.
     for n in [0, waitroom::queue::JOIN_BATCH_MAX + 1] {
