@@ -12,8 +12,6 @@
 //! numbers each batch consecutively in that order, so no joiner overtakes an earlier
 //! one at the edge.
 
-use std::collections::HashMap;
-
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use waitroom::EventSlug;
@@ -21,10 +19,12 @@ use waitroom::queue::{JOIN_BATCH_MAX, Joined, Waitroom};
 
 use crate::EdgeError;
 
+type Reply = oneshot::Sender<Result<Joined, waitroom::Error>>;
+
 struct Arrival {
     event: EventSlug,
     visitor: String,
-    reply: oneshot::Sender<Result<Joined, waitroom::Error>>,
+    reply: Reply,
 }
 
 /// The sending side; cheap to share between Pingora's threads.
@@ -72,21 +72,21 @@ impl Arrivals {
 async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>, sizes: Histogram) {
     let mut taken = Vec::with_capacity(JOIN_BATCH_MAX);
     while rx.recv_many(&mut taken, JOIN_BATCH_MAX).await > 0 {
-        // Nearly always one event; several are split keeping each one's order.
-        let mut by_event: Vec<(EventSlug, Vec<Arrival>)> = Vec::new();
-        let mut index: HashMap<EventSlug, usize> = HashMap::new();
+        // Nearly always one event, so a linear scan; several are split keeping each
+        // one's order.
+        let mut by_event: Vec<(EventSlug, Vec<String>, Vec<Reply>)> = Vec::new();
         for a in taken.drain(..) {
-            let i = *index.entry(a.event.clone()).or_insert_with(|| {
-                by_event.push((a.event.clone(), Vec::new()));
-                by_event.len() - 1
-            });
-            by_event[i].1.push(a);
+            match by_event.iter_mut().find(|(e, _, _)| *e == a.event) {
+                Some((_, visitors, replies)) => {
+                    visitors.push(a.visitor);
+                    replies.push(a.reply);
+                }
+                None => by_event.push((a.event, vec![a.visitor], vec![a.reply])),
+            }
         }
-        for (event, arrivals) in by_event {
-            let (visitors, replies): (Vec<String>, Vec<_>) =
-                arrivals.into_iter().map(|a| (a.visitor, a.reply)).unzip();
+        for (event, visitors, replies) in by_event {
             sizes.observe(visitors.len() as f64);
-            match room.join_many(&event, &visitors).await {
+            match room.join_many(&event, visitors).await {
                 Ok(joined) => {
                     for (reply, j) in replies.into_iter().zip(joined) {
                         // A joiner who gave up (client gone) leaves a place unused,

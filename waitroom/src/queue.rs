@@ -350,7 +350,7 @@ impl Waitroom {
 
     /// Takes a place in line: one atomic Redis step.
     pub async fn join(&self, event: &EventSlug, visitor: &str) -> Result<Joined, Error> {
-        let mut joined = self.join_many(event, &[visitor.to_owned()]).await?;
+        let mut joined = self.join_many(event, vec![visitor.to_owned()]).await?;
         joined.pop().ok_or_else(|| bad("join"))
     }
 
@@ -360,7 +360,7 @@ impl Waitroom {
     pub async fn join_many(
         &self,
         event: &EventSlug,
-        visitors: &[String],
+        visitors: Vec<String>,
     ) -> Result<Vec<Joined>, Error> {
         if visitors.is_empty() || visitors.len() > JOIN_BATCH_MAX {
             return Err(Error::Protocol(format!(
@@ -369,9 +369,10 @@ impl Waitroom {
             )));
         }
         let k = self.keys(event);
-        let mut args = Vec::with_capacity(visitors.len() + 1);
+        let n = visitors.len();
+        let mut args = Vec::with_capacity(n + 1);
         args.push((Utc::now().timestamp() / 60).to_string());
-        args.extend(visitors.iter().cloned());
+        args.extend(visitors);
         let reply: Vec<Value> = self
             .scripts
             .join
@@ -387,13 +388,13 @@ impl Waitroom {
             .ok_or_else(|| bad("join"))?;
         let places = || {
             let first = reply.get(1).ok_or_else(|| bad("join")).and_then(int)?;
-            Ok::<_, Error>(first..first + visitors.len() as u64)
+            Ok::<_, Error>(first..first + n as u64)
         };
         Ok(match &*tag {
             "queued" => places()?.map(|seq| Joined::Queued { seq }).collect(),
             "prequeue" => places()?.map(|index| Joined::Prequeued { index }).collect(),
             "unknown" => return Err(Error::UnknownEvent),
-            mode => vec![Joined::NotQueued(mode.parse()?); visitors.len()],
+            mode => vec![Joined::NotQueued(mode.parse()?); n],
         })
     }
 

@@ -843,7 +843,7 @@ async fn a_batch_of_joins_takes_consecutive_places_in_the_order_given() {
     let visitors: Vec<String> = (0..5).map(|i| format!("batch-{i}")).collect();
     let joined = scope
         .room
-        .join_many(&scope.event, &visitors)
+        .join_many(&scope.event, visitors.clone())
         .await
         .expect("batch join");
     assert_eq!(
@@ -861,14 +861,18 @@ async fn a_batch_of_joins_takes_consecutive_places_in_the_order_given() {
     // An empty or oversized batch is refused and takes no place.
     for n in [0, waitroom::queue::JOIN_BATCH_MAX + 1] {
         let many: Vec<String> = (0..n).map(|i| format!("x-{i}")).collect();
-        let r = scope.room.join_many(&scope.event, &many).await;
+        let r = scope.room.join_many(&scope.event, many).await;
         assert!(matches!(r, Err(Error::Protocol(_))), "{n}: {r:?}");
     }
     assert_eq!(scope.snapshot().await.tail, 6);
 
     // Closed: every visitor of the batch is told so, nobody gets a place.
     scope.apply(&settings(Mode::Closed, 600, 100_000)).await;
-    let joined = scope.room.join_many(&scope.event, &visitors).await.unwrap();
+    let joined = scope
+        .room
+        .join_many(&scope.event, visitors.clone())
+        .await
+        .unwrap();
     assert_eq!(joined, vec![Joined::NotQueued(Mode::Closed); 5]);
     assert_eq!(scope.snapshot().await.tail, 6);
     scope.cleanup().await;
@@ -883,7 +887,11 @@ async fn a_batch_of_prequeue_arrivals_enters_the_draw_in_the_order_given() {
     .await;
     scope.room.join(&scope.event, "first").await.unwrap();
     let visitors: Vec<String> = (0..4).map(|i| format!("batch-{i}")).collect();
-    let joined = scope.room.join_many(&scope.event, &visitors).await.unwrap();
+    let joined = scope
+        .room
+        .join_many(&scope.event, visitors.clone())
+        .await
+        .unwrap();
     assert_eq!(
         joined,
         (1..=4)
