@@ -4,6 +4,9 @@
 //! key), so admitted buyers keep buying even while Redis is briefly unreachable. Without
 //! one, only an event whose queue is known to be `off` passes; an unknown event or an
 //! unreadable queue fails closed: pages go to the waiting room, API calls get a 401.
+//! Which of the two let a request through matters to the caller: with the queue off
+//! nothing ties a request to one buyer, so writes that pass that way are limited per
+//! client ([`crate::limits::Limits::holds_without_admission`]).
 
 use waitroom::EventSlug;
 use waitroom::settings::Mode;
@@ -15,7 +18,10 @@ use crate::snapshots::Snapshots;
 use crate::waiting::Visit;
 
 pub enum Verdict {
-    Pass,
+    /// A valid admission for this event.
+    Admitted,
+    /// No valid admission, but the queue is off.
+    Open,
     Deny(Reply),
 }
 
@@ -28,14 +34,14 @@ pub async fn check(
 ) -> Verdict {
     let token = visit.token(&admission_cookie_name(event));
     let refusal = match token.map(|t| verifier.verify_admission(t, event)) {
-        Some(Ok(_)) => return Verdict::Pass,
+        Some(Ok(_)) => return Verdict::Admitted,
         Some(Err(e)) => e,
         None => TokenError::Missing,
     };
     if let Ok(s) = snapshots.get(event).await
         && s.settings.mode == Mode::Off
     {
-        return Verdict::Pass;
+        return Verdict::Open;
     }
     Verdict::Deny(if page {
         Reply::redirect(302, &format!("/queue/{event}"))

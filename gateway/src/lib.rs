@@ -13,12 +13,14 @@
 //! - [`snapshots`]: the per-event queue snapshot cache and its refresher.
 //! - [`waiting`]: join, status and the waiting page, as plain request → reply logic.
 //! - [`arrivals`]: joins gathered into one Redis call per round trip.
+//! - [`lottery`]: the public pre-queue draw, read from Redis at most once a second.
 //! - [`guard`]: the admission check on protected paths.
-//! - [`limits`]: per-IP rate limits and the client address behind trusted proxies.
+//! - [`limits`]: per-client rate limits (an IPv4 address, an IPv6 /64) and the client
+//!   address behind trusted proxies.
 //! - [`reply`]: the small response type the edge logic produces, and cookies.
 //! - [`page`]: the waiting-room HTML.
 //! - [`verified`]: queue tokens already verified, so a poll skips the signature check.
-//! - [`telemetry`]: Prometheus metrics.
+//! - [`telemetry`]: Prometheus metrics, served on their own listener.
 //! - [`proxy`]: the Pingora `ProxyHttp` that wires it all to the network.
 
 pub mod arrivals;
@@ -26,6 +28,7 @@ pub mod config;
 mod error;
 pub mod guard;
 pub mod limits;
+pub mod lottery;
 pub mod page;
 pub mod proxy;
 pub mod reply;

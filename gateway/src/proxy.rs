@@ -18,6 +18,7 @@ use crate::arrivals::Arrivals;
 use crate::config::GatewayConfig;
 use crate::guard::{self, Verdict};
 use crate::limits::{Limiter, Limits, client_ip};
+use crate::lottery::Lotteries;
 use crate::reply::Reply;
 use crate::routes::{Route, Upstream, classify};
 use crate::snapshots::Snapshots;
@@ -77,8 +78,11 @@ pub fn build(
     let fulfilment = upstream_pool("fulfilment health check", &cfg.fulfilment_upstreams)?;
     let metrics = Metrics::new();
     metrics.register_join_batches(arrivals.batch_sizes.clone());
+    let limits = Arc::new(Limits::from_config(cfg));
     let gateway = Gateway {
         waiting: Waiting {
+            lotteries: Lotteries::new(snapshots.room().clone()),
+            limits: limits.clone(),
             snapshots,
             arrivals,
             signer,
@@ -86,12 +90,7 @@ pub fn build(
             queue_token_ttl: cfg.queue_token_ttl,
             secure_cookies: cfg.secure_cookies(),
         },
-        limits: Arc::new(Limits {
-            join: Limiter::per_minute(cfg.join_per_min),
-            status: Limiter::per_minute(cfg.status_per_min),
-            access_link: Limiter::per_minute(cfg.access_link_per_min),
-            allowlist: cfg.allowlist.clone(),
-        }),
+        limits,
         metrics,
         orders: orders.task(),
         console: console.task(),
@@ -135,29 +134,29 @@ impl Gateway {
                     Ok(()) => Reply::new(200, "text/plain", "ready\n"),
                     Err(e) => EdgeError::Unavailable(e).reply(),
                 }),
-                Route::Metrics => Some(Reply::new(
-                    200,
-                    "text/plain; version=0.0.4",
-                    self.metrics.render(),
-                )),
                 Route::OpenApi => Some(Reply::new(200, "application/json", OPENAPI)),
+                // Every waiting-room request counts against the status limit; one that
+                // takes a new place also against the join limit, charged where the place
+                // is taken (`Waiting::new_place`), whichever of these it came by.
                 Route::QueuePage(e) => {
                     limited(&self.limits.status)?;
                     Some(self.waiting.page(e, visit).await?)
                 }
                 Route::Join(e) => {
-                    limited(&self.limits.join)?;
+                    limited(&self.limits.status)?;
                     Some(self.waiting.join(e, visit).await?)
                 }
                 Route::Status(e) => {
                     limited(&self.limits.status)?;
                     Some(self.waiting.status(e, visit).await?)
                 }
+                // Served from memory (crate::lottery), so it costs what a poll costs; the
+                // join limit is for taking places.
                 Route::Lottery(e) => {
-                    limited(&self.limits.join)?;
+                    limited(&self.limits.status)?;
                     Some(self.waiting.lottery(e).await?)
                 }
-                Route::Protected { event, page } => {
+                Route::Protected { event, page, write } => {
                     match guard::check(
                         &self.waiting.snapshots,
                         self.waiting.queue_tokens.verifier(),
@@ -167,12 +166,22 @@ impl Gateway {
                     )
                     .await
                     {
-                        Verdict::Pass => None,
+                        Verdict::Admitted => None,
+                        Verdict::Open => {
+                            if *write {
+                                limited(&self.limits.holds_without_admission)?;
+                            }
+                            None
+                        }
                         Verdict::Deny(reply) => Some(reply),
                     }
                 }
                 Route::AccessLink => {
                     limited(&self.limits.access_link)?;
+                    None
+                }
+                Route::Webhook => {
+                    limited(&self.limits.webhook)?;
                     None
                 }
                 Route::Upstream(_) => None,
@@ -226,11 +235,17 @@ impl ProxyHttp for Gateway {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let client = client_ip(peer, header(req, "x-forwarded-for"), &self.trusted_proxies);
+        let forwarded_for = req
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes());
+        let client = client_ip(peer, forwarded_for, &self.trusted_proxies);
         ctx.client = Some(client);
         let cookie = header(req, "cookie").map(str::to_owned);
         let authorization = header(req, "authorization").map(str::to_owned);
         let visit = Visit {
+            client,
             cookie: cookie.as_deref(),
             authorization: authorization.as_deref(),
         };

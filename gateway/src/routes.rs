@@ -6,7 +6,6 @@ use waitroom::EventSlug;
 pub enum Route {
     Healthz,
     Readyz,
-    Metrics,
     OpenApi,
     /// `GET /queue/{event}`: the waiting page.
     QueuePage(EventSlug),
@@ -20,7 +19,13 @@ pub enum Route {
     Protected {
         event: EventSlug,
         page: bool,
+        /// A write to the event's API: a hold (`POST /api/events/{event}/holds`, the
+        /// only one today). Any method but GET/HEAD counts, so a path spelling the
+        /// upstream happens to route the same way cannot skip the hold limit.
+        write: bool,
     },
+    /// `POST /api/payments/webhook`: proxied to orders, limited per source.
+    Webhook,
     /// `/join/{token}`: access links, proxied but rate limited (guessing defence).
     AccessLink,
     /// Proxied as is to an upstream.
@@ -42,7 +47,6 @@ impl Route {
         match self {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
-            Route::Metrics => "metrics",
             Route::OpenApi => "openapi",
             Route::QueuePage(_) => "queue_page",
             Route::Join(_) => "join",
@@ -51,6 +55,7 @@ impl Route {
             Route::Protected { page: true, .. } => "event_page",
             Route::Protected { page: false, .. } => "event_api",
             Route::AccessLink => "access_link",
+            Route::Webhook => "webhook",
             Route::Upstream(Upstream::Orders) => "orders",
             Route::Upstream(Upstream::Console) => "console",
             Route::Upstream(Upstream::Fulfilment) => "fulfilment",
@@ -63,6 +68,7 @@ impl Route {
         match self {
             Route::Protected { .. } => Some(Upstream::Orders),
             Route::AccessLink => Some(Upstream::Fulfilment),
+            Route::Webhook => Some(Upstream::Orders),
             Route::Upstream(u) => Some(*u),
             _ => None,
         }
@@ -80,7 +86,6 @@ pub fn classify(method: &str, path: &str) -> Route {
     match segments.as_slice() {
         ["healthz"] => Route::Healthz,
         ["readyz"] => Route::Readyz,
-        ["metrics"] => Route::Metrics,
         ["openapi.json"] => Route::OpenApi,
         ["queue", ev] => slug(ev).map_or(Route::NotFound, |e| only(get, Route::QueuePage(e))),
         ["queue", ev, "join"] => {
@@ -95,11 +100,14 @@ pub fn classify(method: &str, path: &str) -> Route {
         ["e", ev, ..] => slug(ev).map_or(Route::NotFound, |event| Route::Protected {
             event,
             page: true,
+            write: false,
         }),
         ["api", "events", ev, ..] => slug(ev).map_or(Route::NotFound, |event| Route::Protected {
             event,
             page: false,
+            write: !get,
         }),
+        ["api", "payments", "webhook", ..] => Route::Webhook,
         ["join", ..] => Route::AccessLink,
         ["api", ..] => Route::Upstream(Upstream::Orders),
         ["console", ..] => Route::Upstream(Upstream::Console),
@@ -134,16 +142,28 @@ mod tests {
             classify("GET", "/e/demo"),
             Route::Protected {
                 event: ev("demo"),
-                page: true
+                page: true,
+                write: false,
             }
         );
         assert_eq!(
             classify("POST", "/api/events/demo/holds"),
             Route::Protected {
                 event: ev("demo"),
-                page: false
+                page: false,
+                write: true,
             }
         );
+        assert_eq!(
+            classify("GET", "/api/events/demo"),
+            Route::Protected {
+                event: ev("demo"),
+                page: false,
+                write: false,
+            }
+        );
+        assert_eq!(classify("POST", "/api/payments/webhook"), Route::Webhook);
+        assert_eq!(classify("GET", "/metrics"), Route::NotFound);
         assert_eq!(
             classify("DELETE", "/api/holds/1"),
             Route::Upstream(Upstream::Orders)

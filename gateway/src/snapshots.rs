@@ -3,13 +3,19 @@
 //! A refresher re-reads every recently used event each `refresh` period; requests read
 //! whatever is cached (at most one period plus one round trip old, well inside the
 //! 1 s promise for settings changes). Only the first request for an event not yet seen
-//! waits for Redis. Unknown events are cached too, so probing random slugs cannot turn
-//! into a Redis load.
+//! waits for Redis.
+//!
+//! Only events Redis knows are kept and refreshed. A slug it does not know is
+//! remembered apart, for [`UNKNOWN_FOR`], in a cache bounded in entries: probing
+//! `/e/<random>` costs one existence check per slug per period and some memory up to
+//! the bound, never a bigger set for the refresher to walk every period (before, each
+//! probed slug was re-read five times a second for a minute).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use quick_cache::sync::Cache;
 use waitroom::EventSlug;
 use waitroom::queue::{Snapshot, Waitroom};
 use waitroom::settings::Mode;
@@ -17,16 +23,26 @@ use waitroom::settings::Mode;
 use crate::EdgeError;
 
 const IDLE_AFTER: Duration = Duration::from_secs(60);
+/// Known events kept; past this (more events in use at once than any deployment
+/// runs) a new one is answered from Redis without being kept.
 const MAX_EVENTS: usize = 10_000;
+/// How long "no such event" is believed. Short enough that an event created a moment
+/// after someone asked for it is served within the 1 s promise for settings changes.
+pub const UNKNOWN_FOR: Duration = Duration::from_secs(1);
+/// Unknown slugs remembered; beyond it the least useful are forgotten, and a
+/// forgotten one costs one more existence check.
+const MAX_UNKNOWN: usize = 10_000;
 
 struct Entry {
-    snapshot: Option<Arc<Snapshot>>,
+    snapshot: Arc<Snapshot>,
     used: Instant,
 }
 
 pub struct Snapshots {
     room: Waitroom,
     entries: RwLock<HashMap<EventSlug, Entry>>,
+    /// Slugs Redis did not know, and when it said so.
+    unknown: Cache<EventSlug, Instant>,
 }
 
 impl Snapshots {
@@ -34,6 +50,7 @@ impl Snapshots {
         Self {
             room,
             entries: RwLock::new(HashMap::new()),
+            unknown: Cache::new(MAX_UNKNOWN),
         }
     }
 
@@ -52,22 +69,39 @@ impl Snapshots {
                 {
                     e.used = Instant::now();
                 }
-                return snap.ok_or(EdgeError::UnknownEvent);
+                return Ok(snap);
             }
         }
-        let fetched = self.fetch(event).await?;
+        if self
+            .unknown
+            .get(event)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_FOR)
+        {
+            return Err(EdgeError::UnknownEvent);
+        }
+        let Some(fetched) = self.fetch(event).await? else {
+            self.unknown.insert(event.clone(), Instant::now());
+            return Err(EdgeError::UnknownEvent);
+        };
         let mut entries = self.entries.write().expect("snapshot lock");
         if entries.len() >= MAX_EVENTS {
-            entries.retain(|_, e| e.snapshot.is_some());
+            entries.retain(|_, e| e.used.elapsed() < IDLE_AFTER);
         }
-        entries.insert(
-            event.clone(),
-            Entry {
-                snapshot: fetched.clone(),
-                used: Instant::now(),
-            },
-        );
-        fetched.ok_or(EdgeError::UnknownEvent)
+        if entries.len() < MAX_EVENTS {
+            entries.insert(
+                event.clone(),
+                Entry {
+                    snapshot: fetched.clone(),
+                    used: Instant::now(),
+                },
+            );
+        }
+        Ok(fetched)
+    }
+
+    /// Events the refresher re-reads each period (tests: probing must not grow it).
+    pub fn tracked(&self) -> usize {
+        self.entries.read().expect("snapshot lock").len()
     }
 
     async fn fetch(&self, event: &EventSlug) -> Result<Option<Arc<Snapshot>>, EdgeError> {
@@ -89,20 +123,21 @@ impl Snapshots {
             match self.fetch(&event).await {
                 Ok(snapshot) => {
                     if let Some(e) = self.entries.write().expect("snapshot lock").get_mut(&event) {
-                        e.snapshot = match (snapshot, e.snapshot.take()) {
+                        e.snapshot = match snapshot {
+                            Some(fresh) => fresh,
                             // Redis answers but has forgotten an event it knew a moment
                             // ago (restarted without persistence): hold everyone where
                             // they are, paused, until the console restores the queue,
                             // rather than telling people the event does not exist.
-                            (None, Some(last)) => {
+                            None => {
+                                let last = &e.snapshot;
                                 if last.settings.mode != Mode::Paused {
                                     tracing::warn!(%event, "queue state missing in Redis; paused until restored");
                                 }
-                                let mut held = (*last).clone();
+                                let mut held = (**last).clone();
                                 held.settings.mode = Mode::Paused;
-                                Some(Arc::new(held))
+                                Arc::new(held)
                             }
-                            (fresh, _) => fresh,
                         };
                     }
                 }

@@ -1,4 +1,7 @@
-//! Prometheus metrics of the edge, in a registry owned by the gateway (no globals).
+//! Prometheus metrics of the edge, in a registry owned by the gateway (no globals),
+//! served on a listener of their own (`FLOODGATE_GATEWAY_METRICS_LISTEN`), never on
+//! the buyers' port: the figures (routes, refusals, latency) are for operators, and
+//! encoding the registry is work the crowd should not be able to ask for.
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -70,6 +73,33 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// The metrics listener's one page: `GET /metrics`, anything else 404.
+pub struct MetricsEndpoint(pub Metrics);
+
+#[async_trait::async_trait]
+impl pingora::apps::http_app::ServeHttp for MetricsEndpoint {
+    async fn response(
+        &self,
+        session: &mut pingora::protocols::http::ServerSession,
+    ) -> http::Response<Vec<u8>> {
+        let (status, content_type, body) = if session.req_header().uri.path() == "/metrics" {
+            (
+                200,
+                "text/plain; version=0.0.4",
+                self.0.render().into_bytes(),
+            )
+        } else {
+            (404, "text/plain", b"not found\n".to_vec())
+        };
+        http::Response::builder()
+            .status(status)
+            .header("Content-Type", content_type)
+            .header("Content-Length", body.len())
+            .body(body)
+            .expect("a valid response")
     }
 }
 

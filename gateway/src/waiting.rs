@@ -1,6 +1,7 @@
 //! The waiting room at the edge: join, status and the page, as request → reply logic
 //! independent of Pingora so it can be reasoned about (and tested) on its own.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +15,18 @@ use waitroom::tokens::{
 
 use crate::EdgeError;
 use crate::arrivals::Arrivals;
+use crate::limits::Limits;
+use crate::lottery::Lotteries;
 use crate::page;
 use crate::reply::{Reply, admission_cookie_name, cookie, queue_cookie_name, token_cookie};
 use crate::snapshots::Snapshots;
 use crate::verified::VerifiedQueueTokens;
 
 /// What the edge knows about a request that matters to the waiting room.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Visit<'a> {
+    /// Who is asking (see [`crate::limits::client_ip`]): a new place is charged to it.
+    pub client: IpAddr,
     pub cookie: Option<&'a str>,
     pub authorization: Option<&'a str>,
 }
@@ -42,6 +47,10 @@ impl<'a> Visit<'a> {
 
 pub struct Waiting {
     pub snapshots: Arc<Snapshots>,
+    /// The published pre-queue draws.
+    pub lotteries: Lotteries,
+    /// Every new place is charged to the join limit here, whichever request takes it.
+    pub limits: Arc<Limits>,
     /// New places, taken in batches (see [`crate::arrivals`]).
     pub arrivals: Arrivals,
     pub signer: TokenSigner,
@@ -133,15 +142,12 @@ impl Waiting {
         Ok(self.with_cookies(event, reply, &place, false))
     }
 
-    /// The public pre-queue draw, for anyone to verify.
+    /// The public pre-queue draw, for anyone to verify; from memory (see
+    /// [`crate::lottery`]).
     pub async fn lottery(&self, event: &EventSlug) -> Result<Reply, EdgeError> {
-        let record = self
-            .snapshots
-            .room()
-            .lottery_record(event)
-            .await?
-            .ok_or(EdgeError::UnknownEvent)?;
-        Ok(Reply::json(200, &record))
+        let snapshot = self.snapshots.get(event).await?;
+        let body = self.lotteries.get(event, &snapshot).await?;
+        Ok(Reply::new(200, "application/json", body))
     }
 
     async fn place(
@@ -162,7 +168,7 @@ impl Waiting {
         };
         let (mut claims, mut token, mut fresh) = match verified {
             Some((claims, token)) => (claims, token, false),
-            None => match self.new_place(event).await? {
+            None => match self.new_place(event, visit.client).await? {
                 Ok((claims, token)) => (claims, token, true),
                 Err(mode) => return Ok(Place::NotQueued(mode)),
             },
@@ -212,7 +218,7 @@ impl Waiting {
                 }
                 Claim::Expired => {
                     // The admission lapsed unused: a new place at the back, not a refusal.
-                    match self.new_place(event).await? {
+                    match self.new_place(event, visit.client).await? {
                         Ok((c, t)) => {
                             claims = c;
                             token = t;
@@ -235,10 +241,16 @@ impl Waiting {
     }
 
     /// Takes a new place; `Err(mode)` when the queue takes no places right now.
+    ///
+    /// The one door to a new place, so the join limit is charged here: a page load
+    /// without a cookie, a join, a poll whose admission lapsed all take a place, and a
+    /// script must not find one of them a cheaper way in than the others.
     async fn new_place(
         &self,
         event: &EventSlug,
+        client: IpAddr,
     ) -> Result<Result<(QueueClaims, String), Mode>, EdgeError> {
+        self.limits.check(&self.limits.join, client)?;
         let visitor = uuid::Uuid::new_v4().simple().to_string();
         let (seq, pq) = match self.arrivals.join(event, visitor.clone()).await {
             Ok(Joined::Queued { seq }) => (Some(seq), None),

@@ -1,6 +1,10 @@
 //! Attacks on the edge, against the real gateway binary and the real Redis: forged and
 //! confused tokens, a queue token moved forward, a queue token shared by a crowd, token
-//! guessing, cookie flags behind https, malformed requests.
+//! guessing, cookie flags behind https, malformed requests; and the buyer's own
+//! endpoints turned into floods (issue 15): webhooks from one source, the waiting page
+//! as a cheaper join, an IPv6 client rotating through its /64, holds without a queue,
+//! the lottery record and random event slugs as Redis load, the metrics on the buyers'
+//! port, a client's `X-Forwarded-For` in front of the proxy's.
 //!
 //! `edge.rs` already covers a tampered `seq` at status, expired / foreign-event /
 //! unknown-key admissions at a protected path and the join flood; this file covers the
@@ -33,6 +37,10 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL
 struct Edge {
     gateway: Child,
     base: String,
+    /// The gateway's metrics listener.
+    metrics_base: String,
+    /// This test's Redis key prefix.
+    prefix: String,
     room: Waitroom,
     event: EventSlug,
     /// The gateway's own signing key: used only to make tokens that are valid except
@@ -93,8 +101,13 @@ async fn start(settings: AdmissionSettings, env: &[(&str, &str)]) -> Edge {
     let proxied = Arc::new(AtomicUsize::new(0));
     let upstream = counting_upstream(proxied.clone()).await;
     let port = free_port();
+    let metrics_port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
     cmd.env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "FLOODGATE_GATEWAY_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
         .env("REDIS_URL", &redis.url)
         .env("FLOODGATE_REDIS_PREFIX", &prefix)
         .env("FLOODGATE_SIGNING_KEY", dir.join("k.key.pem"))
@@ -116,6 +129,8 @@ async fn start(settings: AdmissionSettings, env: &[(&str, &str)]) -> Edge {
     let edge = Edge {
         gateway: cmd.spawn().expect("start gateway"),
         base: format!("http://127.0.0.1:{port}"),
+        metrics_base: format!("http://127.0.0.1:{metrics_port}"),
+        prefix,
         room,
         event,
         signer: TokenSigner::from_pem("k", sk.as_bytes()).unwrap(),
@@ -713,5 +728,390 @@ async fn malformed_requests_get_4xx_and_the_edge_stays_up() {
     let r = c.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "the gateway survived");
     assert_eq!(s.proxied.load(Ordering::SeqCst), 0);
+    s.cleanup().await;
+}
+
+/// Every command clients send Redis about this test's keys from now on, as Redis itself
+/// reports them (MONITOR on a connection of our own): what the gateway costs Redis,
+/// measured where it is paid. The commands a script runs inside Redis (logged as
+/// `[0 lua]`) are left out: one script is one round trip.
+struct Monitor {
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Monitor {
+    async fn start(prefix: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let sock = tokio::net::TcpStream::connect("127.0.0.1:6379")
+            .await
+            .unwrap();
+        let (read, mut write) = sock.into_split();
+        write.write_all(b"MONITOR\r\n").await.unwrap();
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("+OK"));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mine, prefix) = (seen.clone(), prefix.to_owned());
+        let task = tokio::spawn(async move {
+            let _write = write;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains(&prefix) && !line.contains(" lua]") {
+                    mine.lock().unwrap().push(line);
+                }
+            }
+        });
+        Self { seen, task }
+    }
+
+    /// Commands seen so far that mention `needle` (case-insensitive).
+    fn count(&self, needle: &str) -> usize {
+        let needle = needle.to_ascii_lowercase();
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.to_ascii_lowercase().contains(&needle))
+            .count()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sends `request()` until one is refused with 429 (at most `max` times); returns how
+/// many got through and the refusal, after checking it is the API error with
+/// `Retry-After`.
+async fn flood_until_limited(
+    what: &str,
+    max: usize,
+    mut request: impl FnMut(usize) -> reqwest::RequestBuilder,
+) -> usize {
+    for i in 0..max {
+        let r = request(i).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry), "{what}: Retry-After {retry}");
+            let b = body(r).await;
+            assert_eq!(b["error"], "rate_limited", "{what}: {b}");
+            assert!(b["message"].is_string(), "{what}: {b}");
+            return i;
+        }
+        assert!(
+            r.status().is_success() || r.status().is_redirection(),
+            "{what}: {}",
+            r.status()
+        );
+    }
+    panic!("{what}: {max} requests were never limited");
+}
+
+/// A forged-webhook flood from one source is cut at the edge (each one would cost
+/// orders an HMAC over its body); the provider's other addresses are untouched.
+#[tokio::test]
+async fn a_webhook_flood_from_one_source_is_limited_at_the_edge() {
+    let s = start(
+        on(0),
+        &[
+            ("FLOODGATE_RATE_ALLOWLIST", ""),
+            ("FLOODGATE_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("FLOODGATE_WEBHOOK_PER_MIN", "60"),
+        ],
+    )
+    .await;
+    let c = client();
+    let webhook = |from: &str| {
+        c.post(s.url("/api/payments/webhook"))
+            .header("x-forwarded-for", from)
+            .header("stripe-signature", "t=1,v1=".to_owned() + &"0".repeat(64))
+            .body(r#"{"type":"payment_intent.succeeded"}"#)
+    };
+    let allowed = flood_until_limited("webhook", 200, |_| webhook("203.0.113.9")).await;
+    // Burst of a sixth of 60 is 10; a slow machine may see a token refill.
+    assert!(allowed <= 10 + 3, "{allowed} forged webhooks got through");
+    assert_eq!(
+        s.proxied.load(Ordering::SeqCst),
+        allowed,
+        "only those reached orders"
+    );
+    let other = webhook("198.51.100.7").send().await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another source has its own bucket"
+    );
+    s.cleanup().await;
+}
+
+/// `GET /queue/{event}` without a cookie takes a place; it must cost what a join costs,
+/// or a script loads the page instead of joining and gets eight times the places.
+#[tokio::test]
+async fn the_waiting_page_is_not_a_cheaper_join() {
+    let s = start(
+        on(0),
+        &[
+            ("FLOODGATE_RATE_ALLOWLIST", ""),
+            ("FLOODGATE_JOIN_PER_MIN", "30"),
+            ("FLOODGATE_STATUS_PER_MIN", "600"),
+        ],
+    )
+    .await;
+    let c = client();
+    let first = c.get(s.url("/queue/gig")).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let cookie = first.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let allowed = flood_until_limited("cookieless page", 60, |_| c.get(s.url("/queue/gig"))).await;
+    let (_, tail, _) = s.counters().await;
+    // The join burst is five; one went to the first visit above.
+    assert!(
+        allowed <= 5 + 2,
+        "{allowed} cookieless page loads got through"
+    );
+    assert!(tail <= 5 + 3, "{tail} places taken by page loads");
+    // A visitor who already has a place is only polling: the page still loads.
+    let again = c
+        .get(s.url("/queue/gig"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(
+        s.counters().await.1,
+        tail,
+        "no new place for a visitor with one"
+    );
+    s.cleanup().await;
+}
+
+/// An IPv6 client holds a whole /64: rotating through its addresses is still one
+/// client, while the next /64 is somebody else.
+#[tokio::test]
+async fn an_ipv6_client_rotating_through_its_64_is_one_client() {
+    let s = start(
+        on(0),
+        &[
+            ("FLOODGATE_RATE_ALLOWLIST", ""),
+            ("FLOODGATE_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("FLOODGATE_JOIN_PER_MIN", "30"),
+        ],
+    )
+    .await;
+    let c = client();
+    let allowed = flood_until_limited("rotating /64", 100, |i| {
+        c.post(s.url("/queue/gig/join"))
+            .header("x-forwarded-for", format!("2001:db8:aa:bb:{i:x}:{i:x}::1"))
+    })
+    .await;
+    assert!(allowed <= 5 + 2, "{allowed} joins from one /64 got through");
+    let other = c
+        .post(s.url("/queue/gig/join"))
+        .header("x-forwarded-for", "2001:db8:aa:bc::1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "the next /64 is another client"
+    );
+    s.cleanup().await;
+}
+
+/// With the queue off nothing ties a hold to one buyer, so without an admission holds
+/// are limited per client: a script cannot hold the whole inventory every hold TTL.
+/// Reads are not, and a hold with a valid admission is not either.
+#[tokio::test]
+async fn holds_without_an_admission_are_limited_per_client_when_the_queue_is_off() {
+    let s = start(
+        AdmissionSettings {
+            mode: Mode::Off,
+            ..on(0)
+        },
+        &[
+            ("FLOODGATE_RATE_ALLOWLIST", ""),
+            ("FLOODGATE_HOLDS_WITHOUT_ADMISSION_PER_MIN", "6"),
+        ],
+    )
+    .await;
+    let c = client();
+    let allowed = flood_until_limited("holds without admission", 100, |_| {
+        c.post(s.url("/api/events/gig/holds"))
+            .json(&json!({"tier": "ga", "quantity": 1, "email": "bot@example.org"}))
+    })
+    .await;
+    assert!(
+        allowed <= 5 + 2,
+        "{allowed} holds without admission got through"
+    );
+    assert_eq!(
+        s.proxied.load(Ordering::SeqCst),
+        allowed,
+        "only those reached orders"
+    );
+    // Another spelling of the same write is the same limit.
+    let r = c.put(s.url("/api/events/gig/holds/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let read = c.get(s.url("/api/events/gig")).send().await.unwrap();
+    assert_eq!(
+        read.status(),
+        StatusCode::OK,
+        "reading the event is not a hold"
+    );
+    let admitted = c
+        .post(s.url("/api/events/gig/holds"))
+        .bearer_auth(s.signer.sign(&s.admission_claims("gig", 300)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admitted.status(), StatusCode::OK, "an admitted hold passes");
+    s.cleanup().await;
+}
+
+/// The lottery record lists every entrant: read from Redis per request, a crowd
+/// refreshing it would be an `LRANGE` of the whole pre-queue each time. The edge reads
+/// it at most once a second, and new entrants still show within that.
+#[tokio::test]
+async fn the_lottery_is_read_from_redis_at_most_once_a_second() {
+    let s = start(
+        AdmissionSettings {
+            mode: Mode::Prequeue,
+            opens_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+            ..on(0)
+        },
+        &[],
+    )
+    .await;
+    let c = client();
+    for _ in 0..20 {
+        c.post(s.url("/queue/gig/join")).send().await.unwrap();
+    }
+    let monitor = Monitor::start(&s.prefix).await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        let mut round = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let url = s.url("/queue/gig/lottery");
+            round.spawn(async move { client().get(url).send().await.unwrap() });
+        }
+        while let Some(r) = round.join_next().await {
+            let r = r.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(body(r).await["entrants"].as_array().unwrap().len(), 20);
+        }
+    }
+    let seconds = started.elapsed().as_secs() as usize;
+    let reads = monitor.count("\"lrange\"");
+    assert!(
+        reads <= seconds + 2,
+        "{reads} reads of the pre-queue for 200 requests in {seconds} s"
+    );
+    // A new entrant is in the published record within about a second.
+    c.post(s.url("/queue/gig/join")).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = body(c.get(s.url("/queue/gig/lottery")).send().await.unwrap()).await;
+        if r["entrants"].as_array().unwrap().len() == 21 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new entrant never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.cleanup().await;
+}
+
+/// The edge's figures are for operators: not on the buyers' port, only on the metrics
+/// listener.
+#[tokio::test]
+async fn the_metrics_are_not_served_on_the_buyers_port() {
+    let s = start(on(0), &[]).await;
+    let c = client();
+    let public = c.get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body(public).await["error"], "not_found");
+    let text = c
+        .get(format!("{}/metrics", s.metrics_base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("floodgate_gateway_requests_total"),
+        "the metrics listener serves them: {text}"
+    );
+    s.cleanup().await;
+}
+
+/// `GET /e/<random>` floods: each unknown slug costs one existence check and is then
+/// remembered for a second, never joining the set the refresher re-reads every 200 ms.
+#[tokio::test]
+async fn random_event_slugs_cost_one_check_each_and_are_never_refreshed() {
+    let s = start(on(0), &[]).await;
+    let c = client();
+    let monitor = Monitor::start(&s.prefix).await;
+    let slugs: Vec<String> = (0..100)
+        .map(|_| format!("probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+        .collect();
+    for slug in &slugs {
+        let r = c.get(s.url(&format!("/e/{slug}"))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND, "to the waiting room");
+    }
+    for _ in 0..50 {
+        c.get(s.url("/e/probe-again")).send().await.unwrap();
+    }
+    // Long enough for five refresher rounds.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let checks: usize = slugs
+        .iter()
+        .map(|slug| monitor.count(&format!("{{{slug}}}")))
+        .sum();
+    assert!(
+        checks <= slugs.len(),
+        "{checks} reads for {} probed slugs",
+        slugs.len()
+    );
+    let again = monitor.count("{probe-again}");
+    assert!(again <= 2, "{again} reads for one slug probed 50 times");
+    s.cleanup().await;
+}
+
+/// Behind a trusted proxy, a client that sends its own `X-Forwarded-For` gets it
+/// passed along as a first header, the proxy's as the last: only the proxy's counts,
+/// so rotating the first header opens no fresh buckets.
+#[tokio::test]
+async fn a_clients_forwarded_for_header_in_front_of_the_proxys_does_not_count() {
+    let s = start(
+        on(0),
+        &[
+            ("FLOODGATE_RATE_ALLOWLIST", ""),
+            ("FLOODGATE_TRUSTED_PROXIES", "127.0.0.1/32"),
+            ("FLOODGATE_JOIN_PER_MIN", "30"),
+        ],
+    )
+    .await;
+    let c = client();
+    let allowed = flood_until_limited("rotated first header", 100, |i| {
+        c.post(s.url("/queue/gig/join"))
+            .header("x-forwarded-for", format!("10.66.{}.{}", i / 250, i % 250))
+            .header("x-forwarded-for", "203.0.113.50")
+    })
+    .await;
+    assert!(allowed <= 5 + 2, "{allowed} joins got through");
+    let (_, tail, _) = s.counters().await;
+    assert!(tail <= 5 + 2, "{tail} places taken");
     s.cleanup().await;
 }

@@ -27,6 +27,8 @@ fn free_port() -> u16 {
 struct Stack {
     gateway: Child,
     base: String,
+    /// The gateway's metrics listener, apart from the buyers' port.
+    metrics_base: String,
     room: Waitroom,
     event: EventSlug,
     /// A signer with the gateway's own key, to forge-test against (as an attacker
@@ -83,8 +85,13 @@ async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack
     std::fs::write(dir.join("k.pub.pem"), &pk).unwrap();
     let upstream = upstream().await;
     let port = free_port();
+    let metrics_port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
     cmd.env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "FLOODGATE_GATEWAY_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
         .env("REDIS_URL", &redis.url)
         .env("FLOODGATE_REDIS_PREFIX", &prefix)
         .env("FLOODGATE_SIGNING_KEY", dir.join("k.key.pem"))
@@ -107,6 +114,7 @@ async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack
     let stack = Stack {
         gateway,
         base: format!("http://127.0.0.1:{port}"),
+        metrics_base: format!("http://127.0.0.1:{metrics_port}"),
         room,
         event,
         signer: TokenSigner::from_pem("k", sk.as_bytes()).unwrap(),
@@ -407,7 +415,7 @@ async fn a_flood_from_one_address_gets_429() {
     );
     assert_eq!(json(r).await["error"], "rate_limited");
     let metrics = c
-        .get(s.url("/metrics"))
+        .get(format!("{}/metrics", s.metrics_base))
         .send()
         .await
         .unwrap()
@@ -593,6 +601,10 @@ async fn two_gateways_both_apply_a_settings_change_within_a_second() {
     let mut b = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
         .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env(
+            "FLOODGATE_GATEWAY_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("FLOODGATE_REDIS_PREFIX", a.room.prefix())
         .env("FLOODGATE_SIGNING_KEY", a.dir.join("k.key.pem"))
         .env("FLOODGATE_SIGNING_KID", "k")

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use gateway::arrivals::Arrivals;
 use gateway::config::GatewayConfig;
 use gateway::snapshots::Snapshots;
+use gateway::telemetry::MetricsEndpoint;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy_service;
@@ -79,13 +80,22 @@ fn main() -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    // Metrics on a port of their own (FLOODGATE_GATEWAY_METRICS_LISTEN), never the
+    // buyers': one thread is plenty for a scrape every few seconds.
+    let mut metrics = pingora::services::listening::Service::new(
+        "gateway metrics".into(),
+        MetricsEndpoint(built.gateway.metrics.clone()),
+    );
+    metrics.add_tcp(&cfg.metrics_listen);
+    metrics.threads = Some(1);
     let mut service = http_proxy_service(&server.configuration, built.gateway);
     service.add_listener(
         ListenerConfig::tcp(&cfg.listen)
             .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
     );
-    tracing::info!(listen = %cfg.listen, "gateway starting");
+    tracing::info!(listen = %cfg.listen, metrics = %cfg.metrics_listen, "gateway starting");
     server.add_service(service);
+    server.add_service(metrics);
     for hc in built.health_checks {
         server.add_service(hc);
     }
