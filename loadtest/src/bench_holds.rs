@@ -86,10 +86,13 @@ CREATE TABLE bench_hold (
 CREATE UNIQUE INDEX bench_hold_one_active ON bench_hold (admission_jti) WHERE status = 'active';
 ";
 
-const EMAIL: &str = "ada@example.org";
 const NAME: &str = "Ada Lovelace";
-const HOLD_BODY: &str =
-    r#"{"tier":"ga","quantity":1,"email":"ada@example.org","name":"Ada Lovelace"}"#;
+
+/// Each benchmarked hold is a different buyer, as in an on-sale: one e-mail would meet
+/// the per-buyer cap after a few holds.
+fn buyer_email(seq: impl std::fmt::Display) -> String {
+    format!("buyer-{seq}@example.org")
+}
 /// Capacity set on the benchmarked tier (the event API caps new tiers at a million).
 const HUGE_CAPACITY: i32 = 2_000_000_000;
 
@@ -765,7 +768,7 @@ fn hold_request(event_id: Uuid, tier_id: Uuid, seq: i64) -> anyhow::Result<HoldR
         quantity: 1,
         jti: Uuid::new_v4().to_string(),
         seq: Some(seq),
-        email: Email::parse(EMAIL)?,
+        email: Email::parse(&buyer_email(seq))?,
         name: BuyerName::parse(NAME)?,
         ttl_seconds: 600,
     })
@@ -948,6 +951,7 @@ async fn http_case_inner(
         reconcile_after: Duration::from_secs(60),
         workers: false,
         hold_writers_per_tier: 1,
+        holds_per_buyer: orders::holds::DEFAULT_HOLDS_PER_BUYER,
     };
     let state = AppState {
         holds: HoldDesk::new(pool.clone()),
@@ -982,7 +986,7 @@ async fn http_case_inner(
     let tokens = Arc::new(sign_tokens(&signer, slug, wanted).await?);
 
     // One hold before the clock starts: connections, catalog cache and writer exist.
-    let warm = post_hold(&http, &url, &tokens[0]).await?;
+    let warm = post_hold(&http, &url, &tokens[0], 0).await?;
     ensure!(
         warm.0 == reqwest::StatusCode::CREATED,
         "(d) warm-up hold answered {}: {}",
@@ -1015,7 +1019,7 @@ async fn http_case_inner(
                     }
                 };
                 let t0 = Instant::now();
-                match post_hold(&http, &url, token).await {
+                match post_hold(&http, &url, token, i as u64).await {
                     Ok((reqwest::StatusCode::CREATED, _)) => {
                         tally.ok += 1;
                         tally.latencies.push(micros(t0.elapsed()));
@@ -1079,12 +1083,17 @@ async fn post_hold(
     http: &reqwest::Client,
     url: &str,
     token: &str,
+    seq: u64,
 ) -> Result<(reqwest::StatusCode, String), reqwest::Error> {
+    let body = format!(
+        r#"{{"tier":"ga","quantity":1,"email":"{}","name":"{NAME}"}}"#,
+        buyer_email(seq)
+    );
     let response = http
         .post(url)
         .bearer_auth(token)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(HOLD_BODY)
+        .body(body)
         .send()
         .await?;
     let status = response.status();

@@ -1,5 +1,8 @@
-//! Closing the loop with the waiting room. A paid order or a released or expired hold
-//! ends its admission (freeing a `max_active` slot); when no seat is left in any tier
+//! Closing the loop with the waiting room. A paid order ends its admission (freeing a
+//! `max_active` slot). A released or expired hold does not: its admission may hold
+//! again until it expires, so its slot is still taken (freeing it on every release let
+//! one buyer release and re-hold while the queue admitted others into "their" slot,
+//! and `active` ran past `max_active`); it lapses by its deadline. When no seat is left in any tier
 //! the event's queue goes `sold_out`, so the people still waiting hear it at once
 //! instead of queueing for nothing, and when seats come back it reopens.
 //!
@@ -49,17 +52,14 @@ fn redis(e: waitroom::Error) -> Error {
     Error::Unavailable("the waiting room")
 }
 
-/// A hold was released or expired: its admission ends and its seats are back.
+/// A hold was released or expired: its seats are back (its admission goes on).
 pub async fn hold_closed(s: &AppState, hold: &ClosedHold) -> Result<(), Error> {
     let slug = slug_of(s, hold.event_id).await?;
-    if let Some(seq) = hold.admission_seq {
-        s.room.finish(&slug, seq as u64).await.map_err(redis)?;
-    }
     sync_sold_out(s, hold.event_id, &slug).await
 }
 
-/// An order was paid (or refunded because its seats were gone).
-pub async fn order_settled(s: &AppState, order_id: Uuid) -> Result<(), Error> {
+/// An order was paid: its admission is spent.
+pub async fn order_paid(s: &AppState, order_id: Uuid) -> Result<(), Error> {
     let row = sqlx::query!(
         r#"SELECT o.event_id, h.admission_seq FROM orders o JOIN holds h ON h.id = o.hold_id
            WHERE o.id = $1"#,

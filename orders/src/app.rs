@@ -440,19 +440,32 @@ async fn hold_form(
     }
 }
 
+/// The checkout page shows the buyer's name and e-mail, so it asks for the same proof
+/// as releasing or paying: the admission the hold was made under (queue on).
 async fn hold_page(
     State(s): State<AppState>,
     Path((slug, hold_id)): Path<(String, Uuid)>,
+    headers: HeaderMap,
 ) -> Response {
-    let hold = sqlx::query!(
-        r#"SELECT h.quantity, h.status, h.expires_at, h.buyer_name, h.buyer_email, t.name AS tier,
-                  t.price_cents, t.currency, e.title, e.starts_at, e.timezone
-           FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id
-           WHERE h.id = $1 AND e.slug = $2"#,
-        hold_id,
-        slug
-    )
-    .fetch_optional(&s.db)
+    let hold = async {
+        let jti = hold_admission(&s, hold_id, &headers).await?;
+        let h = sqlx::query!(
+            r#"SELECT h.quantity, h.status, h.expires_at, h.buyer_name, h.buyer_email, t.name AS tier,
+                      t.price_cents, t.currency, e.title, e.starts_at, e.timezone, h.admission_jti
+               FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id
+               WHERE h.id = $1 AND e.slug = $2"#,
+            hold_id,
+            slug
+        )
+        .fetch_optional(&s.db)
+        .await?;
+        if let (Some(h), Some(jti)) = (&h, jti)
+            && h.admission_jti != jti
+        {
+            return Err(Error::Forbidden("this hold belongs to another admission"));
+        }
+        Ok(h)
+    }
     .await;
     match hold {
         Ok(Some(h)) => Html(pages::hold(&pages::HoldView {
@@ -473,7 +486,7 @@ async fn hold_page(
         }))
         .into_response(),
         Ok(None) => page_error(Error::NotFound("hold")),
-        Err(e) => page_error(e.into()),
+        Err(e) => page_error(e),
     }
 }
 

@@ -6,6 +6,7 @@
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
+use sqlx::PgConnection;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -53,8 +54,9 @@ pub async fn checkout(
     let mut tx = s.db.begin().await?;
     let hold = sqlx::query!(
         r#"SELECT h.id, h.event_id, h.tier_id, h.quantity, h.admission_jti, h.status, h.expires_at,
-                  h.buyer_email, h.buyer_name, t.price_cents, t.currency
-           FROM holds h JOIN tiers t ON t.id = h.tier_id WHERE h.id = $1 FOR UPDATE OF h"#,
+                  h.buyer_email, h.buyer_name, t.price_cents, t.currency, e.status AS event_status
+           FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id
+           WHERE h.id = $1 FOR UPDATE OF h"#,
         hold_id
     )
     .fetch_optional(&mut *tx)
@@ -65,13 +67,25 @@ pub async fn checkout(
     {
         return Err(Error::Forbidden("this hold belongs to another admission"));
     }
+    if hold.event_status == "cancelled" {
+        return Err(Error::Conflict(
+            "event_cancelled",
+            "this event has been cancelled; nothing can be bought for it",
+        ));
+    }
     let existing = sqlx::query!(
-        "SELECT id, amount_cents, currency FROM orders WHERE hold_id = $1",
+        "SELECT id, amount_cents, currency, status FROM orders WHERE hold_id = $1",
         hold_id
     )
     .fetch_optional(&mut *tx)
     .await?;
     let (order_id, amount_cents, currency) = match existing {
+        Some(o) if o.status == "cancelled" => {
+            return Err(Error::Conflict(
+                "order_cancelled",
+                "this checkout was cancelled when its seats were given up; hold seats again",
+            ));
+        }
         Some(o) => (o.id, o.amount_cents, o.currency),
         None => {
             if hold.status != "active" || hold.expires_at <= chrono::Utc::now() {
@@ -84,8 +98,8 @@ pub async fn checkout(
             let amount = hold.price_cents * i64::from(hold.quantity);
             sqlx::query!(
                 r#"INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency,
-                        buyer_email, buyer_name, status, payment_provider)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending_payment', $10)"#,
+                        buyer_email, buyer_name, status, payment_provider, admission_jti)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending_payment', $10, $11)"#,
                 order_id,
                 hold.event_id,
                 hold_id,
@@ -96,9 +110,11 @@ pub async fn checkout(
                 hold.buyer_email,
                 hold.buyer_name,
                 s.provider.name(),
+                hold.admission_jti,
             )
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(one_live_order)?;
             sqlx::query!(
                 r#"INSERT INTO order_events (order_id, hold_id, actor, action, after)
                    VALUES ($1, $2, 'buyer', 'order.create',
@@ -128,14 +144,25 @@ pub async fn checkout(
             return_url: &return_url,
         })
         .await?;
-    sqlx::query!(
-        r#"UPDATE orders SET payment_intent_id = $2, updated_at = now()
-           WHERE id = $1 AND payment_intent_id IS NULL"#,
+    let status = sqlx::query_scalar!(
+        r#"UPDATE orders SET payment_intent_id = COALESCE(payment_intent_id, $2),
+               updated_at = CASE WHEN payment_intent_id IS NULL THEN now() ELSE updated_at END
+           WHERE id = $1 RETURNING status"#,
         order_id,
         intent.id
     )
-    .execute(&s.db)
+    .fetch_one(&s.db)
     .await?;
+    if status == "cancelled" {
+        // The hold ended while the provider was asked: the cancellation found no
+        // intent to cancel, so this one must be cancelled too before anyone pays it.
+        let mut conn = s.db.acquire().await?;
+        crate::jobs::schedule_intent_cancel(&mut conn, order_id).await?;
+        return Err(Error::Conflict(
+            "order_cancelled",
+            "this checkout was cancelled when its seats were given up; hold seats again",
+        ));
+    }
     Ok(CheckoutView {
         order_id,
         order_token: token,
@@ -146,4 +173,53 @@ pub async fn checkout(
             client_secret: intent.client_secret.clone(),
         },
     })
+}
+
+/// An admission has one live order: a second is refused by the unique index
+/// `orders_one_live_per_admission`, whatever raced to make it.
+fn one_live_order(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.constraint() == Some("orders_one_live_per_admission") => {
+            Error::AdmissionUsed
+        }
+        _ => Error::Database(e),
+    }
+}
+
+/// Cancels the unpaid orders of holds that just ended (released by the buyer, or
+/// expired), in the caller's transaction, and queues the cancellation of their payment
+/// intents at the provider, so a payment page left open takes no card. `why` is
+/// `hold_released` or `hold_expired`. Returns the orders cancelled.
+pub async fn cancel_unpaid(
+    conn: &mut PgConnection,
+    hold_ids: &[Uuid],
+    actor: &str,
+    why: &str,
+) -> Result<Vec<Uuid>, Error> {
+    let cancelled = sqlx::query_scalar!(
+        r#"UPDATE orders SET status = 'cancelled', updated_at = now()
+           WHERE hold_id = ANY($1) AND status = 'pending_payment'
+           RETURNING id"#,
+        hold_ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if cancelled.is_empty() {
+        return Ok(cancelled);
+    }
+    sqlx::query!(
+        r#"INSERT INTO order_events (order_id, actor, action, before, after)
+           SELECT id, $2, 'order.cancel', '{"status":"pending_payment"}',
+                  jsonb_build_object('status', 'cancelled', 'reason', $3::text)
+           FROM UNNEST($1::uuid[]) AS t(id)"#,
+        &cancelled,
+        actor,
+        why,
+    )
+    .execute(&mut *conn)
+    .await?;
+    for order_id in &cancelled {
+        crate::jobs::schedule_intent_cancel(conn, *order_id).await?;
+    }
+    Ok(cancelled)
 }

@@ -56,6 +56,9 @@ pub struct OrdersConfig {
     /// Hold writers per tier (`ORDERS_HOLD_WRITERS`, 1–8, default 1; see
     /// `orders::holds::DEFAULT_WRITERS_PER_TIER`).
     pub hold_writers_per_tier: usize,
+    /// Active holds one buyer (by e-mail) may have in one event (`ORDERS_HOLDS_PER_BUYER`,
+    /// 1–100, default `orders::holds::DEFAULT_HOLDS_PER_BUYER`).
+    pub holds_per_buyer: i32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,8 +140,19 @@ impl OrdersConfig {
             .ok_or_else(|| {
                 ConfigError("ORDERS_HOLD_WRITERS must be a number from 1 to 8".into())
             })?;
+        let holds_per_buyer = var(
+            "ORDERS_HOLDS_PER_BUYER",
+            &crate::holds::DEFAULT_HOLDS_PER_BUYER.to_string(),
+        )
+        .parse::<i32>()
+        .ok()
+        .filter(|n| (1..=100).contains(n))
+        .ok_or_else(|| {
+            ConfigError("ORDERS_HOLDS_PER_BUYER must be a number from 1 to 100".into())
+        })?;
         Ok(Self {
             hold_writers_per_tier,
+            holds_per_buyer,
             database_url: var(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/floodgate",

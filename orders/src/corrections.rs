@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::buyers::Email;
@@ -291,14 +291,32 @@ pub async fn transfer_ticket(
     to_name: &crate::buyers::BuyerName,
     actor: &str,
 ) -> Result<Transferred, Error> {
+    // The order first, as a refund or a cancellation locks it: a transfer racing a full
+    // refund would otherwise leave a valid ticket on a refunded order (and `sold` one
+    // short), and two transfers on one order would both take its next seat number.
+    let order_id = sqlx::query_scalar!("SELECT order_id FROM tickets WHERE id = $1", ticket_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::NotFound("ticket"))?;
+    let order_status = sqlx::query_scalar!(
+        "SELECT status FROM orders WHERE id = $1 FOR UPDATE",
+        order_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let t = sqlx::query!(
         r#"SELECT t.order_id, t.event_id, t.tier_id, t.status, t.holder_email
            FROM tickets t WHERE t.id = $1 FOR UPDATE"#,
         ticket_id
     )
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(Error::NotFound("ticket"))?;
+    .fetch_one(&mut *conn)
+    .await?;
+    if order_status != "paid" && order_status != "partially_refunded" {
+        return Err(Error::Conflict(
+            "not_transferable",
+            "the order is no longer paid; its tickets cannot be transferred",
+        ));
+    }
     if t.status != "valid" {
         return Err(Error::Conflict(
             "not_transferable",
@@ -426,6 +444,55 @@ pub async fn cancel_event(conn: &mut PgConnection, event_id: Uuid) -> Result<boo
     .await?
     .rows_affected()
         == 1)
+}
+
+/// Ends what is still unpaid in a cancelled event: active holds are released (their
+/// seats back, though nobody can buy them) and their unpaid orders cancelled, with
+/// their payment intents queued for cancellation, so no payment page of the event
+/// takes a card any more. A payment that lands all the same is refunded by settlement
+/// ([`late_payments_refunded`] lists those). Returns the orders cancelled.
+pub async fn close_unpaid(conn: &mut PgConnection, event_id: Uuid) -> Result<Vec<Uuid>, Error> {
+    let closed = sqlx::query!(
+        r#"WITH ended AS (
+               UPDATE holds SET status = 'released', closed_at = now()
+               WHERE event_id = $1 AND status = 'active'
+               RETURNING id, tier_id, quantity),
+           seats AS (
+               UPDATE tiers t SET held = t.held - s.q
+               FROM (SELECT tier_id, sum(quantity)::int4 AS q FROM ended GROUP BY tier_id) s
+               WHERE t.id = s.tier_id)
+           SELECT id AS "id!" FROM ended"#,
+        event_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = closed.into_iter().map(|h| h.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query!(
+        r#"INSERT INTO order_events (hold_id, actor, action, before, after)
+           SELECT id, 'system', 'hold.release', '{"status":"active"}',
+                  '{"status":"released","reason":"event_cancelled"}'
+           FROM UNNEST($1::uuid[]) AS t(id)"#,
+        &ids
+    )
+    .execute(&mut *conn)
+    .await?;
+    crate::checkout::cancel_unpaid(conn, &ids, "system", "event_cancelled").await
+}
+
+/// Orders of an event whose payment landed after it was cancelled and was refunded
+/// for that reason (the cancellation run lists them for the operator).
+pub async fn late_payments_refunded(db: &PgPool, event_id: Uuid) -> Result<Vec<Uuid>, Error> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT r.order_id FROM refunds r JOIN orders o ON o.id = r.order_id
+           WHERE o.event_id = $1 AND r.reason = $2 ORDER BY r.created_at"#,
+        event_id,
+        crate::settlement::REFUND_EVENT_CANCELLED,
+    )
+    .fetch_all(db)
+    .await?)
 }
 
 /// How a cancellation's refund reason starts (the buyer's email says "cancelled").

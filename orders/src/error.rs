@@ -23,6 +23,12 @@ pub enum Error {
     HoldExists,
     #[error("this admission has already been used to buy; join the queue again to buy more")]
     AdmissionUsed,
+    #[error("this admission has an order waiting for payment; pay it or cancel it first")]
+    OrderPending,
+    #[error(
+        "this buyer already holds as many reservations for this event as allowed; buy or release one first"
+    )]
+    BuyerLimit,
     #[error("{1}")]
     Conflict(&'static str, &'static str),
     #[error("{0}")]
@@ -53,6 +59,8 @@ impl Error {
             Error::SoldOut => (StatusCode::CONFLICT, "sold_out"),
             Error::HoldExists => (StatusCode::CONFLICT, "hold_exists"),
             Error::AdmissionUsed => (StatusCode::UNAUTHORIZED, "admission_used"),
+            Error::OrderPending => (StatusCode::CONFLICT, "order_pending"),
+            Error::BuyerLimit => (StatusCode::CONFLICT, "too_many_holds"),
             Error::Conflict(code, _) => (StatusCode::CONFLICT, code),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Admission(waitroom::tokens::TokenError::Missing) => {

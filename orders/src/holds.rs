@@ -27,8 +27,8 @@ use sqlx::{PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::Error;
 use crate::buyers::{BuyerName, Email};
+use crate::{Error, checkout};
 
 /// The most holds committed in one transaction.
 pub const MAX_BATCH: usize = 128;
@@ -65,6 +65,7 @@ pub struct HoldDesk {
     db: PgPool,
     writers: Arc<Mutex<HashMap<Uuid, mpsc::Sender<Pending>>>>,
     writers_per_tier: usize,
+    per_buyer: i32,
 }
 
 impl HoldDesk {
@@ -79,7 +80,14 @@ impl HoldDesk {
             db,
             writers: Arc::default(),
             writers_per_tier: writers_per_tier.max(1),
+            per_buyer: DEFAULT_HOLDS_PER_BUYER,
         }
+    }
+
+    /// How many active holds one buyer (by e-mail) may have in an event (at least one).
+    pub fn per_buyer(mut self, holds: i32) -> Self {
+        self.per_buyer = holds.max(1);
+        self
     }
 
     pub async fn hold(&self, request: HoldRequest) -> Result<HoldCreated, Error> {
@@ -100,7 +108,15 @@ impl HoldDesk {
             .entry(tier_id)
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-                tokio::spawn(write_tier(self.db.clone(), rx, self.writers_per_tier));
+                let policy = Policy {
+                    per_buyer: self.per_buyer,
+                };
+                tokio::spawn(write_tier(
+                    self.db.clone(),
+                    rx,
+                    self.writers_per_tier,
+                    policy,
+                ));
                 tx
             })
             .clone()
@@ -114,6 +130,18 @@ impl HoldDesk {
 /// compares both in every run.
 pub const DEFAULT_WRITERS_PER_TIER: usize = 1;
 
+/// Active holds one buyer may have in one event unless configured
+/// (`ORDERS_HOLDS_PER_BUYER`). With the queue off nothing else stops a script from
+/// holding the whole house every hold TTL; a person buying for a group asks for more
+/// seats in one hold, and a few holds leave room for two tiers and a changed mind.
+pub const DEFAULT_HOLDS_PER_BUYER: i32 = 3;
+
+/// The rules every batch of a desk is committed under.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    per_buyer: i32,
+}
+
 /// Runs a tier's writers. With one, each batch is a single call of `hold_batch`. With
 /// several they take turns: each takes the next batch and locks the tier row while
 /// holding the `turn`, passing it on only once the lock is granted, so batch n+1 is
@@ -121,11 +149,11 @@ pub const DEFAULT_WRITERS_PER_TIER: usize = 1;
 /// the row, and so get their seats, in the order they were taken. (Passing the turn
 /// once the call is sent would not do: two writers' calls, once sent, may reach the
 /// row in either order.) That costs the lock and the transaction's round trips again.
-async fn write_tier(db: PgPool, rx: mpsc::Receiver<Pending>, writers: usize) {
+async fn write_tier(db: PgPool, rx: mpsc::Receiver<Pending>, writers: usize, policy: Policy) {
     let turn = Arc::new(tokio::sync::Mutex::new(rx));
     let take_turns = writers > 1;
     let writers: Vec<_> = (0..writers)
-        .map(|_| tokio::spawn(write_batches(db.clone(), turn.clone(), take_turns)))
+        .map(|_| tokio::spawn(write_batches(db.clone(), turn.clone(), take_turns, policy)))
         .collect();
     for w in writers {
         let _ = w.await;
@@ -137,7 +165,7 @@ type Turn = Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>;
 /// How long a lone writer keeps its connection with no hold request waiting.
 const KEEP_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
-async fn write_batches(db: PgPool, turn: Turn, take_turns: bool) {
+async fn write_batches(db: PgPool, turn: Turn, take_turns: bool, policy: Policy) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // A lone writer keeps its connection while requests keep coming: taking one from
     // the pool costs a round trip of its own (the pool pings a connection before
@@ -166,10 +194,10 @@ async fn write_batches(db: PgPool, turn: Turn, take_turns: bool) {
         let (requests, answers): (Vec<HoldRequest>, Vec<_>) =
             batch.drain(..).map(|p| (p.request, p.respond)).unzip();
         let outcome = if take_turns {
-            commit_in_turn(&db, rx, &requests).await
+            commit_in_turn(&db, rx, &requests, policy).await
         } else {
             drop(rx);
-            commit_on_kept(&db, &mut kept, &requests).await
+            commit_on_kept(&db, &mut kept, &requests, policy).await
         };
         match outcome {
             Ok(results) => {
@@ -180,7 +208,7 @@ async fn write_batches(db: PgPool, turn: Turn, take_turns: bool) {
             Err(e) => {
                 tracing::warn!(error = %e, size = requests.len(), "hold batch failed; retrying one by one");
                 for (request, answer) in requests.iter().zip(answers) {
-                    let r = match commit(&db, std::slice::from_ref(request)).await {
+                    let r = match commit(&db, std::slice::from_ref(request), policy).await {
                         Ok(mut one) => one.pop().unwrap_or(Err(Error::Unavailable("empty batch"))),
                         Err(e) => Err(map_single_failure(e)),
                     };
@@ -208,12 +236,13 @@ async fn commit_on_kept(
     db: &PgPool,
     kept: &mut Option<PoolConnection<Postgres>>,
     requests: &[HoldRequest],
+    policy: Policy,
 ) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
     let conn = match kept {
         Some(conn) => conn,
         None => kept.insert(db.acquire().await?),
     };
-    let results = commit(&mut **conn, requests).await;
+    let results = commit(&mut **conn, requests, policy).await;
     if results.is_err() {
         *kept = None;
     }
@@ -226,6 +255,7 @@ async fn commit_in_turn(
     db: &PgPool,
     turn: tokio::sync::MutexGuard<'_, mpsc::Receiver<Pending>>,
     requests: &[HoldRequest],
+    policy: Policy,
 ) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
@@ -239,7 +269,7 @@ async fn commit_in_turn(
     .fetch_one(&mut *tx)
     .await?;
     drop(turn);
-    let results = commit(&mut *tx, requests).await?;
+    let results = commit(&mut *tx, requests, policy).await?;
     tx.commit().await?;
     Ok(results)
 }
@@ -253,6 +283,7 @@ async fn commit_in_turn(
 async fn commit<'c>(
     db: impl sqlx::PgExecutor<'c>,
     requests: &[HoldRequest],
+    policy: Policy,
 ) -> Result<Vec<Result<HoldCreated, Error>>, sqlx::Error> {
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
@@ -260,7 +291,7 @@ async fn commit<'c>(
     let batch = Columns::new(requests);
     let rows = sqlx::query!(
         r#"SELECT idx AS "idx!", outcome AS "outcome!", amount_cents, currency
-           FROM hold_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
+           FROM hold_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"#,
         first.event_id,
         first.tier_id,
         &batch.ids,
@@ -271,6 +302,8 @@ async fn commit<'c>(
         &batch.emails,
         &batch.names,
         &batch.expiries,
+        &batch.buyers,
+        policy.per_buyer,
     )
     .fetch_all(db)
     .await?;
@@ -294,6 +327,8 @@ async fn commit<'c>(
             ("sold_out", ..) => Err(Error::SoldOut),
             ("hold_exists", ..) => Err(Error::HoldExists),
             ("admission_used", ..) => Err(Error::AdmissionUsed),
+            ("order_pending", ..) => Err(Error::OrderPending),
+            ("buyer_limit", ..) => Err(Error::BuyerLimit),
             _ => Err(Error::Unavailable("hold not decided")),
         };
     }
@@ -308,6 +343,9 @@ struct Columns {
     /// For each request, the 1-based index of the batch's first request for its
     /// admission: the function tells duplicates apart by number, cheaply.
     firsts: Vec<i32>,
+    /// The same for buyers: the index of the batch's first request with the same
+    /// e-mail, compared case-insensitively, for the per-buyer cap.
+    buyers: Vec<i32>,
     seqs: Vec<Option<i64>>,
     emails: Vec<String>,
     names: Vec<String>,
@@ -322,7 +360,13 @@ impl Columns {
             .zip(requests)
             .map(|(k, r)| *first.entry(r.jti.as_str()).or_insert(k))
             .collect();
+        let mut buyer: HashMap<String, i32> = HashMap::with_capacity(requests.len());
+        let buyers = (1..)
+            .zip(requests)
+            .map(|(k, r)| *buyer.entry(r.email.as_str().to_lowercase()).or_insert(k))
+            .collect();
         Self {
+            buyers,
             ids: requests.iter().map(|_| Uuid::now_v7()).collect(),
             quantities: requests.iter().map(|r| r.quantity).collect(),
             jtis: requests.iter().map(|r| r.jti.clone()).collect(),
@@ -354,7 +398,8 @@ pub struct ClosedHold {
     pub admission_seq: Option<i64>,
 }
 
-/// Releases an active hold on the buyer's request; the seats return at once.
+/// Releases an active hold on the buyer's request; the seats return at once, and an
+/// order made from it (unpaid, or the hold would not be active) is cancelled with it.
 pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<ClosedHold, Error> {
     let mut tx = db.begin().await?;
     let hold = sqlx::query!(
@@ -396,6 +441,9 @@ pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<Cl
     )
     .execute(&mut *tx)
     .await?;
+    // A checked-out hold is given up by cancelling its order: the seats come back only
+    // with the order gone, so its payment page stops taking cards.
+    checkout::cancel_unpaid(&mut tx, &[hold_id], "buyer", "hold_released").await?;
     tx.commit().await?;
     Ok(ClosedHold {
         id: hold.id,
@@ -406,8 +454,9 @@ pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<Cl
     })
 }
 
-/// Returns expired holds' seats, a bounded batch at a time; several sweepers (one per
-/// replica) share the work without blocking each other (`SKIP LOCKED`).
+/// Returns expired holds' seats, a bounded batch at a time, cancelling their unpaid
+/// orders; several sweepers (one per replica) share the work without blocking each
+/// other (`SKIP LOCKED`).
 pub async fn sweep_expired(db: &PgPool, limit: i64) -> Result<Vec<ClosedHold>, Error> {
     let mut tx = db.begin().await?;
     let expired = sqlx::query_as!(
@@ -449,6 +498,7 @@ pub async fn sweep_expired(db: &PgPool, limit: i64) -> Result<Vec<ClosedHold>, E
     )
     .execute(&mut *tx)
     .await?;
+    checkout::cancel_unpaid(&mut tx, &ids, "system", "hold_expired").await?;
     tx.commit().await?;
     Ok(expired)
 }
@@ -458,6 +508,9 @@ mod tests {
     use super::*;
     use crate::events::{NewEventRequest, create};
     use crate::testing::TestDb;
+
+    /// These tests share one buyer e-mail; the per-buyer cap has its own tests.
+    const ANY_BUYER: Policy = Policy { per_buyer: 10_000 };
 
     fn request(event_id: Uuid, tier_id: Uuid, jti: &str, quantity: i32) -> HoldRequest {
         HoldRequest {
@@ -501,7 +554,7 @@ mod tests {
     async fn batches_get_their_seats_in_the_order_they_were_queued() {
         let db = TestDb::new().await;
         let (event, tier) = one_tier(&db, "order", 300).await;
-        let desk = HoldDesk::with_writers(db.pool.clone(), 2);
+        let desk = HoldDesk::with_writers(db.pool.clone(), 2).per_buyer(10_000);
         let writer = desk.writer(tier);
         let mut answers = Vec::new();
         for i in 0..900 {
@@ -560,7 +613,7 @@ mod tests {
         let (event, tier) = one_tier(&db, "dup", 3).await;
 
         // "a" holds one seat; two are left.
-        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
+        let first = commit(&db.pool, &[request(event, tier, "a", 1)], ANY_BUYER)
             .await
             .unwrap();
         assert!(first[0].is_ok());
@@ -571,7 +624,7 @@ mod tests {
             request(event, tier, "b", 1),
             request(event, tier, "c", 1),
         ];
-        let results = commit(&db.pool, &batch).await.unwrap();
+        let results = commit(&db.pool, &batch, ANY_BUYER).await.unwrap();
         assert!(
             matches!(results[0], Err(Error::HoldExists)),
             "{:?}",
@@ -611,7 +664,7 @@ mod tests {
     async fn a_spent_admission_in_a_batch_is_refused_and_gives_way() {
         let db = TestDb::new().await;
         let (event, tier) = one_tier(&db, "spent", 2).await;
-        let first = commit(&db.pool, &[request(event, tier, "a", 1)])
+        let first = commit(&db.pool, &[request(event, tier, "a", 1)], ANY_BUYER)
             .await
             .unwrap();
         assert!(first[0].is_ok());
@@ -627,7 +680,7 @@ mod tests {
             .unwrap();
 
         let batch = [request(event, tier, "a", 1), request(event, tier, "b", 1)];
-        let results = commit(&db.pool, &batch).await.unwrap();
+        let results = commit(&db.pool, &batch, ANY_BUYER).await.unwrap();
         assert!(
             matches!(results[0], Err(Error::AdmissionUsed)),
             "{:?}",

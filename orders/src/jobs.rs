@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::app::AppState;
+use crate::payments::Cancelled;
 use crate::settlement::{self, Settled, Source};
 use crate::{admissions, holds};
 
@@ -22,6 +23,22 @@ pub async fn schedule_refund(conn: &mut PgConnection, refund_id: Uuid) -> Result
         Uuid::now_v7(),
         REFUND,
         serde_json::json!({ "refund_id": refund_id }),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub const CANCEL_INTENT: &str = "cancel_intent";
+
+/// Queues the cancellation of an order's payment intent (the order was cancelled
+/// unpaid). A job, not a call: the provider may be down, and the page must close anyway.
+pub async fn schedule_intent_cancel(conn: &mut PgConnection, order_id: Uuid) -> Result<(), Error> {
+    sqlx::query!(
+        "INSERT INTO jobs (id, kind, payload) VALUES ($1, $2, $3)",
+        Uuid::now_v7(),
+        CANCEL_INTENT,
+        serde_json::json!({ "order_id": order_id }),
     )
     .execute(conn)
     .await?;
@@ -40,13 +57,14 @@ pub async fn run_due(s: &AppState) -> Result<usize, Error> {
            WHERE done_at IS NULL AND run_at <= now() AND kind = ANY($1)
            ORDER BY run_at LIMIT 10 FOR UPDATE SKIP LOCKED"#,
         // The jobs table is shared; each service claims only the kinds it runs.
-        &[REFUND.to_owned()] as &[String]
+        &[REFUND.to_owned(), CANCEL_INTENT.to_owned()] as &[String]
     )
     .fetch_all(&mut *tx)
     .await?;
     for job in &due {
         let result = match job.kind.as_str() {
             REFUND => send_refund(s, &mut tx, &job.payload).await,
+            CANCEL_INTENT => cancel_intent(s, &mut tx, &job.payload).await,
             other => Err(Error::Invalid(format!("unknown job kind {other}"))),
         };
         match result {
@@ -115,6 +133,60 @@ async fn send_refund(
     Ok(())
 }
 
+/// Cancels a cancelled order's intent at the provider. If the buyer paid first, the
+/// charge is settled here like a late webhook would be: settlement refunds it (the
+/// order is gone) and tells the buyer, or, for a lapsed hold whose seats are still
+/// free and whose admission bought nothing else, sells them.
+async fn cancel_intent(
+    s: &AppState,
+    tx: &mut PgConnection,
+    payload: &serde_json::Value,
+) -> Result<(), Error> {
+    let order_id: Uuid = payload
+        .get("order_id")
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Invalid("intent cancellation without order_id".into()))?;
+    let intent = sqlx::query_scalar!(
+        "SELECT payment_intent_id FROM orders WHERE id = $1",
+        order_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    // No intent yet: checkout, when it gets one, finds the order cancelled and queues
+    // this job again.
+    let Some(intent) = intent else {
+        return Ok(());
+    };
+    match s.provider.cancel_intent(&intent).await? {
+        Cancelled::Cancelled => {
+            sqlx::query!(
+                r#"INSERT INTO order_events (order_id, actor, action, after)
+                   VALUES ($1, 'system', 'payment.intent_cancelled',
+                           jsonb_build_object('intent', $2::text))"#,
+                order_id,
+                intent,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        Cancelled::AlreadyPaid(paid) => {
+            let event = crate::webhooks::WebhookEvent {
+                id: format!("cancel:{}", paid.id),
+                kind: "payment_intent.succeeded".into(),
+                data: crate::webhooks::WebhookData {
+                    object: serde_json::json!({"id": paid.id, "metadata": paid.metadata}),
+                },
+            };
+            let outcome =
+                settlement::apply_event(&s.db, s.provider.name(), &event, Source::Reconciler)
+                    .await?;
+            after_settlement(s, &outcome).await;
+        }
+    }
+    Ok(())
+}
+
 /// Finds orders whose payment may have succeeded without our hearing of it (a timed-out
 /// page, a lost webhook) and asks the provider.
 pub async fn reconcile_pending(s: &AppState) -> Result<usize, Error> {
@@ -162,14 +234,14 @@ pub async fn reconcile_pending(s: &AppState) -> Result<usize, Error> {
     Ok(settled)
 }
 
-/// What follows a settlement outside the transaction: the admission ends, the queue
-/// learns whether seats are left.
+/// What follows a settlement outside the transaction: a paid order's admission ends,
+/// and the queue learns whether seats are left. (A refunded charge bought nothing: its
+/// admission, if still valid, may be holding elsewhere, and lapses by its deadline.)
 pub async fn after_settlement(s: &AppState, outcome: &Settled) {
-    let order_id = match outcome {
-        Settled::Paid { order_id, .. } | Settled::Refunding { order_id, .. } => *order_id,
-        _ => return,
+    let Settled::Paid { order_id, .. } = outcome else {
+        return;
     };
-    if let Err(e) = admissions::order_settled(s, order_id).await {
+    if let Err(e) = admissions::order_paid(s, *order_id).await {
         tracing::warn!(order = %order_id, error = %e, "could not update the queue after settlement");
     }
 }

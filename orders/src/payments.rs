@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::Error;
 
 /// A payment intent as the provider reports it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Intent {
     pub id: String,
     pub status: String,
@@ -68,8 +68,21 @@ pub trait PaymentProvider: Send + Sync {
         amount_cents: i64,
         key: &str,
     ) -> Result<ProviderRefund, Error>;
+    /// Cancels an intent nobody may pay any more (its hold ended). An intent that was
+    /// paid first cannot be cancelled: that answer is [`Cancelled::AlreadyPaid`], and the
+    /// money must be settled (and, for an order that is gone, refunded).
+    async fn cancel_intent(&self, intent_id: &str) -> Result<Cancelled, Error>;
     /// The hosted page where the buyer pays.
     fn pay_url(&self, intent_id: &str) -> String;
+}
+
+/// What cancelling an intent found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Cancelled now or before: its page takes no card.
+    Cancelled,
+    /// It had succeeded already: the buyer paid.
+    AlreadyPaid(Intent),
 }
 
 /// Stripe's HTTP API at a configurable base URL.
@@ -169,6 +182,34 @@ impl PaymentProvider for StripeApi {
                 .form(&form),
         )
         .await
+    }
+
+    async fn cancel_intent(&self, intent_id: &str) -> Result<Cancelled, Error> {
+        let form = [("cancellation_reason", "abandoned")];
+        let cancelled: Result<Intent, Error> = self
+            .send(
+                self.http
+                    .post(format!(
+                        "{}/v1/payment_intents/{intent_id}/cancel",
+                        self.base_url
+                    ))
+                    .header("Idempotency-Key", format!("cancel-{intent_id}"))
+                    .form(&form),
+            )
+            .await;
+        match cancelled {
+            Ok(_) => Ok(Cancelled::Cancelled),
+            // Refused: Stripe cannot cancel an intent that succeeded (or one already
+            // cancelled, on a retry without the idempotency record). Ask what it is.
+            Err(refused) => {
+                let intent = self.intent(intent_id).await?;
+                match intent.status.as_str() {
+                    "succeeded" => Ok(Cancelled::AlreadyPaid(intent)),
+                    "canceled" => Ok(Cancelled::Cancelled),
+                    _ => Err(refused),
+                }
+            }
+        }
     }
 
     fn pay_url(&self, intent_id: &str) -> String {

@@ -6,7 +6,9 @@
 //! deliveries of "succeeded" racing each other settle once; and only a
 //! `pending_payment` order can become paid, so a late "failed" after "succeeded" changes
 //! nothing. A charge that lands after its hold expired takes a seat if one is free and
-//! is otherwise refunded automatically — never oversold, never forgotten.
+//! its admission has not held or bought since, and is otherwise refunded automatically;
+//! a charge for seats the buyer gave up, or for a cancelled event, is refunded — never
+//! oversold, never forgotten, one admission one purchase.
 
 use rand::Rng;
 use serde::Serialize;
@@ -151,63 +153,145 @@ pub fn ticket_code() -> String {
     format!("FG-{}-{}-{}", &c[0..4], &c[4..8], &c[8..10])
 }
 
-/// Moves a pending order to paid (or to an automatic refund) inside `tx`.
+/// Why a charge cannot have its order's seats, if it cannot; `None` means try.
+fn refusal(
+    event_status: &str,
+    hold_status: &str,
+    order_cancelled: bool,
+    admission_busy: bool,
+) -> Option<&'static str> {
+    if event_status == "cancelled" {
+        Some(REFUND_EVENT_CANCELLED)
+    } else if hold_status == "released" || (order_cancelled && hold_status == "active") {
+        // The buyer gave these seats up (or an operator did) before the money came.
+        Some(REFUND_CANCELLED_BEFORE_PAYMENT)
+    } else if hold_status != "active" && admission_busy {
+        // The hold lapsed and the same admission has held or bought since: those seats
+        // are that hold's, and one admission buys once.
+        Some(REFUND_ADMISSION_USED)
+    } else {
+        None
+    }
+}
+
+/// Refund reasons settlement gives (the buyer's e-mail words each).
+pub const REFUND_SEATS_GONE: &str = "seats_gone_after_hold_expired";
+pub const REFUND_EVENT_CANCELLED: &str = "event_cancelled";
+pub const REFUND_CANCELLED_BEFORE_PAYMENT: &str = "cancelled_before_payment";
+pub const REFUND_ADMISSION_USED: &str = "admission_used_elsewhere";
+
+/// Moves a pending order to paid (or to an automatic refund) inside `tx`. An order
+/// cancelled unpaid (its hold ended) whose money comes anyway is settled here too: its
+/// charge is refunded — unless its hold merely lapsed, its admission has not held or
+/// bought since, and the seats are still free, in which case it is sold as a late
+/// payment always was.
 pub async fn settle_paid(
     tx: &mut PgConnection,
     order_id: Uuid,
     intent_id: Option<&str>,
     source: Source,
 ) -> Result<Settled, Error> {
+    // Every writer locks a hold before its order (the sweeper and a release do), so
+    // look up which hold without a lock, then lock both in that order.
+    let hold_id = sqlx::query_scalar!("SELECT hold_id FROM orders WHERE id = $1", order_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("order"))?;
+    let hold = sqlx::query!(
+        "SELECT status, admission_jti FROM holds WHERE id = $1 FOR UPDATE",
+        hold_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let order = sqlx::query!(
         r#"SELECT o.id, o.status, o.hold_id, o.tier_id, o.quantity, o.amount_cents, o.currency,
-                  o.buyer_email, o.buyer_name, o.event_id, e.slug, t.code AS tier_code
+                  o.buyer_email, o.buyer_name, o.event_id, o.paid_at, e.slug, e.status AS event_status,
+                  t.code AS tier_code
            FROM orders o JOIN events e ON e.id = o.event_id JOIN tiers t ON t.id = o.tier_id
            WHERE o.id = $1 FOR UPDATE OF o"#,
         order_id
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(Error::NotFound("order"))?;
-    if order.status != "pending_payment" {
-        return Ok(Settled::AlreadySettled { order_id });
-    }
-    let hold_status = sqlx::query_scalar!(
-        "SELECT status FROM holds WHERE id = $1 FOR UPDATE",
-        order.hold_id
-    )
     .fetch_one(&mut *tx)
     .await?;
+    let cancelled_unpaid = order.status == "cancelled" && order.paid_at.is_none();
+    if order.status != "pending_payment" && !cancelled_unpaid {
+        return Ok(Settled::AlreadySettled { order_id });
+    }
+    let hold_status = hold.status;
+    let admission_busy = hold_status != "active"
+        && sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM holds
+                               WHERE event_id = $1 AND admission_jti = $2 AND id <> $3
+                                 AND status IN ('active', 'converted'))
+                   OR EXISTS (SELECT 1 FROM orders
+                               WHERE event_id = $1 AND admission_jti = $2 AND id <> $4
+                                 AND status IN ('pending_payment', 'paid', 'partially_refunded'))
+               AS "busy!""#,
+            order.event_id,
+            hold.admission_jti,
+            hold_id,
+            order_id,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+    let refused = refusal(
+        &order.event_status,
+        &hold_status,
+        cancelled_unpaid,
+        admission_busy,
+    );
 
-    let seats_taken = if hold_status == "active" {
-        sqlx::query!(
-            "UPDATE tiers SET held = held - $2, sold = sold + $2 WHERE id = $1",
-            order.tier_id,
-            order.quantity
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "UPDATE holds SET status = 'converted', closed_at = now() WHERE id = $1",
-            order.hold_id
-        )
-        .execute(&mut *tx)
-        .await?;
-        true
-    } else {
+    let seats_taken = match refused {
+        Some(_) => false,
+        None if hold_status == "active" => {
+            sqlx::query!(
+                "UPDATE tiers SET held = held - $2, sold = sold + $2 WHERE id = $1",
+                order.tier_id,
+                order.quantity
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "UPDATE holds SET status = 'converted', closed_at = now() WHERE id = $1",
+                order.hold_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            true
+        }
         // The hold lapsed before the money arrived: take seats only if free now.
-        sqlx::query!(
-            r#"UPDATE tiers SET sold = sold + $2
-               WHERE id = $1 AND sold + held + $2 <= capacity"#,
-            order.tier_id,
-            order.quantity
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1
+        None => {
+            sqlx::query!(
+                r#"UPDATE tiers SET sold = sold + $2
+                   WHERE id = $1 AND sold + held + $2 <= capacity"#,
+                order.tier_id,
+                order.quantity
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1
+        }
     };
 
     if !seats_taken {
+        let reason = refused.unwrap_or(REFUND_SEATS_GONE);
+        if hold_status == "active" {
+            // Still held (the event was cancelled under it): the seats go back.
+            sqlx::query!(
+                "UPDATE tiers SET held = held - $2 WHERE id = $1",
+                order.tier_id,
+                order.quantity
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "UPDATE holds SET status = 'released', closed_at = now() WHERE id = $1",
+                order.hold_id
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         let refund_id = Uuid::now_v7();
         sqlx::query!(
             r#"UPDATE orders SET status = 'refunded', refunded_cents = amount_cents,
@@ -220,21 +304,30 @@ pub async fn settle_paid(
         .await?;
         sqlx::query!(
             r#"INSERT INTO refunds (id, order_id, amount_cents, reason, actor, status)
-               VALUES ($1, $2, $3, 'seats_gone_after_hold_expired', $4, 'pending')"#,
+               VALUES ($1, $2, $3, $4, $5, 'pending')"#,
             refund_id,
             order_id,
             order.amount_cents,
+            reason,
             source.actor()
         )
         .execute(&mut *tx)
         .await?;
         crate::jobs::schedule_refund(&mut *tx, refund_id).await?;
+        let action = if reason == REFUND_SEATS_GONE {
+            "order.refund_seats_gone"
+        } else {
+            "order.refund_late_payment"
+        };
         sqlx::query!(
             r#"INSERT INTO order_events (order_id, actor, action, before, after)
-               VALUES ($1, $2, 'order.refund_seats_gone', '{"status":"pending_payment"}',
-                       '{"status":"refunded"}')"#,
+               VALUES ($1, $2, $3, jsonb_build_object('status', $4::text),
+                       jsonb_build_object('status', 'refunded', 'reason', $5::text))"#,
             order_id,
-            source.actor()
+            source.actor(),
+            action,
+            order.status,
+            reason,
         )
         .execute(&mut *tx)
         .await?;
@@ -247,7 +340,7 @@ pub async fn settle_paid(
                 refund_id,
                 amount_cents: order.amount_cents,
                 currency: order.currency.clone(),
-                reason: "seats_gone_after_hold_expired".into(),
+                reason: reason.into(),
                 full: true,
                 buyer_email: order.buyer_email.clone(),
                 buyer_name: order.buyer_name.clone(),
@@ -260,6 +353,8 @@ pub async fn settle_paid(
         });
     }
 
+    // A late payment revives an order cancelled unpaid; the unique index on live orders
+    // per admission refuses it if anything raced past the check above.
     let paid_at = sqlx::query_scalar!(
         r#"UPDATE orders SET status = 'paid', paid_at = now(), updated_at = now(),
                payment_intent_id = COALESCE(payment_intent_id, $2)
@@ -297,12 +392,13 @@ pub async fn settle_paid(
     }
     sqlx::query!(
         r#"INSERT INTO order_events (order_id, actor, action, before, after)
-           VALUES ($1, $2, 'order.paid', '{"status":"pending_payment"}',
+           VALUES ($1, $2, 'order.paid', jsonb_build_object('status', $5::text),
                    jsonb_build_object('status', 'paid', 'tickets', $3::int4, 'hold', $4::text))"#,
         order_id,
         source.actor(),
         order.quantity,
         hold_status,
+        order.status,
     )
     .execute(&mut *tx)
     .await?;

@@ -801,3 +801,632 @@ async fn malformed_and_oversized_bodies_get_4xx_in_the_error_shape() {
     assert_eq!(health.status(), StatusCode::OK);
     app.cleanup(&["gig"]).await;
 }
+
+/// The waiting room's `active` count for an event, read as the admitter reads it.
+async fn active_slots(app: &TestApp, slug: &str) -> u64 {
+    app.room
+        .snapshot(&EventSlug::parse(slug).unwrap())
+        .await
+        .unwrap()
+        .active
+}
+
+/// Puts an admitted place in the waiting room's `active` set, as the admitter does.
+async fn admit_in_room(app: &TestApp, slug: &str, seq: u64) {
+    use fred::interfaces::SortedSetsInterface;
+    let deadline = (chrono::Utc::now().timestamp_millis() + 600_000) as f64;
+    let key = app.room.keys(&EventSlug::parse(slug).unwrap()).active();
+    let _: i64 = app
+        .room
+        .client()
+        .zadd(key, None, None, false, false, (deadline, seq.to_string()))
+        .await
+        .unwrap();
+}
+
+/// Holds `quantity` seats of "ga" and checks out: (hold id, order id, order token, pay url).
+async fn hold_and_check_out(
+    app: &TestApp,
+    slug: &str,
+    token: &str,
+    email: &str,
+) -> (String, String, String, String) {
+    let hold = app
+        .http
+        .post(app.url(&format!("/api/events/{slug}/holds")))
+        .bearer_auth(token)
+        .json(&json!({"tier": "ga", "quantity": 2, "email": email, "name": "Eve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hold.status(), StatusCode::CREATED, "hold");
+    let hold_id = hold.json::<Value>().await.unwrap()["hold_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let co = app
+        .http
+        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(co.status(), StatusCode::CREATED, "checkout");
+    let co: Value = co.json().await.unwrap();
+    (
+        hold_id,
+        co["order_id"].as_str().unwrap().to_owned(),
+        co["order_token"].as_str().unwrap().to_owned(),
+        co["payment"]["pay_url"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Pays on the provider's hosted page with the test card, as a buyer does.
+async fn pay_on_page(pay_url: &str) -> StatusCode {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(pay_url)
+        .form(&[("card_number", "4242 4242 4242 4242")])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn order_status(app: &TestApp, order_id: &str) -> String {
+    sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
+        .bind(order_id)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
+/// Waits until no order of the test is waiting on news from the provider: every
+/// webhook sent has been applied and every job due has run.
+async fn settle_everything(app: &TestApp, orders: &[String], want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        orders::jobs::run_due(&app.state).await.unwrap();
+        let mut now = Vec::new();
+        for o in orders {
+            now.push(order_status(app, o).await);
+        }
+        if now.iter().map(String::as_str).eq(want.iter().copied()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders are {now:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One admission, one purchase (issue 15.1). The scalper's loop: hold, check out,
+/// release the checked-out hold, hold again, check out again — four times — then pay
+/// every payment page. Releasing a checked-out hold cancels its order; the worker
+/// cancels its intent, so a page whose cancellation went through takes no card, and a
+/// payment that beat the cancellation is refunded. Only the last order is sold, and the
+/// admission keeps its `max_active` slot while it can still buy (releasing used to
+/// free it, so the queue admitted others past `max_active`).
+#[tokio::test]
+async fn release_and_hold_again_buys_once() {
+    let (app, _sandbox, _) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let token = app.admission("gig", 1);
+    admit_in_room(&app, "gig", 1).await;
+    assert_eq!(active_slots(&app, "gig").await, 1);
+
+    let mut orders = Vec::new();
+    for round in 0..4 {
+        let (hold_id, order_id, _, pay_url) =
+            hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
+        let release = app
+            .http
+            .delete(app.url(&format!("/api/holds/{hold_id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(release.status(), StatusCode::NO_CONTENT, "round {round}");
+        assert_eq!(order_status(&app, &order_id).await, "cancelled");
+        if round % 2 == 0 {
+            // The worker gets to the intent before the buyer pays: no card taken.
+            orders::jobs::run_due(&app.state).await.unwrap();
+            assert_eq!(
+                pay_on_page(&pay_url).await,
+                StatusCode::GONE,
+                "round {round}"
+            );
+        } else {
+            // The buyer pays the old page before the worker cancels it.
+            assert_eq!(
+                pay_on_page(&pay_url).await,
+                StatusCode::SEE_OTHER,
+                "round {round}"
+            );
+        }
+        assert_eq!(
+            active_slots(&app, "gig").await,
+            1,
+            "round {round}: the admission can still buy, so its slot is still taken"
+        );
+        orders.push(order_id);
+    }
+    let (_, last, _, last_page) = hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
+    orders.push(last);
+    assert_eq!(pay_on_page(&last_page).await, StatusCode::SEE_OTHER);
+    settle_everything(
+        &app,
+        &orders,
+        &["cancelled", "refunded", "cancelled", "refunded", "paid"],
+    )
+    .await;
+    assert_eq!(
+        app.tier("ga").await,
+        (50, 2, 0),
+        "one order's two seats sold"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM refunds WHERE reason = 'cancelled_before_payment' AND status = 'succeeded'")
+            .await,
+        2,
+        "both payments that beat the cancellation went back"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE subject LIKE '%orders.refunded' AND payload->>'reason' = 'cancelled_before_payment'")
+            .await,
+        2,
+        "and their buyers are told"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 2);
+    // Paid: the admission is spent and its slot freed (after the webhook's answer).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active_slots(&app, "gig").await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the paid admission kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = hold_with(&app, "gig", Auth::Bearer(&token)).await;
+    assert_error(
+        again,
+        StatusCode::UNAUTHORIZED,
+        "admission_used",
+        "after buying",
+    )
+    .await;
+    app.cleanup(&["gig"]).await;
+}
+
+/// A hold that lapsed while its page was open, then a new hold by the same admission:
+/// the late payment for the first must not take seats beside the second's (it is
+/// refunded), and while an order waits for payment the admission cannot hold again.
+#[tokio::test]
+async fn a_late_payment_never_takes_seats_a_later_hold_of_its_admission_took() {
+    let (app, _sandbox, sandbox_base) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let token = app.admission("gig", 1);
+
+    let (hold_1, order_1, _, _) = hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
+    // A pending order blocks a second hold (the first is still active, and would be
+    // even without the active-hold index).
+    let blocked = hold_with(&app, "gig", Auth::Bearer(&token)).await;
+    assert_eq!(blocked.status(), StatusCode::CONFLICT);
+
+    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
+        .bind(&hold_1)
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    orders::holds::sweep_expired(&app.db.pool, 10)
+        .await
+        .unwrap();
+    assert_eq!(order_status(&app, &order_1).await, "cancelled");
+    let (_, order_2, _, page_2) = hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
+
+    // The first intent is paid through the API before its cancellation runs.
+    let intent_1: String =
+        sqlx::query_scalar("SELECT payment_intent_id FROM orders WHERE id = $1::uuid")
+            .bind(&order_1)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{sandbox_base}/v1/payment_intents/{intent_1}/confirm"
+        ))
+        .bearer_auth("sk_test_floodgate")
+        .form(&[("payment_method", "pm_card_visa")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(pay_on_page(&page_2).await, StatusCode::SEE_OTHER);
+    settle_everything(&app, &[order_1.clone(), order_2], &["refunded", "paid"]).await;
+    assert_eq!(app.tier("ga").await, (50, 2, 0));
+    let reason: String = sqlx::query_scalar("SELECT reason FROM refunds WHERE order_id = $1::uuid")
+        .bind(&order_1)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reason, "admission_used_elsewhere");
+    app.cleanup(&["gig"]).await;
+}
+
+/// A checked-out hold whose order was paid cannot be released: its seats are sold.
+/// And the database itself refuses a second live order for one admission.
+#[tokio::test]
+async fn one_admission_has_one_live_order_in_the_database() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    let event = app.event("gig", &[("ga", 50, 1000)]).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let hold: uuid::Uuid = sqlx::query_scalar(
+            r#"INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti, buyer_email,
+                                  buyer_name, status, expires_at)
+               SELECT gen_random_uuid(), $1, id, 1, 'jti-1', 'e@example.org', 'E', 'expired', now()
+               FROM tiers WHERE event_id = $1 RETURNING id"#,
+        )
+        .bind(event)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        ids.push(hold);
+    }
+    let insert = |hold: uuid::Uuid| {
+        sqlx::query(
+            r#"INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency,
+                                   buyer_email, buyer_name, status, payment_provider, admission_jti)
+               SELECT gen_random_uuid(), event_id, id, tier_id, 1, 1000, 'EUR', 'e@example.org', 'E',
+                      'pending_payment', 'sandbox', admission_jti FROM holds WHERE id = $1"#,
+        )
+        .bind(hold)
+        .execute(&app.db.pool)
+    };
+    insert(ids[0]).await.unwrap();
+    let second = insert(ids[1]).await.unwrap_err();
+    assert!(
+        second.to_string().contains("orders_one_live_per_admission"),
+        "{second}"
+    );
+    app.cleanup(&["gig"]).await;
+}
+
+/// With the queue off nobody is admitted one at a time, so the cap per buyer is what
+/// keeps one e-mail from holding the house (issue 15.4): past it, a clear 409.
+#[tokio::test]
+async fn without_a_queue_one_buyer_holds_only_a_few_times() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    app.event("gig", &[("ga", 500, 1000)]).await;
+    sqlx::query("UPDATE events SET queue_mode = 'off' WHERE slug = 'gig'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let per_buyer = orders::holds::DEFAULT_HOLDS_PER_BUYER;
+    let mut created = 0;
+    for i in 0..per_buyer + 3 {
+        // The same buyer, however the address is capitalised.
+        let email = if i % 2 == 0 {
+            "Eve@Example.org"
+        } else {
+            "eve@example.org"
+        };
+        let r = app
+            .http
+            .post(app.url("/api/events/gig/holds"))
+            .json(&json!({"tier": "ga", "quantity": 10, "email": email, "name": "Eve"}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::CREATED {
+            created += 1;
+        } else {
+            assert_error(r, StatusCode::CONFLICT, "too_many_holds", "past the cap").await;
+        }
+    }
+    assert_eq!(created, per_buyer);
+    assert_eq!(app.tier("ga").await, (500, 0, 10 * per_buyer));
+    // Another buyer is not affected.
+    let other = app
+        .http
+        .post(app.url("/api/events/gig/holds"))
+        .json(&json!({"tier": "ga", "quantity": 1, "email": "ann@example.org", "name": "Ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED);
+    app.cleanup(&["gig"]).await;
+}
+
+/// A webhook whose `Stripe-Signature` carries a thousand `v1=` entries over a large
+/// body is refused as such (issue 15.2): before any MAC is computed, not after a
+/// thousand HMACs over the body. Nothing is recorded.
+#[tokio::test]
+async fn a_webhook_header_full_of_signatures_is_refused_before_any_mac() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_flood", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_x", "padding": "x".repeat(30_000)}}
+    }))
+    .unwrap();
+    let t = chrono::Utc::now().timestamp();
+    let header = format!("t={t}{}", format!(",v1={}", "ab".repeat(32)).repeat(1_000));
+    let r = app
+        .http
+        .post(app.url("/api/payments/webhook"))
+        .header("stripe-signature", header)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "invalid_signature");
+    assert!(e["message"].as_str().unwrap().contains("too many"), "{e}");
+    assert_eq!(app.count("SELECT count(*) FROM payment_events").await, 0);
+    // The real signature on the same body still verifies.
+    let ok = app
+        .http
+        .post(app.url("/api/payments/webhook"))
+        .header("stripe-signature", signed(&body, t))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    app.cleanup(&[]).await;
+}
+
+/// A paid order of two tickets, bought through the hosted page: (order id, ticket ids).
+async fn paid_order_of_two(app: &TestApp) -> (uuid::Uuid, Vec<uuid::Uuid>) {
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let token = app.admission("gig", 1);
+    let (_, order_id, _, page) = hold_and_check_out(app, "gig", &token, "eve@example.org").await;
+    assert_eq!(pay_on_page(&page).await, StatusCode::SEE_OTHER);
+    settle_everything(app, std::slice::from_ref(&order_id), &["paid"]).await;
+    let order_id: uuid::Uuid = order_id.parse().unwrap();
+    let tickets = sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1 ORDER BY seat_no")
+        .bind(order_id)
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    (order_id, tickets)
+}
+
+/// Waits until some statement of this test's database is waiting for a row lock.
+async fn someone_waits_for_a_lock(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "nobody ever waited for the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn transfer(
+    conn: &mut sqlx::PgConnection,
+    ticket: uuid::Uuid,
+    to: &str,
+) -> Result<orders::corrections::Transferred, orders::Error> {
+    orders::corrections::transfer_ticket(
+        conn,
+        ticket,
+        &orders::buyers::Email::parse(to).unwrap(),
+        &orders::buyers::BuyerName::parse("Colleague").unwrap(),
+        "operator:test",
+    )
+    .await
+}
+
+/// A transfer and a full refund of one order serialise on the order (issue 15.7): with
+/// the transfer committing second, the refund used to miss the new ticket — a valid
+/// ticket on a refunded order, and one seat never returned to the tier.
+#[tokio::test]
+async fn a_transfer_racing_a_full_refund_leaves_no_valid_ticket() {
+    let (app, _sandbox, _) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    let (order, tickets) = paid_order_of_two(&app).await;
+    assert_eq!(app.tier("ga").await, (50, 2, 0));
+
+    let mut transferring = app.db.pool.begin().await.unwrap();
+    transfer(&mut transferring, tickets[0], "colleague@example.org")
+        .await
+        .unwrap();
+    let pool = app.db.pool.clone();
+    let refunding = tokio::spawn(async move {
+        let mut tx = pool.begin().await.unwrap();
+        let done = orders::corrections::refund(
+            &mut tx,
+            order,
+            None,
+            "requested",
+            true,
+            &orders::corrections::Authority {
+                actor: "operator:test",
+                may_override: true,
+            },
+        )
+        .await;
+        tx.commit().await.unwrap();
+        done.map(|_| ())
+    });
+    someone_waits_for_a_lock(&app).await;
+    transferring.commit().await.unwrap();
+    refunding.await.unwrap().unwrap();
+
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM tickets WHERE order_id = '{order}' AND status = 'valid'"
+        ))
+        .await,
+        0,
+        "a refunded order has no valid ticket"
+    );
+    assert_eq!(app.tier("ga").await, (50, 0, 0), "both seats back");
+    app.cleanup(&["gig"]).await;
+}
+
+/// Two transfers of one order's tickets at once both succeed, one after the other,
+/// instead of colliding on the order's next seat number (a 500).
+#[tokio::test]
+async fn two_transfers_on_one_order_at_once_both_land() {
+    let (app, _sandbox, _) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    let (order, tickets) = paid_order_of_two(&app).await;
+
+    let mut first = app.db.pool.begin().await.unwrap();
+    transfer(&mut first, tickets[0], "one@example.org")
+        .await
+        .unwrap();
+    let (pool, second_ticket) = (app.db.pool.clone(), tickets[1]);
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.unwrap();
+        let done = transfer(&mut tx, second_ticket, "two@example.org").await;
+        tx.commit().await.unwrap();
+        done.map(|_| ())
+    });
+    someone_waits_for_a_lock(&app).await;
+    first.commit().await.unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM tickets WHERE order_id = '{order}' AND status = 'valid'"
+        ))
+        .await,
+        2
+    );
+    app.cleanup(&["gig"]).await;
+}
+
+/// Cancelled means cancelled (issue 15.5). A buyer mid-checkout when the event is
+/// cancelled: a payment that lands anyway is refunded and the buyer told, a hold made
+/// before the cancellation cannot check out after it, and the cancellation closes the
+/// payment pages still open.
+#[tokio::test]
+async fn nothing_is_sold_for_a_cancelled_event() {
+    let (app, _sandbox, sandbox_base) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    let event = app.event("gig", &[("ga", 50, 1000)]).await;
+    let (paying, late) = (app.admission("gig", 1), app.admission("gig", 2));
+    let (_, order, _, _) = hold_and_check_out(&app, "gig", &paying, "eve@example.org").await;
+    let held = hold_with(&app, "gig", Auth::Bearer(&late)).await;
+    let held: Value = held.json().await.unwrap();
+    let third = app.admission("gig", 3);
+    let (_, open_order, _, open_page) =
+        hold_and_check_out(&app, "gig", &third, "ann@example.org").await;
+
+    let mut tx = app.db.pool.begin().await.unwrap();
+    assert!(
+        orders::corrections::cancel_event(&mut tx, event)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+
+    // Paid through the API while the event was being cancelled: refunded, told.
+    let intent: String =
+        sqlx::query_scalar("SELECT payment_intent_id FROM orders WHERE id = $1::uuid")
+            .bind(&order)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{sandbox_base}/v1/payment_intents/{intent}/confirm"
+        ))
+        .bearer_auth("sk_test_floodgate")
+        .form(&[("payment_method", "pm_card_visa")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    settle_everything(&app, std::slice::from_ref(&order), &["refunded"]).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE payload->>'reason' = 'event_cancelled'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 0);
+
+    // A hold from before the cancellation does not check out.
+    let co = app
+        .http
+        .post(app.url(&format!(
+            "/api/holds/{}/checkout",
+            held["hold_id"].as_str().unwrap()
+        )))
+        .bearer_auth(&late)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        co,
+        StatusCode::CONFLICT,
+        "event_cancelled",
+        "checkout after cancel",
+    )
+    .await;
+
+    // The cancellation run ends what is unpaid: the open page takes no card.
+    let mut tx = app.db.pool.begin().await.unwrap();
+    let closed = orders::corrections::close_unpaid(&mut tx, event)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(closed.len(), 1);
+    orders::jobs::run_due(&app.state).await.unwrap();
+    assert_eq!(pay_on_page(&open_page).await, StatusCode::GONE);
+    assert_eq!(order_status(&app, &open_order).await, "cancelled");
+    assert_eq!(app.tier("ga").await, (50, 0, 0));
+    assert_eq!(
+        orders::corrections::late_payments_refunded(&app.db.pool, event)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    app.cleanup(&["gig"]).await;
+}
+
+/// The checkout page names the buyer: it asks for the hold's own admission, as
+/// releasing and paying do (issue 15.8), instead of showing them to anyone with the id.
+#[tokio::test]
+async fn the_checkout_page_shows_the_buyer_only_to_its_admission() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let (own, other) = (app.admission("gig", 1), app.admission("gig", 2));
+    let held: Value = hold_with(&app, "gig", Auth::Bearer(&own))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page = app.url(&format!(
+        "/e/gig/holds/{}",
+        held["hold_id"].as_str().unwrap()
+    ));
+    for (what, auth, status) in [
+        ("no admission", Auth::None, StatusCode::UNAUTHORIZED),
+        (
+            "another admission",
+            Auth::Cookie(&other),
+            StatusCode::FORBIDDEN,
+        ),
+        ("its own admission", Auth::Cookie(&own), StatusCode::OK),
+    ] {
+        let r = auth.apply(app.http.get(&page), "gig").send().await.unwrap();
+        assert_eq!(r.status(), status, "{what}");
+        let html = r.text().await.unwrap();
+        assert_eq!(
+            html.contains("eve@example.org"),
+            status == StatusCode::OK,
+            "{what}: the buyer's address shown only to the buyer"
+        );
+    }
+    app.cleanup(&["gig"]).await;
+}

@@ -252,10 +252,12 @@ async fn paid_after_the_hold_expired_into_a_full_tier_is_refunded_and_the_buyer_
     .fetch_one(&app.db.pool)
     .await
     .unwrap();
-    assert_eq!(
-        (reason.as_str(), email.as_str()),
-        ("seats_gone_after_hold_expired", "ada@example.org")
-    );
+    assert_eq!(reason, "seats_gone_after_hold_expired");
+    let buyer: String = sqlx::query_scalar("SELECT buyer_email FROM orders")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(email, buyer);
     let _ = slow.hold_id;
     app.cleanup(&["late"]).await;
 }

@@ -33,6 +33,7 @@ pub fn router(sandbox: Sandbox) -> Router<Sandbox> {
         .route("/payment_intents", post(create_intent))
         .route("/payment_intents/{id}", get(get_intent))
         .route("/payment_intents/{id}/confirm", post(confirm))
+        .route("/payment_intents/{id}/cancel", post(cancel))
         .route("/refunds", post(create_refund))
         .route("/refunds/{id}", get(get_refund))
         .fallback(unknown_url)
@@ -121,6 +122,35 @@ async fn confirm(
         return Err(Error::Timeout);
     }
     result
+}
+
+#[tracing::instrument(skip_all, fields(payment_intent = %id))]
+async fn cancel(
+    State(s): State<Sandbox>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    mut params: Params,
+) -> Result<Reply, Error> {
+    let endpoint = format!("/v1/payment_intents/{id}/cancel");
+    let idem = idempotency(&headers, &endpoint, &params)?;
+    let reason = params.take("cancellation_reason");
+    if let Some(r) = &reason
+        && !matches!(
+            r.as_str(),
+            "duplicate" | "fraudulent" | "requested_by_customer" | "abandoned"
+        )
+    {
+        return Err(Error::invalid(
+            "cancellation_reason",
+            "parameter_invalid_string",
+            format!(
+                "Invalid cancellation_reason: must be one of duplicate, fraudulent, requested_by_customer, or abandoned, not {r:?}."
+            ),
+        ));
+    }
+    params.ignore(IGNORED);
+    params.finish()?;
+    s.cancel(&id, idem.as_ref())
 }
 
 fn confirmation(mut p: Params) -> Result<Confirmation, Error> {

@@ -175,6 +175,10 @@ impl Sandbox {
         result
     }
 
+    pub fn cancel(&self, id: &str, idem: Option<&Idempotent>) -> Result<Reply, Error> {
+        self.run(idem, |l, _| l.cancel(id, now()))
+    }
+
     pub fn refund(&self, new: NewRefund, idem: Option<&Idempotent>) -> Result<Reply, Error> {
         let reply = self.run(idem, |l, _| l.create_refund(new, now()))?;
         if !reply.replayed {

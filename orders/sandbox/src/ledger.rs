@@ -251,6 +251,15 @@ impl Ledger {
                 payment_intent: Some(Box::new(intent.to_json())),
             });
         }
+        if intent.status == Status::Canceled {
+            return Err(Error::UnexpectedState {
+                code: "payment_intent_unexpected_state",
+                message:
+                    "You cannot confirm this PaymentIntent because it has a status of canceled."
+                        .into(),
+                payment_intent: Some(Box::new(intent.to_json())),
+            });
+        }
         if return_url.is_some() {
             intent.return_url = return_url;
         }
@@ -282,6 +291,32 @@ impl Ledger {
                 })
             }
         }
+    }
+
+    /// Cancels an intent that has not succeeded, as Stripe does: from then on it takes
+    /// no confirmation. A succeeded intent cannot be cancelled (refund it instead);
+    /// cancelling a cancelled one is refused the same way, as Stripe refuses it.
+    pub fn cancel(&mut self, id: &str, now: i64) -> Result<Value, Error> {
+        let intent = self.intents.get_mut(id).ok_or_else(|| Error::NotFound {
+            kind: "payment_intent",
+            id: id.to_owned(),
+        })?;
+        if intent.status != Status::RequiresPaymentMethod {
+            return Err(Error::UnexpectedState {
+                code: "payment_intent_unexpected_state",
+                message: format!(
+                    "You cannot cancel this PaymentIntent because it has a status of {}.",
+                    intent.status.as_str()
+                ),
+                payment_intent: Some(Box::new(intent.to_json())),
+            });
+        }
+        self.touched.push(Touched::Intent(id.to_owned()));
+        intent.status = Status::Canceled;
+        let json = intent.to_json();
+        self.events
+            .push(Event::new("payment_intent.canceled", json.clone(), now));
+        Ok(json)
     }
 
     /// Refunds part or all of what is left of a succeeded intent's charge.

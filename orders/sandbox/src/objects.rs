@@ -153,6 +153,8 @@ pub fn parse_metadata(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, 
 pub enum Status {
     RequiresPaymentMethod,
     Succeeded,
+    /// Cancelled by the merchant (Stripe spells it `canceled`): takes no card.
+    Canceled,
 }
 
 impl Status {
@@ -160,6 +162,7 @@ impl Status {
         match self {
             Status::RequiresPaymentMethod => "requires_payment_method",
             Status::Succeeded => "succeeded",
+            Status::Canceled => "canceled",
         }
     }
 }

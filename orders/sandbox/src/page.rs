@@ -28,6 +28,7 @@ pub fn router() -> Router<Sandbox> {
 async fn show(State(s): State<Sandbox>, Path(id): Path<String>) -> Response {
     match s.payment_intent(&id) {
         Ok(intent) if intent.status == Status::Succeeded => paid(&intent).into_response(),
+        Ok(intent) if intent.status == Status::Canceled => cancelled(&intent),
         Ok(intent) => form(&intent, None).into_response(),
         Err(_) => not_found(),
     }
@@ -46,6 +47,10 @@ async fn pay(
     // charge, just where a paid buyer goes.
     if intent.status == Status::Succeeded {
         return done(&intent);
+    }
+    // Cancelled by the shop (the seats were given up or lapsed): no card is taken.
+    if intent.status == Status::Canceled {
+        return cancelled(&intent);
     }
     let number = params
         .ok()
@@ -68,6 +73,8 @@ async fn pay(
     };
     match s.confirm(&id, confirmation, None) {
         Ok(_) | Err(Error::UnexpectedState { .. }) => match s.payment_intent(&id) {
+            // Cancelled while the buyer typed: nothing was charged.
+            Ok(intent) if intent.status == Status::Canceled => cancelled(&intent),
             Ok(intent) => done(&intent),
             Err(_) => not_found(),
         },
@@ -82,6 +89,28 @@ fn done(intent: &PaymentIntent) -> Response {
         Some(url) => Redirect::to(url.as_str()).into_response(),
         None => paid(intent).into_response(),
     }
+}
+
+/// An intent the shop cancelled: the page says so and takes no card.
+fn cancelled(intent: &PaymentIntent) -> Response {
+    let back = intent
+        .return_url
+        .as_ref()
+        .map(|u| {
+            format!(
+                "<p><a href=\"{}\">Back to the shop</a></p>",
+                escape(u.as_str())
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>This payment was cancelled</h1>\
+         <p>The shop cancelled this payment, usually because the reservation it was for \
+         was given up or ran out. Nothing was charged.</p>{back}\
+         <p class=\"ref\">Payment {}</p>",
+        escape(&intent.id)
+    );
+    (StatusCode::GONE, Html(layout("Payment cancelled", &body))).into_response()
 }
 
 fn not_found() -> Response {

@@ -31,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let listener = orders::listener::bind(&config.listen).await?;
     tracing::info!(listen = %config.listen, provider = p.provider, "orders starting");
     let state = AppState {
-        holds: HoldDesk::with_writers(db.clone(), config.hold_writers_per_tier),
+        holds: HoldDesk::with_writers(db.clone(), config.hold_writers_per_tier)
+            .per_buyer(config.holds_per_buyer),
         sellout: Default::default(),
         catalog: orders::catalog::Catalog::new(db.clone()),
         db,

@@ -24,6 +24,12 @@ use waitroom::tokens::{
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_orders";
 
+/// A buyer's address of its own for each hold, as in an on-sale (one shared address
+/// would meet the per-buyer cap after a few holds).
+pub fn buyer_email() -> String {
+    format!("ada.{}@example.org", uuid::Uuid::new_v4().simple())
+}
+
 pub struct TestApp {
     pub base: String,
     pub db: TestDb,
@@ -85,6 +91,7 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
         reconcile_after: Duration::from_millis(300),
         workers: false,
         hold_writers_per_tier: 1,
+        holds_per_buyer: orders::holds::DEFAULT_HOLDS_PER_BUYER,
     };
     let state = AppState {
         holds: HoldDesk::new(db.pool.clone()),
@@ -179,7 +186,7 @@ impl TestApp {
         self.http
             .post(self.url(&format!("/api/events/{slug}/holds")))
             .bearer_auth(token)
-            .json(&json!({"tier": tier, "quantity": quantity, "email": "ada@example.org", "name": "Ada Lovelace"}))
+            .json(&json!({"tier": tier, "quantity": quantity, "email": buyer_email(), "name": "Ada Lovelace"}))
             .send()
             .await
             .unwrap()
