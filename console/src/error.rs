@@ -15,6 +15,13 @@ pub enum ConsoleError {
     Csrf,
     #[error("too many attempts; wait a few minutes")]
     Throttled,
+    /// An `Idempotency-Key` sent again with another action, target or request (or by
+    /// another operator): nothing is done and the first result is not shown.
+    #[error(
+        "this idempotency key was already used for a different action, target or request; \
+         send a new key for a new action"
+    )]
+    KeyReused,
     #[error("{0}")]
     BadJson(#[from] JsonRejection),
     #[error("{0}")]
@@ -25,6 +32,9 @@ pub enum ConsoleError {
     Orders(#[from] orders::Error),
     #[error("{0}")]
     Invalid(String),
+    /// A line break or other control character in a one-line text (an event's title).
+    #[error("the {0} may not contain line breaks, tabs or other control characters")]
+    ControlCharacters(&'static str),
     #[error("the queue store is unavailable")]
     Waitroom(#[source] waitroom::Error),
     #[error("database: {0}")]
@@ -57,6 +67,11 @@ impl ConsoleError {
                 "rate_limited",
                 self.to_string(),
             ),
+            ConsoleError::KeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                self.to_string(),
+            ),
             ConsoleError::BadJson(r) => {
                 let status = r.status();
                 let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
@@ -79,6 +94,9 @@ impl ConsoleError {
             ConsoleError::Orders(e) => (e.status(), e.code(), e.public_message()),
             ConsoleError::Invalid(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m.clone())
+            }
+            ConsoleError::ControlCharacters(_) => {
+                (StatusCode::BAD_REQUEST, "bad_request", self.to_string())
             }
             ConsoleError::Waitroom(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,

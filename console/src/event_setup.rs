@@ -21,7 +21,7 @@
 //! `opens_at` (like `starts_at`; for a pre-queue's draw), `reason` — the admission API's
 //! change, live on every gateway within a second.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -565,17 +565,27 @@ pub async fn edit_form(
             return Err(ConsoleError::Invalid("a change needs a reason".into()));
         }
         let edit = edit_request(&tiers, &v)?;
+        crate::events::check_title(&edit.title)?;
         let event_id = event.id;
         let title = edit.title.trim().to_owned();
-        let changed = json!({"before": before, "after": v.iter().filter(|(k, _)| !matches!(k.as_str(), "csrf" | "action_key")).collect::<HashMap<_, _>>()});
+        // What was typed, sorted (a map's order must not change the key's fingerprint).
+        let typed: BTreeMap<&String, &String> = v
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "csrf" | "action_key"))
+            .collect();
+        let changed = json!({"before": before, "after": typed});
+        let action = crate::support::Action {
+            name: "event.edit",
+            subject: &slug,
+            event_id: Some(event_id),
+            reason: Some(&reason),
+            request: json!(typed),
+        };
         let done = crate::support::once(
             &s,
             &operator,
             v.get("action_key").map(String::as_str),
-            "event.edit",
-            &slug,
-            Some(event_id),
-            Some(&reason),
+            action,
             move |conn| {
                 Box::pin(async move {
                     orders::events::update(conn, event_id, &edit).await?;

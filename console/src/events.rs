@@ -64,6 +64,7 @@ pub async fn create_with(
     request: NewEventRequest,
 ) -> Result<EventView, ConsoleError> {
     operator.require(STAFF)?;
+    check_title(&request.title)?;
     let new = request.parse()?;
     let mut tx = s.db.begin().await?;
     let event = events::create(&mut tx, &new).await?;
@@ -86,6 +87,19 @@ pub async fn create_with(
     tracing::info!(event = %new.slug, "event created");
     let tiers = events::tiers(&s.db, event.id).await?;
     Ok(EventView::new(event, tiers))
+}
+
+/// An event's title goes into calendar invites, email subjects and the waiting room's
+/// pages: a line break or other control character in it is refused here, where the
+/// operator typing it is told, rather than being escaped in every one of those
+/// places and shown as `\n`. (The `.ics` writer escapes anyway, for events stored
+/// before this check.)
+pub fn check_title(title: &str) -> Result<(), ConsoleError> {
+    let control = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if title.contains(control) {
+        return Err(ConsoleError::ControlCharacters("title"));
+    }
+    Ok(())
 }
 
 pub async fn list(

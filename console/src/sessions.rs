@@ -4,7 +4,10 @@
 //! SameSite=Strict cookie (Secure over TLS); only its SHA-256 is stored, with the
 //! session's CSRF token, so sessions are revocable server-side and a database leak
 //! yields none. A fresh id is issued at every login (no fixation). Failed logins are
-//! counted per account and per client and throttled.
+//! counted per account and per client and throttled; an attempt is counted *before*
+//! its password is checked, so a parallel burst cannot have more guesses checked than
+//! the limit. Argon2 runs on tokio's blocking pool: each verification is tens of
+//! milliseconds of CPU that would otherwise stall every request on that worker.
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -65,13 +68,15 @@ pub async fn create_operator(
         ));
     }
     let id = Uuid::now_v7();
+    let password = password.to_owned();
+    let password_hash = on_blocking_pool(move || hash_password(&password)).await?;
     sqlx::query!(
         "INSERT INTO operators (id, email, name, role, password_hash) VALUES ($1, $2, $3, $4, $5)",
         id,
         email,
         name.trim(),
         role.as_str(),
-        hash_password(password)?,
+        password_hash,
     )
     .execute(db)
     .await?;
@@ -90,6 +95,53 @@ pub enum Login {
     Throttled,
 }
 
+/// Runs CPU-bound work (argon2) on the blocking pool. A panic there is a bug; it is
+/// raised again here rather than turned into an answer.
+async fn on_blocking_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Counts a login attempt before its password is checked, as a failure until it is
+/// known to be right: `Some(attempt id)`, or `None` when the account or the client has
+/// used up its attempts. Attempts on one account and from one client are counted one
+/// at a time (transaction-scoped advisory locks, account before client so two
+/// attempts never wait on each other in a circle): a count and an insert in separate
+/// steps would let a parallel burst all read "0 so far" and all be checked.
+async fn claim_attempt(
+    db: &PgPool,
+    email: &str,
+    client: &str,
+) -> Result<Option<i64>, ConsoleError> {
+    let mut tx = db.begin().await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(1, hashtext($1))", email)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock(2, hashtext($1))", client)
+        .execute(&mut *tx)
+        .await?;
+    let attempt = sqlx::query_scalar!(
+        r#"INSERT INTO login_attempts (email, client)
+           SELECT $1, $2
+            WHERE (SELECT count(*) FROM login_attempts
+                    WHERE email = $1 AND at > now() - make_interval(mins => $3)) < $4
+              AND (SELECT count(*) FROM login_attempts
+                    WHERE client = $2 AND at > now() - make_interval(mins => $3)) < $5
+           RETURNING id"#,
+        email,
+        client,
+        WINDOW_MINUTES,
+        MAX_FAILURES,
+        MAX_CLIENT_FAILURES,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(attempt)
+}
+
 pub async fn login(
     db: &PgPool,
     email: &str,
@@ -97,18 +149,9 @@ pub async fn login(
     client: &str,
 ) -> Result<Login, ConsoleError> {
     let email = email.trim().to_lowercase();
-    let failures = sqlx::query!(
-        r#"SELECT count(*) FILTER (WHERE email = $1) AS "account!", count(*) FILTER (WHERE client = $2) AS "client!"
-           FROM login_attempts WHERE at > now() - make_interval(mins => $3)"#,
-        email,
-        client,
-        WINDOW_MINUTES
-    )
-    .fetch_one(db)
-    .await?;
-    if failures.account >= MAX_FAILURES || failures.client >= MAX_CLIENT_FAILURES {
+    let Some(attempt) = claim_attempt(db, &email, client).await? else {
         return Ok(Login::Throttled);
-    }
+    };
     let row = sqlx::query!(
         "SELECT id, password_hash FROM operators WHERE email = $1 AND disabled_at IS NULL",
         email
@@ -118,24 +161,29 @@ pub async fn login(
     // Verify against a dummy hash when the account does not exist, so timing does not
     // reveal which emails are operators.
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$4Nne0lt3Bw3MQ4pJ8iV9kX3v+VjQ4Bq0T0Qb5f1jZ5c";
-    let stored = row.as_ref().map_or(DUMMY, |r| r.password_hash.as_str());
-    let ok = PasswordHash::new(stored)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false);
+    let stored = row
+        .as_ref()
+        .map_or(DUMMY, |r| r.password_hash.as_str())
+        .to_owned();
+    let password = password.to_owned();
+    let ok = on_blocking_pool(move || {
+        PasswordHash::new(&stored)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    // A wrong password leaves its attempt counted as a failure.
     let Some(row) = row.filter(|_| ok) else {
-        sqlx::query!(
-            "INSERT INTO login_attempts (email, client) VALUES ($1, $2)",
-            email,
-            client
-        )
-        .execute(db)
-        .await?;
         return Ok(Login::Refused);
     };
+    // The right one is no failure: its attempt is taken back.
+    sqlx::query!("DELETE FROM login_attempts WHERE id = $1", attempt)
+        .execute(db)
+        .await?;
     let session = NewSession {
         id: random_token(),
         csrf: random_token(),

@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use orders::corrections::{self, Authority};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -345,17 +346,40 @@ pub async fn detail(
     load(s, operator, id).await
 }
 
+/// One operator action, as [`once`] runs and audits it.
+pub struct Action<'a> {
+    /// `order.refund`, `event.reschedule`, …
+    pub name: &'a str,
+    /// What it acts on (an order id, an event slug): the audit row's subject.
+    pub subject: &'a str,
+    pub event_id: Option<Uuid>,
+    pub reason: Option<&'a str>,
+    /// Everything the caller asked for (the body, and any id that is not the subject).
+    /// An idempotency key is bound to it, so a key sent again with another request is
+    /// refused instead of being answered with the first request's result.
+    pub request: serde_json::Value,
+}
+
+impl Action<'_> {
+    /// The request's fingerprint: SHA-256 of its JSON, whose field order is fixed
+    /// (struct fields in declaration order, maps as built), so the same request always
+    /// hashes the same.
+    fn request_hash(&self) -> Vec<u8> {
+        Sha256::digest(serde_json::to_vec(&self.request).expect("json")).to_vec()
+    }
+}
+
 /// Runs an action once per key: a repeat (double-click, retried request) returns the
-/// first result and does nothing. Audited with the action in one transaction.
-#[allow(clippy::too_many_arguments)]
+/// first result and does nothing. The key is bound to the operator, action, subject
+/// and request that first used it; reused for anything else it is refused
+/// ([`ConsoleError::KeyReused`]) — answering with the first result would tell the
+/// caller that something they did not do was done. Audited with the action in one
+/// transaction.
 pub async fn once<F>(
     s: &AppState,
     operator: &Operator,
     key: Option<&str>,
-    action: &str,
-    subject: &str,
-    event_id: Option<Uuid>,
-    reason: Option<&str>,
+    action: Action<'_>,
     f: F,
 ) -> Result<serde_json::Value, ConsoleError>
 where
@@ -366,29 +390,43 @@ where
     >,
 {
     let mut tx = s.db.begin().await?;
+    let actor = operator.label();
     if let Some(key) = key {
         if key.len() > 200 {
             return Err(ConsoleError::Invalid(
                 "an idempotency key is at most 200 characters".into(),
             ));
         }
+        let request_hash = action.request_hash();
         let claimed = sqlx::query_scalar!(
-            r#"INSERT INTO operator_actions (key, actor, action, subject, result)
-               VALUES ($1, $2, $3, $4, '{}') ON CONFLICT (key) DO NOTHING RETURNING key"#,
+            r#"INSERT INTO operator_actions (key, actor, action, subject, request_hash, result)
+               VALUES ($1, $2, $3, $4, $5, '{}') ON CONFLICT (key) DO NOTHING RETURNING key"#,
             key,
-            operator.label(),
-            action,
-            subject
+            actor,
+            action.name,
+            action.subject,
+            request_hash,
         )
         .fetch_optional(&mut *tx)
         .await?;
         if claimed.is_none() {
             drop(tx);
-            let previous =
-                sqlx::query_scalar!("SELECT result FROM operator_actions WHERE key = $1", key)
-                    .fetch_one(&s.db)
-                    .await?;
-            return Ok(serde_json::json!({"repeated": true, "result": previous}));
+            let first = sqlx::query!(
+                "SELECT actor, action, subject, request_hash, result FROM operator_actions WHERE key = $1",
+                key
+            )
+            .fetch_one(&s.db)
+            .await?;
+            let same = first.actor == actor
+                && first.action == action.name
+                && first.subject == action.subject
+                && first
+                    .request_hash
+                    .is_none_or(|h| h.as_slice() == request_hash.as_slice());
+            if !same {
+                return Err(ConsoleError::KeyReused);
+            }
+            return Ok(serde_json::json!({"repeated": true, "result": first.result}));
         }
     }
     let result = f(&mut tx).await?;
@@ -396,12 +434,12 @@ where
         &mut tx,
         operator,
         Entry {
-            action,
-            event_id,
-            subject,
+            action: action.name,
+            event_id: action.event_id,
+            subject: action.subject,
             before: None,
             after: Some(result.clone()),
-            reason,
+            reason: action.reason,
         },
     )
     .await?;
@@ -433,7 +471,7 @@ async fn event_of(s: &AppState, operator: &Operator, order_id: Uuid) -> Result<U
         .ok_or_else(|| orders::Error::NotFound("order").into())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
     pub amount_cents: Option<i64>,
@@ -458,32 +496,30 @@ pub async fn refund_with(
         "amount_cents": body.amount_cents,
         "override_policy": body.override_policy,
     });
-    let result = once(
-        s,
-        operator,
-        key,
-        "order.refund",
-        &id.to_string(),
-        Some(event),
-        Some(&reason),
-        move |conn| {
-            Box::pin(async move {
-                let done = corrections::refund(
-                    conn,
-                    id,
-                    body.amount_cents,
-                    &body.reason,
-                    body.override_policy,
-                    &Authority {
-                        actor: &actor,
-                        may_override,
-                    },
-                )
-                .await?;
-                Ok(serde_json::to_value(done).expect("json"))
-            })
-        },
-    )
+    let action = Action {
+        name: "order.refund",
+        subject: &id.to_string(),
+        event_id: Some(event),
+        reason: Some(&reason),
+        request: serde_json::to_value(&body).expect("json"),
+    };
+    let result = once(s, operator, key, action, move |conn| {
+        Box::pin(async move {
+            let done = corrections::refund(
+                conn,
+                id,
+                body.amount_cents,
+                &body.reason,
+                body.override_policy,
+                &Authority {
+                    actor: &actor,
+                    may_override,
+                },
+            )
+            .await?;
+            Ok(serde_json::to_value(done).expect("json"))
+        })
+    })
     .await;
     if let Err(e) = &result {
         record_refusal(s, operator, "order.refund", id, event, &reason, e, attempt).await;
@@ -565,7 +601,7 @@ pub async fn refund(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrderBody {
     pub reason: String,
@@ -588,31 +624,29 @@ pub async fn cancel_order_with(
     let may_override = operator.role == Role::Admin;
     let reason = body.reason.trim().to_owned();
     let attempt = serde_json::json!({"override_policy": body.override_policy});
-    let result = once(
-        s,
-        operator,
-        key,
-        "order.cancel",
-        &id.to_string(),
-        Some(event),
-        Some(&reason),
-        move |conn| {
-            Box::pin(async move {
-                let done = corrections::cancel_order(
-                    conn,
-                    id,
-                    &body.reason,
-                    body.override_policy,
-                    &Authority {
-                        actor: &actor,
-                        may_override,
-                    },
-                )
-                .await?;
-                Ok(serde_json::to_value(done).expect("json"))
-            })
-        },
-    )
+    let action = Action {
+        name: "order.cancel",
+        subject: &id.to_string(),
+        event_id: Some(event),
+        reason: Some(&reason),
+        request: serde_json::to_value(&body).expect("json"),
+    };
+    let result = once(s, operator, key, action, move |conn| {
+        Box::pin(async move {
+            let done = corrections::cancel_order(
+                conn,
+                id,
+                &body.reason,
+                body.override_policy,
+                &Authority {
+                    actor: &actor,
+                    may_override,
+                },
+            )
+            .await?;
+            Ok(serde_json::to_value(done).expect("json"))
+        })
+    })
     .await;
     if let Err(e) = &result {
         record_refusal(s, operator, "order.cancel", id, event, &reason, e, attempt).await;
@@ -650,22 +684,20 @@ pub async fn resend_with(
     operator.require(STAFF)?;
     let event = event_of(s, operator, id).await?;
     let actor = operator.label();
-    once(
-        s,
-        operator,
-        key,
-        "order.resend",
-        &id.to_string(),
-        Some(event),
-        None,
-        move |conn| {
-            Box::pin(async move {
-                let request_id = Uuid::now_v7();
-                corrections::request_resend(conn, id, request_id, &actor).await?;
-                Ok(serde_json::json!({"request_id": request_id}))
-            })
-        },
-    )
+    let action = Action {
+        name: "order.resend",
+        subject: &id.to_string(),
+        event_id: Some(event),
+        reason: None,
+        request: serde_json::Value::Null,
+    };
+    once(s, operator, key, action, move |conn| {
+        Box::pin(async move {
+            let request_id = Uuid::now_v7();
+            corrections::request_resend(conn, id, request_id, &actor).await?;
+            Ok(serde_json::json!({"request_id": request_id}))
+        })
+    })
     .await
 }
 
@@ -681,7 +713,7 @@ pub async fn resend(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailBody {
     pub email: String,
@@ -699,21 +731,21 @@ pub async fn email_with(
     let email = orders::buyers::Email::parse(&body.email)?;
     let event = event_of(s, operator, id).await?;
     let actor = operator.label();
-    once(
-        s,
-        operator,
-        key,
-        "order.email_change",
-        &id.to_string(),
-        Some(event),
-        body.reason.as_deref(),
-        move |conn| {
-            Box::pin(async move {
-                let changed = corrections::change_email(conn, id, &email, &actor).await?;
-                Ok(serde_json::json!({"changed": changed}))
-            })
-        },
-    )
+    let request = serde_json::to_value(&body).expect("json");
+    let reason = body.reason.clone();
+    let action = Action {
+        name: "order.email_change",
+        subject: &id.to_string(),
+        event_id: Some(event),
+        reason: reason.as_deref(),
+        request,
+    };
+    once(s, operator, key, action, move |conn| {
+        Box::pin(async move {
+            let changed = corrections::change_email(conn, id, &email, &actor).await?;
+            Ok(serde_json::json!({"changed": changed}))
+        })
+    })
     .await
 }
 
@@ -738,7 +770,7 @@ pub async fn email(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferBody {
     pub email: String,
@@ -764,22 +796,23 @@ pub async fn transfer_with(
             .filter(|(_, e): &(Uuid, Uuid)| operator.may_see(*e))
             .ok_or(orders::Error::NotFound("ticket"))?;
     let actor = operator.label();
-    once(
-        s,
-        operator,
-        key,
-        "ticket.transfer",
-        &order.to_string(),
-        Some(event),
-        body.reason.as_deref(),
-        move |conn| {
-            Box::pin(async move {
-                let done =
-                    corrections::transfer_ticket(conn, ticket, &email, &name, &actor).await?;
-                Ok(serde_json::to_value(done).expect("json"))
-            })
-        },
-    )
+    // The subject is the order (its timeline shows the transfer); the ticket is part
+    // of the request, so a key used for one ticket cannot be replayed for another.
+    let request = serde_json::json!({"ticket": ticket, "body": body});
+    let reason = body.reason.clone();
+    let action = Action {
+        name: "ticket.transfer",
+        subject: &order.to_string(),
+        event_id: Some(event),
+        reason: reason.as_deref(),
+        request,
+    };
+    once(s, operator, key, action, move |conn| {
+        Box::pin(async move {
+            let done = corrections::transfer_ticket(conn, ticket, &email, &name, &actor).await?;
+            Ok(serde_json::to_value(done).expect("json"))
+        })
+    })
     .await
 }
 
@@ -804,7 +837,7 @@ pub async fn transfer(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleBody {
     pub starts_at: DateTime<Utc>,
@@ -831,7 +864,16 @@ pub async fn reschedule_with(
         .ok_or(orders::Error::NotFound("event"))?;
     let actor = operator.label();
     let event_id = event.id;
-    once(s, operator, key, "event.reschedule", slug, Some(event_id), body.reason.as_deref(), move |conn| {
+    let request = serde_json::to_value(&body).expect("json");
+    let reason = body.reason.clone();
+    let action = Action {
+        name: "event.reschedule",
+        subject: slug,
+        event_id: Some(event_id),
+        reason: reason.as_deref(),
+        request,
+    };
+    once(s, operator, key, action, move |conn| {
         Box::pin(async move {
             let moved = corrections::reschedule(conn, event_id, body.starts_at, body.ends_at, body.notify, &actor).await?;
             Ok(serde_json::json!({"moved": moved, "starts_at": body.starts_at, "ends_at": body.ends_at, "notified": body.notify && moved}))
@@ -873,6 +915,10 @@ pub struct CancelProgress {
     pub refunded_now: usize,
     pub already_settled: usize,
     pub failed: Vec<serde_json::Value>,
+    /// Unpaid orders cancelled by this run (their payment pages closed).
+    pub unpaid_cancelled: usize,
+    /// Orders whose payment landed after the cancellation and was refunded for it.
+    pub late_payments_refunded: Vec<Uuid>,
 }
 
 /// Cancels an event: closes its queue, marks it cancelled, and refunds every paid order
@@ -895,7 +941,10 @@ pub async fn cancel_event_with(
         .await?
         .ok_or(orders::Error::NotFound("event"))?;
     let mut tx = s.db.begin().await?;
-    if corrections::cancel_event(&mut tx, event.id).await? {
+    let cancelled = corrections::cancel_event(&mut tx, event.id).await?;
+    // Also on a re-run: a checkout that slipped in before the event row was updated.
+    let unpaid_cancelled = corrections::close_unpaid(&mut tx, event.id).await?.len();
+    if cancelled {
         audit::record(
             &mut tx,
             operator,
@@ -926,6 +975,8 @@ pub async fn cancel_event_with(
         refunded_now: 0,
         already_settled: 0,
         failed: Vec::new(),
+        unpaid_cancelled,
+        late_payments_refunded: Vec::new(),
     };
     let actor = operator.label();
     for (order_id, status) in orders {
@@ -958,6 +1009,7 @@ pub async fn cancel_event_with(
                 .push(serde_json::json!({"order_id": order_id, "error": e.to_string()})),
         }
     }
+    progress.late_payments_refunded = corrections::late_payments_refunded(&s.db, event.id).await?;
     Ok(progress)
 }
 
@@ -999,32 +1051,30 @@ pub async fn resend_undelivered_with(
         .ok_or(orders::Error::NotFound("event"))?;
     let actor = operator.label();
     let event_id = event.id;
-    once(
-        s,
-        operator,
-        key,
-        "event.resend_undelivered",
-        slug,
-        Some(event_id),
-        None,
-        move |conn| {
-            Box::pin(async move {
-                let failed: Vec<Uuid> = sqlx::query_scalar(
-                    r#"SELECT DISTINCT o.id FROM orders o JOIN deliveries d ON d.order_id = o.id
+    let action = Action {
+        name: "event.resend_undelivered",
+        subject: slug,
+        event_id: Some(event_id),
+        reason: None,
+        request: serde_json::Value::Null,
+    };
+    once(s, operator, key, action, move |conn| {
+        Box::pin(async move {
+            let failed: Vec<Uuid> = sqlx::query_scalar(
+                r#"SELECT DISTINCT o.id FROM orders o JOIN deliveries d ON d.order_id = o.id
                    WHERE o.event_id = $1 AND o.status IN ('paid', 'partially_refunded')
                      AND d.kind = 'confirmation' AND d.status IN ('failed', 'bounced')
                      AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.order_id = o.id
                                      AND s.kind = 'confirmation' AND s.status = 'sent')"#,
-                )
-                .bind(event_id)
-                .fetch_all(&mut *conn)
-                .await?;
-                for order in &failed {
-                    corrections::request_resend(conn, *order, Uuid::now_v7(), &actor).await?;
-                }
-                Ok(serde_json::json!({"resent": failed.len()}))
-            })
-        },
-    )
+            )
+            .bind(event_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for order in &failed {
+                corrections::request_resend(conn, *order, Uuid::now_v7(), &actor).await?;
+            }
+            Ok(serde_json::json!({"resent": failed.len()}))
+        })
+    })
     .await
 }

@@ -104,9 +104,9 @@ async fn seed(db: &TestDb, room: &Waitroom) -> (Uuid, Uuid) {
                  SELECT gen_random_uuid(), $1, t.id, 1, 'j1', 'buyer@example.org', 'Bea Buyer', 'converted', now()
                  FROM t RETURNING id, tier_id),
            o AS (INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency, buyer_email,
-                                     buyer_name, status, payment_provider, payment_intent_id, paid_at)
+                                     buyer_name, status, payment_provider, payment_intent_id, paid_at, admission_jti)
                  SELECT gen_random_uuid(), $1, h.id, h.tier_id, 1, 2000, 'EUR', 'buyer@example.org', 'Bea Buyer',
-                        'paid', 'sandbox', 'pi_j1', now()
+                        'paid', 'sandbox', 'pi_j1', now(), 'j1'
                  FROM h RETURNING id, tier_id)
            INSERT INTO tickets (id, order_id, event_id, tier_id, seat_no, code, holder_email, holder_name)
            SELECT gen_random_uuid(), o.id, $1, o.tier_id, 1, 'FG-ATTACK0001', 'buyer@example.org', 'Bea Buyer'
@@ -966,4 +966,228 @@ async fn malformed_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
     assert_eq!(c.state().await, before, "nothing changed");
     let r = h.get(c.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// An operator's `Idempotency-Key` is bound to what it did. Sent again with the same
+/// request it answers with the first result, as a retry should; with another body,
+/// another action, another target or from another operator it is refused (422
+/// `idempotency_key_reused`) and changes nothing — before, a reused key answered
+/// "done" with the first action's result for an action that never ran.
+#[tokio::test]
+async fn an_idempotency_key_cannot_be_replayed_for_something_else() {
+    let c = spawn(false).await;
+    let h = http();
+    let post = |token: &str, path: &str, key: &str, body: &Value| {
+        h.post(c.url(path))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+    };
+    let o = c.order;
+    let refund = format!("/console/api/orders/{o}/refund");
+    let asked = json!({"amount_cents": 500, "reason": "the stream started late"});
+    let first = post(&c.admin, &refund, "fix-1", &asked).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    let before = c.state().await;
+    let again = post(&c.admin, &refund, "fix-1", &asked).await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "the same request is a retry"
+    );
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, json!({"repeated": true, "result": first}));
+    assert_eq!(c.state().await, before, "a retry does nothing");
+
+    let transfer = format!("/console/api/tickets/{}/transfer", c.ticket);
+    let resend = format!("/console/api/orders/{o}/resend");
+    for (what, token, path, body) in [
+        (
+            "a larger amount",
+            &c.admin,
+            &refund,
+            json!({"amount_cents": 2000, "reason": "the stream started late"}),
+        ),
+        (
+            "another reason",
+            &c.admin,
+            &refund,
+            json!({"amount_cents": 500, "reason": "goodwill"}),
+        ),
+        (
+            "the policy overridden",
+            &c.admin,
+            &refund,
+            json!({"amount_cents": 500, "reason": "the stream started late", "override_policy": true}),
+        ),
+        ("another action on the order", &c.admin, &resend, json!({})),
+        (
+            "a transfer of its ticket",
+            &c.admin,
+            &transfer,
+            json!({"email": "mallory@example.org", "name": "Mallory"}),
+        ),
+        ("another operator", &c.operator, &refund, asked.clone()),
+    ] {
+        let r = post(token, path, "fix-1", &body).await.unwrap();
+        assert_shape(
+            r,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            what,
+        )
+        .await;
+    }
+    assert_eq!(c.state().await, before, "a refused key changes nothing");
+
+    // The same action with the same (empty) body on another target.
+    let r = h
+        .post(c.url("/console/api/events"))
+        .bearer_auth(&c.admin)
+        .json(&new_event("fresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = post(
+        &c.admin,
+        "/console/api/events/gig/resend-undelivered",
+        "bulk-1",
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let before = c.state().await;
+    let r = post(
+        &c.admin,
+        "/console/api/events/fresh/resend-undelivered",
+        "bulk-1",
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    assert_shape(
+        r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "another event",
+    )
+    .await;
+    assert_eq!(c.state().await, before);
+}
+
+/// Sign-in attempts are counted before the password is checked: a parallel burst of
+/// 20 wrong passwords (from 20 addresses, so only the account's limit applies) gets 5
+/// checked and the rest 429 — before, every attempt of a burst read "no failures
+/// yet" and all 20 were checked. The right password is refused too until the window
+/// has passed.
+#[tokio::test]
+async fn a_parallel_burst_of_wrong_passwords_gets_five_guesses() {
+    let c = spawn(false).await;
+    let h = http();
+    let sign_in = |client: String, password: &'static str| {
+        h.post(c.url("/console/login"))
+            .header("x-forwarded-for", client)
+            .form(&[("email", "olga@floodgate.test"), ("password", password)])
+            .send()
+    };
+    let burst = (0..20).map(|i| sign_in(format!("198.51.100.{i}"), "wrong password!!"));
+    let statuses: Vec<StatusCode> = futures::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, throttled), (5, 15), "{statuses:?}");
+
+    let r = sign_in("203.0.113.7".into(), PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "still throttled");
+    assert!(session_of(&r).is_none());
+    // The window passes (the failures age out) and the right password works again.
+    sqlx::query("UPDATE login_attempts SET at = at - interval '16 minutes'")
+        .execute(&c.db.pool)
+        .await
+        .unwrap();
+    let r = sign_in("203.0.113.7".into(), PASSWORD).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(session_of(&r).is_some());
+}
+
+/// An event title with a line break (or any control character) is refused where it is
+/// typed — the API and the set-up page's edit form — with a 400 that says why, and
+/// nothing is written: such a title would otherwise reach calendar invites, email
+/// subjects and the waiting room's pages.
+#[tokio::test]
+async fn an_event_title_with_control_characters_is_refused() {
+    let c = spawn(false).await;
+    let h = http();
+    let before = c.state().await;
+    for title in [
+        "Gig\r\nATTENDEE:mailto:evil@x",
+        "Gig\nX-INJECTED:1",
+        "Gig\rfolded",
+        "Tab\there",
+        "Bell\u{7}",
+        "Next\u{85}line",
+        "Line\u{2028}separator",
+    ] {
+        let mut body = new_event("fresh");
+        body["title"] = json!(title);
+        let r = h
+            .post(c.url("/console/api/events"))
+            .bearer_auth(&c.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_shape(r, StatusCode::BAD_REQUEST, "bad_request", title).await;
+    }
+    assert_eq!(c.state().await, before, "no event created");
+
+    let (session, csrf) = c.sign_in("olga@floodgate.test").await;
+    let tier: Uuid = sqlx::query_scalar(
+        "SELECT t.id FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'gig'",
+    )
+    .fetch_one(&c.db.pool)
+    .await
+    .unwrap();
+    let r = h
+        .post(c.url("/console/events/gig/edit"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action_key", "edit-1"),
+            ("title", "The Gig\r\nATTENDEE:mailto:evil@x"),
+            ("timezone", "Europe/Amsterdam"),
+            ("meeting_provider", "jitsi"),
+            ("meeting_url", ""),
+            ("refundable_until_hours_before", "48"),
+            (&format!("tier_{tier}_price"), "20.00"),
+            (&format!("tier_{tier}_capacity"), "10"),
+            ("reason", "rename"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.text().await.unwrap().contains("line breaks"),
+        "the page says why"
+    );
+    let title: String = sqlx::query_scalar("SELECT title FROM events WHERE slug = 'gig'")
+        .fetch_one(&c.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(title, "The Gig");
+    assert_eq!(c.state().await, before, "nothing changed");
 }

@@ -112,9 +112,9 @@ async fn seed_event(db: &TestDb, slug: &str, n: i32, first: i32) -> Uuid {
                  SELECT gen_random_uuid(), $1, t.id, 1, 'j' || g, 'buyer' || g || '@example.org', 'Buyer ' || g, 'converted', now()
                  FROM t, generate_series($2, $3) g RETURNING id, tier_id, buyer_email, buyer_name, admission_jti),
            o AS (INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency, buyer_email,
-                                     buyer_name, status, payment_provider, payment_intent_id, paid_at)
+                                     buyer_name, status, payment_provider, payment_intent_id, paid_at, admission_jti)
                  SELECT gen_random_uuid(), $1, h.id, h.tier_id, 1, 2000, 'EUR', h.buyer_email, h.buyer_name, 'paid',
-                        'sandbox', 'pi_' || h.admission_jti, now()
+                        'sandbox', 'pi_' || h.admission_jti, now(), h.admission_jti
                  FROM h RETURNING id, tier_id, buyer_email, buyer_name)
            INSERT INTO tickets (id, order_id, event_id, tier_id, seat_no, code, holder_email, holder_name)
            SELECT gen_random_uuid(), o.id, $1, o.tier_id, 1, 'FG-' || upper(substr(md5(o.id::text), 1, 10)), o.buyer_email, o.buyer_name
