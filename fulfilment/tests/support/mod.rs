@@ -134,8 +134,9 @@ impl TestFulfilment {
         let order_id = Uuid::now_v7();
         sqlx::query(
             r#"INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency,
-                    buyer_email, buyer_name, status, payment_provider, payment_intent_id)
-               VALUES ($1, $2, $3, $4, $5, $6, 'EUR', $7, 'Grace Hopper', 'pending_payment', 'sandbox', $8)"#,
+                    buyer_email, buyer_name, status, payment_provider, payment_intent_id, admission_jti)
+               VALUES ($1, $2, $3, $4, $5, $6, 'EUR', $7, 'Grace Hopper', 'pending_payment', 'sandbox', $8,
+                       (SELECT admission_jti FROM holds WHERE id = $3))"#,
         )
         .bind(order_id)
         .bind(event_id)
