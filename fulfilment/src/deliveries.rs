@@ -443,7 +443,8 @@ pub async fn send_due(s: &AppState, limit: i64) -> Result<usize, Error> {
             Err(Error::Rejected(reason)) => {
                 // A permanent refusal is an answer, not an outage: no retry, and the
                 // console shows the bounce with its fix (correct the address).
-                tracing::warn!(delivery = %d.id, "email refused permanently; bounced");
+                // The server's words, without addresses (`Mailer::send` took them out).
+                tracing::warn!(delivery = %d.id, %reason, "email refused permanently; bounced");
                 sqlx::query!(
                     r#"UPDATE deliveries SET status = 'bounced', attempts = attempts + 1,
                            last_error = $2

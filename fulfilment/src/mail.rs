@@ -5,6 +5,12 @@
 //! they interpolate. Sending uses lettre's pooled SMTP transport built from `SMTP_URL`,
 //! so any SMTP server works: `smtp://host:port` plain (the dev sink), `smtps://` TLS, or
 //! `smtp://host:587?tls=required` STARTTLS, with credentials in the URL.
+//!
+//! An SMTP server's refusal often quotes the recipient (`550 5.1.1 <bob@example.com>:
+//! Recipient address rejected`). Its text is logged and kept as the delivery's
+//! `last_error`, which the console shows, so addresses are taken out of it here, where
+//! it enters: the recipient's address becomes `recipient` (the console shows the
+//! delivery's address beside it), any other address `address`.
 
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
@@ -109,9 +115,10 @@ impl Mailer {
     }
 
     pub async fn send(&self, to: &str, mail: &Composed, message_id: &str) -> Result<(), Error> {
+        let recipient = to;
         let to: Mailbox = to
             .parse()
-            .map_err(|e| Error::Smtp(format!("recipient: {e}")))?;
+            .map_err(|e| Error::Smtp(redact_addresses(&format!("recipient: {e}"), recipient)))?;
         let alternative = MultiPart::alternative()
             .singlepart(SinglePart::plain(mail.text.clone()))
             .singlepart(SinglePart::html(mail.html.clone()));
@@ -131,13 +138,85 @@ impl Mailer {
             .subject(mail.subject.clone())
             .message_id(Some(message_id.to_owned()))
             .multipart(body)
-            .map_err(|e| Error::Smtp(e.to_string()))?;
+            .map_err(|e| Error::Smtp(redact_addresses(&e.to_string(), recipient)))?;
         self.transport.send(message).await.map(|_| ()).map_err(|e| {
+            let text = redact_addresses(&e.to_string(), recipient);
             if e.is_permanent() {
-                Error::Rejected(e.to_string())
+                Error::Rejected(text)
             } else {
-                Error::Smtp(e.to_string())
+                Error::Smtp(text)
             }
         })
+    }
+}
+
+/// `text` with every email address in it replaced: `recipient`'s (compared without
+/// case) by the word `recipient`, any other by `address` — so `<bob@example.com>:`
+/// reads `<recipient>:`. An address is a run of local-part characters, `@`, and a domain
+/// of letters, digits, `-` and `.`; a stray `@` with nothing around it stays.
+pub fn redact_addresses(text: &str, recipient: &str) -> String {
+    let local = |c: char| c.is_alphanumeric() || ".!#$%&'*+-/=?^_`{|}~".contains(c);
+    let domain = |c: char| c.is_alphanumeric() || c == '-' || c == '.';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let start = rest[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| local(*c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let end = at
+            + 1
+            + rest[at + 1..]
+                .char_indices()
+                .find(|(_, c)| !domain(*c))
+                .map_or(rest.len() - at - 1, |(i, _)| i);
+        // A domain does not end with a dot (the end of a sentence).
+        let end = at + 1 + rest[at + 1..end].trim_end_matches('.').len();
+        if start == at || end == at + 1 {
+            out.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            continue;
+        }
+        out.push_str(&rest[..start]);
+        let found = &rest[start..end];
+        out.push_str(if found.eq_ignore_ascii_case(recipient.trim()) {
+            "recipient"
+        } else {
+            "address"
+        });
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_addresses;
+
+    #[test]
+    fn addresses_are_taken_out_of_server_replies() {
+        let bob = "bob.o'neil+tix@Example.COM";
+        for (said, left) in [
+            (
+                "permanent error (550): 5.1.1 <bob.o'neil+tix@example.com>: Recipient address rejected: User unknown",
+                "permanent error (550): 5.1.1 <recipient>: Recipient address rejected: User unknown",
+            ),
+            (
+                "transient error (450): 4.2.0 bob.o'neil+tix@example.com greylisted; see postmaster@mx.example.",
+                "transient error (450): 4.2.0 recipient greylisted; see address.",
+            ),
+            (
+                "Connection error: connection refused",
+                "Connection error: connection refused",
+            ),
+            ("@ the start, the end @", "@ the start, the end @"),
+            ("user@ and @host and a@b", "user@ and @host and address"),
+            ("ünïcødé@exämple.org", "address"),
+        ] {
+            assert_eq!(redact_addresses(said, bob), left, "{said}");
+        }
     }
 }

@@ -2,7 +2,10 @@
 //! tests can read what was sent, and can refuse mail for a while (451, "try again
 //! later") to rehearse an SMTP outage. Recipients whose local part starts with
 //! `bounce` (`bounce@…`, `bounce+anything@…`) are refused permanently (550 5.1.1, no
-//! such mailbox), as a real server refuses a wrong address, to rehearse bounces.
+//! such mailbox), as a real server refuses a wrong address, to rehearse bounces; those
+//! starting with `greylist` are refused for now (450 4.2.0, greylisted) every time.
+//! Both replies quote the address, as Postfix's do, so what fulfilment logs and keeps
+//! of a refusal is tested against a server that names the recipient.
 //!
 //! Written here rather than taken from a crate: `mailin-embedded` 0.8 does not compile
 //! without its rustls feature, which drags aws-lc-sys (minutes of C build on every clean
@@ -128,6 +131,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         if lines.read_line(&mut line).await? == 0 {
             return Ok(());
         }
+        let refusal: String;
         let command = line.trim_end();
         let verb = command
             .split_whitespace()
@@ -150,8 +154,16 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             "RCPT" if from.is_none() => b"503 5.5.1 MAIL first\r\n",
             "RCPT" => {
                 let rcpt = address(&command[4..]);
-                if rcpt.to_ascii_lowercase().starts_with("bounce") {
-                    b"550 5.1.1 No such mailbox here\r\n"
+                let local = rcpt.to_ascii_lowercase();
+                if local.starts_with("bounce") {
+                    refusal =
+                        format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown\r\n");
+                    refusal.as_bytes()
+                } else if local.starts_with("greylist") {
+                    refusal = format!(
+                        "450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, try again later\r\n"
+                    );
+                    refusal.as_bytes()
                 } else {
                     to.push(rcpt);
                     b"250 OK\r\n"

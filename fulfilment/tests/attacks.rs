@@ -1,8 +1,11 @@
 //! Attacks on fulfilment's output, against the real Postgres and the SMTP sink: an
-//! event title that tries to add lines to the calendar invite.
+//! event title that tries to add lines to the calendar invite, and SMTP refusals that
+//! quote the buyer's address into what is logged and kept.
 
 mod support;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -10,6 +13,7 @@ use icalendar::Component as _;
 use mailparse::ParsedMail;
 use reqwest::StatusCode;
 use support::{join_link, spawn};
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn part<'a>(mail: &'a ParsedMail<'a>, mime: &str) -> Option<&'a ParsedMail<'a>> {
     if mail.ctype.mimetype == mime {
@@ -114,6 +118,102 @@ async fn a_title_with_line_breaks_adds_no_line_to_the_invite() {
         let cal: icalendar::Calendar = ics.parse().expect("a standard parser accepts it");
         let e = cal.components[0].as_event().expect("one event");
         assert!(e.property_value("ATTENDEE").is_none(), "{what}");
+    }
+    t.cleanup().await;
+}
+
+/// What the test's log lines were written to.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The SMTP server's refusals name the recipient (`550 5.1.1 <bounce@…>: Recipient
+/// address rejected`, `450 4.2.0 <greylist@…>: … Greylisted`), as real servers' do.
+/// Neither the log lines (at INFO, as in production) nor the `last_error` the console
+/// shows carry an address; they still say what happened.
+#[tokio::test]
+async fn smtp_refusals_are_logged_and_kept_without_the_address() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    // The test's runtime is one thread, so every task of the service logs here.
+    let _guard = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .set_default();
+    let t = spawn().await;
+    let event = t
+        .event("refusing", Utc::now() + chrono::Duration::days(3))
+        .await;
+    for to in ["bounce.ada@example.org", "greylist.bob@example.org"] {
+        let order = t.paid_order(event, to, 1).await;
+        fulfilment::deliveries::queue_confirmation(&t.state, order)
+            .await
+            .unwrap();
+    }
+    fulfilment::deliveries::send_due(&t.state, 100)
+        .await
+        .unwrap();
+
+    let kept: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT recipient, status, last_error FROM deliveries ORDER BY recipient")
+            .fetch_all(&t.db.pool)
+            .await
+            .unwrap();
+    let [
+        (bounced, bounced_status, bounced_error),
+        (greylisted, greylisted_status, grey_error),
+    ] = &kept[..]
+    else {
+        panic!("two deliveries: {kept:?}");
+    };
+    assert_eq!(
+        (bounced.as_str(), bounced_status.as_str()),
+        ("bounce.ada@example.org", "bounced")
+    );
+    assert_eq!(
+        (greylisted.as_str(), greylisted_status.as_str()),
+        ("greylist.bob@example.org", "queued")
+    );
+    let bounced_error = bounced_error.as_deref().expect("the refusal is kept");
+    let grey_error = grey_error.as_deref().expect("the refusal is kept");
+    assert!(
+        bounced_error.contains("550")
+            && bounced_error.contains("<recipient>: Recipient address rejected"),
+        "{bounced_error}"
+    );
+    assert!(
+        grey_error.contains("450") && grey_error.contains("Greylisted"),
+        "{grey_error}"
+    );
+
+    let logged = logs.text();
+    assert!(
+        logged.contains("email refused permanently; bounced")
+            && logged.contains("email not sent; will retry"),
+        "both refusals are logged: {logged}"
+    );
+    for text in [bounced_error, grey_error, logged.as_str()] {
+        assert!(!text.contains('@'), "an address in: {text}");
+        assert!(
+            !text.contains("bounce.ada") && !text.contains("greylist.bob"),
+            "{text}"
+        );
     }
     t.cleanup().await;
 }
