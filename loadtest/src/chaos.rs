@@ -167,6 +167,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         ALL.to_vec()
     };
+    // A matrix of no faults would print a table of nothing and pass.
+    ensure!(!faults.is_empty(), "no fault to inject");
     ensure!(
         args.at >= 0.0 && args.down >= 0.0,
         "--at and --down are seconds"
@@ -275,6 +277,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "chaos: matrix written to {}",
         out.join("chaos.md").display()
     );
+    ensure!(!rows.is_empty(), "chaos: no case ran");
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.verdict != "PASS")

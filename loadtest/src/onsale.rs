@@ -799,6 +799,7 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
     // ---- the verdict
     let dbv = verdict::read_db(&db, &slug).await?;
     let mut checks = vec![
+        verdict::crowd(&records),
         verdict::capacity(&dbv),
         verdict::no_double_sale(&dbv),
         verdict::charges_accounted(&dbv, &records),

@@ -140,6 +140,23 @@ pub async fn read_db(db: &PgPool, slug: &str) -> anyhow::Result<Db> {
     })
 }
 
+/// Whether there was a crowd at all. Every other check holds over zero buyers (no
+/// seat oversold, nobody waited out of turn), so a run in which no buyer took part —
+/// an empty arrivals file, a gateway nobody reached — would pass having checked
+/// nothing; it fails here instead.
+pub fn crowd(buyers: &[Record]) -> Check {
+    let joined = buyers.iter().filter(|b| b.joined_ms.is_some()).count();
+    check(
+        "buyers took part",
+        joined > 0,
+        format!(
+            "{} buyers simulated, {joined} joined the queue",
+            buyers.len()
+        ),
+        json!({"buyers": buyers.len(), "joined": joined}),
+    )
+}
+
 pub fn capacity(db: &Db) -> Check {
     let over: Vec<&TierRow> = db
         .tiers
@@ -624,6 +641,18 @@ mod tests {
             outcome: Outcome::Paid,
             samples: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_run_without_buyers_fails() {
+        assert!(!crowd(&[]).pass, "no buyers");
+        let mut never_joined = rec(1, 1, None, None);
+        never_joined.joined_ms = None;
+        assert!(
+            !crowd(&[never_joined.clone()]).pass,
+            "nobody reached the queue"
+        );
+        assert!(crowd(&[never_joined, rec(2, 1, None, None)]).pass);
     }
 
     #[test]
