@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 
 mod crowd;
-mod edge;
+pub(crate) mod edge;
 mod lag;
 mod report;
 mod stats;
@@ -171,6 +171,8 @@ pub struct Args {
         default_value = "http://127.0.0.1:8080"
     )]
     pub url: String,
+    #[command(flatten)]
+    pub gateway_metrics: edge::GatewayMetrics,
     /// Postgres of the stack.
     #[arg(
         long,
@@ -573,6 +575,7 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
     );
     let mix = parse_mix(&args.quantity_mix)?;
     let base = loopback("gateway", &args.url)?;
+    let gateway_metrics = loopback("gateway metrics", &args.gateway_metrics.url)?;
     let sandbox = loopback("sandbox", &args.sandbox_url)?;
     let sink = loopback("SMTP sink", &args.smtp_sink)?;
     let token = operator_token(&args)?;
@@ -734,7 +737,12 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
             http: http.clone(),
         }))
     });
-    let edge_before = edge::read(&http, &base).await;
+    let edge_before = edge::read(&http, &gateway_metrics).await;
+    if let Err(e) = &edge_before {
+        eprintln!(
+            "onsale: warning: the gateway's metrics could not be read ({e:#}); the report will have no edge figures"
+        );
+    }
     let lag = lag::LagProbe::start();
     let tcp_before = lag::TcpDrops::read();
     let handles: Vec<_> = plans
@@ -753,10 +761,7 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
     let crowd_duration = ctx.start.elapsed();
     let simulator_lag = lag.finish().await;
     let tcp_drops = lag::TcpDrops::read().since(&tcp_before);
-    let edge = match (edge_before, edge::read(&http, &base).await) {
-        (Some(before), Some(after)) => edge::between(&before, &after),
-        _ => Default::default(),
-    };
+    let edge = edge::compare(&edge_before, &edge::read(&http, &gateway_metrics).await);
     // A fault still recovering when the crowd is done is waited for: the verdict is
     // about the system after recovery.
     let disrupted = match disruption {
@@ -886,7 +891,8 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
             "refreshers": args.refreshers, "think_ms": args.think_ms,
             "max_poll_ms": args.max_poll_ms, "pay_timeout_s": args.pay_timeout,
             "email_timeout_s": args.email_timeout, "fairness_tolerance_ms": args.fairness_tolerance_ms,
-            "seed": seed, "gateway": base, "sandbox": sandbox, "smtp_sink": sink,
+            "seed": seed, "gateway": base, "gateway_metrics": gateway_metrics,
+            "sandbox": sandbox, "smtp_sink": sink,
             "patience": args.patience,
         }),
         disruption: disrupted.clone(),
@@ -903,7 +909,8 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
         statuses: folded.status_table(),
         simulator_lag: Some(simulator_lag),
         tcp_drops: Some(tcp_drops),
-        edge,
+        edge_unread: edge.as_ref().err().cloned(),
+        edge: edge.unwrap_or_default(),
         timeline,
         notable_buyers: records
             .iter()

@@ -18,7 +18,8 @@
 //!    phase puts the crowd in steady state at once, as a crowd that arrived over time
 //!    would be, even where the interval is many minutes;
 //! 5. after a warm-up, status requests are counted by the second they were sent, over
-//!    the window, by the crowd and by the gateway's own `/metrics`.
+//!    the window, by the crowd and by the gateway's own metrics (on its metrics
+//!    listener, `--gateway-metrics`).
 //!
 //! It prints polls/s per size and their ratio, with what the waiting room's schedule
 //! predicts for the same line, and writes them as JSON. The exit status reports errors
@@ -87,6 +88,8 @@ pub struct Args {
         default_value = "http://127.0.0.1:8080"
     )]
     pub url: String,
+    #[command(flatten)]
+    pub gateway_metrics: onsale::edge::GatewayMetrics,
     /// File holding the operator token (default: FLOODGATE_OPERATOR_TOKEN, else the
     /// stack's `operator-token`, as `loadtest onsale` finds it).
     #[arg(long)]
@@ -115,8 +118,10 @@ pub struct SizeResult {
     /// Status requests per second sent by the crowd over the window.
     pub polls_per_s: f64,
     /// The same, as the gateway counted them (`floodgate_gateway_requests_total`,
-    /// route `status`, every status class), when its `/metrics` could be read.
+    /// route `status`, every status class), when its metrics could be read.
     pub gateway_polls_per_s: Option<f64>,
+    /// Why `gateway_polls_per_s` is missing: the gateway's metrics could not be read.
+    pub gateway_unread: Option<String>,
     /// Least and most status requests sent in one second of the window.
     pub per_second_min: u64,
     pub per_second_max: u64,
@@ -194,6 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .context("onsale defaults")?
     .args;
     let base = onsale::loopback("gateway", &args.url)?;
+    let metrics = onsale::loopback("gateway metrics", &args.gateway_metrics.url)?;
     let token = match &args.token_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("reading {}", path.display()))?
@@ -214,7 +220,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let mut sizes = Vec::new();
     for (i, &n) in args.sizes.iter().enumerate() {
-        let r = measure(&args, &shared, &http, &base, &token, n, seed ^ i as u64).await?;
+        let gateway = Gateway {
+            base: &base,
+            metrics: &metrics,
+        };
+        let r = measure(&args, &shared, &http, &gateway, &token, n, seed ^ i as u64).await?;
         println!(
             "  {:>7} waiting: {:>7.1} polls/s (gateway {}), {}-{} per second; schedule predicts {:.1}/s (moving line), {:.1}/s (static); observed rate {:.0}/min; {} late, {} failed, {:.0} s",
             r.waiting,
@@ -230,6 +240,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             r.failed_polls,
             r.seconds,
         );
+        if let Some(why) = &r.gateway_unread {
+            println!("    gateway's own count unknown: its metrics could not be read ({why})");
+        }
         sizes.push(r);
     }
     let ratio = match (sizes.first(), sizes.last()) {
@@ -458,12 +471,19 @@ async fn set_admission(
     Ok(())
 }
 
+/// The gateway a run talks to: its buyer port, and the listener of its own where it
+/// serves its metrics.
+struct Gateway<'a> {
+    base: &'a str,
+    metrics: &'a str,
+}
+
 /// One queue length, on an event of its own.
 async fn measure(
     args: &Args,
     shared: &onsale::Args,
     http: &reqwest::Client,
-    base: &str,
+    gateway: &Gateway<'_>,
     token: &str,
     n: u64,
     seed: u64,
@@ -477,7 +497,7 @@ async fn measure(
     );
     onsale::create_event(
         http,
-        base,
+        gateway.base,
         token,
         &slug,
         shared,
@@ -485,13 +505,13 @@ async fn measure(
         1,
     )
     .await?;
-    let admission_url = format!("{base}/console/api/events/{slug}/admission");
+    let admission_url = format!("{}/console/api/events/{slug}/admission", gateway.base);
     let console = Console {
         http,
         token,
         admission_url: &admission_url,
     };
-    let result = crowd_on(args, &console, base, &slug, n, rng).await;
+    let result = crowd_on(args, &console, gateway, &slug, n, rng).await;
     // Done with it either way: the admitter and gateways need not keep watching it.
     let closed = set_admission(
         http,
@@ -516,7 +536,7 @@ struct Console<'a> {
 async fn crowd_on(
     args: &Args,
     console: &Console<'_>,
-    base: &str,
+    gateway: &Gateway<'_>,
     slug: &str,
     n: u64,
     mut rng: rand::rngs::StdRng,
@@ -529,9 +549,9 @@ async fn crowd_on(
     let counters = || (0..MAX_RUN_SECONDS).map(|_| AtomicU64::new(0)).collect();
     let crowd = Arc::new(Crowd {
         http: client,
-        status_url: format!("{base}/queue/{slug}/status"),
-        join_url: format!("{base}/queue/{slug}/join"),
-        metrics_url: format!("{base}/metrics"),
+        status_url: format!("{}/queue/{slug}/status", gateway.base),
+        join_url: format!("{}/queue/{slug}/join", gateway.base),
+        metrics_url: gateway.metrics.to_owned(),
         cookie_name: format!("fg_q_{slug}"),
         in_flight: Semaphore::new(args.concurrency),
         start: Instant::now(),
@@ -677,6 +697,13 @@ async fn steady_crowd(
     let gw_from = gateway_status_count(http, &crowd.metrics_url).await;
     tokio::time::sleep_until(window_to.into()).await;
     let gw_to = gateway_status_count(http, &crowd.metrics_url).await;
+    let gateway = match (gw_from, gw_to) {
+        (Ok(a), Ok(b)) if b >= a => Ok((b - a) as f64 / (window_to - window_from).as_secs_f64()),
+        (Ok(a), Ok(b)) => Err(format!(
+            "its count went from {a} to {b} over the window (restarted?)"
+        )),
+        (Err(e), _) | (_, Err(e)) => Err(format!("{e:#}")),
+    };
 
     // ---- figures of the window's whole seconds.
     let first = crowd.second(window_from) + 1;
@@ -707,12 +734,8 @@ async fn steady_crowd(
         waiting: n,
         event: slug.to_owned(),
         polls_per_s: per_second.iter().sum::<u64>() as f64 / span,
-        gateway_polls_per_s: match (gw_from, gw_to) {
-            (Some(a), Some(b)) if b >= a => {
-                Some((b - a) as f64 / (window_to - window_from).as_secs_f64())
-            }
-            _ => None,
-        },
+        gateway_polls_per_s: gateway.as_ref().ok().copied(),
+        gateway_unread: gateway.err(),
         per_second_min: per_second.iter().copied().min().unwrap_or(0),
         per_second_max: per_second.iter().copied().max().unwrap_or(0),
         expected_moving_line,
@@ -733,17 +756,22 @@ async fn steady_crowd(
     })
 }
 
-/// The gateway's count of status requests (every status class), from `/metrics`.
-async fn gateway_status_count(http: &reqwest::Client, url: &str) -> Option<u64> {
-    let text = http.get(url).send().await.ok()?.text().await.ok()?;
-    Some(
-        text.lines()
-            .filter(|l| {
-                l.starts_with("floodgate_gateway_requests_total{") && l.contains("route=\"status\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64,
-    )
+/// The gateway's count of status requests (every status class), from its metrics.
+async fn gateway_status_count(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
+    let text = onsale::edge::fetch(http, url).await?;
+    let counts: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("floodgate_gateway_requests_total{") && l.contains("route=\"status\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    // Polls are under way when this is read: no count at all is not the gateway.
+    ensure!(
+        !counts.is_empty(),
+        "{url} holds no floodgate_gateway_requests_total for route status (not the gateway's metrics?)"
+    );
+    Ok(counts.iter().sum::<f64>() as u64)
 }
 
 /// Polls per second the waiting room's schedule implies for a line of `n` at `rate` per

@@ -1,13 +1,65 @@
-//! What the gateway itself measured: its request-duration histogram (`/metrics`,
-//! Prometheus text) read before and after the crowd. The difference is the time the
-//! edge spent per request, without the simulator's scheduling or the client side's
-//! queueing, so the report can say on which side of the wire a latency tail lives.
+//! What the gateway itself measured: its request-duration histogram (Prometheus text,
+//! served on the gateway's metrics listener, never its buyer port) read before and
+//! after the crowd. The difference is the time the edge spent per request, without
+//! the simulator's scheduling or the client side's queueing, so the report can say on
+//! which side of the wire a latency tail lives.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use anyhow::ensure;
 use serde::Serialize;
 
 const METRIC: &str = "floodgate_gateway_request_duration_seconds_bucket";
+
+/// The gateway's default metrics listener (`gateway/src/config.rs`), for when the
+/// environment names neither the URL nor the listener.
+const DEFAULT_LISTEN: &str = "127.0.0.1:9080";
+
+/// Where the gateway's Prometheus metrics are read, for every subcommand that reads
+/// them: the gateway serves them on a listener of its own
+/// (`FLOODGATE_GATEWAY_METRICS_LISTEN`); its buyer port answers 404 there.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayMetrics {
+    /// The gateway's metrics URL, loopback only (default: /metrics on
+    /// FLOODGATE_GATEWAY_METRICS_LISTEN, else on the gateway's default listener).
+    #[arg(
+        long = "gateway-metrics",
+        id = "gateway_metrics",
+        value_name = "URL",
+        env = "FLOODGATE_GATEWAY_METRICS_URL",
+        default_value_t = default_url()
+    )]
+    pub url: String,
+}
+
+/// `/metrics` on `FLOODGATE_GATEWAY_METRICS_LISTEN` when it is set, else on the
+/// gateway's default listener.
+fn default_url() -> String {
+    let listen = std::env::var("FLOODGATE_GATEWAY_METRICS_LISTEN").ok();
+    listener_url(
+        listen
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .unwrap_or(DEFAULT_LISTEN),
+    )
+}
+
+/// `/metrics` on a listen address as this machine reaches it: a wildcard bind
+/// (`0.0.0.0`, `[::]`) is reached on loopback.
+fn listener_url(listen: &str) -> String {
+    let host_port = match listen.parse::<SocketAddr>() {
+        Ok(SocketAddr::V4(a)) if a.ip().is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, a.port())).to_string()
+        }
+        Ok(SocketAddr::V6(a)) if a.ip().is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, a.port())).to_string()
+        }
+        _ => listen.to_owned(),
+    };
+    format!("http://{host_port}/metrics")
+}
 
 /// Per route: cumulative counts by upper bound (seconds; `+Inf` as infinity).
 pub type Buckets = BTreeMap<String, Vec<(f64, u64)>>;
@@ -24,20 +76,36 @@ pub struct EdgeFigures {
     pub p99_at_most_ms: Option<f64>,
 }
 
-/// Reads the gateway's histogram; `None` when it cannot be read (the report then
-/// simply has no edge figures).
-pub async fn read(http: &reqwest::Client, base: &str) -> Option<Buckets> {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    Some(parse(&text))
+/// The gateway's metrics as Prometheus text; an error says what answered instead.
+pub async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+    // reqwest's errors name the URL themselves.
+    let response = http.get(url).send().await?;
+    let status = response.status();
+    ensure!(status.is_success(), "{url} answered {status}");
+    Ok(response.text().await?)
+}
+
+/// Reads the gateway's histogram.
+pub async fn read(http: &reqwest::Client, url: &str) -> anyhow::Result<Buckets> {
+    Ok(parse(&fetch(http, url).await?))
+}
+
+/// The figures between a reading before the crowd and one after, or why there are
+/// none (for the report to say, rather than show an empty table).
+pub fn compare(
+    before: &anyhow::Result<Buckets>,
+    after: &anyhow::Result<Buckets>,
+) -> Result<BTreeMap<String, EdgeFigures>, String> {
+    match (before, after) {
+        (Err(e), _) => Err(format!("before the crowd: {e:#}")),
+        (_, Err(e)) => Err(format!("after the crowd: {e:#}")),
+        // A gateway that timed nothing, with a crowd just through it, is not the
+        // gateway whose figures the report wants.
+        (Ok(_), Ok(after)) if after.is_empty() => Err(format!(
+            "no {METRIC} in the answer (not the gateway's metrics?)"
+        )),
+        (Ok(before), Ok(after)) => Ok(between(before, after)),
+    }
 }
 
 fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
@@ -150,6 +218,38 @@ mod tests {
         assert!((f.within_50ms - 0.985).abs() < 1e-9, "{f:?}");
         assert!((f.within_100ms - 0.995).abs() < 1e-9, "{f:?}");
         assert_eq!(f.p99_at_most_ms, Some(100.0));
+    }
+
+    #[test]
+    fn an_unread_side_is_said_not_shown_as_no_figures() {
+        let read = Ok(parse(&exposition([1, 1, 1, 1])));
+        let refused: anyhow::Result<Buckets> = Err(anyhow::anyhow!(
+            "http://127.0.0.1:8080/metrics answered 404 Not Found"
+        ));
+        let why = compare(&read, &refused).unwrap_err();
+        assert!(why.starts_with("after the crowd: "), "{why}");
+        assert!(why.contains("404"), "{why}");
+        assert!(compare(&refused, &read).unwrap_err().starts_with("before"));
+        let elsewhere = Ok(parse("orders_requests_total 3\n"));
+        assert!(compare(&read, &elsewhere).unwrap_err().contains(METRIC));
+        assert_eq!(compare(&read, &read).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn the_default_url_is_on_the_metrics_listener() {
+        assert_eq!(
+            listener_url(DEFAULT_LISTEN),
+            "http://127.0.0.1:9080/metrics"
+        );
+        assert_eq!(
+            listener_url("0.0.0.0:19089"),
+            "http://127.0.0.1:19089/metrics"
+        );
+        assert_eq!(listener_url("[::]:9080"), "http://[::1]:9080/metrics");
+        assert_eq!(
+            listener_url("localhost:9080"),
+            "http://localhost:9080/metrics"
+        );
     }
 
     #[test]

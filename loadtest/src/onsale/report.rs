@@ -49,6 +49,8 @@ pub struct Report {
     pub tcp_drops: Option<super::lag::TcpDrops>,
     /// Per gateway route: the answers as the gateway timed them during the crowd.
     pub edge: BTreeMap<String, super::edge::EdgeFigures>,
+    /// Why there are no edge figures: the gateway's metrics could not be read.
+    pub edge_unread: Option<String>,
     pub timeline: Vec<Point>,
     /// Buyers whose visit failed, timed out or did not finish (at most 50), in full.
     pub notable_buyers: Vec<super::crowd::Record>,
@@ -349,6 +351,13 @@ code {{ font-size: 0.85rem; }}
         }
         h.push_str("</table>");
     }
+    if let Some(why) = &r.edge_unread {
+        let _ = write!(
+            h,
+            "<h3>As the gateway timed its answers</h3><p>Not known: the gateway's metrics could not be read ({}).</p>",
+            esc(why)
+        );
+    }
     h.push_str("<h2>Answers</h2><table><tr><th>step</th><th class=\"l\">status: count</th></tr>");
     for (k, codes) in &r.statuses {
         let cells: Vec<String> = codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
@@ -447,6 +456,9 @@ pub fn text(r: &Report) -> String {
     for (route, e) in &r.edge {
         let _ = writeln!(t, "  edge {route:<8} {}", edge_line(e));
     }
+    if let Some(why) = &r.edge_unread {
+        let _ = writeln!(t, "  edge: gateway metrics not read: {why}");
+    }
     for c in &r.checks {
         let _ = writeln!(
             t,
@@ -521,6 +533,7 @@ mod tests {
                     p99_at_most_ms: Some(100.0),
                 },
             )]),
+            edge_unread: None,
             timeline,
             notable_buyers: Vec::new(),
             disruption: None,
@@ -536,5 +549,20 @@ mod tests {
         assert!(t.contains("edge join"), "{t}");
         assert!(t.contains("12 connections dropped"), "{t}");
         assert!(t.ends_with("verdict: FAIL"));
+
+        // Unread edge metrics are said, in both reports, not left as a missing table.
+        let r = Report {
+            edge: BTreeMap::new(),
+            edge_unread: Some(
+                "before the crowd: http://127.0.0.1:8080/metrics answered 404".into(),
+            ),
+            ..r
+        };
+        let t = text(&r);
+        assert!(
+            t.contains("edge: gateway metrics not read: before the crowd"),
+            "{t}"
+        );
+        assert!(super::html(&r).contains("metrics could not be read (before the crowd"));
     }
 }
