@@ -102,7 +102,10 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
                 None => seats,
             }
         }
-        ("order", "hold.release") => "Reservation released by the buyer".into(),
+        ("order", "hold.release") => match text(after, "reason") {
+            Some("event_cancelled") => "Reservation released: the event was cancelled".into(),
+            _ => "Reservation released by the buyer".into(),
+        },
         ("order", "hold.expire") => "Reservation expired unpaid".into(),
         ("order", "order.create") => match int(after, "amount_cents") {
             Some(a) => format!("Order placed: {} to pay", money(a)),
@@ -154,8 +157,32 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
             (None, Some(new)) => format!("Ticket transferred to {new}"),
             _ => "Ticket transferred".into(),
         },
-        ("order", "order.cancel") => {
-            return with_reason("Order cancelled".into(), text(after, "reason").or(reason));
+        // Unpaid orders cancelled by the system carry a machine reason: say it in words.
+        ("order", "order.cancel") => match text(after, "reason") {
+            Some("hold_released") => {
+                "Checkout cancelled unpaid: the buyer gave the seats up; payment page closed".into()
+            }
+            Some("hold_expired") => {
+                "Checkout cancelled unpaid: the reservation expired; payment page closed".into()
+            }
+            Some("event_cancelled") => {
+                "Checkout cancelled unpaid: the event was cancelled; payment page closed".into()
+            }
+            other => return with_reason("Order cancelled".into(), other.or(reason)),
+        },
+        ("order", "order.refund_late_payment") => {
+            let why = match text(after, "reason") {
+                Some("event_cancelled") => "the event had been cancelled",
+                Some("cancelled_before_payment") => "the seats had been given up",
+                Some("admission_used_elsewhere") => {
+                    "the same queue place had reserved or bought other seats"
+                }
+                _ => "the order could not be honoured",
+            };
+            format!("Paid after {why}: refunded automatically")
+        }
+        ("order", "payment.intent_cancelled") => {
+            "Payment cancelled at the provider: its page takes no card".into()
         }
         ("payment", kind) => {
             let what = match kind {

@@ -278,6 +278,8 @@ fn reason_text(reason: &str) -> String {
         "seats_gone_after_hold_expired" => "Your payment arrived after your seat reservation had ended, and the tier had sold out in the meantime. We're sorry — we never sell a seat twice, so your money goes back to you in full.".into(),
         "event_cancelled" => "The organiser has cancelled the event.".into(),
         "order_cancelled" => "The organiser has cancelled your order; its tickets no longer open the event.".into(),
+        "cancelled_before_payment" => "Your payment arrived after those seats had been given up (you changed or released them, or the reservation was cancelled), so we did not take them. Your money goes back to you in full.".into(),
+        "admission_used_elsewhere" => "Your payment arrived after your reservation had ended and your place in the queue had already been used for another reservation, so this one could not be honoured. Your money goes back to you in full.".into(),
         _ => "The organiser has issued a refund for your order.".into(),
     }
 }

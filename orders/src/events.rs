@@ -113,6 +113,21 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::Invalid(msg.into())
 }
 
+/// A title travels into e-mail subjects and calendar invites, line-based formats: a
+/// line break in it would add a line of the attacker's choosing (the writers escape
+/// too; this keeps such a title out of the database in the first place).
+fn check_title_characters(title: &str) -> Result<(), Error> {
+    if title
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        return Err(invalid(
+            "title may not contain line breaks, tabs or other control characters",
+        ));
+    }
+    Ok(())
+}
+
 impl NewEventRequest {
     pub fn parse(self) -> Result<NewEvent, Error> {
         let slug = EventSlug::parse(&self.slug).map_err(|e| invalid(e.to_string()))?;
@@ -120,6 +135,7 @@ impl NewEventRequest {
         if title.is_empty() || title.chars().count() > 200 {
             return Err(invalid("title must be 1 to 200 characters"));
         }
+        check_title_characters(&title)?;
         if self.ends_at <= self.starts_at {
             return Err(invalid("ends_at must be after starts_at"));
         }
@@ -495,6 +511,11 @@ mod tests {
             ),
             ("queue", serde_json::json!({"mode": "prequeue"})),
             ("queue", serde_json::json!({"max_active": 0})),
+            (
+                "title",
+                serde_json::json!("Gig\r\nATTENDEE:mailto:evil@example.org"),
+            ),
+            ("title", serde_json::json!("Gig\u{2028}X")),
         ];
         for (field, value) in cases {
             let mut body = valid();
@@ -527,6 +548,7 @@ pub async fn update(
     if title.is_empty() || title.chars().count() > 200 {
         return Err(invalid("title must be 1 to 200 characters"));
     }
+    check_title_characters(title)?;
     let timezone: chrono_tz::Tz = edit
         .timezone
         .trim()
