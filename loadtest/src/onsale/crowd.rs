@@ -334,11 +334,15 @@ impl Buyer<'_> {
 
     /// Whether a request of this step went unanswered (a retry may then meet the
     /// effect of the first attempt).
+    /// Whether an earlier try of `step` may have taken effect without the buyer hearing
+    /// so: no answer at all, or the gateway's 502/503/504 — a proxy that lost its
+    /// upstream mid-request cannot know whether the upstream committed (a hold killed
+    /// with orders after its commit answers 502, and the retry finds the hold).
     fn lost_answer(&self, step: Step) -> bool {
         self.rec
             .samples
             .iter()
-            .any(|s| s.step == step && s.status == 0)
+            .any(|s| s.step == step && matches!(s.status, 0 | 502..=504))
     }
 
     fn url(&self, path: &str) -> String {
