@@ -1,11 +1,8 @@
 //! The console's router and shared state.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use orders::telemetry::HttpMetrics;
+use platform::metrics::HttpMetrics;
 use sqlx::PgPool;
 use waitroom::queue::Waitroom;
 
@@ -85,30 +82,25 @@ pub fn router(state: AppState) -> Router {
             post(event_pages::resend_undelivered_form),
         );
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .merge(platform::probes::routes())
         .nest("/console/api", api)
         .merge(pages)
         .merge(crate::live::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
-            orders::telemetry::track,
+            platform::metrics::track,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
 }
 
-async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let db = sqlx::query("SELECT 1").execute(&s.db).await.is_ok();
-    let redis = s.room.ping().await.is_ok();
-    if db && redis {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "dependencies unreachable")
+impl platform::probes::Probe for AppState {
+    async fn ready(&self) -> Result<(), &'static str> {
+        platform::db::reachable(&self.db).await?;
+        self.room.ping().await.map_err(|_| "redis unreachable")
     }
-}
 
-async fn metrics(State(s): State<AppState>) -> String {
-    s.metrics.render()
+    fn registry(&self) -> &prometheus::Registry {
+        &self.metrics.registry
+    }
 }

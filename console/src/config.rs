@@ -1,5 +1,8 @@
 //! Console settings, read once at start-up.
 
+use std::time::Duration;
+
+use platform::env::{self, ConfigError, var};
 use waitroom::config::RedisConfig;
 
 #[derive(Clone, Debug)]
@@ -8,19 +11,29 @@ pub struct ConsoleConfig {
     pub redis: RedisConfig,
     /// `CONSOLE_LISTEN`, default `127.0.0.1:8083`.
     pub listen: String,
+    /// Set `Secure` on the session cookie: the public URL (`FLOODGATE_PUBLIC_URL`) is
+    /// https.
+    pub secure_cookies: bool,
+    /// How long a live feed keeps running after its last viewer left, so a page reload
+    /// keeps its history (`CONSOLE_FEED_LINGER_SECONDS`, default 15).
+    pub feed_linger: Duration,
+    /// Run the admission mirror and the live metrics export in this process
+    /// (`CONSOLE_WORKERS`, default true; tests drive them step by step).
+    pub workers: bool,
 }
 
 impl ConsoleConfig {
-    pub fn from_env() -> Self {
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-        Self {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
             database_url: var(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/floodgate",
             ),
             redis: RedisConfig::from_env(),
             listen: var("CONSOLE_LISTEN", "127.0.0.1:8083"),
-        }
+            secure_cookies: var("FLOODGATE_PUBLIC_URL", "").starts_with("https://"),
+            feed_linger: Duration::from_secs(env::parse("CONSOLE_FEED_LINGER_SECONDS", 15)?),
+            workers: env::parse("CONSOLE_WORKERS", true)?,
+        })
     }
 }

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use orders::pages::escape;
+use platform::html::escape;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use waitroom::settings::{AdmissionSettings, Mode};

@@ -103,7 +103,7 @@ impl ConsoleError {
                 "unavailable",
                 "the queue store is unavailable; nothing was changed".into(),
             ),
-            ConsoleError::Database(e) if orders::error::is_unstorable_text(e) => (
+            ConsoleError::Database(e) if platform::db::is_unstorable_text(e) => (
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "text may not contain NUL characters".into(),
@@ -121,7 +121,7 @@ impl ConsoleError {
     pub fn log(&self) {
         match self {
             ConsoleError::Waitroom(e) => tracing::error!(error = %e, "queue store unavailable"),
-            ConsoleError::Database(e) if !orders::error::is_unstorable_text(e) => {
+            ConsoleError::Database(e) if !platform::db::is_unstorable_text(e) => {
                 tracing::error!(error = %e, "database error")
             }
             ConsoleError::Orders(e) if e.status() == StatusCode::INTERNAL_SERVER_ERROR => {

@@ -38,7 +38,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use orders::pages::escape;
+use platform::html::escape;
 use uuid::Uuid;
 
 use crate::ConsoleError;

@@ -27,7 +27,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use orders::pages::escape;
+use platform::html::escape;
 use serde_json::{Map, Value, json};
 use waitroom::settings::{AdmissionSettings, Mode};
 

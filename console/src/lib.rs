@@ -28,6 +28,7 @@
 //!   by every viewer over SSE), the audit list, and the figures as Prometheus metrics.
 //! - [`control_room`]: the control room page (charts, controls, funnel) and its assets.
 //! - [`app`]: the router and shared state.
+//! - [`startup`]: building and running the console, for the binary, tests and the bench.
 //! - [`error`]: the crate's error enum and its mapping to the API error shape.
 
 pub mod admission;
@@ -45,6 +46,7 @@ pub mod moment;
 pub mod pages;
 pub mod search;
 pub mod sessions;
+pub mod startup;
 pub mod support;
 pub mod timeline;
 

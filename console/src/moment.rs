@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use orders::pages::escape;
+use platform::html::escape;
 
 use crate::ConsoleError;
 

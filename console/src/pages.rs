@@ -8,7 +8,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use orders::pages::escape;
+use platform::html::escape;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -254,7 +254,7 @@ fn done_text(done: &str) -> &str {
 }
 
 pub(crate) fn money(cents: i64, currency: &str) -> String {
-    orders::pages::money(cents, currency)
+    platform::html::money(cents, currency)
 }
 
 #[derive(Deserialize)]

@@ -1,16 +1,15 @@
 //! The console's operator API against the real Postgres and Redis: a fresh database and
 //! key prefix per test.
 
+mod support;
+
 use std::net::SocketAddr;
 
-use console::app::{AppState, router};
-use console::auth::{Role, create_token};
-use orders::telemetry::HttpMetrics;
-use orders::testing::TestDb;
+use console::app::AppState;
+use platform::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use waitroom::EventSlug;
-use waitroom::config::RedisConfig;
 use waitroom::queue::Waitroom;
 use waitroom::settings::Mode;
 
@@ -23,36 +22,24 @@ struct App {
     operator: String,
     host: String,
     http: reqwest::Client,
+    /// Stops the console when the test is done.
+    _stop: platform::shutdown::Trigger,
 }
 
 async fn spawn_app() -> App {
-    let db = TestDb::new().await;
-    let room = Waitroom::connect(&RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
-    })
-    .await
-    .unwrap();
-    let state = AppState {
-        db: db.pool.clone(),
-        room: room.clone(),
-        metrics: HttpMetrics::new("console"),
-        secure_cookies: false,
-        live: console::live::Hub::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let admin = create_token(&db.pool, "alice", Role::Admin)
-        .await
-        .unwrap()
-        .1;
-    let operator = create_token(&db.pool, "olga", Role::Operator)
-        .await
-        .unwrap()
-        .1;
-    let host = create_token(&db.pool, "hank", Role::Host).await.unwrap().1;
+    let support::TestConsole {
+        addr,
+        db,
+        room,
+        state,
+        stop,
+    } = support::spawn().await;
+    let support::Tokens {
+        admin,
+        operator,
+        host,
+        ..
+    } = support::tokens(&db).await;
     App {
         addr,
         db,
@@ -62,6 +49,7 @@ async fn spawn_app() -> App {
         operator,
         host,
         http: reqwest::Client::new(),
+        _stop: stop,
     }
 }
 

@@ -6,21 +6,20 @@
 //! anonymous and host callers, a JSON resend and a form without CSRF, a new session id
 //! per login and the login throttle; the matrices here cover every route.
 
+mod support;
+
 use std::net::SocketAddr;
 
-use console::app::{AppState, router};
 use console::auth::{Role, create_token};
 use console::sessions::create_operator;
-use orders::telemetry::HttpMetrics;
-use orders::testing::TestDb;
+use platform::testing::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waitroom::EventSlug;
-use waitroom::config::RedisConfig;
 use waitroom::queue::Waitroom;
 
-const PASSWORD: &str = "correct horse battery staple";
+use support::PASSWORD;
 
 struct Console {
     addr: SocketAddr,
@@ -31,33 +30,24 @@ struct Console {
     host: String,
     order: Uuid,
     ticket: Uuid,
+    /// Stops the console when the test is done.
+    _stop: platform::shutdown::Trigger,
 }
 
 async fn spawn(secure_cookies: bool) -> Console {
-    let db = TestDb::new().await;
-    let room = Waitroom::connect(&RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: format!("t-{}", Uuid::new_v4().simple()),
-    })
-    .await
-    .unwrap();
-    let state = AppState {
-        db: db.pool.clone(),
-        room: room.clone(),
-        metrics: HttpMetrics::new("console"),
-        secure_cookies,
-        live: console::live::Hub::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    let token = |name: &'static str, role| {
-        let db = db.pool.clone();
-        async move { create_token(&db, name, role).await.unwrap().1 }
-    };
-    let admin = token("alice", Role::Admin).await;
-    let operator = token("olga", Role::Operator).await;
-    let host = token("hank", Role::Host).await;
+    let support::TestConsole {
+        addr,
+        db,
+        room,
+        stop,
+        ..
+    } = support::spawn_with(|c| c.secure_cookies = secure_cookies).await;
+    let support::Tokens {
+        admin,
+        operator,
+        host,
+        ..
+    } = support::tokens(&db).await;
     for (email, role) in [
         ("olga@floodgate.test", Role::Operator),
         ("hank@floodgate.test", Role::Host),
@@ -77,6 +67,7 @@ async fn spawn(secure_cookies: bool) -> Console {
         host,
         order,
         ticket,
+        _stop: stop,
     }
 }
 

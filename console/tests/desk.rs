@@ -1,18 +1,16 @@
 //! The support desk: sign-in, search, an order's page and the fixes, against the real
 //! Postgres and Redis.
 
+mod support;
+
 use std::net::SocketAddr;
 
-use console::app::{AppState, router};
-use console::auth::{Role, create_token};
+use console::auth::Role;
 use console::sessions::create_operator;
-use orders::telemetry::HttpMetrics;
-use orders::testing::TestDb;
+use platform::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
-use waitroom::config::RedisConfig;
-use waitroom::queue::Waitroom;
 
 struct Desk {
     addr: SocketAddr,
@@ -22,37 +20,20 @@ struct Desk {
     host: String,
     event: Uuid,
     other_event: Uuid,
+    /// Stops the console when the test is done.
+    _stop: platform::shutdown::Trigger,
 }
 
-const PASSWORD: &str = "correct horse battery staple";
+use support::PASSWORD;
 
 async fn spawn() -> Desk {
-    let db = TestDb::new().await;
-    let room = Waitroom::connect(&RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: format!("t-{}", Uuid::new_v4().simple()),
-    })
-    .await
-    .unwrap();
-    let state = AppState {
-        db: db.pool.clone(),
-        room,
-        metrics: HttpMetrics::new("console"),
-        secure_cookies: false,
-        live: console::live::Hub::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-    let admin = create_token(&db.pool, "alice", Role::Admin)
-        .await
-        .unwrap()
-        .1;
-    let operator = create_token(&db.pool, "olga", Role::Operator)
-        .await
-        .unwrap()
-        .1;
-    let (host_id, host) = create_token(&db.pool, "hank", Role::Host).await.unwrap();
+    let support::TestConsole { addr, db, stop, .. } = support::spawn().await;
+    let support::Tokens {
+        admin,
+        operator,
+        host,
+        host_id,
+    } = support::tokens(&db).await;
     create_operator(
         &db.pool,
         "olga@floodgate.test",
@@ -62,8 +43,8 @@ async fn spawn() -> Desk {
     )
     .await
     .unwrap();
-    let event = seed_event(&db, "big", 1000, 1).await;
-    let other_event = seed_event(&db, "other", 3, 1001).await;
+    let event = support::seed_event(&db, "big", 1000, 1).await;
+    let other_event = support::seed_event(&db, "other", 3, 1001).await;
     // The host may see the other event only.
     sqlx::query("UPDATE operator_tokens SET event_ids = ARRAY[$1]::uuid[] WHERE id = $2")
         .bind(other_event)
@@ -79,54 +60,8 @@ async fn spawn() -> Desk {
         host,
         event,
         other_event,
+        _stop: stop,
     }
-}
-
-/// An event with `n` paid orders (one ticket each), starting in two days (inside a
-/// 48 h refund policy only if the policy were shorter).
-async fn seed_event(db: &TestDb, slug: &str, n: i32, first: i32) -> Uuid {
-    let req: orders::events::NewEventRequest = serde_json::from_value(json!({
-        "slug": slug, "title": format!("Event {slug}"),
-        "starts_at": chrono::Utc::now() + chrono::Duration::days(2),
-        "ends_at": chrono::Utc::now() + chrono::Duration::days(2) + chrono::Duration::hours(2),
-        "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
-        "refund_policy": {"refundable_until_hours_before": 72},
-        "tiers": [{"code": "ga", "name": "General", "price_cents": 2000, "currency": "EUR", "capacity": 5000}],
-        "queue": {"mode": "off"}
-    }))
-    .unwrap();
-    let mut tx = db.pool.begin().await.unwrap();
-    let e = orders::events::create(&mut tx, &req.parse().unwrap())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    sqlx::query(
-        r#"WITH t AS (SELECT id FROM tiers WHERE event_id = $1),
-           h AS (INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti, buyer_email, buyer_name, status, expires_at)
-                 SELECT gen_random_uuid(), $1, t.id, 1, 'j' || g, 'buyer' || g || '@example.org', 'Buyer ' || g, 'converted', now()
-                 FROM t, generate_series($2, $3) g RETURNING id, tier_id, buyer_email, buyer_name, admission_jti),
-           o AS (INSERT INTO orders (id, event_id, hold_id, tier_id, quantity, amount_cents, currency, buyer_email,
-                                     buyer_name, status, payment_provider, payment_intent_id, paid_at, admission_jti)
-                 SELECT gen_random_uuid(), $1, h.id, h.tier_id, 1, 2000, 'EUR', h.buyer_email, h.buyer_name, 'paid',
-                        'sandbox', 'pi_' || h.admission_jti, now(), h.admission_jti
-                 FROM h RETURNING id, tier_id, buyer_email, buyer_name)
-           INSERT INTO tickets (id, order_id, event_id, tier_id, seat_no, code, holder_email, holder_name)
-           SELECT gen_random_uuid(), o.id, $1, o.tier_id, 1, 'FG-' || upper(substr(md5(o.id::text), 1, 10)), o.buyer_email, o.buyer_name
-           FROM o"#,
-    )
-    .bind(e.id)
-    .bind(first)
-    .bind(first + n - 1)
-    .execute(&db.pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE tiers SET sold = $2 WHERE event_id = $1")
-        .bind(e.id)
-        .bind(n)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    e.id
 }
 
 impl Desk {

@@ -3,17 +3,16 @@
 //! commands touching this test's keys (seen through `MONITOR`) and transactions in this
 //! test's database (`pg_stat_database`) — with one viewer and with fifty.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use console::app::{AppState, router};
-use console::auth::{Role, create_token};
-use console::live::Hub;
+use console::app::AppState;
 use futures::StreamExt;
-use orders::telemetry::HttpMetrics;
-use orders::testing::TestDb;
+use platform::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
@@ -21,7 +20,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use waitroom::EventSlug;
 use waitroom::admission::Admitter;
-use waitroom::config::RedisConfig;
 use waitroom::queue::Waitroom;
 
 const REDIS: &str = "127.0.0.1:6379";
@@ -36,37 +34,24 @@ struct App {
     host: String,
     host_id: uuid::Uuid,
     http: reqwest::Client,
+    /// Stops the console when the test is done.
+    _stop: platform::shutdown::Trigger,
 }
 
 async fn spawn_app(linger: Duration) -> App {
-    let db = TestDb::new().await;
-    let room = Waitroom::connect(&RedisConfig {
-        url: format!("redis://{REDIS}"),
-        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
-    })
-    .await
-    .unwrap();
-    let metrics = HttpMetrics::new("console");
-    let state = AppState {
-        db: db.pool.clone(),
-        room: room.clone(),
-        live: Hub::new(&metrics.registry, linger),
-        metrics,
-        secure_cookies: false,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let admin = create_token(&db.pool, "alice", Role::Admin)
-        .await
-        .unwrap()
-        .1;
-    let operator = create_token(&db.pool, "olga", Role::Operator)
-        .await
-        .unwrap()
-        .1;
-    let (host_id, host) = create_token(&db.pool, "hank", Role::Host).await.unwrap();
+    let support::TestConsole {
+        addr,
+        db,
+        room,
+        state,
+        stop,
+    } = support::spawn_with(|c| c.feed_linger = linger).await;
+    let support::Tokens {
+        admin,
+        operator,
+        host,
+        host_id,
+    } = support::tokens(&db).await;
     App {
         addr,
         db,
@@ -77,6 +62,7 @@ async fn spawn_app(linger: Duration) -> App {
         host,
         host_id,
         http: reqwest::Client::new(),
+        _stop: stop,
     }
 }
 

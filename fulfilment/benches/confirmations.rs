@@ -61,7 +61,8 @@ async fn main() -> anyhow::Result<()> {
         let (s, js) = (t.state.clone(), t.js.clone());
         tokio::spawn(async move { fulfilment::consumer::run(s, js, std::future::pending()).await })
     };
-    let workers = tokio::spawn(fulfilment::app::run_workers(t.state.clone()));
+    let (_workers_stop, workers_run) = platform::shutdown::Shutdown::new();
+    let workers = tokio::spawn(fulfilment::app::run_workers(t.state.clone(), workers_run));
 
     // 1. On-sale: payments while everything runs.
     let relay = start_relay(&t).await;

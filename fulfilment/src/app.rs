@@ -4,11 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{IntCounter, Registry, TextEncoder};
+use prometheus::{IntCounter, Registry};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -74,33 +71,31 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .merge(platform::probes::routes())
         .route("/join/{token}", get(join::join))
         .route("/join/{token}/calendar.ics", get(join::calendar_file))
         .with_state(state)
 }
 
-async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    match sqlx::query("SELECT 1").execute(&s.db).await {
-        Ok(_) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+impl platform::probes::Probe for AppState {
+    async fn ready(&self) -> Result<(), &'static str> {
+        platform::db::reachable(&self.db).await
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.metrics.registry
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> String {
-    TextEncoder::new()
-        .encode_to_string(&s.metrics.registry.gather())
-        .unwrap_or_default()
-}
-
 /// The sender, the reconciler and the reminders, until the process ends.
-pub async fn run_workers(s: AppState) {
+pub async fn run_workers(s: AppState, shutdown: platform::shutdown::Shutdown) {
     let mut reconcile = tokio::time::interval(Duration::from_secs(10));
     let mut remind = tokio::time::interval(Duration::from_secs(5));
+    let stopped = shutdown.stopped();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
+            _ = &mut stopped => return,
             _ = s.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = reconcile.tick() => if let Err(e) = deliveries::reconcile(&s).await {

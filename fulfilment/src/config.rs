@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orders::config::Secret;
+use platform::env::{self, Secret, var};
 
 #[derive(Clone, Debug)]
 pub struct FulfilmentConfig {
@@ -34,22 +34,13 @@ pub struct FulfilmentConfig {
     pub reconcile_after: Duration,
     /// Retry backoff cap (`FULFILMENT_MAX_BACKOFF_SECONDS`, default 300).
     pub max_backoff: Duration,
-}
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+    /// Run the JetStream consumer and the sender, reconciler and reminders in this
+    /// process (`FULFILMENT_WORKERS`, default true; tests drive them step by step).
+    pub workers: bool,
 }
 
 fn secret(name: &str) -> Result<Option<Secret>, crate::Error> {
-    if let Ok(v) = std::env::var(name) {
-        return Ok(Some(Secret::new(v)));
-    }
-    match std::env::var(format!("{name}_FILE")) {
-        Ok(path) => std::fs::read_to_string(&path)
-            .map(|s| Some(Secret::new(s.trim())))
-            .map_err(|e| crate::Error::Config(format!("{name}_FILE {path}: {e}"))),
-        Err(_) => Ok(None),
-    }
+    env::secret(name).map_err(|e| crate::Error::Config(e.to_string()))
 }
 
 fn secs(name: &str, default: u64) -> Result<Duration, crate::Error> {
@@ -89,6 +80,8 @@ impl FulfilmentConfig {
             zoom_token: secret("ZOOM_API_TOKEN")?,
             reconcile_after: secs("FULFILMENT_RECONCILE_AFTER_SECONDS", 120)?,
             max_backoff: secs("FULFILMENT_MAX_BACKOFF_SECONDS", 300)?,
+            workers: env::parse("FULFILMENT_WORKERS", true)
+                .map_err(|e| crate::Error::Config(e.to_string()))?,
         })
     }
 }

@@ -8,11 +8,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use contract::{DecodeError, Incoming};
 use futures::StreamExt;
-use orders::messages::{
-    self, EmailChanged, EventRescheduled, OrderPaid, OrderRefunded, ResendRequested,
-    TicketTransferred,
-};
 
 use crate::Error;
 use crate::app::AppState;
@@ -72,37 +69,21 @@ pub async fn handle(s: &AppState, subject: &str, payload: &[u8]) -> Verdict {
     let relative = subject
         .strip_prefix(&format!("{}.", s.config.prefix))
         .unwrap_or(subject);
-    let result = match relative {
-        messages::ORDER_PAID => match serde_json::from_slice::<OrderPaid>(payload) {
-            Ok(m) => deliveries::queue_confirmation(s, m.order_id)
-                .await
-                .map(|_| ()),
-            Err(e) => return Verdict::Poison(format!("order paid: {e}")),
-        },
-        messages::ORDER_REFUNDED => match serde_json::from_slice::<OrderRefunded>(payload) {
-            Ok(m) => deliveries::queue_refund_notice(s, &m).await.map(|_| ()),
-            Err(e) => return Verdict::Poison(format!("order refunded: {e}")),
-        },
-        messages::ORDER_EMAIL_CHANGED => match serde_json::from_slice::<EmailChanged>(payload) {
-            Ok(m) => deliveries::email_changed(s, &m).await,
-            Err(e) => return Verdict::Poison(format!("email changed: {e}")),
-        },
-        messages::ORDER_RESEND => match serde_json::from_slice::<ResendRequested>(payload) {
-            Ok(m) => deliveries::resend(s, &m).await.map(|_| ()),
-            Err(e) => return Verdict::Poison(format!("resend: {e}")),
-        },
-        messages::TICKET_TRANSFERRED => {
-            match serde_json::from_slice::<TicketTransferred>(payload) {
-                Ok(m) => deliveries::transferred(s, &m).await,
-                Err(e) => return Verdict::Poison(format!("ticket transferred: {e}")),
-            }
-        }
-        messages::EVENT_RESCHEDULED => match serde_json::from_slice::<EventRescheduled>(payload) {
-            Ok(m) => deliveries::rescheduled(s, &m).await.map(|_| ()),
-            Err(e) => return Verdict::Poison(format!("event rescheduled: {e}")),
-        },
-        // Subjects fulfilment has nothing to do with.
-        _ => Ok(()),
+    let message = match Incoming::decode(relative, payload) {
+        Ok(m) => m,
+        // Subjects fulfilment has nothing to do with (a newer producer's): not poison.
+        Err(DecodeError::UnknownSubject(_)) => return Verdict::Done,
+        Err(e) => return Verdict::Poison(e.to_string()),
+    };
+    let result = match &message {
+        Incoming::OrderPaid(m) => deliveries::queue_confirmation(s, m.order_id)
+            .await
+            .map(|_| ()),
+        Incoming::OrderRefunded(m) => deliveries::queue_refund_notice(s, m).await.map(|_| ()),
+        Incoming::EmailChanged(m) => deliveries::email_changed(s, m).await,
+        Incoming::ResendRequested(m) => deliveries::resend(s, m).await.map(|_| ()),
+        Incoming::TicketTransferred(m) => deliveries::transferred(s, m).await,
+        Incoming::EventRescheduled(m) => deliveries::rescheduled(s, m).await.map(|_| ()),
     };
     match result {
         Ok(()) => Verdict::Done,

@@ -83,10 +83,7 @@ fn email_hint(email: &str) -> String {
 
 /// The address was corrected: old links revoked, new ones mailed to the new address,
 /// and the old address told. Idempotent per change.
-pub async fn email_changed(
-    s: &AppState,
-    msg: &orders::messages::EmailChanged,
-) -> Result<(), Error> {
+pub async fn email_changed(s: &AppState, msg: &contract::EmailChanged) -> Result<(), Error> {
     let mut tx = s.db.begin().await?;
     let already = sqlx::query_scalar!(
         "SELECT 1 AS one FROM deliveries WHERE order_id = $1 AND dedup_key = $2",
@@ -137,7 +134,7 @@ pub async fn email_changed(
 }
 
 /// Sends the confirmation again, with the links that are live now.
-pub async fn resend(s: &AppState, msg: &orders::messages::ResendRequested) -> Result<bool, Error> {
+pub async fn resend(s: &AppState, msg: &contract::ResendRequested) -> Result<bool, Error> {
     let queued = sqlx::query_scalar!(
         r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient)
            SELECT $1, id, 'confirmation', $3, buyer_email FROM orders WHERE id = $2
@@ -157,10 +154,7 @@ pub async fn resend(s: &AppState, msg: &orders::messages::ResendRequested) -> Re
 
 /// A ticket changed hands: its old link is revoked, the new holder's issued, and both
 /// people told. Idempotent per new ticket.
-pub async fn transferred(
-    s: &AppState,
-    msg: &orders::messages::TicketTransferred,
-) -> Result<(), Error> {
+pub async fn transferred(s: &AppState, msg: &contract::TicketTransferred) -> Result<(), Error> {
     let mut tx = s.db.begin().await?;
     links::revoke(&mut tx, msg.old_ticket_id, "transferred").await?;
     links::ensure(&mut tx, &s.config.link_secret, msg.new_ticket_id).await?;
@@ -195,10 +189,7 @@ pub async fn transferred(
 
 /// The event moved: every holder of a valid ticket gets the new time and an updated
 /// invite (same UID, higher SEQUENCE), and reminders follow the new start.
-pub async fn rescheduled(
-    s: &AppState,
-    msg: &orders::messages::EventRescheduled,
-) -> Result<u64, Error> {
+pub async fn rescheduled(s: &AppState, msg: &contract::EventRescheduled) -> Result<u64, Error> {
     let mut tx = s.db.begin().await?;
     // Later moves get higher sequence numbers (minutes since the epoch, from 2026).
     let sequence = (Utc::now().timestamp() - 1_780_000_000).max(1) / 60 + 1;
@@ -228,7 +219,7 @@ pub async fn rescheduled(
 /// Queues the email telling a buyer about a refund.
 pub async fn queue_refund_notice(
     s: &AppState,
-    msg: &orders::messages::OrderRefunded,
+    msg: &contract::OrderRefunded,
 ) -> Result<bool, Error> {
     let queued = sqlx::query_scalar!(
         r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)

@@ -134,11 +134,11 @@ fn client_family(headers: &HeaderMap) -> String {
 }
 
 fn escape(s: &str) -> String {
-    orders::pages::escape(s)
+    platform::html::escape(s)
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    (status, Html(orders::pages::layout(title, body))).into_response()
+    (status, Html(platform::html::buyer_page(title, body))).into_response()
 }
 
 pub async fn join(

@@ -20,6 +20,7 @@
 //! - [`reminders`]: T−24 h and T−1 h reminders as jobs, with an injectable clock.
 //! - [`join`]: the `/join/{token}` pages.
 //! - [`app`]: the router and shared state.
+//! - [`startup`]: building and running the service, for the binary, tests and the bench.
 //! - [`sink`]: the development SMTP sink (keeps what it receives).
 //! - [`error`]: the crate's error enum.
 
@@ -35,5 +36,6 @@ pub mod mail;
 pub mod meetings;
 pub mod reminders;
 pub mod sink;
+pub mod startup;
 
 pub use error::Error;

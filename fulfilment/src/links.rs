@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use orders::config::Secret;
+use platform::env::Secret;
 
 pub fn token(secret: &Secret, ticket_id: Uuid, generation: i32) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key");

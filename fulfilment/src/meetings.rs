@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use orders::config::Secret;
+use platform::env::Secret;
 
 use crate::Error;
 

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use orders::app::HoldBody;
 use orders::buyers::{BuyerName, Email};
-use orders::pages::escape;
+use platform::html::escape;
 
 /// Escaped text has no markup characters left, and unescapes to what went in.
 fn check_escape(text: &str) {

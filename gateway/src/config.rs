@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use platform::env::var;
 use waitroom::config::RedisConfig;
 
 #[derive(Clone, Debug)]
@@ -65,10 +66,6 @@ pub struct GatewayConfig {
 pub struct ConfigError {
     name: &'static str,
     reason: String,
-}
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 fn parsed<T: FromStr>(name: &'static str, default: &str) -> Result<T, ConfigError>

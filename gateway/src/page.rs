@@ -2,6 +2,7 @@
 //! meta refresh at the poll interval); with JavaScript it polls status in place,
 //! announces changes through an `aria-live` region and moves on when admitted.
 
+use platform::html::escape;
 use waitroom::EventSlug;
 
 const TEMPLATE: &str = include_str!("../assets/waiting.html");
@@ -15,23 +16,6 @@ pub struct View<'a> {
     pub eta_seconds: Option<u64>,
     pub progress_percent: u8,
     pub retry_after_ms: u64,
-}
-
-/// Escapes text for HTML element and attribute context. Five characters do not justify
-/// a dependency.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn headline(state: &str) -> &'static str {

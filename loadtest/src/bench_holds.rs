@@ -24,12 +24,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use orders::app::{AppState, router};
 use orders::buyers::{BuyerName, Email};
-use orders::config::{OrdersConfig, PaymentsConfig, Secret};
+use orders::config::{OrdersConfig, PaymentsConfig};
 use orders::holds::{HoldDesk, HoldRequest};
-use orders::payments::StripeApi;
-use orders::telemetry::HttpMetrics;
+use platform::env::Secret;
 use serde::Serialize;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -382,11 +380,11 @@ impl ScratchDb {
             name,
             server: server.to_owned(),
         };
-        let pool = orders::db::connect(&db.url, max_connections)
+        let pool = platform::db::connect(&db.url, max_connections)
             .await
             .context("connecting to the scratch database")?;
         if migrate {
-            orders::db::migrate(&pool)
+            platform::db::migrate(&pool)
                 .await
                 .context("migrating the scratch database")?;
         }
@@ -953,26 +951,10 @@ async fn http_case_inner(
         hold_writers_per_tier: 1,
         holds_per_buyer: orders::holds::DEFAULT_HOLDS_PER_BUYER,
     };
-    let state = AppState {
-        holds: HoldDesk::new(pool.clone()),
-        sellout: Default::default(),
-        catalog: orders::catalog::Catalog::new(pool.clone()),
-        db: pool.clone(),
-        provider: Arc::new(StripeApi::new(
-            "sandbox",
-            payments_base,
-            payments_base,
-            "sk_test_floodgate",
-        )),
-        config: Arc::new(config),
-        metrics: HttpMetrics::new("orders"),
-        room: room.clone(),
-        verifier,
-    };
-    let app = router(state);
-    let server = AbortOnDrop(tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    }));
+    // Built as the orders binary builds it (its own pool of the same size).
+    let app = orders::startup::Application::on(listener, config, verifier).await?;
+    let (server, shutdown) = platform::shutdown::Shutdown::new();
+    app.spawn(shutdown);
     let url = format!("http://{addr}/api/events/{slug}/holds");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.clients)
@@ -1069,14 +1051,6 @@ async fn http_case_inner(
     );
     m.timeline = Some(timeline);
     Ok(m)
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 async fn post_hold(

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use console::app::AppState;
 use console::auth::{Operator, Role};
 use hdrhistogram::Histogram;
 use rand::Rng;
@@ -22,7 +21,6 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 use waitroom::config::RedisConfig;
-use waitroom::queue::Waitroom;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -164,25 +162,27 @@ fn with_database(url: &str, db: &str) -> String {
 }
 
 async fn bench(args: &Args, url: &str) -> anyhow::Result<String> {
-    let db = orders::db::connect(url, 4).await?;
-    orders::db::migrate(&db).await?;
+    let db = platform::db::connect(url, 4).await?;
+    platform::db::migrate(&db).await?;
     let started = Instant::now();
     seed(&db, args.orders).await?;
     let seeded_in = started.elapsed();
 
-    let metrics = orders::telemetry::HttpMetrics::new("console");
-    let live = console::live::Hub::new(&metrics.registry, Duration::from_secs(15));
-    let state = AppState {
-        db: db.clone(),
-        room: Waitroom::connect(&RedisConfig {
+    // The console as its binary builds it; the bench calls its search directly.
+    let listener = platform::listener::bind("127.0.0.1:0").await?;
+    let config = console::config::ConsoleConfig {
+        database_url: url.to_owned(),
+        redis: RedisConfig {
             url: args.redis_url.clone(),
             prefix: format!("bench-search-{}", std::process::id()),
-        })
-        .await?,
-        metrics,
-        live,
+        },
+        listen: listener.local_addr()?.to_string(),
         secure_cookies: false,
+        feed_linger: Duration::from_secs(15),
+        workers: false,
     };
+    let app = console::startup::Application::on(listener, db.clone(), config).await?;
+    let state = app.state().clone();
     let operator = Operator {
         token_id: Uuid::new_v4(),
         name: "bench".into(),

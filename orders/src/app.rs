@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Form, Json, Router};
+use platform::metrics::HttpMetrics;
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -25,7 +26,6 @@ use crate::events::{Event, PublicEvent, Tier};
 use crate::holds::{HoldCreated, HoldDesk, HoldRequest};
 use crate::payments::PaymentProvider;
 use crate::settlement::{self, Source};
-use crate::telemetry::HttpMetrics;
 use crate::{Error, admissions, holds, jobs, pages, webhooks};
 
 #[derive(Clone)]
@@ -43,9 +43,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .merge(platform::probes::routes())
         .route("/api/events/{slug}", get(event_json))
         .route("/api/events/{slug}/holds", post(create_hold))
         .route("/api/holds/{hold_id}", delete(release_hold))
@@ -60,25 +58,22 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{order_id}", get(order_page))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
-            crate::telemetry::track,
+            platform::metrics::track,
         ))
         // Through the extractors, so an oversized body gets the API's error shape.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
 
-async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let db = sqlx::query("SELECT 1").execute(&s.db).await.is_ok();
-    let redis = s.room.ping().await.is_ok();
-    if db && redis {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "dependencies unreachable")
+impl platform::probes::Probe for AppState {
+    async fn ready(&self) -> Result<(), &'static str> {
+        platform::db::reachable(&self.db).await?;
+        self.room.ping().await.map_err(|_| "redis unreachable")
     }
-}
 
-async fn metrics(State(s): State<AppState>) -> String {
-    s.metrics.render()
+    fn registry(&self) -> &prometheus::Registry {
+        &self.metrics.registry
+    }
 }
 
 async fn load_event(s: &AppState, slug: &str) -> Result<(Event, Vec<Tier>), Error> {

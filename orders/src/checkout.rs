@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::app::AppState;
-use crate::config::Secret;
 use crate::payments::NewIntent;
+use platform::env::Secret;
 
 #[derive(Debug, Serialize)]
 pub struct CheckoutView {

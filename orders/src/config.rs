@@ -1,30 +1,10 @@
 //! Orders settings, read once at start-up. Secrets come from the environment (or a
 //! file named by `*_FILE`) and are wrapped so they never print.
 
-use std::fmt;
 use std::time::Duration;
 
+use platform::env::{ConfigError, Secret, secret, var};
 use waitroom::config::RedisConfig;
-
-/// A secret string: `Debug` shows `***`.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct PaymentsConfig {
@@ -59,27 +39,6 @@ pub struct OrdersConfig {
     /// Active holds one buyer (by e-mail) may have in one event (`ORDERS_HOLDS_PER_BUYER`,
     /// 1–100, default `orders::holds::DEFAULT_HOLDS_PER_BUYER`).
     pub holds_per_buyer: i32,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-/// A secret from `NAME`, or from the file named by `NAME_FILE`.
-fn secret(name: &str) -> Result<Option<Secret>, ConfigError> {
-    if let Ok(v) = std::env::var(name) {
-        return Ok(Some(Secret(v)));
-    }
-    match std::env::var(format!("{name}_FILE")) {
-        Ok(path) => std::fs::read_to_string(&path)
-            .map(|s| Some(Secret(s.trim().to_owned())))
-            .map_err(|e| ConfigError(format!("{name}_FILE {path}: {e}"))),
-        Err(_) => Ok(None),
-    }
 }
 
 impl OrdersConfig {

@@ -8,8 +8,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::buyers::Email;
-use crate::messages::{self, EmailChanged, OrderRefunded, ResendRequested};
 use crate::{Error, jobs, outbox};
+use contract::{EmailChanged, EventRescheduled, OrderRefunded, ResendRequested, TicketTransferred};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RefundDone {
@@ -151,7 +151,6 @@ pub async fn refund(
     .await?;
     outbox::enqueue(
         &mut *conn,
-        messages::ORDER_REFUNDED,
         &OrderRefunded {
             order_id,
             event_id: o.event_id,
@@ -226,7 +225,6 @@ pub async fn change_email(
     .await?;
     outbox::enqueue(
         &mut *conn,
-        messages::ORDER_EMAIL_CHANGED,
         &EmailChanged {
             order_id,
             change_id: Uuid::now_v7(),
@@ -266,7 +264,6 @@ pub async fn request_resend(
     .await?;
     outbox::enqueue(
         &mut *conn,
-        messages::ORDER_RESEND,
         &ResendRequested {
             order_id,
             request_id,
@@ -364,8 +361,7 @@ pub async fn transfer_ticket(
     .await?;
     outbox::enqueue(
         &mut *conn,
-        messages::TICKET_TRANSFERRED,
-        &messages::TicketTransferred {
+        &TicketTransferred {
             order_id: t.order_id,
             old_ticket_id: ticket_id,
             new_ticket_id,
@@ -421,8 +417,7 @@ pub async fn reschedule(
     if notify {
         outbox::enqueue(
             &mut *conn,
-            messages::EVENT_RESCHEDULED,
-            &messages::EventRescheduled {
+            &EventRescheduled {
                 event_id,
                 old_starts_at: old.starts_at,
                 starts_at,

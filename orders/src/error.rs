@@ -80,7 +80,9 @@ impl Error {
             Error::Database(e) if is_unavailable(e) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
-            Error::Database(e) if is_unstorable_text(e) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Database(e) if platform::db::is_unstorable_text(e) => {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            }
             Error::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -99,7 +101,7 @@ impl Error {
             Error::Database(e) if is_unavailable(e) => {
                 "the database is briefly unavailable; retry shortly".into()
             }
-            Error::Database(e) if is_unstorable_text(e) => {
+            Error::Database(e) if platform::db::is_unstorable_text(e) => {
                 "text may not contain NUL characters".into()
             }
             Error::Database(_) => "something went wrong on our side".into(),
@@ -107,14 +109,6 @@ impl Error {
             other => other.to_string(),
         }
     }
-}
-
-/// Text Postgres cannot store (a NUL in `text`, `\u0000` in `jsonb`): input that got
-/// past the parsers because any string was allowed, so the client's fault, not ours.
-/// The last line of defence for every free-text field, the way the CHECKs are for counts.
-pub fn is_unstorable_text(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d)
-        if matches!(d.code().as_deref(), Some("22021" | "22P05")))
 }
 
 fn is_unavailable(e: &sqlx::Error) -> bool {

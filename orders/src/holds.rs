@@ -507,7 +507,7 @@ pub async fn sweep_expired(db: &PgPool, limit: i64) -> Result<Vec<ClosedHold>, E
 mod tests {
     use super::*;
     use crate::events::{NewEventRequest, create};
-    use crate::testing::TestDb;
+    use platform::testing::TestDb;
 
     /// These tests share one buyer e-mail; the per-buyer cap has its own tests.
     const ANY_BUYER: Policy = Policy { per_buyer: 10_000 };

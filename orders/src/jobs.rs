@@ -246,13 +246,16 @@ pub async fn after_settlement(s: &AppState, outcome: &Settled) {
     }
 }
 
-/// Runs the background workers until the process ends.
-pub async fn run_workers(s: AppState) {
+/// Runs the background workers until `shutdown` stops; a step under way finishes first.
+pub async fn run_workers(s: AppState, shutdown: platform::shutdown::Shutdown) {
     let mut sweep = tokio::time::interval(Duration::from_millis(500));
     let mut reconcile = tokio::time::interval(Duration::from_secs(2));
     let mut jobs = tokio::time::interval(Duration::from_millis(500));
+    let stopped = shutdown.stopped();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
+            _ = &mut stopped => return,
             _ = sweep.tick() => match holds::sweep_expired(&s.db, 500).await {
                 Ok(closed) => {
                     for hold in &closed {

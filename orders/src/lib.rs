@@ -7,11 +7,11 @@
 //! reconciliation, refunds, tickets, the order audit trail (`order_events`), the
 //! transactional outbox relayed to NATS JetStream, and the buyer API and pages behind
 //! the gateway. The console reuses this crate's functions rather than its own SQL, so
-//! one place writes each table.
+//! one place writes each table. What every process shares (env, pool and migrations,
+//! listener, probes, metrics) is `platform`'s; what travels on NATS is `contract`'s.
 //!
 //! Layout:
 //! - [`config`]: settings read once from the environment.
-//! - [`db`]: the pool and the migrations.
 //! - [`events`]: events and tiers — parsing a new event, creating, reading, admission.
 //! - [`buyers`]: validated buyer input (`Email`, `BuyerName`).
 //! - [`catalog`]: a one-second cache of event definitions for the hot path.
@@ -23,11 +23,10 @@
 //! - [`settlement`]: applying payment news exactly once (paid, refund-after-expiry).
 //! - [`jobs`]: refunds to send, reconciliation, the background workers.
 //! - [`admissions`]: ending admissions and following sell-outs in the waiting room.
-//! - [`messages`]: the NATS message types every consumer imports.
 //! - [`outbox`]: writing outbox rows and relaying them to JetStream.
 //! - [`app`]: the axum router (API, pages, probes).
+//! - [`startup`]: building and running the service, for the binary, tests and benches.
 //! - [`pages`]: buyer HTML pages.
-//! - [`telemetry`]: HTTP metrics (also used by the console).
 //! - [`error`]: the crate's error enum and its mapping to the API error shape.
 
 pub mod admissions;
@@ -37,20 +36,15 @@ pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod corrections;
-pub mod db;
 pub mod error;
 pub mod events;
 pub mod holds;
 pub mod jobs;
-pub mod listener;
-pub mod messages;
 pub mod outbox;
 pub mod pages;
 pub mod payments;
 pub mod settlement;
-pub mod telemetry;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
+pub mod startup;
 pub mod webhooks;
 
 pub use error::Error;

@@ -6,17 +6,14 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use serde::Serialize;
+use contract::Message;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::Error;
 
-pub async fn enqueue<T: Serialize>(
-    conn: &mut PgConnection,
-    subject: &str,
-    message: &T,
-) -> Result<Uuid, Error> {
+pub async fn enqueue<M: Message>(conn: &mut PgConnection, message: &M) -> Result<Uuid, Error> {
+    let subject = M::SUBJECT;
     let id = Uuid::now_v7();
     let payload = serde_json::to_value(message).expect("messages serialise");
     sqlx::query!(

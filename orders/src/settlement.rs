@@ -16,9 +16,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::Error;
-use crate::messages::{self, OrderPaid, OrderRefunded, TicketIssued};
 use crate::outbox;
 use crate::webhooks::WebhookEvent;
+use contract::{OrderPaid, OrderRefunded, TicketIssued};
 
 /// What applying a payment did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -333,7 +333,6 @@ pub async fn settle_paid(
         .await?;
         outbox::enqueue(
             &mut *tx,
-            messages::ORDER_REFUNDED,
             &OrderRefunded {
                 order_id,
                 event_id: order.event_id,
@@ -404,7 +403,6 @@ pub async fn settle_paid(
     .await?;
     outbox::enqueue(
         &mut *tx,
-        messages::ORDER_PAID,
         &OrderPaid {
             order_id,
             event_id: order.event_id,

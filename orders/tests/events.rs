@@ -3,7 +3,7 @@
 mod support;
 
 use orders::events::{self, NewEventRequest};
-use orders::testing::TestDb;
+use platform::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -4,10 +4,19 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use contract::{Message, ResendRequested};
 use futures::StreamExt;
 use orders::outbox::{self, Relay, StreamConfig};
-use orders::testing::TestDb;
+use platform::testing::TestDb;
 use uuid::Uuid;
+
+/// A small message of the contract, told apart by its number.
+fn resend(n: u128) -> ResendRequested {
+    ResendRequested {
+        order_id: Uuid::from_u128(n),
+        request_id: Uuid::from_u128(n),
+    }
+}
 
 fn stream_config() -> StreamConfig {
     let id = Uuid::new_v4().simple().to_string();
@@ -46,12 +55,9 @@ async fn committed_messages_are_published_exactly_once_across_a_crash() {
     let db = TestDb::new().await;
     let config = stream_config();
     let mut conn = db.pool.acquire().await.unwrap();
-    let first = outbox::enqueue(&mut conn, "orders.paid", &serde_json::json!({"n": 1}))
-        .await
-        .unwrap();
-    outbox::enqueue(&mut conn, "orders.paid", &serde_json::json!({"n": 2}))
-        .await
-        .unwrap();
+    let (one, two) = (resend(1), resend(2));
+    let first = outbox::enqueue(&mut conn, &one).await.unwrap();
+    outbox::enqueue(&mut conn, &two).await.unwrap();
     drop(conn);
 
     let relay = Relay::connect(db.pool.clone(), "nats://127.0.0.1:4222", config.clone())
@@ -62,8 +68,8 @@ async fn committed_messages_are_published_exactly_once_across_a_crash() {
         relay.jetstream(),
         &config,
         first,
-        "orders.paid",
-        &serde_json::json!({"n": 1}),
+        ResendRequested::SUBJECT,
+        &serde_json::to_value(&one).unwrap(),
     )
     .await
     .unwrap();
@@ -78,7 +84,10 @@ async fn committed_messages_are_published_exactly_once_across_a_crash() {
     let got = messages(relay.jetstream(), &config).await;
     assert_eq!(
         got,
-        vec![serde_json::json!({"n": 1}), serde_json::json!({"n": 2})]
+        vec![
+            serde_json::to_value(&one).unwrap(),
+            serde_json::to_value(&two).unwrap()
+        ]
     );
     let unpublished: i64 =
         sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")

@@ -2,12 +2,10 @@
 
 use std::time::Duration;
 
+use platform::env::var;
+
 use crate::Error;
 use crate::tokens::{TokenSigner, TokenVerifier};
-
-fn var(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 /// Where Redis is and how keys are prefixed.
 #[derive(Clone, Debug)]

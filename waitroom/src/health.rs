@@ -1,11 +1,9 @@
-//! The admitter's own small HTTP face: liveness, readiness (Redis reachable) and metrics.
+//! The admitter's own small HTTP face: liveness, readiness (Redis reachable) and metrics,
+//! through the probes every service shares (`platform::probes`).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
 
 use crate::admission::Admitter;
 use crate::queue::Waitroom;
@@ -16,24 +14,16 @@ struct Probe {
     admitter: Arc<Admitter>,
 }
 
-pub fn router(room: Waitroom, admitter: Arc<Admitter>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
-        .with_state(Probe { room, admitter })
-}
+impl platform::probes::Probe for Probe {
+    async fn ready(&self) -> Result<(), &'static str> {
+        self.room.ping().await.map_err(|_| "redis unreachable")
+    }
 
-async fn ready(State(p): State<Probe>) -> (StatusCode, &'static str) {
-    match p.room.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+    fn registry(&self) -> &prometheus::Registry {
+        &self.admitter.metrics().registry
     }
 }
 
-async fn metrics(State(p): State<Probe>) -> String {
-    let families = p.admitter.metrics().registry.gather();
-    prometheus::TextEncoder::new()
-        .encode_to_string(&families)
-        .unwrap_or_default()
+pub fn router(room: Waitroom, admitter: Arc<Admitter>) -> Router {
+    platform::probes::routes().with_state(Probe { room, admitter })
 }

@@ -1,14 +1,11 @@
 //! The console process and its command line: `console serve`, `console migrate`,
 //! `console token create --role admin --name NAME` (prints the token once).
 
-use std::time::Duration;
-
 use clap::{Parser, Subcommand};
-use console::app::{AppState, router};
 use console::auth::{self, Role};
 use console::config::ConsoleConfig;
-use orders::telemetry::HttpMetrics;
-use waitroom::queue::Waitroom;
+use console::startup::Application;
+use platform::shutdown::Shutdown;
 
 #[derive(Parser)]
 #[command(about = "Floodgate operator console")]
@@ -61,23 +58,23 @@ enum TokenCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    platform::logs::init();
     let cli = Cli::parse();
-    let config = ConsoleConfig::from_env();
-    let db = orders::db::connect(&config.database_url, 10).await?;
-    orders::db::migrate(&db).await?;
+    let config = ConsoleConfig::from_env()?;
     match cli.command {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            tracing::info!(listen = %app.local_addr(), "console starting");
+            app.run_until_stopped(Shutdown::on_signal()).await?;
+        }
         Command::Migrate => {
+            console::startup::connect(&config).await?;
             eprintln!("migrations applied");
         }
         Command::Token {
             command: TokenCommand::Create { role, name },
         } => {
+            let db = console::startup::connect(&config).await?;
             let (_, token) = auth::create_token(&db, &name, role).await?;
             println!("{token}");
         }
@@ -92,44 +89,10 @@ async fn main() -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
+            let db = console::startup::connect(&config).await?;
             console::sessions::create_operator(&db, &email, &name, role, &password).await?;
             eprintln!("operator {email} created");
         }
-        Command::Serve => {
-            let room = Waitroom::connect(&config.redis).await?;
-            let metrics = HttpMetrics::new("console");
-            let live = console::live::Hub::new(&metrics.registry, Duration::from_secs(15));
-            let state = AppState {
-                db,
-                room,
-                metrics,
-                live,
-                secure_cookies: std::env::var("FLOODGATE_PUBLIC_URL")
-                    .is_ok_and(|u| u.starts_with("https://")),
-            };
-            tokio::spawn(console::admission::mirror_forever(
-                state.clone(),
-                console::admission::MIRROR_EVERY,
-            ));
-            tokio::spawn(console::live::export_forever(
-                state.clone(),
-                Duration::from_secs(15),
-            ));
-            let listener = orders::listener::bind(&config.listen).await?;
-            tracing::info!(listen = %config.listen, "console starting");
-            axum::serve(listener, router(state))
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
-        }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }

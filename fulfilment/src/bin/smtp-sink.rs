@@ -12,8 +12,8 @@ use fulfilment::sink::Sink;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
-    let var = |n: &str, d: &str| std::env::var(n).unwrap_or_else(|_| d.to_owned());
+    platform::logs::init();
+    use platform::env::var;
     let sink = Sink::start(
         &var("SMTP_SINK_LISTEN", "127.0.0.1:2525"),
         Some(var("SMTP_SINK_DIR", "target/stack/mail").into()),

@@ -4,22 +4,21 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use chrono::{DateTime, Utc};
-use fulfilment::app::{AppState, Metrics, router};
+use fulfilment::app::AppState;
 use fulfilment::config::FulfilmentConfig;
-use fulfilment::mail::Mailer;
-use fulfilment::meetings::{GoogleMeet, Jitsi, Meetings, Zoom};
 use fulfilment::sink::Sink;
+use fulfilment::startup::Application;
 use orders::buyers::{BuyerName, Email};
-use orders::config::Secret;
 use orders::events::NewEventRequest;
 use orders::holds::{HoldDesk, HoldRequest};
 use orders::settlement::{self, Source};
-use orders::testing::TestDb;
+use platform::env::Secret;
+use platform::shutdown::{Shutdown, Trigger};
+use platform::testing::TestDb;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -30,6 +29,8 @@ pub struct TestFulfilment {
     pub sink: Sink,
     pub js: jetstream::Context,
     pub http: reqwest::Client,
+    /// Stops the service when the test drops it.
+    _stop: Trigger,
 }
 
 pub async fn spawn() -> TestFulfilment {
@@ -55,29 +56,13 @@ pub async fn spawn() -> TestFulfilment {
         zoom_token: None,
         reconcile_after: Duration::from_millis(200),
         max_backoff: Duration::from_secs(1),
+        // Tests drive the consumer and the sender themselves.
+        workers: false,
     };
-    let meetings = Meetings {
-        jitsi: Jitsi {
-            base: config.jitsi_base.clone(),
-            secret: config.link_secret.clone(),
-        },
-        zoom: Zoom {
-            api_base: config.zoom_api_base.clone(),
-            token: None,
-            http: reqwest::Client::new(),
-        },
-        google_meet: GoogleMeet,
-    };
-    let state = AppState {
-        db: db.pool.clone(),
-        mailer: Arc::new(Mailer::new(&config.smtp_url, &config.mail_from).unwrap()),
-        meetings: Arc::new(meetings),
-        metrics: Metrics::new(),
-        wake: Arc::default(),
-        config: Arc::new(config),
-    };
-    let app = router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let app = Application::on(listener, config).await.unwrap();
+    let state = app.state().clone();
+    let (stop, shutdown) = Shutdown::new();
+    app.spawn(shutdown);
     let js = jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await.unwrap());
     TestFulfilment {
         base,
@@ -89,6 +74,7 @@ pub async fn spawn() -> TestFulfilment {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
+        _stop: stop,
     }
 }
 

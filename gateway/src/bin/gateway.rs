@@ -26,11 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const DOWNSTREAM_READ_BUFFER: usize = 4096;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    platform::logs::init();
     let cfg = GatewayConfig::from_env()?;
     let signer = waitroom::config::signer_from_env()?;
     let verifier = waitroom::config::verifier_from_env()?;

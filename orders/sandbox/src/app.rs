@@ -4,12 +4,9 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::Next;
-use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::get;
 use axum::{Router, middleware};
 use serde_json::Value;
 
@@ -105,10 +102,6 @@ impl Sandbox {
         self.inner.webhooks.deliveries()
     }
 
-    pub fn ready(&self) -> bool {
-        self.inner.webhooks.running()
-    }
-
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         // A panic inside an operation leaves nothing half-written that matters more
         // than keeping the test double answering, so a poisoned lock is taken over.
@@ -201,9 +194,7 @@ impl Sandbox {
 /// page, `/admin`, and the probes.
 pub fn app(sandbox: Sandbox) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .merge(platform::probes::routes())
         .nest("/v1", api::router(sandbox.clone()))
         .merge(page::router())
         .merge(admin::router())
@@ -212,19 +203,18 @@ pub fn app(sandbox: Sandbox) -> Router {
         .with_state(sandbox)
 }
 
-async fn ready(State(s): State<Sandbox>) -> impl IntoResponse {
-    if s.ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webhook dispatcher stopped",
-        )
+impl platform::probes::Probe for Sandbox {
+    async fn ready(&self) -> Result<(), &'static str> {
+        if self.inner.webhooks.running() {
+            Ok(())
+        } else {
+            Err("webhook dispatcher stopped")
+        }
     }
-}
 
-async fn metrics(State(s): State<Sandbox>) -> String {
-    s.inner.metrics.render()
+    fn registry(&self) -> &prometheus::Registry {
+        self.inner.metrics.registry()
+    }
 }
 
 /// One line per request: what a merchant sent and what it got, which is most of

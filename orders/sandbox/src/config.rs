@@ -1,30 +1,9 @@
 //! Sandbox settings, read once at start-up from `SANDBOX_*` environment variables,
 //! each with a default that works against the local stack.
 
-use std::fmt;
+pub use platform::env::Secret;
 
 use crate::faults::{Faults, Rate};
-
-/// A value that must never reach a log line: `Debug` prints `***`, and there is no
-/// `Display`, so it can only be read on purpose through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {

@@ -1,7 +1,7 @@
 //! The sandbox's Prometheus counters, in a registry owned by the state rather than
 //! a global, so every test's sandbox counts on its own.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -87,9 +87,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -17,6 +17,8 @@ use axum::routing::get;
 use crate::Error;
 use crate::app::Sandbox;
 use crate::cards;
+use platform::html::escape;
+
 use crate::ledger::Confirmation;
 use crate::objects::{Currency, PaymentIntent, Status};
 use crate::params::Params;
@@ -216,22 +218,6 @@ fn group_thousands(n: i64) -> String {
     out
 }
 
-/// Escapes text for HTML element and attribute context.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = r#"
 :root { color-scheme: light dark; --muted: #6b7280; --accent: #2f6fed; --bad: #b91c1c; }
 body { margin: 0; font: 17px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -274,13 +260,5 @@ mod tests {
         assert_eq!(money(1500, &c("jpy")), "¥1,500");
         assert_eq!(money(12_000, &c("kwd")), "12.000 KWD");
         assert_eq!(money(5, &c("chf")), "0.05 CHF");
-    }
-
-    #[test]
-    fn escapes() {
-        assert_eq!(
-            escape("<a href='x'>&\"</a>"),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
-        );
     }
 }

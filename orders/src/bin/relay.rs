@@ -7,13 +7,9 @@ use orders::outbox::{Relay, StreamConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let var = |n: &str, d: &str| std::env::var(n).unwrap_or_else(|_| d.to_owned());
-    let db = orders::db::connect(
+    platform::logs::init();
+    use platform::env::var;
+    let db = platform::db::connect(
         &var(
             "DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/floodgate",
@@ -21,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
         4,
     )
     .await?;
-    orders::db::migrate(&db).await?;
+    platform::db::migrate(&db).await?;
     let stream = StreamConfig {
         stream: var("FLOODGATE_NATS_STREAM", "FLOODGATE"),
         prefix: var("FLOODGATE_NATS_PREFIX", "fg"),
@@ -39,21 +35,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let listen = var("RELAY_LISTEN", "127.0.0.1:8086");
-    let listener = orders::listener::bind(&listen).await?;
+    let listener = platform::listener::bind(&listen).await?;
     tokio::spawn(async move {
         let app = Router::new().route("/healthz", get(|| async { "ok" }));
         axum::serve(listener, app).await
     });
     tracing::info!(%listen, "relay starting");
-    relay.run(shutdown_signal()).await;
+    relay.run(platform::shutdown::signal()).await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }

@@ -3,16 +3,15 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use orders::app::{AppState, router};
-use orders::config::{OrdersConfig, PaymentsConfig, Secret};
+use orders::app::AppState;
+use orders::config::{OrdersConfig, PaymentsConfig};
 use orders::events::NewEventRequest;
-use orders::holds::HoldDesk;
-use orders::payments::StripeApi;
-use orders::telemetry::HttpMetrics;
-use orders::testing::TestDb;
+use orders::startup::Application;
+use platform::env::Secret;
+use platform::shutdown::{Shutdown, Trigger};
+use platform::testing::TestDb;
 use serde_json::{Value, json};
 use waitroom::EventSlug;
 use waitroom::config::RedisConfig;
@@ -39,6 +38,8 @@ pub struct TestApp {
     pub public_pem: String,
     pub state: AppState,
     pub http: reqwest::Client,
+    /// Stops the service when the test drops it.
+    _stop: Trigger,
 }
 
 /// An orders service wired to a real payment sandbox on its own port, whose webhooks
@@ -93,24 +94,10 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
         hold_writers_per_tier: 1,
         holds_per_buyer: orders::holds::DEFAULT_HOLDS_PER_BUYER,
     };
-    let state = AppState {
-        holds: HoldDesk::new(db.pool.clone()),
-        sellout: Default::default(),
-        catalog: orders::catalog::Catalog::new(db.pool.clone()),
-        db: db.pool.clone(),
-        provider: Arc::new(StripeApi::new(
-            "sandbox",
-            payments_base,
-            payments_base,
-            "sk_test_floodgate",
-        )),
-        config: Arc::new(config),
-        metrics: HttpMetrics::new("orders"),
-        room: room.clone(),
-        verifier,
-    };
-    let app = router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let app = Application::on(listener, config, verifier).await.unwrap();
+    let state = app.state().clone();
+    let (stop, shutdown) = Shutdown::new();
+    app.spawn(shutdown);
     TestApp {
         base: format!("http://{addr}"),
         db,
@@ -119,6 +106,7 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
         public_pem: pk,
         state,
         http: reqwest::Client::new(),
+        _stop: stop,
     }
 }
 

@@ -9,11 +9,7 @@ use waitroom::queue::Waitroom;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    platform::logs::init();
     let cfg = AdmitterConfig::from_env()?;
     let room = Waitroom::connect(&cfg.redis).await?;
     let admitter = Arc::new(Admitter::new(room.clone(), cfg.lease));
@@ -23,17 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let health = waitroom::health::router(room.clone(), admitter.clone());
     let server = tokio::spawn(async move { axum::serve(listener, health).await });
 
-    admitter.run(cfg.tick, shutdown_signal()).await;
+    admitter.run(cfg.tick, platform::shutdown::signal()).await;
     server.abort();
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
 }

@@ -6,11 +6,7 @@ use sandbox::{Sandbox, SandboxConfig, app};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    platform::logs::init();
     let config = SandboxConfig::from_env()?;
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     // Secrets print as *** (config::Secret).
@@ -22,16 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sandbox starting"
     );
     axum::serve(listener, app(Sandbox::new(config)?))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(platform::shutdown::signal())
         .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }

@@ -1,13 +1,12 @@
-//! HTTP metrics for the axum services (orders, and the console, which reuses this):
-//! requests by matched route and status class, and their duration, in a registry
-//! owned by the service's state rather than a global.
+//! HTTP metrics for the axum services: requests by matched route and status class, and
+//! their duration, in a registry owned by the service's state rather than a global.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct HttpMetrics {
@@ -53,9 +52,7 @@ impl HttpMetrics {
     }
 
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        crate::probes::render(&self.registry)
     }
 }
 

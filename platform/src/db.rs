@@ -1,0 +1,57 @@
+//! The Postgres pool and the migrations every process applies at start-up.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// Migrations are shared by every service (one schema, one folder).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../infra/migrations");
+
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Text Postgres cannot store (a NUL in `text`, `\u0000` in `jsonb`): input that got
+/// past the parsers because any string was allowed, so the client's fault, not ours.
+/// The last line of defence for every free-text field, the way the CHECKs are for counts.
+pub fn is_unstorable_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if matches!(d.code().as_deref(), Some("22021" | "22P05")))
+}
+
+/// Why a service could not get its database at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("connecting to Postgres: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// A pool of `max_connections` on a database migrated to the current schema: what every
+/// service does first.
+pub async fn connect_migrated(url: &str, max_connections: u32) -> Result<PgPool, SetupError> {
+    let pool = connect(url, max_connections)
+        .await
+        .map_err(SetupError::Connect)?;
+    migrate(&pool).await.map_err(SetupError::Migrate)?;
+    Ok(pool)
+}
+
+/// The readiness probe's database check.
+pub async fn reachable(pool: &PgPool) -> Result<(), &'static str> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|_| "database unreachable")
+}
