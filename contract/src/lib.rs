@@ -10,7 +10,10 @@
 //! subject prefix (`FLOODGATE_NATS_PREFIX`, default `fg`) so tests and deployments can
 //! share a server without seeing each other's messages.
 //!
-//! Layout: the message types and their subjects are here; nothing else is.
+//! Layout: the message types and their subjects are here; [`stream`] is the JetStream
+//! stream they travel on, shared by the relay and the consumer, with its typed errors.
+
+pub mod stream;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;

@@ -178,10 +178,7 @@ async fn start_relay(t: &TestFulfilment) -> tokio::task::JoinHandle<()> {
     let relay = orders::outbox::Relay::connect(
         t.db.pool.clone(),
         "nats://127.0.0.1:4222",
-        orders::outbox::StreamConfig {
-            stream: t.state.config.stream.clone(),
-            prefix: t.state.config.prefix.clone(),
-        },
+        t.state.config.stream.clone(),
     )
     .await
     .expect("relay connects");

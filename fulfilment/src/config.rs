@@ -2,15 +2,16 @@
 
 use std::time::Duration;
 
+use contract::stream::StreamConfig;
 use platform::env::{self, Secret, var};
 
 #[derive(Clone, Debug)]
 pub struct FulfilmentConfig {
     pub database_url: String,
     pub nats_url: String,
-    /// JetStream stream and subject prefix (shared with the orders relay).
-    pub stream: String,
-    pub prefix: String,
+    /// The JetStream stream and subject prefix (`FLOODGATE_NATS_STREAM`,
+    /// `FLOODGATE_NATS_PREFIX`; shared with the orders relay).
+    pub stream: StreamConfig,
     /// Durable consumer name (`FULFILMENT_CONSUMER`, default `fulfilment`).
     pub consumer: String,
     /// `SMTP_URL`, e.g. `smtp://127.0.0.1:2525` or `smtps://user:pass@host:465`.
@@ -66,8 +67,10 @@ impl FulfilmentConfig {
                 "postgres://postgres@127.0.0.1:5432/floodgate",
             ),
             nats_url: var("NATS_URL", "nats://127.0.0.1:4222"),
-            stream: var("FLOODGATE_NATS_STREAM", "FLOODGATE"),
-            prefix: var("FLOODGATE_NATS_PREFIX", "fg"),
+            stream: StreamConfig {
+                stream: var("FLOODGATE_NATS_STREAM", "FLOODGATE"),
+                prefix: var("FLOODGATE_NATS_PREFIX", "fg"),
+            },
             consumer: var("FULFILMENT_CONSUMER", "fulfilment"),
             smtp_url: var("SMTP_URL", "smtp://127.0.0.1:2525"),
             mail_from: var("MAIL_FROM", "Floodgate <tickets@floodgate.local>"),

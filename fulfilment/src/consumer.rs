@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use contract::stream::NatsError;
 use contract::{DecodeError, Incoming};
 use futures::StreamExt;
 
@@ -15,28 +16,15 @@ use crate::Error;
 use crate::app::AppState;
 use crate::deliveries;
 
-fn nats<E: std::fmt::Display>(e: E) -> Error {
-    Error::Nats(e.to_string())
-}
-
 pub async fn consumer(
     js: &jetstream::Context,
     s: &AppState,
 ) -> Result<jetstream::consumer::Consumer<pull::Config>, Error> {
     let c = &s.config;
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: c.stream.clone(),
-            subjects: vec![format!("{}.>", c.prefix)],
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(nats)?;
+    let stream = contract::stream::ensure(js, &c.stream).await?;
     let config = pull::Config {
         durable_name: Some(c.consumer.clone()),
-        filter_subject: format!("{}.>", c.prefix),
+        filter_subject: c.stream.all_subjects(),
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
         max_deliver: -1,
@@ -52,8 +40,14 @@ pub async fn consumer(
             // new one starts from the stream's beginning, which is safe because every
             // handler is idempotent (deliveries are unique per order and key).
             tracing::warn!(error = %e, "recreating the durable consumer");
-            stream.delete_consumer(&c.consumer).await.map_err(nats)?;
-            stream.create_consumer(config).await.map_err(nats)
+            stream
+                .delete_consumer(&c.consumer)
+                .await
+                .map_err(NatsError::from)?;
+            Ok(stream
+                .create_consumer(config)
+                .await
+                .map_err(NatsError::from)?)
         }
     }
 }
@@ -66,9 +60,7 @@ pub enum Verdict {
 }
 
 pub async fn handle(s: &AppState, subject: &str, payload: &[u8]) -> Verdict {
-    let relative = subject
-        .strip_prefix(&format!("{}.", s.config.prefix))
-        .unwrap_or(subject);
+    let relative = s.config.stream.relative(subject).unwrap_or(subject);
     let message = match Incoming::decode(relative, payload) {
         Ok(m) => m,
         // Subjects fulfilment has nothing to do with (a newer producer's): not poison.
@@ -154,7 +146,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let consumer = consumer(&js, &s).await?;
-    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(NatsError::from)?;
     let mut lanes = Vec::with_capacity(LANES);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..LANES {
@@ -174,7 +166,7 @@ pub async fn run(
             m = messages.next() => m,
         };
         let Some(message) = next else {
-            break Err(Error::Nats("message stream ended".into()));
+            break Err(NatsError::Ended("the message stream ended").into());
         };
         let message = match message {
             Ok(m) => m,
@@ -184,7 +176,7 @@ pub async fn run(
             }
         };
         if lanes[lane(&message.payload)].send(message).await.is_err() {
-            break Err(Error::Nats("a consumer lane ended".into()));
+            break Err(NatsError::Ended("a consumer lane ended").into());
         }
     };
     drop(lanes);

@@ -14,7 +14,7 @@ pub enum Error {
     #[error("meeting provider: {0}")]
     Meeting(String),
     #[error("nats: {0}")]
-    Nats(String),
+    Nats(#[from] contract::stream::NatsError),
     #[error("not found: {0}")]
     NotFound(&'static str),
     #[error("configuration: {0}")]

@@ -184,7 +184,7 @@ async fn the_same_message_three_times_sends_one_email() {
         .await
         .unwrap();
     // Three publishes with distinct ids: JetStream's dedup cannot help, fulfilment must.
-    let subject = format!("{}.orders.paid", t.state.config.prefix);
+    let subject = t.state.config.stream.subject("orders.paid");
     let _stream = fulfilment::consumer::consumer(&t.js, &t.state)
         .await
         .unwrap();
@@ -204,7 +204,7 @@ async fn the_same_message_three_times_sends_one_email() {
         Duration::from_secs(10),
         async || {
             let info =
-                t.js.get_stream(&t.state.config.stream)
+                t.js.get_stream(&t.state.config.stream.stream)
                     .await
                     .unwrap()
                     .consumer_info("fulfilment")

@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use contract::Message;
+use contract::stream::NatsError;
+pub use contract::stream::StreamConfig;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -27,21 +29,6 @@ pub async fn enqueue<M: Message>(conn: &mut PgConnection, message: &M) -> Result
     Ok(id)
 }
 
-/// Where the relay publishes.
-#[derive(Clone, Debug)]
-pub struct StreamConfig {
-    /// JetStream stream name (`FLOODGATE_NATS_STREAM`, default `FLOODGATE`).
-    pub stream: String,
-    /// Subject prefix (`FLOODGATE_NATS_PREFIX`, default `fg`).
-    pub prefix: String,
-}
-
-impl StreamConfig {
-    pub fn subject(&self, relative: &str) -> String {
-        format!("{}.{relative}", self.prefix)
-    }
-}
-
 pub struct Relay {
     db: PgPool,
     js: jetstream::Context,
@@ -53,11 +40,7 @@ pub enum RelayError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("nats: {0}")]
-    Nats(String),
-}
-
-fn nats<E: std::fmt::Display>(e: E) -> RelayError {
-    RelayError::Nats(e.to_string())
+    Nats(#[from] NatsError),
 }
 
 impl Relay {
@@ -67,17 +50,11 @@ impl Relay {
         nats_url: &str,
         config: StreamConfig,
     ) -> Result<Self, RelayError> {
-        let client = async_nats::connect(nats_url).await.map_err(nats)?;
+        let client = async_nats::connect(nats_url)
+            .await
+            .map_err(NatsError::from)?;
         let js = jetstream::new(client);
-        js.get_or_create_stream(stream::Config {
-            name: config.stream.clone(),
-            subjects: vec![format!("{}.>", config.prefix)],
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(nats)?;
+        contract::stream::ensure(&js, &config).await?;
         Ok(Self { db, js, config })
     }
 
@@ -146,8 +123,8 @@ pub async fn publish(
     let body = serde_json::to_vec(payload).expect("json");
     js.publish_with_headers(config.subject(subject), headers, body.into())
         .await
-        .map_err(nats)?
+        .map_err(NatsError::from)?
         .await
-        .map_err(nats)?;
+        .map_err(NatsError::from)?;
     Ok(())
 }

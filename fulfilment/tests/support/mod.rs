@@ -42,8 +42,10 @@ pub async fn spawn() -> TestFulfilment {
     let config = FulfilmentConfig {
         database_url: db.url.clone(),
         nats_url: "nats://127.0.0.1:4222".into(),
-        stream: format!("TF{}", &id[..14]).to_uppercase(),
-        prefix: format!("tf{}", &id[..14]),
+        stream: contract::stream::StreamConfig {
+            stream: format!("TF{}", &id[..14]).to_uppercase(),
+            prefix: format!("tf{}", &id[..14]),
+        },
         consumer: "fulfilment".into(),
         smtp_url: sink.url(),
         mail_from: "Floodgate <tickets@floodgate.test>".into(),
@@ -148,10 +150,7 @@ impl TestFulfilment {
         let relay = orders::outbox::Relay::connect(
             self.db.pool.clone(),
             "nats://127.0.0.1:4222",
-            orders::outbox::StreamConfig {
-                stream: self.state.config.stream.clone(),
-                prefix: self.state.config.prefix.clone(),
-            },
+            self.state.config.stream.clone(),
         )
         .await
         .unwrap();
@@ -185,7 +184,10 @@ impl TestFulfilment {
     }
 
     pub async fn cleanup(&self) {
-        let _ = self.js.delete_stream(&self.state.config.stream).await;
+        let _ = self
+            .js
+            .delete_stream(&self.state.config.stream.stream)
+            .await;
     }
 }
 
