@@ -276,3 +276,79 @@ test('bad input on the event page: 422, the page again with the reason, nothing 
   assert.deepEqual(await availableAs(context, slug), before, 'nothing held');
   assert.deepEqual(errors, [], 'no uncaught script errors');
 });
+
+test('change tickets after opening the payment page: the old page takes no card, the new hold pays', { timeout: 90_000 }, async (t) => {
+  const slug = await closedEvent();
+  const { context, errors } = await newContext(browser, PHONE);
+  t.after(() => context.close());
+  const page = await context.newPage();
+  await admitThroughWaitingRoom(page, slug);
+
+  const holdTickets = async (quantity) => {
+    const form = page.locator('form.buy');
+    await form.locator('select[name="tier"]').selectOption('ga');
+    await form.locator('input[name="quantity"]').fill(String(quantity));
+    await form.locator('input[name="name"]').fill('Grace Hopper');
+    await form.locator('input[name="email"]').fill('grace@example.org');
+    await Promise.all([
+      page.waitForURL((u) => new RegExp(`^/e/${slug}/holds/[0-9a-f-]{36}$`).test(new URL(u).pathname)),
+      form.getByRole('button', { name: 'Hold my tickets' }).click(),
+    ]);
+    return page.url();
+  };
+
+  // Hold two, open the payment page, then come back and change tickets.
+  const holdPage = await holdTickets(2);
+  await Promise.all([
+    page.waitForURL((u) => u.href.startsWith(`${SANDBOX_URL}/pay/`), { timeout: 15_000 }),
+    page.getByRole('button', { name: /^Pay / }).click(),
+  ]);
+  const oldPayPage = page.url();
+  await page.goto(holdPage);
+  await Promise.all([
+    page.waitForURL(eventPageUrl(slug)),
+    page.getByRole('button', { name: 'Change tickets (release these seats)' }).click(),
+  ]);
+  await eventually(async () => assert.equal((await availableAs(context, slug)).ga, 20), {
+    timeout: 5_000,
+    interval: 250,
+  });
+
+  // The old page, opened again as a buyer with two tabs would: the shop cancelled it.
+  await eventually(
+    async () => {
+      const res = await page.goto(oldPayPage);
+      assert.equal(res.status(), 410, `the old payment page is gone (${res.status()})`);
+    },
+    { timeout: 10_000, interval: 250 },
+  );
+  assert.equal(await text(page.locator('h1')), 'This payment was cancelled');
+  assert.match(await text(page.locator('main')), /Nothing was charged/);
+  assert.equal(await page.locator('input[name="card_number"]').count(), 0, 'no card form on a cancelled payment');
+  await fitsTheScreen(page, 'cancelled payment page');
+  await screenshot(page, 'buyer-payment-cancelled.png');
+
+  // The same admission holds one seat instead and pays for it.
+  await page.goto(`/e/${slug}`);
+  await holdTickets(1);
+  await Promise.all([
+    page.waitForURL((u) => u.href.startsWith(`${SANDBOX_URL}/pay/`), { timeout: 15_000 }),
+    page.getByRole('button', { name: /^Pay / }).click(),
+  ]);
+  assert.notEqual(page.url(), oldPayPage, 'a new payment for the new hold');
+  await page.locator('input[name="card_number"]').fill(GOOD_CARD);
+  await Promise.all([
+    page.waitForURL((u) => parseOrderUrl(u) !== null, { timeout: 15_000 }),
+    page.getByRole('button', { name: 'Pay' }).click(),
+  ]);
+  const { orderId, orderToken } = parseOrderUrl(page.url());
+  await eventually(async () => assert.equal((await getOrder(orderId, orderToken)).status, 'paid'), {
+    timeout: 30_000,
+    interval: 250,
+  });
+  await eventually(async () => assert.equal((await availableAs(context, slug)).ga, 19), {
+    timeout: 5_000,
+    interval: 250,
+  });
+  assert.deepEqual(errors, [], 'no uncaught script errors');
+});
