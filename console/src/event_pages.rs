@@ -38,6 +38,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
+use contract::states::EventStatus;
 use platform::html::escape;
 use uuid::Uuid;
 
@@ -76,8 +77,8 @@ pub async fn list_page(
                 title = escape(&e.title),
                 when = moment::html(e.starts_at, tz, Precision::Minute),
                 tzname = escape(&e.timezone),
-                status = escape(&e.status),
-                mode = escape(&e.queue_mode),
+                status = e.status,
+                mode = e.queue_mode.as_str().replace('_', " "),
             )
         })
         .collect();
@@ -192,12 +193,12 @@ async fn event_html(
          <div><dt>Queue</dt><dd>{mode}</dd></div></dl>",
         slug = escape(&e.slug),
         title = escape(&e.title),
-        status = escape(&e.status),
+        status = e.status,
         starts = moment::html(e.starts_at, tz, Precision::Minute),
         ends = moment::html(e.ends_at, tz, Precision::Minute),
         tzname = escape(&e.timezone),
         provider = escape(&provider.replace('_', " ")),
-        mode = escape(&e.queue_mode.replace('_', " ")),
+        mode = e.queue_mode.as_str().replace('_', " "),
     ));
     let hours = e
         .refund_policy
@@ -247,7 +248,7 @@ async fn event_html(
         },
         if undelivered > 0 { "bad" } else { "muted" }
     ));
-    if e.status == "cancelled" {
+    if e.status == EventStatus::Cancelled {
         // What a cancellation has not refunded yet: its failures, until a re-run settles them.
         let left: Vec<Unrefunded> = sqlx::query_as(
             "SELECT id, buyer_email, amount_cents, refunded_cents, currency FROM orders
@@ -283,7 +284,7 @@ async fn event_html(
         let csrf = escape(op.csrf.as_deref().unwrap_or(""));
         let typed = |form: &str, field: &str, default: &str| typed_or(retry, form, field, default);
         let mut forms = String::new();
-        if e.status == "scheduled" {
+        if e.status == EventStatus::Scheduled {
             let notify = match retry.filter(|r| r.form == "reschedule") {
                 Some(r) if r.typed("reschedule", "notify").is_none() => "",
                 _ => " checked",
@@ -334,7 +335,7 @@ async fn event_html(
                 slug = escape(&e.slug),
                 reason = typed("cancel-event", "reason", ""),
                 confirm = typed("cancel-event", "confirm", ""),
-                label = if e.status == "cancelled" {
+                label = if e.status == EventStatus::Cancelled {
                     "Run the cancellation again"
                 } else {
                     "Cancel the event"

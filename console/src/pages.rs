@@ -8,6 +8,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use contract::states::{DeliveryStatus, OrderStatus, TicketStatus};
 use platform::html::escape;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -411,7 +412,7 @@ pub async fn search_page(
                             name = escape(&h.buyer_name),
                             event = escape(&h.event_title),
                             slug = escape(&h.event_slug),
-                            status = escape(&h.status),
+                            status = h.status.as_str().replace('_', " "),
                             amount = escape(&money(h.amount_cents, &h.currency)),
                             at = moment::html(h.created_at, moment::zone(&h.event_timezone), Precision::Minute),
                         )
@@ -499,7 +500,7 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash, retry: Option<&Retr
         starts = when(o.starts_at),
         name = escape(&o.buyer_name),
         email = escape(&o.buyer_email),
-        status = escape(&o.status.replace('_', " ")),
+        status = o.status.as_str().replace('_', " "),
         tier = escape(&o.tier),
         qty = o.quantity,
         amount = escape(&money(o.amount_cents, &o.currency)),
@@ -535,7 +536,7 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash, retry: Option<&Retr
         .iter()
         .map(|t| {
             let form = format!("transfer:{}", t.id);
-            let transfer = if op.role != Role::Host && t.status == "valid" {
+            let transfer = if op.role != Role::Host && t.status == TicketStatus::Valid {
                 format!(
                     "<details{open}><summary>Transfer</summary><form class=\"inline{refused}\" method=\"post\" action=\"/console/tickets/{id}/transfer\">{note}\
                      <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{key}\">\
@@ -558,11 +559,11 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash, retry: Option<&Retr
             format!(
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{transfer}</td></tr>",
                 escape(&t.code),
-                escape(&t.status),
+                t.status,
                 escape(&t.holder_email),
                 match t.link_generation {
                     // The link exists, but /join refuses a ticket that is not valid.
-                    Some(_) if t.status != "valid" => {
+                    Some(_) if t.status != TicketStatus::Valid => {
                         "<span class=\"muted\">stopped</span>".to_owned()
                     }
                     Some(g) => format!("live (v{g})"),
@@ -589,10 +590,10 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash, retry: Option<&Retr
         .deliveries
         .iter()
         .map(|m| {
-            let status_class = match m.status.as_str() {
-                "sent" => "ok",
-                "queued" => "warn",
-                _ => "bad",
+            let status_class = match m.status {
+                DeliveryStatus::Sent => "ok",
+                DeliveryStatus::Queued => "warn",
+                DeliveryStatus::Failed | DeliveryStatus::Bounced => "bad",
             };
             let kind = match m.kind.as_str() {
                 "confirmation" => "Confirmation".to_owned(),
@@ -604,7 +605,7 @@ fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash, retry: Option<&Retr
             };
             format!(
                 "<li><details><summary><span class=\"pill {status_class}\">{status}</span> {kind} → {to} · {at}{attempts}</summary>{error}{body}</details></li>",
-                status = escape(&m.status),
+                status = m.status,
                 kind = escape(&kind),
                 to = escape(&m.recipient),
                 at = when_exactly(m.sent_at.unwrap_or(m.created_at)),
@@ -659,7 +660,7 @@ fn fixes_html(d: &OrderDetail, op: &Operator, retry: Option<&Retry>) -> String {
     let tz = moment::zone(&o.timezone);
     let csrf = escape(op.csrf.as_deref().unwrap_or(""));
     let key = Uuid::new_v4;
-    let paid = matches!(o.status.as_str(), "paid" | "partially_refunded");
+    let paid = o.status.is_paid();
     let typed = |form: &str, field: &str, default: &str| typed_or(retry, form, field, default);
     let checked = |form: &str| {
         if retry.and_then(|r| r.typed(form, "override_policy")) == Some("true") {
@@ -742,8 +743,8 @@ fn fixes_html(d: &OrderDetail, op: &Operator, retry: Option<&Retry>) -> String {
         ));
     }
     if matches!(
-        o.status.as_str(),
-        "paid" | "partially_refunded" | "refunded"
+        o.status,
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
     ) {
         cards.push_str(&format!(
             "<form id=\"cancel-order\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/cancel\"><strong>Cancel the order</strong>\

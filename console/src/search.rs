@@ -14,6 +14,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
+use contract::states::OrderStatus;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,7 +32,7 @@ pub struct Hit {
     pub order_id: Uuid,
     pub buyer_email: String,
     pub buyer_name: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub amount_cents: i64,
     pub currency: String,
     pub event_slug: String,
@@ -123,7 +124,7 @@ async fn matches(
                UNION SELECT id FROM orders WHERE NOT EXISTS (SELECT 1 FROM direct)
                    AND length($2) >= 4 AND lower(buyer_name) % $2
            )
-           SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status, o.amount_cents, o.currency,
+           SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status AS "status: OrderStatus", o.amount_cents, o.currency,
                   e.slug AS event_slug, e.title AS event_title, e.timezone AS event_timezone,
                   o.created_at,
                   (CASE WHEN o.id = $3 OR o.payment_intent_id = $1 THEN 2.0

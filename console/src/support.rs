@@ -10,6 +10,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
+use contract::states::{DeliveryStatus, OrderStatus, TicketStatus};
 use orders::corrections::{self, Authority};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,7 +38,7 @@ pub struct OrderDetail {
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct OrderRow {
     pub id: Uuid,
-    pub status: String,
+    pub status: OrderStatus,
     pub buyer_email: String,
     pub buyer_name: String,
     pub quantity: i32,
@@ -62,7 +63,7 @@ pub struct OrderRow {
 pub struct TicketRow {
     pub id: Uuid,
     pub code: String,
-    pub status: String,
+    pub status: TicketStatus,
     pub holder_email: String,
     pub link_generation: Option<i32>,
     pub last_visit: Option<DateTime<Utc>>,
@@ -74,7 +75,7 @@ pub struct DeliveryRow {
     pub id: Uuid,
     pub kind: String,
     pub recipient: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub subject: Option<String>,
@@ -122,7 +123,7 @@ pub struct Diagnosis {
 async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail, ConsoleError> {
     let order = sqlx::query_as!(
         OrderRow,
-        r#"SELECT o.id, o.status, o.buyer_email, o.buyer_name, o.quantity, o.amount_cents,
+        r#"SELECT o.id, o.status AS "status: OrderStatus", o.buyer_email, o.buyer_name, o.quantity, o.amount_cents,
                   o.refunded_cents, o.currency, o.payment_intent_id, o.created_at, o.paid_at,
                   e.id AS event_id, e.slug AS event_slug, e.title AS event_title, e.starts_at,
                   e.ends_at, e.timezone, t.name AS tier,
@@ -139,7 +140,7 @@ async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail
     .ok_or(orders::Error::NotFound("order"))?;
     let tickets = sqlx::query_as!(
         TicketRow,
-        r#"SELECT t.id, t.code, t.status, t.holder_email,
+        r#"SELECT t.id, t.code, t.status AS "status: TicketStatus", t.holder_email,
                   (SELECT generation FROM access_links l WHERE l.ticket_id = t.id AND l.revoked_at IS NULL) AS link_generation,
                   (SELECT max(at) FROM redemptions r WHERE r.ticket_id = t.id) AS last_visit,
                   (SELECT outcome FROM redemptions r WHERE r.ticket_id = t.id ORDER BY at DESC LIMIT 1) AS last_outcome
@@ -150,7 +151,8 @@ async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail
     .await?;
     let deliveries = sqlx::query_as!(
         DeliveryRow,
-        r#"SELECT id, kind, recipient, status, attempts, last_error, subject, body_html, created_at, sent_at
+        r#"SELECT id, kind, recipient, status AS "status: DeliveryStatus", attempts, last_error, subject,
+                  body_html, created_at, sent_at
            FROM deliveries WHERE order_id = $1 ORDER BY created_at"#,
         id
     )
@@ -251,25 +253,25 @@ fn diagnose(
         message: message.to_owned(),
         fix,
     };
-    match o.status.as_str() {
-        "pending_payment" => {
+    match o.status {
+        OrderStatus::PendingPayment => {
             return d(
                 "unpaid",
                 "The payment has not arrived; there is no ticket yet.",
                 None,
             );
         }
-        "refunded" => {
+        OrderStatus::Refunded => {
             return d(
                 "refunded",
                 "The order was refunded in full; its links no longer open the event.",
                 None,
             );
         }
-        "cancelled" => return d("cancelled", "The order was cancelled.", None),
-        _ => {}
+        OrderStatus::Cancelled => return d("cancelled", "The order was cancelled.", None),
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded => {}
     }
-    if tickets.iter().all(|t| t.status != "valid") {
+    if tickets.iter().all(|t| t.status != TicketStatus::Valid) {
         return d(
             "no_valid_ticket",
             "No ticket of this order is valid any more (transferred, revoked or refunded).",
@@ -280,15 +282,24 @@ fn diagnose(
         .iter()
         .filter(|x| x.kind == "confirmation")
         .collect();
-    if confirmations.iter().any(|c| c.status == "bounced") {
+    if confirmations
+        .iter()
+        .any(|c| c.status == DeliveryStatus::Bounced)
+    {
         return d(
             "bounced",
             "The confirmation bounced: the address is probably wrong.",
             Some("email"),
         );
     }
-    if !confirmations.iter().any(|c| c.status == "sent") {
-        if confirmations.iter().any(|c| c.status == "failed") {
+    if !confirmations
+        .iter()
+        .any(|c| c.status == DeliveryStatus::Sent)
+    {
+        if confirmations
+            .iter()
+            .any(|c| c.status == DeliveryStatus::Failed)
+        {
             return d(
                 "never_delivered",
                 "Sending the confirmation failed repeatedly.",
@@ -965,7 +976,7 @@ pub async fn cancel_event_with(
         live.mode = waitroom::settings::Mode::Closed;
         s.room.apply_settings(&slug_parsed, &live).await?;
     }
-    let orders: Vec<(Uuid, String)> =
+    let orders: Vec<(Uuid, OrderStatus)> =
         sqlx::query_as("SELECT id, status FROM orders WHERE event_id = $1 ORDER BY created_at")
             .bind(event.id)
             .fetch_all(&s.db)
@@ -980,7 +991,7 @@ pub async fn cancel_event_with(
     };
     let actor = operator.label();
     for (order_id, status) in orders {
-        if status != "paid" && status != "partially_refunded" {
+        if !status.is_paid() {
             progress.already_settled += 1;
             continue;
         }

@@ -1,4 +1,5 @@
-//! Contract: what travels on NATS JetStream, as types both sides import.
+//! Contract: what the services agree on — what travels on NATS JetStream, and the
+//! states rows of the shared schema are in — as types every side imports.
 //!
 //! Orders writes these to its outbox and the relay publishes them; fulfilment (and any
 //! later consumer) decodes them. Each payload type names its own subject through
@@ -11,8 +12,10 @@
 //! share a server without seeing each other's messages.
 //!
 //! Layout: the message types and their subjects are here; [`stream`] is the JetStream
-//! stream they travel on, shared by the relay and the consumer, with its typed errors.
+//! stream they travel on, shared by the relay and the consumer, with its typed errors;
+//! [`states`] the states of holds, orders, tickets, events, refunds and deliveries.
 
+pub mod states;
 pub mod stream;
 
 use chrono::{DateTime, Utc};

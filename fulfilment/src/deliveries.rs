@@ -9,6 +9,7 @@
 //! outage of minutes delays mail and loses none.
 
 use chrono::{DateTime, Utc};
+use contract::states::OrderStatus;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -36,13 +37,13 @@ pub fn local_time(t: DateTime<Utc>, tz: &str) -> String {
 pub async fn queue_confirmation(s: &AppState, order_id: Uuid) -> Result<bool, Error> {
     let mut tx = s.db.begin().await?;
     let order = sqlx::query!(
-        "SELECT status, buyer_email, event_id FROM orders WHERE id = $1",
+        r#"SELECT status AS "status: OrderStatus", buyer_email, event_id FROM orders WHERE id = $1"#,
         order_id
     )
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound("order"))?;
-    if order.status != "paid" && order.status != "partially_refunded" {
+    if !order.status.is_paid() {
         return Ok(false);
     }
     let tickets = sqlx::query_scalar!(

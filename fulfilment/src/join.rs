@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
+use contract::states::{EventStatus, TicketStatus};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -72,9 +73,9 @@ async fn look_up(
         return Ok(None);
     }
     let row = sqlx::query!(
-        r#"SELECT l.id AS link_id, l.revoked_at, t.id AS ticket_id, t.status AS ticket_status,
+        r#"SELECT l.id AS link_id, l.revoked_at, t.id AS ticket_id, t.status AS "ticket_status: TicketStatus",
                   t.holder_name, t.holder_email, e.id AS event_id, e.title, e.starts_at, e.ends_at,
-                  e.timezone, e.meeting, e.status AS event_status
+                  e.timezone, e.meeting, e.status AS "event_status: EventStatus"
            FROM access_links l JOIN tickets t ON t.id = l.ticket_id JOIN events e ON e.id = t.event_id
            WHERE l.token_hash = $1"#,
         links::hash(token)
@@ -84,12 +85,12 @@ async fn look_up(
     Ok(row.map(|r| {
         let opens =
             r.starts_at - chrono::Duration::from_std(s.config.window_before).unwrap_or_default();
-        let verdict = match (r.ticket_status.as_str(), r.revoked_at.is_some()) {
-            ("transferred", _) => Verdict::Transferred,
-            ("refunded", _) => Verdict::Refunded,
-            ("revoked", _) => Verdict::Revoked,
-            (_, true) => Verdict::Replaced,
-            _ if r.event_status == "cancelled" => Verdict::Cancelled,
+        let verdict = match (r.ticket_status, r.revoked_at.is_some()) {
+            (TicketStatus::Transferred, _) => Verdict::Transferred,
+            (TicketStatus::Refunded, _) => Verdict::Refunded,
+            (TicketStatus::Revoked, _) => Verdict::Revoked,
+            (TicketStatus::Valid, true) => Verdict::Replaced,
+            _ if r.event_status == EventStatus::Cancelled => Verdict::Cancelled,
             _ if now < opens => Verdict::TooEarly,
             _ if now > r.ends_at => Verdict::Ended,
             _ => Verdict::Enter,

@@ -6,6 +6,7 @@
 //! clock is a parameter so tests can stand at T−24 h without waiting a day.
 
 use chrono::{DateTime, Duration, Utc};
+use contract::states::EventStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -70,14 +71,14 @@ pub async fn run_due(s: &AppState, now: DateTime<Utc>) -> Result<usize, Error> {
             .and_then(|v| v.parse().ok());
         if let (Some(event_id), Some(planned)) = (event_id, planned) {
             let current = sqlx::query!(
-                "SELECT starts_at, status FROM events WHERE id = $1",
+                r#"SELECT starts_at, status AS "status: EventStatus" FROM events WHERE id = $1"#,
                 event_id
             )
             .fetch_one(&mut *tx)
             .await?;
             // Moved or cancelled since scheduling: this reminder retires silently.
             if current.starts_at == planned
-                && current.status == "scheduled"
+                && current.status == EventStatus::Scheduled
                 && now < current.starts_at
             {
                 let when = OFFSETS

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 use waitroom::queue::Waitroom;
+use waitroom::settings::Mode;
 use waitroom::tokens::{AdmissionClaims, TokenError, TokenVerifier};
 
 use crate::buyers::{BuyerName, Email};
@@ -27,6 +28,7 @@ use crate::holds::{HoldCreated, HoldDesk, HoldRequest};
 use crate::payments::PaymentProvider;
 use crate::settlement::{self, Source};
 use crate::{Error, admissions, holds, jobs, pages, webhooks};
+use contract::states::{EventStatus, HoldStatus, OrderStatus, TicketStatus};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -88,7 +90,7 @@ fn admission(
     event: &Event,
     headers: &HeaderMap,
 ) -> Result<Option<AdmissionClaims>, Error> {
-    if event.queue_mode == "off" {
+    if event.queue_mode == Mode::Off {
         return Ok(None);
     }
     let cookie_name = format!("fg_a_{}", event.slug);
@@ -137,7 +139,7 @@ async fn hold(
 ) -> Result<HoldCreated, Error> {
     let (event, tiers) = load_event(s, slug).await?;
     let claims = admission(s, &event, headers)?;
-    if event.status != "scheduled" || event.ends_at <= chrono::Utc::now() {
+    if event.status != EventStatus::Scheduled || event.ends_at <= chrono::Utc::now() {
         return Err(Error::Conflict("not_on_sale", "this event is not on sale"));
     }
     let tier = tiers
@@ -304,7 +306,8 @@ async fn order_view(
         return Err(Error::NotFound("order"));
     }
     let order = sqlx::query!(
-        r#"SELECT o.status, o.amount_cents, o.currency, o.quantity, o.refunded_cents, o.payment_intent_id,
+        r#"SELECT o.status AS "status: OrderStatus", o.amount_cents, o.currency, o.quantity,
+                  o.refunded_cents, o.payment_intent_id,
                   t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone
            FROM orders o JOIN tiers t ON t.id = o.tier_id JOIN events e ON e.id = o.event_id
            WHERE o.id = $1"#,
@@ -315,7 +318,8 @@ async fn order_view(
     .ok_or(Error::NotFound("order"))?;
     let tickets = sqlx::query_as!(
         pages::TicketView,
-        "SELECT id, code, status FROM tickets WHERE order_id = $1 ORDER BY seat_no",
+        r#"SELECT id, code, status AS "status: TicketStatus" FROM tickets
+           WHERE order_id = $1 ORDER BY seat_no"#,
         order_id
     )
     .fetch_all(&s.db)
@@ -445,7 +449,8 @@ async fn hold_page(
     let hold = async {
         let jti = hold_admission(&s, hold_id, &headers).await?;
         let h = sqlx::query!(
-            r#"SELECT h.quantity, h.status, h.expires_at, h.buyer_name, h.buyer_email, t.name AS tier,
+            r#"SELECT h.quantity, h.status AS "status: HoldStatus", h.expires_at, h.buyer_name,
+                      h.buyer_email, t.name AS tier,
                       t.price_cents, t.currency, e.title, e.starts_at, e.timezone, h.admission_jti
                FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id
                WHERE h.id = $1 AND e.slug = $2"#,
@@ -476,7 +481,7 @@ async fn hold_page(
             quantity: h.quantity,
             amount_cents: h.price_cents * i64::from(h.quantity),
             currency: &h.currency,
-            active: h.status == "active" && h.expires_at > chrono::Utc::now(),
+            active: h.status == HoldStatus::Active && h.expires_at > chrono::Utc::now(),
             expires_at: h.expires_at,
         }))
         .into_response(),

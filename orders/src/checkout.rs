@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::app::AppState;
 use crate::payments::NewIntent;
+use contract::states::{EventStatus, HoldStatus, OrderStatus};
 use platform::env::Secret;
 
 #[derive(Debug, Serialize)]
@@ -53,8 +54,9 @@ pub async fn checkout(
 ) -> Result<CheckoutView, Error> {
     let mut tx = s.db.begin().await?;
     let hold = sqlx::query!(
-        r#"SELECT h.id, h.event_id, h.tier_id, h.quantity, h.admission_jti, h.status, h.expires_at,
-                  h.buyer_email, h.buyer_name, t.price_cents, t.currency, e.status AS event_status
+        r#"SELECT h.id, h.event_id, h.tier_id, h.quantity, h.admission_jti, h.status AS "status: HoldStatus", h.expires_at,
+                  h.buyer_email, h.buyer_name, t.price_cents, t.currency,
+                  e.status AS "event_status: EventStatus"
            FROM holds h JOIN tiers t ON t.id = h.tier_id JOIN events e ON e.id = h.event_id
            WHERE h.id = $1 FOR UPDATE OF h"#,
         hold_id
@@ -67,20 +69,21 @@ pub async fn checkout(
     {
         return Err(Error::Forbidden("this hold belongs to another admission"));
     }
-    if hold.event_status == "cancelled" {
+    if hold.event_status == EventStatus::Cancelled {
         return Err(Error::Conflict(
             "event_cancelled",
             "this event has been cancelled; nothing can be bought for it",
         ));
     }
     let existing = sqlx::query!(
-        "SELECT id, amount_cents, currency, status FROM orders WHERE hold_id = $1",
+        r#"SELECT id, amount_cents, currency, status AS "status: OrderStatus"
+           FROM orders WHERE hold_id = $1"#,
         hold_id
     )
     .fetch_optional(&mut *tx)
     .await?;
     let (order_id, amount_cents, currency) = match existing {
-        Some(o) if o.status == "cancelled" => {
+        Some(o) if o.status == OrderStatus::Cancelled => {
             return Err(Error::Conflict(
                 "order_cancelled",
                 "this checkout was cancelled when its seats were given up; hold seats again",
@@ -88,7 +91,7 @@ pub async fn checkout(
         }
         Some(o) => (o.id, o.amount_cents, o.currency),
         None => {
-            if hold.status != "active" || hold.expires_at <= chrono::Utc::now() {
+            if hold.status != HoldStatus::Active || hold.expires_at <= chrono::Utc::now() {
                 return Err(Error::Conflict(
                     "hold_expired",
                     "the hold has expired; hold seats again",
@@ -147,13 +150,13 @@ pub async fn checkout(
     let status = sqlx::query_scalar!(
         r#"UPDATE orders SET payment_intent_id = COALESCE(payment_intent_id, $2),
                updated_at = CASE WHEN payment_intent_id IS NULL THEN now() ELSE updated_at END
-           WHERE id = $1 RETURNING status"#,
+           WHERE id = $1 RETURNING status AS "status: OrderStatus""#,
         order_id,
         intent.id
     )
     .fetch_one(&s.db)
     .await?;
-    if status == "cancelled" {
+    if status == OrderStatus::Cancelled {
         // The hold ended while the provider was asked: the cancellation found no
         // intent to cancel, so this one must be cancelled too before anyone pays it.
         let mut conn = s.db.acquire().await?;

@@ -9,13 +9,14 @@ use uuid::Uuid;
 
 use crate::buyers::Email;
 use crate::{Error, jobs, outbox};
+use contract::states::{EventStatus, OrderStatus, TicketStatus};
 use contract::{EmailChanged, EventRescheduled, OrderRefunded, ResendRequested, TicketTransferred};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RefundDone {
     pub refund_id: Uuid,
     pub amount_cents: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub inside_policy: bool,
 }
 
@@ -41,7 +42,8 @@ pub async fn refund(
         ));
     }
     let o = sqlx::query!(
-        r#"SELECT o.status, o.amount_cents, o.refunded_cents, o.currency, o.quantity, o.tier_id,
+        r#"SELECT o.status AS "status: OrderStatus", o.amount_cents, o.refunded_cents, o.currency,
+                  o.quantity, o.tier_id,
                   o.event_id, o.buyer_email, o.buyer_name, o.payment_intent_id,
                   e.starts_at, e.refund_policy
            FROM orders o JOIN events e ON e.id = o.event_id WHERE o.id = $1 FOR UPDATE OF o"#,
@@ -50,7 +52,7 @@ pub async fn refund(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::NotFound("order"))?;
-    if o.status != "paid" && o.status != "partially_refunded" {
+    if !o.status.is_paid() {
         return Err(Error::Conflict(
             "not_refundable",
             "only paid orders can be refunded",
@@ -103,16 +105,16 @@ pub async fn refund(
     jobs::schedule_refund(&mut *conn, refund_id).await?;
     let full = amount == remaining;
     let status = if full {
-        "refunded"
+        OrderStatus::Refunded
     } else {
-        "partially_refunded"
+        OrderStatus::PartiallyRefunded
     };
     sqlx::query!(
         r#"UPDATE orders SET refunded_cents = refunded_cents + $2, status = $3, updated_at = now()
            WHERE id = $1"#,
         order_id,
         amount,
-        status
+        status as OrderStatus
     )
     .execute(&mut *conn)
     .await?;
@@ -141,8 +143,8 @@ pub async fn refund(
                                       'reason', $6::text, 'inside_policy', $7::bool))"#,
         order_id,
         who.actor,
-        o.status,
-        status,
+        o.status as OrderStatus,
+        status as OrderStatus,
         amount,
         reason,
         inside_policy,
@@ -173,7 +175,7 @@ pub async fn refund(
     Ok(RefundDone {
         refund_id,
         amount_cents: amount,
-        status: status.to_owned(),
+        status,
         inside_policy,
     })
 }
@@ -243,11 +245,14 @@ pub async fn request_resend(
     request_id: Uuid,
     actor: &str,
 ) -> Result<(), Error> {
-    let status = sqlx::query_scalar!("SELECT status FROM orders WHERE id = $1", order_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(Error::NotFound("order"))?;
-    if status != "paid" && status != "partially_refunded" {
+    let status = sqlx::query_scalar!(
+        r#"SELECT status AS "status: OrderStatus" FROM orders WHERE id = $1"#,
+        order_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("order"))?;
+    if !status.is_paid() {
         return Err(Error::Conflict(
             "not_paid",
             "only paid orders have a confirmation to resend",
@@ -296,25 +301,25 @@ pub async fn transfer_ticket(
         .await?
         .ok_or(Error::NotFound("ticket"))?;
     let order_status = sqlx::query_scalar!(
-        "SELECT status FROM orders WHERE id = $1 FOR UPDATE",
+        r#"SELECT status AS "status: OrderStatus" FROM orders WHERE id = $1 FOR UPDATE"#,
         order_id
     )
     .fetch_one(&mut *conn)
     .await?;
     let t = sqlx::query!(
-        r#"SELECT t.order_id, t.event_id, t.tier_id, t.status, t.holder_email
+        r#"SELECT t.order_id, t.event_id, t.tier_id, t.status AS "status: TicketStatus", t.holder_email
            FROM tickets t WHERE t.id = $1 FOR UPDATE"#,
         ticket_id
     )
     .fetch_one(&mut *conn)
     .await?;
-    if order_status != "paid" && order_status != "partially_refunded" {
+    if !order_status.is_paid() {
         return Err(Error::Conflict(
             "not_transferable",
             "the order is no longer paid; its tickets cannot be transferred",
         ));
     }
-    if t.status != "valid" {
+    if t.status != TicketStatus::Valid {
         return Err(Error::Conflict(
             "not_transferable",
             "only a valid ticket can be transferred",
@@ -390,13 +395,14 @@ pub async fn reschedule(
         return Err(Error::Invalid("ends_at must be after starts_at".into()));
     }
     let old = sqlx::query!(
-        "SELECT starts_at, ends_at, status FROM events WHERE id = $1 FOR UPDATE",
+        r#"SELECT starts_at, ends_at, status AS "status: EventStatus" FROM events
+           WHERE id = $1 FOR UPDATE"#,
         event_id
     )
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::NotFound("event"))?;
-    if old.status != "scheduled" {
+    if old.status != EventStatus::Scheduled {
         return Err(Error::Conflict(
             "not_scheduled",
             "a cancelled event cannot be moved",
@@ -521,23 +527,24 @@ pub async fn cancel_order(
         ));
     }
     let o = sqlx::query!(
-        r#"SELECT status, amount_cents, refunded_cents, tier_id, payment_intent_id
+        r#"SELECT status AS "status: OrderStatus", amount_cents, refunded_cents, tier_id,
+                  payment_intent_id
            FROM orders WHERE id = $1 FOR UPDATE"#,
         order_id
     )
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(Error::NotFound("order"))?;
-    match o.status.as_str() {
-        "cancelled" => {
+    match o.status {
+        OrderStatus::Cancelled => {
             return Ok(OrderCancelled {
                 cancelled: false,
                 refund: None,
                 tickets_revoked: 0,
             });
         }
-        "paid" | "partially_refunded" | "refunded" => {}
-        _ => {
+        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded => {}
+        OrderStatus::PendingPayment => {
             return Err(Error::Conflict(
                 "not_cancellable",
                 "an unpaid order has nothing to cancel; its reservation expires by itself",
@@ -604,7 +611,7 @@ pub async fn cancel_order(
                    jsonb_build_object('status', 'cancelled', 'reason', $4::text))"#,
         order_id,
         who.actor,
-        o.status,
+        o.status as OrderStatus,
         reason,
     )
     .execute(&mut *conn)

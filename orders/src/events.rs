@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use contract::states::EventStatus;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -237,9 +238,9 @@ pub struct Event {
     pub timezone: String,
     pub meeting: serde_json::Value,
     pub refund_policy: serde_json::Value,
-    pub status: String,
+    pub status: EventStatus,
     pub hold_ttl_seconds: i32,
-    pub queue_mode: String,
+    pub queue_mode: Mode,
     pub queue_rate_per_minute: i32,
     pub queue_max_active: i32,
     pub admission_ttl_seconds: i32,
@@ -254,7 +255,7 @@ impl Event {
 
     pub fn admission(&self) -> AdmissionSettings {
         AdmissionSettings {
-            mode: self.queue_mode.parse().unwrap_or(Mode::Paused),
+            mode: self.queue_mode,
             rate_per_minute: self.queue_rate_per_minute as u32,
             max_active: self.queue_max_active as u32,
             admission_ttl_seconds: self.admission_ttl_seconds as u32,
@@ -295,7 +296,8 @@ pub async fn create(conn: &mut PgConnection, new: &NewEvent) -> Result<Event, Er
                 queue_max_active, admission_ttl_seconds, queue_opens_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
            RETURNING id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
-                status, hold_ttl_seconds, queue_mode, queue_rate_per_minute,
+                status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
+                queue_rate_per_minute,
                 queue_max_active, admission_ttl_seconds, queue_opens_at, created_at"#,
         Uuid::now_v7(),
         new.slug.as_str(),
@@ -343,7 +345,8 @@ pub async fn by_slug(db: impl PgExecutor<'_>, slug: &str) -> Result<Option<Event
     Ok(sqlx::query_as!(
         Event,
         r#"SELECT id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
-                status, hold_ttl_seconds, queue_mode, queue_rate_per_minute,
+                status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
+                queue_rate_per_minute,
                 queue_max_active, admission_ttl_seconds, queue_opens_at, created_at
            FROM events WHERE slug = $1"#,
         slug
@@ -357,7 +360,8 @@ pub async fn lock_by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<
     Ok(sqlx::query_as!(
         Event,
         r#"SELECT id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
-                status, hold_ttl_seconds, queue_mode, queue_rate_per_minute,
+                status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
+                queue_rate_per_minute,
                 queue_max_active, admission_ttl_seconds, queue_opens_at, created_at
            FROM events WHERE slug = $1 FOR UPDATE"#,
         slug
@@ -370,7 +374,8 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Event>, Error> {
     Ok(sqlx::query_as!(
         Event,
         r#"SELECT id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
-                status, hold_ttl_seconds, queue_mode, queue_rate_per_minute,
+                status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
+                queue_rate_per_minute,
                 queue_max_active, admission_ttl_seconds, queue_opens_at, created_at
            FROM events ORDER BY starts_at, slug"#
     )
@@ -419,7 +424,7 @@ pub struct PublicEvent {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub timezone: String,
-    pub status: String,
+    pub status: EventStatus,
     pub tiers: Vec<PublicTier>,
 }
 
@@ -442,7 +447,7 @@ impl PublicEvent {
             starts_at: e.starts_at,
             ends_at: e.ends_at,
             timezone: e.timezone.clone(),
-            status: e.status.clone(),
+            status: e.status,
             tiers: tiers
                 .iter()
                 .map(|t| PublicTier {

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::buyers::{BuyerName, Email};
 use crate::{Error, checkout};
+use contract::states::HoldStatus;
 
 /// The most holds committed in one transaction.
 pub const MAX_BATCH: usize = 128;
@@ -403,7 +404,8 @@ pub struct ClosedHold {
 pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<ClosedHold, Error> {
     let mut tx = db.begin().await?;
     let hold = sqlx::query!(
-        r#"SELECT id, event_id, tier_id, quantity, admission_jti, admission_seq, status
+        r#"SELECT id, event_id, tier_id, quantity, admission_jti, admission_seq,
+                  status AS "status: HoldStatus"
            FROM holds WHERE id = $1 FOR UPDATE"#,
         hold_id
     )
@@ -415,7 +417,7 @@ pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<Cl
     {
         return Err(Error::Forbidden("this hold belongs to another admission"));
     }
-    if hold.status != "active" {
+    if hold.status != HoldStatus::Active {
         return Err(Error::Conflict(
             "hold_not_active",
             "the hold is no longer active",

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::payments::Cancelled;
 use crate::settlement::{self, Settled, Source};
 use crate::{admissions, holds};
+use contract::states::RefundStatus;
 
 pub const REFUND: &str = "refund";
 
@@ -105,13 +106,13 @@ async fn send_refund(
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| Error::Invalid("refund job without refund_id".into()))?;
     let r = sqlx::query!(
-        r#"SELECT r.amount_cents, r.status, o.payment_intent_id
+        r#"SELECT r.amount_cents, r.status AS "status: RefundStatus", o.payment_intent_id
            FROM refunds r JOIN orders o ON o.id = r.order_id WHERE r.id = $1 FOR UPDATE OF r"#,
         refund_id
     )
     .fetch_one(&mut *tx)
     .await?;
-    if r.status != "pending" {
+    if r.status != RefundStatus::Pending {
         return Ok(());
     }
     let intent = r

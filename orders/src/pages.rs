@@ -7,6 +7,7 @@ use uuid::Uuid;
 use platform::html::{buyer_page, buyer_page_with_head, escape, money};
 
 use crate::events::PublicEvent;
+use contract::states::{OrderStatus, TicketStatus};
 
 fn when(starts_at: DateTime<Utc>, timezone: &str) -> String {
     let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
@@ -107,6 +108,16 @@ fn capitalise(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A ticket's state as its holder reads it on the order page.
+fn ticket_state(status: TicketStatus) -> &'static str {
+    match status {
+        TicketStatus::Valid => "Valid",
+        TicketStatus::Transferred => "Transferred",
+        TicketStatus::Revoked => "Revoked",
+        TicketStatus::Refunded => "Refunded",
+    }
+}
+
 pub struct HoldView<'a> {
     pub slug: &'a str,
     pub hold_id: Uuid,
@@ -168,13 +179,13 @@ pub fn hold(h: &HoldView<'_>) -> String {
 pub struct TicketView {
     pub id: Uuid,
     pub code: String,
-    pub status: String,
+    pub status: TicketStatus,
 }
 
 #[derive(Debug, Serialize)]
 pub struct OrderView {
     pub order_id: Uuid,
-    pub status: String,
+    pub status: OrderStatus,
     pub amount_cents: i64,
     pub refunded_cents: i64,
     pub currency: String,
@@ -193,24 +204,24 @@ pub struct OrderView {
 
 /// The order page: refreshes itself while the payment is on its way.
 pub fn order(o: &OrderView) -> String {
-    let (banner, refresh) = match o.status.as_str() {
-        "paid" => (
+    let (banner, refresh) = match o.status {
+        OrderStatus::Paid => (
             "<p class=\"ok\" role=\"status\">Paid. Your access link is on its way to your inbox.</p>",
             "",
         ),
-        "pending_payment" => (
+        OrderStatus::PendingPayment => (
             "<p role=\"status\">Waiting for your payment to be confirmed… this page refreshes by itself.</p>",
             "<meta http-equiv=\"refresh\" content=\"3\">",
         ),
-        "refunded" => (
+        OrderStatus::Refunded => (
             "<p class=\"error\" role=\"status\">This order was refunded in full.</p>",
             "",
         ),
-        "partially_refunded" => (
+        OrderStatus::PartiallyRefunded => (
             "<p role=\"status\">Part of this order was refunded.</p>",
             "",
         ),
-        _ => (
+        OrderStatus::Cancelled => (
             "<p class=\"error\" role=\"status\">This order was cancelled.</p>",
             "",
         ),
@@ -222,7 +233,7 @@ pub fn order(o: &OrderView) -> String {
             format!(
                 "<tr><td class=\"ticket\">{}</td><td class=\"num\">{}</td></tr>",
                 escape(&t.code),
-                escape(&capitalise(&t.status))
+                ticket_state(t.status)
             )
         })
         .collect();
@@ -241,8 +252,8 @@ pub fn order(o: &OrderView) -> String {
         o.quantity,
         escape(&money(o.amount_cents, &o.currency)),
         o.order_id,
-        pay = match (&o.pay_url, o.status.as_str()) {
-            (Some(url), "pending_payment") => format!(
+        pay = match (&o.pay_url, o.status) {
+            (Some(url), OrderStatus::PendingPayment) => format!(
                 "<p>Not paid yet? <a href=\"{}\">Complete your payment</a>.</p>",
                 escape(url)
             ),

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::outbox;
 use crate::webhooks::WebhookEvent;
+use contract::states::{EventStatus, HoldStatus, OrderStatus};
 use contract::{OrderPaid, OrderRefunded, TicketIssued};
 
 /// What applying a payment did.
@@ -155,17 +156,19 @@ pub fn ticket_code() -> String {
 
 /// Why a charge cannot have its order's seats, if it cannot; `None` means try.
 fn refusal(
-    event_status: &str,
-    hold_status: &str,
+    event_status: EventStatus,
+    hold_status: HoldStatus,
     order_cancelled: bool,
     admission_busy: bool,
 ) -> Option<&'static str> {
-    if event_status == "cancelled" {
+    if event_status == EventStatus::Cancelled {
         Some(REFUND_EVENT_CANCELLED)
-    } else if hold_status == "released" || (order_cancelled && hold_status == "active") {
+    } else if hold_status == HoldStatus::Released
+        || (order_cancelled && hold_status == HoldStatus::Active)
+    {
         // The buyer gave these seats up (or an operator did) before the money came.
         Some(REFUND_CANCELLED_BEFORE_PAYMENT)
-    } else if hold_status != "active" && admission_busy {
+    } else if hold_status != HoldStatus::Active && admission_busy {
         // The hold lapsed and the same admission has held or bought since: those seats
         // are that hold's, and one admission buys once.
         Some(REFUND_ADMISSION_USED)
@@ -198,14 +201,15 @@ pub async fn settle_paid(
         .await?
         .ok_or(Error::NotFound("order"))?;
     let hold = sqlx::query!(
-        "SELECT status, admission_jti FROM holds WHERE id = $1 FOR UPDATE",
+        r#"SELECT status AS "status: HoldStatus", admission_jti FROM holds WHERE id = $1 FOR UPDATE"#,
         hold_id
     )
     .fetch_one(&mut *tx)
     .await?;
     let order = sqlx::query!(
-        r#"SELECT o.id, o.status, o.hold_id, o.tier_id, o.quantity, o.amount_cents, o.currency,
-                  o.buyer_email, o.buyer_name, o.event_id, o.paid_at, e.slug, e.status AS event_status,
+        r#"SELECT o.id, o.status AS "status: OrderStatus", o.hold_id, o.tier_id, o.quantity, o.amount_cents, o.currency,
+                  o.buyer_email, o.buyer_name, o.event_id, o.paid_at, e.slug,
+                  e.status AS "event_status: EventStatus",
                   t.code AS tier_code
            FROM orders o JOIN events e ON e.id = o.event_id JOIN tiers t ON t.id = o.tier_id
            WHERE o.id = $1 FOR UPDATE OF o"#,
@@ -213,12 +217,12 @@ pub async fn settle_paid(
     )
     .fetch_one(&mut *tx)
     .await?;
-    let cancelled_unpaid = order.status == "cancelled" && order.paid_at.is_none();
-    if order.status != "pending_payment" && !cancelled_unpaid {
+    let cancelled_unpaid = order.status == OrderStatus::Cancelled && order.paid_at.is_none();
+    if order.status != OrderStatus::PendingPayment && !cancelled_unpaid {
         return Ok(Settled::AlreadySettled { order_id });
     }
     let hold_status = hold.status;
-    let admission_busy = hold_status != "active"
+    let admission_busy = hold_status != HoldStatus::Active
         && sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM holds
                                WHERE event_id = $1 AND admission_jti = $2 AND id <> $3
@@ -235,15 +239,15 @@ pub async fn settle_paid(
         .fetch_one(&mut *tx)
         .await?;
     let refused = refusal(
-        &order.event_status,
-        &hold_status,
+        order.event_status,
+        hold_status,
         cancelled_unpaid,
         admission_busy,
     );
 
     let seats_taken = match refused {
         Some(_) => false,
-        None if hold_status == "active" => {
+        None if hold_status == HoldStatus::Active => {
             sqlx::query!(
                 "UPDATE tiers SET held = held - $2, sold = sold + $2 WHERE id = $1",
                 order.tier_id,
@@ -276,7 +280,7 @@ pub async fn settle_paid(
 
     if !seats_taken {
         let reason = refused.unwrap_or(REFUND_SEATS_GONE);
-        if hold_status == "active" {
+        if hold_status == HoldStatus::Active {
             // Still held (the event was cancelled under it): the seats go back.
             sqlx::query!(
                 "UPDATE tiers SET held = held - $2 WHERE id = $1",
@@ -326,7 +330,7 @@ pub async fn settle_paid(
             order_id,
             source.actor(),
             action,
-            order.status,
+            order.status as OrderStatus,
             reason,
         )
         .execute(&mut *tx)
@@ -396,8 +400,8 @@ pub async fn settle_paid(
         order_id,
         source.actor(),
         order.quantity,
-        hold_status,
-        order.status,
+        hold_status as HoldStatus,
+        order.status as OrderStatus,
     )
     .execute(&mut *tx)
     .await?;

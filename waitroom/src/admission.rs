@@ -18,6 +18,7 @@ use fred::types::scripts::Script;
 
 use crate::lottery::{self, Seed};
 use crate::queue::Waitroom;
+use crate::settings::Mode;
 use crate::{Error, EventSlug};
 
 const ADVANCE: &str = r#"
@@ -260,13 +261,16 @@ impl Admitter {
         if admitted < 0 {
             return Err(Error::UnknownEvent);
         }
-        let mode = reply.get(1).and_then(Value::as_str).unwrap_or_default();
+        let mode = reply
+            .get(1)
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse::<Mode>().ok());
         let opens_at_ms: i64 = reply
             .get(2)
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if mode == "prequeue" && opens_at_ms > 0 && opens_at_ms <= now {
+        if mode == Some(Mode::Prequeue) && opens_at_ms > 0 && opens_at_ms <= now {
             // A draw deferred (someone arrived meanwhile) is retried on the next step.
             return Ok(match self.open(event).await? {
                 Some(n) => Step::Opened(n),

@@ -13,8 +13,12 @@ use crate::keys::{self, EventKeys};
 use crate::queue::Waitroom;
 use crate::{Error, EventSlug, lottery};
 
-/// How the queue treats arrivals.
+/// How the queue treats arrivals. With the `sqlx` feature it reads and writes the
+/// words of the events table's CHECK (`queue_mode`), so a service can compare modes,
+/// not strings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "text", rename_all = "snake_case"))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// No queue: everyone passes.
