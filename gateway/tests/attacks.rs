@@ -11,8 +11,8 @@
 //! rest. The upstream is a small axum server that counts what reaches it, so "refused at
 //! the edge" means it was never proxied.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -23,10 +23,9 @@ use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use support::{Gateway, Setup};
 use waitroom::EventSlug;
 use waitroom::admission::Admitter;
-use waitroom::config::RedisConfig;
-use waitroom::queue::Waitroom;
 use waitroom::settings::{AdmissionSettings, Mode};
 use waitroom::tokens::{
     AdmissionClaims, QueueClaims, TokenKind, TokenSigner, audience, generate_keypair,
@@ -34,39 +33,19 @@ use waitroom::tokens::{
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// The gateway under attack, and how many requests reached its upstream.
 struct Edge {
-    gateway: Child,
-    base: String,
-    /// The gateway's metrics listener.
-    metrics_base: String,
-    /// This test's Redis key prefix.
-    prefix: String,
-    room: Waitroom,
-    event: EventSlug,
-    /// The gateway's own signing key: used only to make tokens that are valid except
-    /// for the one thing under test (expired, another event, another kind).
-    signer: TokenSigner,
-    /// The gateway's public key as PEM, which any attacker may know.
-    public_pem: String,
+    gateway: Gateway,
     /// Requests that reached the upstream.
     proxied: Arc<AtomicUsize>,
-    dir: std::path::PathBuf,
 }
 
-impl Drop for Edge {
-    fn drop(&mut self) {
-        let _ = self.gateway.kill();
-        let _ = self.gateway.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Edge {
+    type Target = Gateway;
+
+    fn deref(&self) -> &Gateway {
+        &self.gateway
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn counting_upstream(proxied: Arc<AtomicUsize>) -> String {
@@ -84,80 +63,19 @@ async fn counting_upstream(proxied: Arc<AtomicUsize>) -> String {
 }
 
 async fn start(settings: AdmissionSettings, env: &[(&str, &str)]) -> Edge {
-    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
-    let redis = RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: prefix.clone(),
-    };
-    let room = Waitroom::connect(&redis).await.unwrap();
-    let event = EventSlug::parse("gig").unwrap();
-    room.apply_settings(&event, &settings).await.unwrap();
-
-    let dir = std::env::temp_dir().join(&prefix);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (sk, pk) = generate_keypair();
-    std::fs::write(dir.join("k.key.pem"), &sk).unwrap();
-    std::fs::write(dir.join("k.pub.pem"), &pk).unwrap();
     let proxied = Arc::new(AtomicUsize::new(0));
     let upstream = counting_upstream(proxied.clone()).await;
-    let port = free_port();
-    let metrics_port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    cmd.env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "FLOODGATE_GATEWAY_METRICS_LISTEN",
-            format!("127.0.0.1:{metrics_port}"),
-        )
-        .env("REDIS_URL", &redis.url)
-        .env("FLOODGATE_REDIS_PREFIX", &prefix)
-        .env("FLOODGATE_SIGNING_KEY", dir.join("k.key.pem"))
-        .env("FLOODGATE_SIGNING_KID", "k")
-        .env(
-            "FLOODGATE_VERIFY_KEYS",
-            format!("k={}", dir.join("k.pub.pem").display()),
-        )
-        .env("FLOODGATE_UPSTREAM_ORDERS", &upstream)
-        .env("FLOODGATE_UPSTREAM_CONSOLE", &upstream)
-        .env("FLOODGATE_UPSTREAM_FULFILMENT", &upstream)
-        .env("FLOODGATE_RATE_ALLOWLIST", "127.0.0.0/8")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let edge = Edge {
-        gateway: cmd.spawn().expect("start gateway"),
-        base: format!("http://127.0.0.1:{port}"),
-        metrics_base: format!("http://127.0.0.1:{metrics_port}"),
-        prefix,
-        room,
-        event,
-        signer: TokenSigner::from_pem("k", sk.as_bytes()).unwrap(),
-        public_pem: pk,
-        proxied,
-        dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reqwest::get(edge.url("/healthz"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "gateway did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    edge
+    let gateway = Gateway::start(Setup {
+        settings,
+        title: None,
+        upstream: &upstream,
+        env,
+    })
+    .await;
+    Edge { gateway, proxied }
 }
 
 impl Edge {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn cleanup(&self) {
-        self.room.purge(&self.event).await.unwrap();
-    }
-
     async fn counters(&self) -> (u64, u64, u64) {
         let s = self.room.snapshot(&self.event).await.unwrap();
         (s.head, s.tail, s.claimed)

@@ -2,48 +2,21 @@
 //! axum server standing in for the upstream services (it is what the gateway proxies
 //! to, not a mock of anything running on the machine).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
+use support::{Gateway, Setup};
 use waitroom::EventSlug;
 use waitroom::admission::Admitter;
-use waitroom::config::RedisConfig;
-use waitroom::queue::Waitroom;
 use waitroom::settings::{AdmissionSettings, Mode};
 use waitroom::tokens::{AdmissionClaims, TokenKind, TokenSigner, audience, generate_keypair};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Stack {
-    gateway: Child,
-    base: String,
-    /// The gateway's metrics listener, apart from the buyers' port.
-    metrics_base: String,
-    room: Waitroom,
-    event: EventSlug,
-    /// A signer with the gateway's own key, to forge-test against (as an attacker
-    /// holding a *different* key cannot do).
-    signer: TokenSigner,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.gateway.kill();
-        let _ = self.gateway.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+/// The gateway under test (the shared harness), with its own small upstream.
+type Stack = Gateway;
 
 async fn upstream() -> String {
     let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
@@ -68,80 +41,17 @@ async fn upstream() -> String {
 }
 
 async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack {
-    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
-    let redis = RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: prefix.clone(),
-    };
-    let room = Waitroom::connect(&redis).await.unwrap();
-    let event = EventSlug::parse("gig").unwrap();
-    room.apply_settings(&event, &settings).await.unwrap();
-    room.set_title(&event, "The Gig").await.unwrap();
-
-    let dir = std::env::temp_dir().join(&prefix);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (sk, pk) = generate_keypair();
-    std::fs::write(dir.join("k.key.pem"), &sk).unwrap();
-    std::fs::write(dir.join("k.pub.pem"), &pk).unwrap();
     let upstream = upstream().await;
-    let port = free_port();
-    let metrics_port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    cmd.env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "FLOODGATE_GATEWAY_METRICS_LISTEN",
-            format!("127.0.0.1:{metrics_port}"),
-        )
-        .env("REDIS_URL", &redis.url)
-        .env("FLOODGATE_REDIS_PREFIX", &prefix)
-        .env("FLOODGATE_SIGNING_KEY", dir.join("k.key.pem"))
-        .env("FLOODGATE_SIGNING_KID", "k")
-        .env(
-            "FLOODGATE_VERIFY_KEYS",
-            format!("k={}", dir.join("k.pub.pem").display()),
-        )
-        .env("FLOODGATE_UPSTREAM_ORDERS", &upstream)
-        .env("FLOODGATE_UPSTREAM_CONSOLE", &upstream)
-        .env("FLOODGATE_UPSTREAM_FULFILMENT", &upstream)
-        .env("FLOODGATE_RATE_ALLOWLIST", "127.0.0.0/8")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let gateway = cmd.spawn().expect("start gateway");
-    let stack = Stack {
-        gateway,
-        base: format!("http://127.0.0.1:{port}"),
-        metrics_base: format!("http://127.0.0.1:{metrics_port}"),
-        room,
-        event,
-        signer: TokenSigner::from_pem("k", sk.as_bytes()).unwrap(),
-        dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", stack.base)).await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "gateway did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stack
+    Gateway::start(Setup {
+        settings,
+        title: Some("The Gig"),
+        upstream: &upstream,
+        env: extra_env,
+    })
+    .await
 }
 
 impl Stack {
-    async fn cleanup(&self) {
-        self.room.purge(&self.event).await.unwrap();
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
     async fn admit_all(&self) {
         let admitter = Admitter::new(self.room.clone(), Duration::from_secs(2));
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -597,38 +507,8 @@ async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
 async fn two_gateways_both_apply_a_settings_change_within_a_second() {
     let a = start(on(0), &[]).await;
     // A second gateway process on the same queue (another replica behind the balancer).
-    let port = free_port();
-    let mut b = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .env("FLOODGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("REDIS_URL", "redis://127.0.0.1:6379")
-        .env(
-            "FLOODGATE_GATEWAY_METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env("FLOODGATE_REDIS_PREFIX", a.room.prefix())
-        .env("FLOODGATE_SIGNING_KEY", a.dir.join("k.key.pem"))
-        .env("FLOODGATE_SIGNING_KID", "k")
-        .env(
-            "FLOODGATE_VERIFY_KEYS",
-            format!("k={}", a.dir.join("k.pub.pem").display()),
-        )
-        .env("FLOODGATE_UPSTREAM_ORDERS", "127.0.0.1:9")
-        .env("FLOODGATE_UPSTREAM_CONSOLE", "127.0.0.1:9")
-        .env("FLOODGATE_UPSTREAM_FULFILMENT", "127.0.0.1:9")
-        .env("FLOODGATE_RATE_ALLOWLIST", "127.0.0.0/8")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the second gateway");
-    let b_base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reqwest::get(format!("{b_base}/healthz"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "second gateway never healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let b = a.replica("127.0.0.1:9").await;
+    let b_base = b.base.clone();
     let c = client();
     let joined = json(c.post(a.url("/queue/gig/join")).send().await.unwrap()).await;
     let token = joined["queue_token"].as_str().unwrap().to_owned();
@@ -679,8 +559,7 @@ async fn two_gateways_both_apply_a_settings_change_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = b.kill();
-    let _ = b.wait();
+    drop(b);
     a.cleanup().await;
 }
 
