@@ -63,7 +63,7 @@ pub async fn show(
     operator: Operator,
     Path(event): Path<String>,
 ) -> Result<Json<AdmissionView>, ConsoleError> {
-    let (event, _) = crate::live::visible_event(&s.db, &operator, &event).await?;
+    let (event, _) = crate::auth::visible_event(&s.db, &operator, &event).await?;
     Ok(Json(view(&s.room, &event).await?))
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
+use waitroom::EventSlug;
 
 use crate::ConsoleError;
 use crate::app::AppState;
@@ -211,4 +212,23 @@ impl FromRequestParts<AppState> for Operator {
         }
         Ok(operator)
     }
+}
+
+/// An event slug from a path, unknown events and malformed slugs alike a 404.
+pub(crate) fn event_slug(s: &str) -> Result<EventSlug, ConsoleError> {
+    EventSlug::parse(s).map_err(|_| orders::Error::NotFound("event").into())
+}
+
+/// The event, if it exists and this operator may see it (hosts: only their events).
+pub(crate) async fn visible_event(
+    db: &PgPool,
+    operator: &Operator,
+    event: &str,
+) -> Result<(EventSlug, orders::events::Event), ConsoleError> {
+    let slug = event_slug(event)?;
+    let found = orders::events::by_slug(db, slug.as_str())
+        .await?
+        .filter(|e| operator.may_see(e.id))
+        .ok_or(orders::Error::NotFound("event"))?;
+    Ok((slug, found))
 }

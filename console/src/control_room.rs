@@ -198,7 +198,7 @@ async fn render(
     event: &str,
     read_only: bool,
 ) -> Result<Html<String>, ConsoleError> {
-    let (slug, found) = crate::live::visible_event(&s.db, operator, event).await?;
+    let (slug, found) = crate::auth::visible_event(&s.db, operator, event).await?;
     let settings = match s.room.settings(&slug).await {
         Ok(Some(live)) => live,
         _ => found.admission(),

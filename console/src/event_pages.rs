@@ -157,7 +157,7 @@ async fn event_html(
     flash: &Flash,
     retry: Option<&Retry>,
 ) -> Result<(String, String), ConsoleError> {
-    let (_, e) = crate::live::visible_event(&s.db, op, slug).await?;
+    let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tiers = orders::events::tiers(&s.db, e.id).await?;
     let tz = moment::zone(&e.timezone);
     let by_status: Vec<(String, i64)> = sqlx::query_as(
@@ -415,7 +415,7 @@ pub async fn reschedule_form(
     let result = async {
         operator.verify_csrf(get(&f, "csrf"))?;
         operator.require(crate::auth::STAFF)?;
-        let (_, event) = crate::live::visible_event(&s.db, &operator, &slug).await?;
+        let (_, event) = crate::auth::visible_event(&s.db, &operator, &slug).await?;
         let tz = moment::zone(&event.timezone);
         let starts_at = moment::parse(get(&f, "starts_at").unwrap_or(""), tz, "the start")?;
         let ends_at = moment::parse(get(&f, "ends_at").unwrap_or(""), tz, "the end")?;
@@ -461,7 +461,7 @@ pub async fn cancel_form(
     let result = async {
         operator.verify_csrf(get(&f, "csrf"))?;
         operator.require(&[Role::Admin])?;
-        crate::live::visible_event(&s.db, &operator, &slug).await?;
+        crate::auth::visible_event(&s.db, &operator, &slug).await?;
         if get(&f, "confirm").map(str::trim) != Some(slug.as_str()) {
             return Err(ConsoleError::Invalid(
                 "to cancel, type the event's slug in the confirmation box".into(),
@@ -582,7 +582,7 @@ async fn incidents_html(
     flash: &Flash,
     retry: Option<&Retry>,
 ) -> Result<(String, String), ConsoleError> {
-    let (_, e) = crate::live::visible_event(&s.db, op, slug).await?;
+    let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tz = moment::zone(&e.timezone);
     let undelivered_total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) {UNDELIVERED}"

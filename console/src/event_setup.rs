@@ -329,7 +329,7 @@ async fn edit_values(
     slug: &str,
 ) -> Result<(orders::events::Event, Tiers, Fields), ConsoleError> {
     op.require(STAFF)?;
-    let (_, e) = crate::live::visible_event(&s.db, op, slug).await?;
+    let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tiers = orders::events::tiers(&s.db, e.id).await?;
     let mut v = Fields::new();
     v.insert("title".into(), e.title.clone());
@@ -658,7 +658,7 @@ pub async fn queue_form(
     let result = async {
         operator.verify_csrf(v.get("csrf").map(String::as_str))?;
         operator.require(STAFF)?;
-        let (_, event) = crate::live::visible_event(&s.db, &operator, &slug).await?;
+        let (_, event) = crate::auth::visible_event(&s.db, &operator, &slug).await?;
         let change = queue_change(&v, moment::zone(&event.timezone))?;
         admission::update_with(&s, &operator, &slug, change).await
     }

@@ -117,7 +117,7 @@ pub async fn show(
     operator: Operator,
     Path(slug): Path<String>,
 ) -> Result<Json<EventView>, ConsoleError> {
-    let (_, event) = crate::live::visible_event(&s.db, &operator, &slug).await?;
+    let (_, event) = crate::auth::visible_event(&s.db, &operator, &slug).await?;
     let tiers = events::tiers(&s.db, event.id).await?;
     Ok(Json(EventView::new(event, tiers)))
 }

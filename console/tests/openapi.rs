@@ -1,7 +1,7 @@
 //! The hand-maintained OpenAPI document the gateway serves (`gateway/assets/openapi.json`)
 //! names every route of the console's JSON API with its methods, and nothing the
 //! console does not serve. The routes are read from the router's source (`app.rs`, and
-//! `live.rs` for the live feed and the audit list), so a new route without its entry in
+//! `live/mod.rs` for the live feed and the audit list), so a new route without its entry in
 //! the document fails here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +42,7 @@ fn the_openapi_document_names_every_console_api_route_and_method() {
         .next()
         .unwrap();
     let mut served = routes(&format!("{api_block};"), "/console/api");
-    for (path, methods) in routes(&source("live.rs"), "") {
+    for (path, methods) in routes(&source("live/mod.rs"), "") {
         if path.starts_with("/console/api/") {
             served.insert(path, methods);
         }
