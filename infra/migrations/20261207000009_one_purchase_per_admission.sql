@@ -93,15 +93,19 @@ BEGIN
               USING ERRCODE = 'no_data_found';
     END IF;
 
+    -- One index probe per buyer of the batch (holds_active_per_buyer). Not a join: the
+    -- planner turned one into a scan of every active hold of the event per batch, and
+    -- batches slowed as the on-sale went on (bench-holds: 2,200 -> 400 holds/s in 10 s).
     FOR buyer IN
-        SELECT q.k, count(h.id)::int AS active
-          FROM (SELECT k, lower(p_emails[k]) AS email FROM generate_series(1, n) AS k
-                 WHERE p_buyers[k] = k) q
-          JOIN holds h ON h.event_id = p_event_id AND h.status = 'active'
-                      AND lower(h.buyer_email) = q.email
-         GROUP BY q.k
+        SELECT k, (SELECT count(*) FROM holds h
+                    WHERE h.event_id = p_event_id AND h.status = 'active'
+                      AND lower(h.buyer_email) = lower(p_emails[k]))::int AS active
+          FROM generate_series(1, n) AS k
+         WHERE p_buyers[k] = k
     LOOP
-        buyer_left[buyer.k] := p_per_buyer - buyer.active;
+        IF buyer.active > 0 THEN
+            buyer_left[buyer.k] := p_per_buyer - buyer.active;
+        END IF;
     END LOOP;
 
     LOOP

@@ -307,7 +307,7 @@ async fn order_view(
     }
     let order = sqlx::query!(
         r#"SELECT o.status AS "status: OrderStatus", o.amount_cents, o.currency, o.quantity,
-                  o.refunded_cents, o.payment_intent_id,
+                  o.refunded_cents, o.payment_intent_id, o.paid_at IS NOT NULL AS "ever_paid!",
                   t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone
            FROM orders o JOIN tiers t ON t.id = o.tier_id JOIN events e ON e.id = o.event_id
            WHERE o.id = $1"#,
@@ -342,6 +342,7 @@ async fn order_view(
             .payment_intent_id
             .as_deref()
             .map(|id| s.provider.pay_url(id)),
+        ever_paid: order.ever_paid,
     })
 }
 

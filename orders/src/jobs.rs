@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::app::AppState;
-use crate::payments::Cancelled;
+use crate::payments::{Cancelled, Intent};
 use crate::settlement::{self, Settled, Source};
 use crate::{admissions, holds};
 use contract::states::RefundStatus;
@@ -171,20 +171,24 @@ async fn cancel_intent(
             .execute(&mut *tx)
             .await?;
         }
-        Cancelled::AlreadyPaid(paid) => {
-            let event = crate::webhooks::WebhookEvent {
-                id: format!("cancel:{}", paid.id),
-                kind: "payment_intent.succeeded".into(),
-                data: crate::webhooks::WebhookData {
-                    object: serde_json::json!({"id": paid.id, "metadata": paid.metadata}),
-                },
-            };
-            let outcome =
-                settlement::apply_event(&s.db, s.provider.name(), &event, Source::Reconciler)
-                    .await?;
-            after_settlement(s, &outcome).await;
-        }
+        Cancelled::AlreadyPaid(paid) => settle_succeeded(s, &paid, "cancel").await?,
     }
+    Ok(())
+}
+
+/// Settles an intent the provider says succeeded, as its webhook would, under the
+/// event id `{via}:{intent}` (recorded once, like any provider event).
+async fn settle_succeeded(s: &AppState, intent: &Intent, via: &str) -> Result<(), Error> {
+    let event = crate::webhooks::WebhookEvent {
+        id: format!("{via}:{}", intent.id),
+        kind: "payment_intent.succeeded".into(),
+        data: crate::webhooks::WebhookData {
+            object: serde_json::json!({"id": intent.id, "metadata": intent.metadata}),
+        },
+    };
+    let outcome =
+        settlement::apply_event(&s.db, s.provider.name(), &event, Source::Reconciler).await?;
+    after_settlement(s, &outcome).await;
     Ok(())
 }
 
@@ -210,17 +214,7 @@ pub async fn reconcile_pending(s: &AppState) -> Result<usize, Error> {
             }
         };
         if intent.succeeded() {
-            let event = crate::webhooks::WebhookEvent {
-                id: format!("reconcile:{}", intent.id),
-                kind: "payment_intent.succeeded".into(),
-                data: crate::webhooks::WebhookData {
-                    object: serde_json::json!({"id": intent.id, "metadata": intent.metadata}),
-                },
-            };
-            let outcome =
-                settlement::apply_event(&s.db, s.provider.name(), &event, Source::Reconciler)
-                    .await?;
-            after_settlement(s, &outcome).await;
+            settle_succeeded(s, &intent, "reconcile").await?;
             settled += 1;
         } else {
             // Not paid yet: look again later rather than every round.

@@ -200,10 +200,14 @@ pub struct OrderView {
     /// Where to finish paying, while the order waits for its payment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pay_url: Option<String>,
+    /// It was paid at some point (a cancelled order without is a checkout given up).
+    #[serde(skip)]
+    pub ever_paid: bool,
 }
 
 /// The order page: refreshes itself while the payment is on its way.
 pub fn order(o: &OrderView) -> String {
+    let given_up;
     let (banner, refresh) = match o.status {
         OrderStatus::Paid => (
             "<p class=\"ok\" role=\"status\">Paid. Your access link is on its way to your inbox.</p>",
@@ -221,6 +225,17 @@ pub fn order(o: &OrderView) -> String {
             "<p role=\"status\">Part of this order was refunded.</p>",
             "",
         ),
+        OrderStatus::Cancelled if !o.ever_paid => {
+            // Changed tickets, a reservation that ran out, or an event called off: say
+            // nothing was charged, and offer the one thing to do.
+            given_up = format!(
+                "<p role=\"status\">Not paid: this checkout was cancelled when its seats were \
+                 given up or ran out. Nothing was charged.</p>\
+                 <p><a href=\"/e/{}\">Choose tickets again</a></p>",
+                escape(&o.event_slug)
+            );
+            (given_up.as_str(), "")
+        }
         OrderStatus::Cancelled => (
             "<p class=\"error\" role=\"status\">This order was cancelled.</p>",
             "",

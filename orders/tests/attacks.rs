@@ -320,6 +320,28 @@ async fn a_hold_obeys_only_its_own_admission() {
     app.cleanup(&["gig", "elsewhere"]).await;
 }
 
+/// Confirms an intent with a good card through the provider's API, as a client with
+/// the secret key (or a page that timed out after charging) would.
+async fn confirm_by_api(sandbox: &str, intent: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{sandbox}/v1/payment_intents/{intent}/confirm"))
+        .bearer_auth("sk_test_floodgate")
+        .form(&[("payment_method", "pm_card_visa")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "confirm: {}", r.status());
+}
+
+/// The payment intent of an order.
+async fn intent_of(app: &TestApp, order_id: &str) -> String {
+    sqlx::query_scalar("SELECT payment_intent_id FROM orders WHERE id = $1::uuid")
+        .bind(order_id)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+}
+
 async fn pay(app: &TestApp, sandbox: &str, token: &str) -> (String, String) {
     let hold = hold_with(app, "gig", Auth::Bearer(token)).await;
     assert_eq!(hold.status(), StatusCode::CREATED);
@@ -337,15 +359,7 @@ async fn pay(app: &TestApp, sandbox: &str, token: &str) -> (String, String) {
         .json()
         .await
         .unwrap();
-    let intent = co["payment"]["intent_id"].as_str().unwrap();
-    let r = reqwest::Client::new()
-        .post(format!("{sandbox}/v1/payment_intents/{intent}/confirm"))
-        .bearer_auth("sk_test_floodgate")
-        .form(&[("payment_method", "pm_card_visa")])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "confirm: {}", r.status());
+    confirm_by_api(sandbox, co["payment"]["intent_id"].as_str().unwrap()).await;
     let (order_id, order_token) = (
         co["order_id"].as_str().unwrap().to_owned(),
         co["order_token"].as_str().unwrap().to_owned(),
@@ -921,7 +935,7 @@ async fn release_and_hold_again_buys_once() {
 
     let mut orders = Vec::new();
     for round in 0..4 {
-        let (hold_id, order_id, _, pay_url) =
+        let (hold_id, order_id, order_token, pay_url) =
             hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
         let release = app
             .http
@@ -932,6 +946,21 @@ async fn release_and_hold_again_buys_once() {
             .unwrap();
         assert_eq!(release.status(), StatusCode::NO_CONTENT, "round {round}");
         assert_eq!(order_status(&app, &order_id).await, "cancelled");
+        if round == 0 {
+            // Where the closed payment page sends the buyer back to: the order page says
+            // nothing was charged and offers the way back to the tickets.
+            let page = app
+                .http
+                .get(app.url(&format!("/orders/{order_id}?order_token={order_token}")))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(page.contains("Nothing was charged"), "{page}");
+            assert!(page.contains("href=\"/e/gig\""), "{page}");
+        }
         if round % 2 == 0 {
             // The worker gets to the intent before the buyer pays: no card taken.
             orders::jobs::run_due(&app.state).await.unwrap();
@@ -1029,22 +1058,7 @@ async fn a_late_payment_never_takes_seats_a_later_hold_of_its_admission_took() {
     let (_, order_2, _, page_2) = hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
 
     // The first intent is paid through the API before its cancellation runs.
-    let intent_1: String =
-        sqlx::query_scalar("SELECT payment_intent_id FROM orders WHERE id = $1::uuid")
-            .bind(&order_1)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-    let r = reqwest::Client::new()
-        .post(format!(
-            "{sandbox_base}/v1/payment_intents/{intent_1}/confirm"
-        ))
-        .bearer_auth("sk_test_floodgate")
-        .form(&[("payment_method", "pm_card_visa")])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    confirm_by_api(&sandbox_base, &intent_of(&app, &order_1).await).await;
     assert_eq!(pay_on_page(&page_2).await, StatusCode::SEE_OTHER);
     settle_everything(&app, &[order_1.clone(), order_2], &["refunded", "paid"]).await;
     assert_eq!(app.tier("ga").await, (50, 2, 0));
@@ -1330,22 +1344,7 @@ async fn nothing_is_sold_for_a_cancelled_event() {
     tx.commit().await.unwrap();
 
     // Paid through the API while the event was being cancelled: refunded, told.
-    let intent: String =
-        sqlx::query_scalar("SELECT payment_intent_id FROM orders WHERE id = $1::uuid")
-            .bind(&order)
-            .fetch_one(&app.db.pool)
-            .await
-            .unwrap();
-    let r = reqwest::Client::new()
-        .post(format!(
-            "{sandbox_base}/v1/payment_intents/{intent}/confirm"
-        ))
-        .bearer_auth("sk_test_floodgate")
-        .form(&[("payment_method", "pm_card_visa")])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    confirm_by_api(&sandbox_base, &intent_of(&app, &order).await).await;
     settle_everything(&app, std::slice::from_ref(&order), &["refunded"]).await;
     assert_eq!(
         app.count("SELECT count(*) FROM outbox WHERE payload->>'reason' = 'event_cancelled'")
