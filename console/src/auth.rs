@@ -4,8 +4,12 @@
 //! a leaked database does not leak usable tokens, and lookup by hash needs no
 //! constant-time comparison of secrets.
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -211,6 +215,61 @@ impl FromRequestParts<AppState> for Operator {
             operator.verify_csrf(header)?;
         }
         Ok(operator)
+    }
+}
+
+/// An operator on a page. Without a session the answer is the sign-in page (a
+/// redirect), not the API's `401`; any other refusal is an error page.
+pub struct SignedIn(pub Operator);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Operator::from_request_parts(parts, state).await {
+            Ok(o) => Ok(SignedIn(o)),
+            Err(ConsoleError::Unauthenticated) => {
+                Err(Redirect::to("/console/login").into_response())
+            }
+            Err(e) => Err(crate::html::error_page(None, &e)),
+        }
+    }
+}
+
+/// A page's form, posted by a signed-in operator with the session's CSRF token in its
+/// `csrf` field (checked here, so no handler can forget it): the fields by name. A
+/// form without the token, or with another session's, is refused with a `403` page
+/// and nothing is done.
+pub struct CsrfForm {
+    pub operator: Operator,
+    pub fields: HashMap<String, String>,
+}
+
+impl CsrfForm {
+    /// A field's value, if the form sent it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+impl FromRequest<AppState> for CsrfForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let SignedIn(operator) = SignedIn::from_request_parts(&mut parts, state).await?;
+        let refused = |e: ConsoleError| crate::html::error_page(Some(&operator), &e);
+        let Form(fields) =
+            Form::<HashMap<String, String>>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(|e| refused(e.into()))?;
+        operator
+            .verify_csrf(fields.get("csrf").map(String::as_str))
+            .map_err(refused)?;
+        Ok(CsrfForm { operator, fields })
     }
 }
 

@@ -1,7 +1,8 @@
 //! The console's errors, mapped to `{"error","message"}` in one place.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -28,6 +29,8 @@ pub enum ConsoleError {
     BadPath(#[from] PathRejection),
     #[error("{0}")]
     BadQuery(#[from] QueryRejection),
+    #[error("{0}")]
+    BadForm(#[from] FormRejection),
     #[error(transparent)]
     Orders(#[from] orders::Error),
     #[error("{0}")]
@@ -40,6 +43,22 @@ pub enum ConsoleError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
+
+/// A JSON body, refused as the API's error shape (`400 bad_request`, `415`, `413`)
+/// instead of axum's plain-text rejection.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ConsoleError))]
+pub struct ApiJson<T>(pub T);
+
+/// A path parameter (an order id, a slug), refused as the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ConsoleError))]
+pub struct ApiPath<T>(pub T);
+
+/// A query string, refused as the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ConsoleError))]
+pub struct ApiQuery<T>(pub T);
 
 impl From<waitroom::Error> for ConsoleError {
     fn from(e: waitroom::Error) -> Self {
@@ -91,6 +110,7 @@ impl ConsoleError {
             }
             ConsoleError::BadPath(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
             ConsoleError::BadQuery(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
+            ConsoleError::BadForm(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
             ConsoleError::Orders(e) => (e.status(), e.code(), e.public_message()),
             ConsoleError::Invalid(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m.clone())

@@ -11,7 +11,9 @@
 //!
 //! Layout:
 //! - [`config`]: settings read once from the environment.
-//! - [`auth`]: roles, operator tokens, the `Operator` extractor.
+//! - [`auth`]: roles, operator tokens, the `Operator` extractor and the pages' ones
+//!   (`SignedIn`, whose refusal is the sign-in page; `CsrfForm`, a form with its token
+//!   checked); who may see an event.
 //! - [`audit`]: writing audit rows inside the change's own transaction.
 //! - [`events`]: creating and listing events.
 //! - [`sessions`]: operator accounts (argon2id), sessions, login throttling.
@@ -20,6 +22,7 @@
 //! - [`timeline`]: each row of an order's timeline as a sentence.
 //! - [`moment`]: how every page shows a time (the event's zone, UTC on hover) and how
 //!   forms read one.
+//! - [`html`]: the templates every page is rendered from (auto-escaped, one layout).
 //! - [`pages`]: the server-rendered back office.
 //! - [`event_pages`]: the event list and an event's page with its event-wide fixes.
 //! - [`event_setup`]: the form that creates an event.
@@ -41,6 +44,7 @@ pub mod error;
 pub mod event_pages;
 pub mod event_setup;
 pub mod events;
+pub mod html;
 pub mod live;
 pub mod moment;
 pub mod pages;

@@ -11,6 +11,7 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use platform::html::escape;
+use serde::Serialize;
 
 use crate::ConsoleError;
 
@@ -34,6 +35,29 @@ pub fn text(t: DateTime<Utc>, tz: Tz, p: Precision) -> String {
         Precision::Second => "%a %-d %b %Y, %H:%M:%S %Z",
     };
     t.with_timezone(&tz).format(f).to_string()
+}
+
+/// A moment as a page shows it (the `time` macro of `templates/macros.html` makes it a
+/// `<time>` element): [`text`] in the event's zone, the UTC instant for `datetime` and
+/// for the `title` an operator sees on hover.
+#[derive(Clone, Debug, Serialize)]
+pub struct Moment {
+    pub datetime: String,
+    pub utc: String,
+    pub text: String,
+}
+
+/// `t` as a page shows it.
+pub fn at(t: DateTime<Utc>, tz: Tz, p: Precision) -> Moment {
+    let utc = match p {
+        Precision::Minute => t.format("%Y-%m-%d %H:%M UTC"),
+        Precision::Second => t.format("%Y-%m-%d %H:%M:%S UTC"),
+    };
+    Moment {
+        datetime: t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        utc: utc.to_string(),
+        text: text(t, tz, p),
+    }
 }
 
 /// The moment as a `<time>` element: [`text`], with the UTC instant in `datetime` and

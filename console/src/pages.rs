@@ -9,13 +9,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use contract::states::{DeliveryStatus, OrderStatus, TicketStatus};
+use minijinja::context;
 use platform::html::escape;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ConsoleError;
 use crate::app::AppState;
-use crate::auth::{Operator, Role};
+use crate::auth::{CsrfForm, Operator, Role};
+use crate::html;
 use crate::moment::{self, Precision};
 use crate::search;
 use crate::sessions::{self, Login};
@@ -113,40 +115,17 @@ pub(crate) fn signed_in(
     }
 }
 
-/// A page (not JSON) for an error a page or a form ran into, with the error's own
-/// status: 404 for what is not there (or not the operator's to see), 403 for a role or
-/// an expired form, 422 for what cannot be done as asked, 5xx saying nothing inside.
-pub(crate) fn error_page(operator: Option<&Operator>, e: &ConsoleError) -> Response {
-    e.log();
-    let (status, _, message) = e.public();
-    let title = match status {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::FORBIDDEN => "Not allowed",
-        s if s.is_client_error() => "Not done",
-        _ => "Something went wrong",
-    };
-    (
-        status,
-        layout(
-            title,
-            operator,
-            &format!(
-                "<h1>{title}</h1><p class=\"banner bad\" role=\"alert\">{}</p>\
-                 <p><a href=\"/console/\">Back to the search</a></p>",
-                escape(&message)
-            ),
-        ),
-    )
-        .into_response()
-}
+pub(crate) use crate::html::error_page;
 
 /// A form the server refused, shown again on its page: which form, why, and what was
 /// typed (so nothing has to be typed twice). The page answers with the refusal's own
 /// status: 403 (role, expired form), 404, 409 (the order's state or the refund
 /// policy), 422 (the input).
+#[derive(Serialize)]
 pub(crate) struct Retry {
     /// The form's name on its page (`refund`, `email`, `transfer:{ticket}`, ...).
     pub form: String,
+    #[serde(skip)]
     pub status: StatusCode,
     pub message: String,
     pub typed: HashMap<String, String>,
@@ -170,19 +149,7 @@ impl Retry {
 
     /// The refusal alone, for when its page cannot be shown.
     pub(crate) fn page(&self, operator: &Operator) -> Response {
-        (
-            self.status,
-            layout(
-                "Not done",
-                Some(operator),
-                &format!(
-                    "<h1>Not done</h1><p class=\"banner bad\" role=\"alert\">{}</p>\
-                     <p><a href=\"/console/\">Back to the search</a></p>",
-                    escape(&self.message)
-                ),
-            ),
-        )
-            .into_response()
+        crate::html::message(self.status, "Not done", Some(operator), &self.message)
     }
 
     /// What was typed into `field` of `form`, if this is that form.
@@ -264,23 +231,16 @@ pub struct LoginForm {
     pub password: String,
 }
 
-pub async fn login_page() -> Html<String> {
-    login_html(None)
+pub async fn login_page() -> Response {
+    login_html(StatusCode::OK, None)
 }
 
-fn login_html(error: Option<&str>) -> Html<String> {
-    let error = error
-        .map(|e| format!("<p class=\"banner bad\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    layout(
-        "Sign in",
+fn login_html(status: StatusCode, error: Option<&str>) -> Response {
+    html::render_with(
+        status,
+        "login.html",
         None,
-        &format!(
-            "<h1>Sign in</h1>{error}<form class=\"inline card\" method=\"post\" action=\"/console/login\" style=\"max-width:24rem\">\
-             <label>Email <input name=\"email\" type=\"email\" autocomplete=\"username\" required></label>\
-             <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-             <button>Sign in</button></form>"
-        ),
+        context! { title => "Sign in", error },
     )
 }
 
@@ -317,17 +277,16 @@ pub async fn login(
             );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/console/")).into_response()
         }
-        Ok(Login::Refused) => (
-            StatusCode::UNAUTHORIZED,
-            login_html(Some("Wrong email or password.")),
-        )
-            .into_response(),
+        Ok(Login::Refused) => {
+            login_html(StatusCode::UNAUTHORIZED, Some("Wrong email or password."))
+        }
         Ok(Login::Throttled) => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, sessions::THROTTLE_SECONDS.to_string())],
-            login_html(Some(
-                "Too many failed attempts. Wait 15 minutes and try again.",
-            )),
+            login_html(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("Too many failed attempts. Wait 15 minutes and try again."),
+            ),
         )
             .into_response(),
         Err(e) => e.into_response(),
@@ -347,24 +306,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    pub csrf: Option<String>,
-}
-
-pub async fn logout(
-    State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
-    if let Err(e) = operator.verify_csrf(f.csrf.as_deref()) {
-        return e.into_response();
-    }
+pub async fn logout(State(s): State<AppState>, headers: HeaderMap, _: CsrfForm) -> Response {
     if let Some(id) = session_cookie(&headers) {
         let _ = sessions::logout(&s.db, &id).await;
     }
