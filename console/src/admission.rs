@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use waitroom::EventSlug;
@@ -19,6 +18,7 @@ use crate::ConsoleError;
 use crate::app::AppState;
 use crate::audit::{self, Entry};
 use crate::auth::{Operator, STAFF};
+use crate::error::{ApiJson, ApiPath};
 
 /// The settings as the API shows them: what is live in Redis, plus the queue's figures.
 #[derive(Debug, Serialize)]
@@ -61,7 +61,7 @@ async fn view(room: &Waitroom, event: &EventSlug) -> Result<AdmissionView, Conso
 pub async fn show(
     State(s): State<AppState>,
     operator: Operator,
-    Path(event): Path<String>,
+    ApiPath(event): ApiPath<String>,
 ) -> Result<Json<AdmissionView>, ConsoleError> {
     let (event, _) = crate::auth::visible_event(&s.db, &operator, &event).await?;
     Ok(Json(view(&s.room, &event).await?))
@@ -70,11 +70,10 @@ pub async fn show(
 pub async fn update(
     State(s): State<AppState>,
     operator: Operator,
-    Path(event): Path<String>,
-    body: Result<Json<AdmissionChange>, JsonRejection>,
+    ApiPath(event): ApiPath<String>,
+    ApiJson(change): ApiJson<AdmissionChange>,
 ) -> Result<Json<AdmissionView>, ConsoleError> {
     operator.require(STAFF)?;
-    let Json(change) = body?;
     Ok(Json(update_with(&s, &operator, &event, change).await?))
 }
 

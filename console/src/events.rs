@@ -4,8 +4,7 @@
 //! the creation back).
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use orders::events::{self, Event, NewEventRequest, Tier};
 use serde::Serialize;
@@ -14,6 +13,7 @@ use crate::ConsoleError;
 use crate::app::AppState;
 use crate::audit::{self, Entry};
 use crate::auth::{Operator, STAFF};
+use crate::error::{ApiJson, ApiPath};
 
 #[derive(Serialize)]
 pub struct EventView {
@@ -47,9 +47,8 @@ impl EventView {
 pub async fn create(
     State(s): State<AppState>,
     operator: Operator,
-    body: Result<Json<NewEventRequest>, JsonRejection>,
+    ApiJson(request): ApiJson<NewEventRequest>,
 ) -> Result<(StatusCode, Json<EventView>), ConsoleError> {
-    let Json(request) = body?;
     Ok((
         StatusCode::CREATED,
         Json(create_with(&s, &operator, request).await?),
@@ -115,7 +114,7 @@ pub async fn list(
 pub async fn show(
     State(s): State<AppState>,
     operator: Operator,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
 ) -> Result<Json<EventView>, ConsoleError> {
     let (_, event) = crate::auth::visible_event(&s.db, &operator, &slug).await?;
     let tiers = events::tiers(&s.db, event.id).await?;

@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("../templates/layout.html")),
     ("macros.html", include_str!("../templates/macros.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("login.html", include_str!("../templates/login.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -160,7 +161,15 @@ mod tests {
     }
 
     #[test]
-    fn every_template_parses() {
+    fn every_template_is_compiled_in_and_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        for file in std::fs::read_dir(dir).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            assert!(
+                TEMPLATES.iter().any(|(n, _)| *n == name),
+                "templates/{name} is not in TEMPLATES"
+            );
+        }
         for (name, _) in TEMPLATES {
             ENV.get_template(name).unwrap();
         }

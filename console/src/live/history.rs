@@ -1,7 +1,22 @@
 //! A feed's memory: the last 30 minutes as chart columns, the samples its rates are
 //! measured over, and the backfill that fills them when a feed starts.
 
-use super::*;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::DateTime;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{PgPool, Row};
+use waitroom::EventSlug;
+use waitroom::figures::Figures;
+use waitroom::queue::Waitroom;
+use waitroom::settings::Mode;
+
+use super::snapshot::{LiveSnapshot, Marker, Sales, sliding_minute};
+use super::{RATE_MIN_SPAN_MS, RATE_WINDOW_MS, WINDOW_SECONDS};
+use crate::ConsoleError;
+
 /// One point of the charts. Points reconstructed from minute counters when a feed starts
 /// know less than live ones; what they do not know is `None` (a gap on the chart).
 #[derive(Clone, Debug, Default)]

@@ -2,7 +2,25 @@
 //! linger once nobody watches; and the export of the same figures for events nobody
 //! watches.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use prometheus::{IntGauge, Registry};
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+use waitroom::EventSlug;
+use waitroom::queue::Waitroom;
+
+use super::history::{FeedState, Point, backfill};
+use super::metrics::LiveMetrics;
+use super::snapshot::{self, Marker, build_snapshot, read_sales};
+use crate::ConsoleError;
+use crate::app::AppState;
+
 /// A published frame: an SSE event name and its JSON, serialised once for everyone.
 #[derive(Debug)]
 pub(super) struct Frame {
@@ -223,7 +241,7 @@ pub(super) async fn step(
             .collect();
         state.points.extend(backfilled);
     }
-    let changes: Vec<Marker> = sales.changes.iter().map(marker).collect();
+    let changes: Vec<Marker> = sales.changes.iter().map(snapshot::marker).collect();
     if let Some(last) = changes.last() {
         state.last_audit_id = last.id;
     }

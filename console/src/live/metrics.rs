@@ -1,6 +1,12 @@
 //! The live figures as Prometheus metrics (`floodgate_queue_*`, `floodgate_tier_*`, ...).
 
-use super::*;
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use waitroom::EventSlug;
+use waitroom::figures::Figures;
+use waitroom::settings::Mode;
+
+use super::snapshot::Sales;
+
 #[derive(Clone)]
 pub(super) struct LiveMetrics {
     pub(super) viewers: IntGaugeVec,

@@ -35,37 +35,24 @@ mod hub;
 mod metrics;
 mod snapshot;
 
-use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
 use futures::Stream;
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Row};
-use tokio::sync::watch;
-use uuid::Uuid;
-use waitroom::EventSlug;
-use waitroom::figures::Figures;
-use waitroom::queue::Waitroom;
-use waitroom::settings::{AdmissionSettings, Mode};
 
 use crate::ConsoleError;
 use crate::app::AppState;
 use crate::audit::{self, AuditRow};
 use crate::auth::{Operator, visible_event};
+use crate::error::{ApiPath, ApiQuery};
 
 /// How far back the charts reach.
 const WINDOW_SECONDS: i64 = 30 * 60;
@@ -86,18 +73,15 @@ pub fn routes() -> Router<AppState> {
         .route("/console/assets/{file}", get(crate::control_room::asset))
 }
 
-use history::*;
 pub use hub::{Hub, Subscription, export_forever};
-use metrics::*;
 pub(crate) use snapshot::summarise;
-use snapshot::*;
 pub use snapshot::{CheckoutPace, Funnel, LiveSnapshot, Marker, TierFigures};
 
 /// `GET /console/api/events/{event}/live`: the Server-Sent Events stream.
 pub async fn stream(
     State(s): State<AppState>,
     operator: Operator,
-    Path(event): Path<String>,
+    ApiPath(event): ApiPath<String>,
 ) -> Result<Response, ConsoleError> {
     let (slug, _) = visible_event(&s.db, &operator, &event).await?;
     let subscription = s.live.subscribe(&s.db, &s.room, &slug);
@@ -130,10 +114,9 @@ pub struct AuditQuery {
 pub async fn audit_log(
     State(s): State<AppState>,
     operator: Operator,
-    Path(event): Path<String>,
-    q: Result<Query<AuditQuery>, QueryRejection>,
+    ApiPath(event): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ConsoleError> {
-    let Query(q) = q?;
     let (_, found) = visible_event(&s.db, &operator, &event).await?;
     let rows = audit::for_event(&s.db, found.id, q.limit.unwrap_or(50).clamp(1, 500)).await?;
     Ok(Json(
@@ -156,7 +139,13 @@ pub struct AuditEntry {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use chrono::DateTime;
+    use serde_json::json;
+    use waitroom::figures::Figures;
+    use waitroom::settings::AdmissionSettings;
+
+    use super::history::{FeedState, counter_growth};
+    use super::summarise;
 
     fn figures(minute: i64, arrivals: [u64; 2], admitted: [u64; 2], at_ms: i64) -> Figures {
         Figures {

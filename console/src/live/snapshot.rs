@@ -1,7 +1,15 @@
 //! The snapshot a feed publishes each second: the queue's figures, sales per tier, the
 //! funnel, checkout's pace, and the operator's changes as chart markers.
 
-use super::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+use waitroom::EventSlug;
+use waitroom::figures::Figures;
+use waitroom::settings::{AdmissionSettings, Mode};
+
 /// One tier's inventory.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TierFigures {
