@@ -36,6 +36,7 @@ use crate::admission::{self, AdmissionChange};
 use crate::app::AppState;
 use crate::auth::{Operator, STAFF};
 use crate::event_pages::TIME_INPUT;
+use crate::fixes::{Attempt, Fix, once};
 use crate::moment::{self, Precision};
 use crate::pages::{Retry, cents, error_page, layout, refusal_note, signed_in, urlencode};
 
@@ -574,25 +575,21 @@ pub async fn edit_form(
             .filter(|(k, _)| !matches!(k.as_str(), "csrf" | "action_key"))
             .collect();
         let changed = json!({"before": before, "after": typed});
-        let action = crate::support::Action {
-            name: "event.edit",
+        let attempt = Attempt {
+            operator: &operator,
+            action: Fix::EditEvent,
             subject: &slug,
-            event_id: Some(event_id),
+            event: event_id,
             reason: Some(&reason),
             request: json!(typed),
+            key: v.get("action_key").map(String::as_str),
         };
-        let done = crate::support::once(
-            &s,
-            &operator,
-            v.get("action_key").map(String::as_str),
-            action,
-            move |conn| {
-                Box::pin(async move {
-                    orders::events::update(conn, event_id, &edit).await?;
-                    Ok(changed)
-                })
-            },
-        )
+        let done = once(&s, &attempt, move |conn| {
+            Box::pin(async move {
+                orders::events::update(conn, event_id, &edit).await?;
+                Ok(changed)
+            })
+        })
         .await?;
         if let Err(e) = s.room.set_title(&event.slug(), &title).await {
             tracing::warn!(error = %e, "mirroring the new title to the waiting room failed");

@@ -19,6 +19,7 @@
 //! - [`sessions`]: operator accounts (argon2id), sessions, login throttling.
 //! - [`search`]: the one search box over buyers, orders, tickets and payments.
 //! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
+//! - [`fixes`]: each fix's name in the audit trail; running one once per key, audited.
 //! - [`timeline`]: each row of an order's timeline as a sentence.
 //! - [`moment`]: how every page shows a time (the event's zone, UTC on hover) and how
 //!   forms read one.
@@ -44,6 +45,7 @@ pub mod error;
 pub mod event_pages;
 pub mod event_setup;
 pub mod events;
+pub mod fixes;
 pub mod html;
 pub mod live;
 pub mod moment;

@@ -2,9 +2,6 @@
 //! diagnosis of why its holder might not get in — and the fixes, each one step:
 //! idempotent (by action key), audited with actor and reason, the buyer told by email.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -13,14 +10,13 @@ use chrono::{DateTime, Utc};
 use contract::states::{DeliveryStatus, OrderStatus, TicketStatus};
 use orders::corrections::{self, Authority};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::ConsoleError;
 use crate::app::AppState;
 use crate::audit::{self, Entry};
 use crate::auth::{Operator, Role, STAFF};
+use crate::fixes::{Attempt, Fix, once, record_refusal};
 use crate::{moment, timeline};
 
 /// When access links open before the start (fulfilment's default window).
@@ -357,116 +353,6 @@ pub async fn detail(
     load(s, operator, id).await
 }
 
-/// One operator action, as [`once`] runs and audits it.
-pub struct Action<'a> {
-    /// `order.refund`, `event.reschedule`, …
-    pub name: &'a str,
-    /// What it acts on (an order id, an event slug): the audit row's subject.
-    pub subject: &'a str,
-    pub event_id: Option<Uuid>,
-    pub reason: Option<&'a str>,
-    /// Everything the caller asked for (the body, and any id that is not the subject).
-    /// An idempotency key is bound to it, so a key sent again with another request is
-    /// refused instead of being answered with the first request's result.
-    pub request: serde_json::Value,
-}
-
-impl Action<'_> {
-    /// The request's fingerprint: SHA-256 of its JSON, whose field order is fixed
-    /// (struct fields in declaration order, maps as built), so the same request always
-    /// hashes the same.
-    fn request_hash(&self) -> Vec<u8> {
-        Sha256::digest(serde_json::to_vec(&self.request).expect("json")).to_vec()
-    }
-}
-
-/// Runs an action once per key: a repeat (double-click, retried request) returns the
-/// first result and does nothing. The key is bound to the operator, action, subject
-/// and request that first used it; reused for anything else it is refused
-/// ([`ConsoleError::KeyReused`]) — answering with the first result would tell the
-/// caller that something they did not do was done. Audited with the action in one
-/// transaction.
-pub async fn once<F>(
-    s: &AppState,
-    operator: &Operator,
-    key: Option<&str>,
-    action: Action<'_>,
-    f: F,
-) -> Result<serde_json::Value, ConsoleError>
-where
-    F: for<'c> FnOnce(
-        &'c mut PgConnection,
-    ) -> Pin<
-        Box<dyn Future<Output = Result<serde_json::Value, ConsoleError>> + Send + 'c>,
-    >,
-{
-    let mut tx = s.db.begin().await?;
-    let actor = operator.label();
-    if let Some(key) = key {
-        if key.len() > 200 {
-            return Err(ConsoleError::Invalid(
-                "an idempotency key is at most 200 characters".into(),
-            ));
-        }
-        let request_hash = action.request_hash();
-        let claimed = sqlx::query_scalar!(
-            r#"INSERT INTO operator_actions (key, actor, action, subject, request_hash, result)
-               VALUES ($1, $2, $3, $4, $5, '{}') ON CONFLICT (key) DO NOTHING RETURNING key"#,
-            key,
-            actor,
-            action.name,
-            action.subject,
-            request_hash,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if claimed.is_none() {
-            drop(tx);
-            let first = sqlx::query!(
-                "SELECT actor, action, subject, request_hash, result FROM operator_actions WHERE key = $1",
-                key
-            )
-            .fetch_one(&s.db)
-            .await?;
-            let same = first.actor == actor
-                && first.action == action.name
-                && first.subject == action.subject
-                && first
-                    .request_hash
-                    .is_none_or(|h| h.as_slice() == request_hash.as_slice());
-            if !same {
-                return Err(ConsoleError::KeyReused);
-            }
-            return Ok(serde_json::json!({"repeated": true, "result": first.result}));
-        }
-    }
-    let result = f(&mut tx).await?;
-    audit::record(
-        &mut tx,
-        operator,
-        Entry {
-            action: action.name,
-            event_id: action.event_id,
-            subject: action.subject,
-            before: None,
-            after: Some(result.clone()),
-            reason: action.reason,
-        },
-    )
-    .await?;
-    if let Some(key) = key {
-        sqlx::query!(
-            "UPDATE operator_actions SET result = $2 WHERE key = $1",
-            key,
-            result
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(result)
-}
-
 fn idempotency_key(headers: &HeaderMap) -> Option<String> {
     headers
         .get("idempotency-key")
@@ -498,97 +384,88 @@ pub async fn refund_with(
     body: RefundBody,
     key: Option<&str>,
 ) -> Result<serde_json::Value, ConsoleError> {
+    under_refund_policy(s, operator, id, PolicyFix::Refund(body), key).await
+}
+
+/// The two fixes that move money under the event's refund policy.
+enum PolicyFix {
+    Refund(RefundBody),
+    Cancel(CancelOrderBody),
+}
+
+/// Refunding and cancelling an order are one shape: staff only, on an order the
+/// operator may see, under the refund policy that only an admin may override, and a
+/// refusal by that policy is recorded.
+async fn under_refund_policy(
+    s: &AppState,
+    operator: &Operator,
+    id: Uuid,
+    fix: PolicyFix,
+    key: Option<&str>,
+) -> Result<serde_json::Value, ConsoleError> {
     operator.require(STAFF)?;
     let event = event_of(s, operator, id).await?;
     let actor = operator.label();
     let may_override = operator.role == Role::Admin;
-    let reason = body.reason.clone();
-    let attempt = serde_json::json!({
-        "amount_cents": body.amount_cents,
-        "override_policy": body.override_policy,
-    });
-    let action = Action {
-        name: "order.refund",
-        subject: &id.to_string(),
-        event_id: Some(event),
-        reason: Some(&reason),
-        request: serde_json::to_value(&body).expect("json"),
+    let (action, reason, request) = match &fix {
+        // The refund's audit row keeps the reason as typed; a cancellation's, trimmed.
+        PolicyFix::Refund(body) => (
+            Fix::Refund,
+            body.reason.clone(),
+            serde_json::to_value(body).expect("json"),
+        ),
+        PolicyFix::Cancel(body) => (
+            Fix::CancelOrder,
+            body.reason.trim().to_owned(),
+            serde_json::to_value(body).expect("json"),
+        ),
     };
-    let result = once(s, operator, key, action, move |conn| {
+    let attempt = Attempt {
+        operator,
+        action,
+        subject: &id.to_string(),
+        event,
+        reason: Some(&reason),
+        request,
+        key,
+    };
+    let result = once(s, &attempt, move |conn| {
         Box::pin(async move {
-            let done = corrections::refund(
-                conn,
-                id,
-                body.amount_cents,
-                &body.reason,
-                body.override_policy,
-                &Authority {
-                    actor: &actor,
-                    may_override,
-                },
-            )
-            .await?;
-            Ok(serde_json::to_value(done).expect("json"))
+            let authority = Authority {
+                actor: &actor,
+                may_override,
+            };
+            let done = match fix {
+                PolicyFix::Refund(body) => serde_json::to_value(
+                    corrections::refund(
+                        conn,
+                        id,
+                        body.amount_cents,
+                        &body.reason,
+                        body.override_policy,
+                        &authority,
+                    )
+                    .await?,
+                ),
+                PolicyFix::Cancel(body) => serde_json::to_value(
+                    corrections::cancel_order(
+                        conn,
+                        id,
+                        &body.reason,
+                        body.override_policy,
+                        &authority,
+                    )
+                    .await?,
+                ),
+            };
+            Ok(done.expect("json"))
         })
     })
     .await;
     if let Err(e) = &result {
-        record_refusal(s, operator, "order.refund", id, event, &reason, e, attempt).await;
+        record_refusal(s, &attempt, e).await;
     }
     result
-}
-
-/// Whether the refund policy (or the role's authority over it) refused a money fix —
-/// as opposed to a typo in the form or a missing order.
-fn refused_by_policy(e: &ConsoleError) -> bool {
-    matches!(e, ConsoleError::Orders(o) if matches!(o.code(), "outside_refund_policy" | "forbidden"))
-}
-
-/// A refund or cancellation the refund policy refused leaves a trace: an audit row
-/// `{action}.refused` (who, what they asked for, why it was refused, their reason),
-/// written after the refused transaction rolled back. It shows in the order's
-/// timeline. Refusals at the role gate (a read-only host) and typos are not recorded.
-/// A failure to record is logged and does not change the answer.
-#[allow(clippy::too_many_arguments)]
-async fn record_refusal(
-    s: &AppState,
-    operator: &Operator,
-    action: &str,
-    order: Uuid,
-    event: Uuid,
-    reason: &str,
-    e: &ConsoleError,
-    mut attempt: serde_json::Value,
-) {
-    if !refused_by_policy(e) {
-        return;
-    }
-    let (_, code, message) = e.public();
-    if let Some(map) = attempt.as_object_mut() {
-        map.retain(|_, v| !v.is_null());
-        map.insert("error".into(), code.into());
-        map.insert("message".into(), message.into());
-    }
-    let written = async {
-        let mut conn = s.db.acquire().await?;
-        audit::record(
-            &mut conn,
-            operator,
-            Entry {
-                action: &format!("{action}.refused"),
-                event_id: Some(event),
-                subject: &order.to_string(),
-                before: None,
-                after: Some(attempt),
-                reason: Some(reason.trim()).filter(|r| !r.is_empty()),
-            },
-        )
-        .await
-    }
-    .await;
-    if let Err(e) = written {
-        tracing::warn!(error = %e, order_id = %order, "recording a refused fix failed");
-    }
 }
 
 pub async fn refund(
@@ -629,40 +506,7 @@ pub async fn cancel_order_with(
     body: CancelOrderBody,
     key: Option<&str>,
 ) -> Result<serde_json::Value, ConsoleError> {
-    operator.require(STAFF)?;
-    let event = event_of(s, operator, id).await?;
-    let actor = operator.label();
-    let may_override = operator.role == Role::Admin;
-    let reason = body.reason.trim().to_owned();
-    let attempt = serde_json::json!({"override_policy": body.override_policy});
-    let action = Action {
-        name: "order.cancel",
-        subject: &id.to_string(),
-        event_id: Some(event),
-        reason: Some(&reason),
-        request: serde_json::to_value(&body).expect("json"),
-    };
-    let result = once(s, operator, key, action, move |conn| {
-        Box::pin(async move {
-            let done = corrections::cancel_order(
-                conn,
-                id,
-                &body.reason,
-                body.override_policy,
-                &Authority {
-                    actor: &actor,
-                    may_override,
-                },
-            )
-            .await?;
-            Ok(serde_json::to_value(done).expect("json"))
-        })
-    })
-    .await;
-    if let Err(e) = &result {
-        record_refusal(s, operator, "order.cancel", id, event, &reason, e, attempt).await;
-    }
-    result
+    under_refund_policy(s, operator, id, PolicyFix::Cancel(body), key).await
 }
 
 pub async fn cancel_order(
@@ -695,14 +539,16 @@ pub async fn resend_with(
     operator.require(STAFF)?;
     let event = event_of(s, operator, id).await?;
     let actor = operator.label();
-    let action = Action {
-        name: "order.resend",
+    let attempt = Attempt {
+        operator,
+        action: Fix::Resend,
         subject: &id.to_string(),
-        event_id: Some(event),
+        event,
         reason: None,
         request: serde_json::Value::Null,
+        key,
     };
-    once(s, operator, key, action, move |conn| {
+    once(s, &attempt, move |conn| {
         Box::pin(async move {
             let request_id = Uuid::now_v7();
             corrections::request_resend(conn, id, request_id, &actor).await?;
@@ -744,14 +590,16 @@ pub async fn email_with(
     let actor = operator.label();
     let request = serde_json::to_value(&body).expect("json");
     let reason = body.reason.clone();
-    let action = Action {
-        name: "order.email_change",
+    let attempt = Attempt {
+        operator,
+        action: Fix::ChangeEmail,
         subject: &id.to_string(),
-        event_id: Some(event),
+        event,
         reason: reason.as_deref(),
         request,
+        key,
     };
-    once(s, operator, key, action, move |conn| {
+    once(s, &attempt, move |conn| {
         Box::pin(async move {
             let changed = corrections::change_email(conn, id, &email, &actor).await?;
             Ok(serde_json::json!({"changed": changed}))
@@ -811,14 +659,16 @@ pub async fn transfer_with(
     // of the request, so a key used for one ticket cannot be replayed for another.
     let request = serde_json::json!({"ticket": ticket, "body": body});
     let reason = body.reason.clone();
-    let action = Action {
-        name: "ticket.transfer",
+    let attempt = Attempt {
+        operator,
+        action: Fix::Transfer,
         subject: &order.to_string(),
-        event_id: Some(event),
+        event,
         reason: reason.as_deref(),
         request,
+        key,
     };
-    once(s, operator, key, action, move |conn| {
+    once(s, &attempt, move |conn| {
         Box::pin(async move {
             let done = corrections::transfer_ticket(conn, ticket, &email, &name, &actor).await?;
             Ok(serde_json::to_value(done).expect("json"))
@@ -877,14 +727,16 @@ pub async fn reschedule_with(
     let event_id = event.id;
     let request = serde_json::to_value(&body).expect("json");
     let reason = body.reason.clone();
-    let action = Action {
-        name: "event.reschedule",
+    let attempt = Attempt {
+        operator,
+        action: Fix::Reschedule,
         subject: slug,
-        event_id: Some(event_id),
+        event: event_id,
         reason: reason.as_deref(),
         request,
+        key,
     };
-    once(s, operator, key, action, move |conn| {
+    once(s, &attempt, move |conn| {
         Box::pin(async move {
             let moved = corrections::reschedule(conn, event_id, body.starts_at, body.ends_at, body.notify, &actor).await?;
             Ok(serde_json::json!({"moved": moved, "starts_at": body.starts_at, "ends_at": body.ends_at, "notified": body.notify && moved}))
@@ -960,7 +812,7 @@ pub async fn cancel_event_with(
             &mut tx,
             operator,
             Entry {
-                action: "event.cancel",
+                action: Fix::CancelEvent.as_str(),
                 event_id: Some(event.id),
                 subject: slug,
                 before: Some(serde_json::json!({"status": event.status})),
@@ -1062,14 +914,16 @@ pub async fn resend_undelivered_with(
         .ok_or(orders::Error::NotFound("event"))?;
     let actor = operator.label();
     let event_id = event.id;
-    let action = Action {
-        name: "event.resend_undelivered",
+    let attempt = Attempt {
+        operator,
+        action: Fix::ResendUndelivered,
         subject: slug,
-        event_id: Some(event_id),
+        event: event_id,
         reason: None,
         request: serde_json::Value::Null,
+        key,
     };
-    once(s, operator, key, action, move |conn| {
+    once(s, &attempt, move |conn| {
         Box::pin(async move {
             let failed: Vec<Uuid> = sqlx::query_scalar(
                 r#"SELECT DISTINCT o.id FROM orders o JOIN deliveries d ON d.order_id = o.id

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use crate::fixes::Fix;
 use crate::moment::{self, Precision};
 
 /// One row as read from the database.
@@ -89,8 +90,8 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
     let money = |cents: i64| crate::pages::money(cents, cx.currency);
     let (before, after) = (r.before, r.after);
     let reason = r.reason.filter(|x| !x.trim().is_empty());
-    let sentence = match (r.source, r.action) {
-        ("order", "hold.create") => {
+    let sentence = match (r.source, Fix::parse(r.action), r.action) {
+        ("order", _, "hold.create") => {
             let seats = int(after, "quantity").map_or("Seats".into(), |q| {
                 format!("{} reserved", plural(q, "seat", "seats"))
             });
@@ -102,35 +103,35 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
                 None => seats,
             }
         }
-        ("order", "hold.release") => match text(after, "reason") {
+        ("order", _, "hold.release") => match text(after, "reason") {
             Some("event_cancelled") => "Reservation released: the event was cancelled".into(),
             _ => "Reservation released by the buyer".into(),
         },
-        ("order", "hold.expire") => "Reservation expired unpaid".into(),
-        ("order", "order.create") => match int(after, "amount_cents") {
+        ("order", _, "hold.expire") => "Reservation expired unpaid".into(),
+        ("order", _, "order.create") => match int(after, "amount_cents") {
             Some(a) => format!("Order placed: {} to pay", money(a)),
             None => "Order placed".into(),
         },
-        ("order", "order.paid") => match int(after, "tickets") {
+        ("order", _, "order.paid") => match int(after, "tickets") {
             Some(n) => format!("Paid; {} issued", plural(n, "ticket", "tickets")),
             None => "Paid".into(),
         },
-        ("order", "payment.failed") => match text(after, "reason") {
+        ("order", _, "payment.failed") => match text(after, "reason") {
             Some(why) => format!("Payment failed: {}", why.replace('_', " ")),
             None => "Payment failed".into(),
         },
-        ("order", "payment.refund_confirmed") => match int(after, "amount_refunded") {
+        ("order", _, "payment.refund_confirmed") => match int(after, "amount_refunded") {
             Some(a) => format!(
                 "The payment provider confirmed the refund ({} refunded in all)",
                 money(a)
             ),
             None => "The payment provider confirmed the refund".into(),
         },
-        ("order", "order.refund_seats_gone") => {
+        ("order", _, "order.refund_seats_gone") => {
             "Paid after the reservation had lapsed and the seats were gone: refunded automatically"
                 .into()
         }
-        ("order", "order.refund") => {
+        ("order", Some(Fix::Refund), _) => {
             let mut s = match int(after, "amount_cents") {
                 Some(a) => format!("Refund of {}", money(a)),
                 None => "Refund".into(),
@@ -146,19 +147,22 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
             // The refund's own reason is the one the operator typed.
             return with_reason(s, text(after, "reason").or(reason));
         }
-        ("order", "order.email_change") => match (text(before, "email"), text(after, "email")) {
+        ("order", Some(Fix::ChangeEmail), _) => match (text(before, "email"), text(after, "email"))
+        {
             (Some(old), Some(new)) => format!("Email changed {old} → {new}"),
             (None, Some(new)) => format!("Email changed to {new}"),
             _ => "Email changed".into(),
         },
-        ("order", "order.resend") => "Confirmation resent with the current links".into(),
-        ("order", "ticket.transfer") => match (text(before, "holder"), text(after, "holder")) {
-            (Some(old), Some(new)) => format!("Ticket transferred {old} → {new}"),
-            (None, Some(new)) => format!("Ticket transferred to {new}"),
-            _ => "Ticket transferred".into(),
-        },
+        ("order", Some(Fix::Resend), _) => "Confirmation resent with the current links".into(),
+        ("order", Some(Fix::Transfer), _) => {
+            match (text(before, "holder"), text(after, "holder")) {
+                (Some(old), Some(new)) => format!("Ticket transferred {old} → {new}"),
+                (None, Some(new)) => format!("Ticket transferred to {new}"),
+                _ => "Ticket transferred".into(),
+            }
+        }
         // Unpaid orders cancelled by the system carry a machine reason: say it in words.
-        ("order", "order.cancel") => match text(after, "reason") {
+        ("order", Some(Fix::CancelOrder), _) => match text(after, "reason") {
             Some("hold_released") => {
                 "Checkout cancelled unpaid: the buyer gave the seats up; payment page closed".into()
             }
@@ -170,7 +174,7 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
             }
             other => return with_reason("Order cancelled".into(), other.or(reason)),
         },
-        ("order", "order.refund_late_payment") => {
+        ("order", _, "order.refund_late_payment") => {
             let why = match text(after, "reason") {
                 Some("event_cancelled") => "the event had been cancelled",
                 Some("cancelled_before_payment") => "the seats had been given up",
@@ -181,10 +185,10 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
             };
             format!("Paid after {why}: refunded automatically")
         }
-        ("order", "payment.intent_cancelled") => {
+        ("order", _, "payment.intent_cancelled") => {
             "Payment cancelled at the provider: its page takes no card".into()
         }
-        ("payment", kind) => {
+        ("payment", _, kind) => {
             let what = match kind {
                 "payment_intent.succeeded" => "Payment succeeded".into(),
                 "payment_intent.payment_failed" => "Payment declined".into(),
@@ -196,7 +200,7 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
                 None => what,
             }
         }
-        ("email", action) => {
+        ("email", _, action) => {
             let (kind, status) = action.rsplit_once('.').unwrap_or((action, ""));
             let label = email_kind(kind);
             let to = text(after, "to").unwrap_or("the buyer");
@@ -226,7 +230,7 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
                 other => format!("{label} to {to}: {}", other.replace('_', " ")),
             }
         }
-        ("link", outcome) => {
+        ("link", _, outcome) => {
             let ticket = text(after, "ticket")
                 .map(|c| format!("Ticket {c}: "))
                 .unwrap_or_default();
@@ -248,11 +252,12 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
             }
             s
         }
-        ("operator", action) if action.ends_with(".refused") => {
-            let what = match action.trim_end_matches(".refused") {
-                "order.refund" => "Refund".to_owned(),
-                "order.cancel" => "Cancellation".to_owned(),
-                other => humane(other),
+        ("operator", _, action) if action.ends_with(".refused") => {
+            let refused = action.trim_end_matches(".refused");
+            let what = match Fix::parse(refused) {
+                Some(Fix::Refund) => "Refund".to_owned(),
+                Some(Fix::CancelOrder) => "Cancellation".to_owned(),
+                _ => humane(refused),
             };
             let amount = int(after, "amount_cents")
                 .map(|a| format!(" of {}", money(a)))
@@ -262,7 +267,7 @@ pub fn describe(r: &Row<'_>, cx: &Context<'_>) -> String {
                 .unwrap_or_default();
             format!("{what}{amount} refused{why}")
         }
-        (_, action) => {
+        (_, _, action) => {
             let details = fields(after);
             if details.is_empty() {
                 humane(action)
