@@ -3,8 +3,7 @@
 //! idempotent (by action key), audited with actor and reason, the buyer told by email.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use contract::states::{DeliveryStatus, OrderStatus, TicketStatus};
@@ -16,6 +15,7 @@ use crate::ConsoleError;
 use crate::app::AppState;
 use crate::audit::{self, Entry};
 use crate::auth::{Operator, Role, STAFF};
+use crate::error::{ApiJson, ApiPath};
 use crate::fixes::{Attempt, Fix, once, record_refusal};
 use crate::{moment, timeline};
 
@@ -339,9 +339,8 @@ fn diagnose(
 pub async fn show(
     State(s): State<AppState>,
     operator: Operator,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OrderDetail>, ConsoleError> {
-    let Path(id) = id?;
     Ok(Json(load(&s, &operator, id).await?))
 }
 
@@ -471,12 +470,10 @@ async fn under_refund_policy(
 pub async fn refund(
     State(s): State<AppState>,
     operator: Operator,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
-    body: Result<Json<RefundBody>, JsonRejection>,
+    ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
-    let Path(id) = id?;
-    let Json(body) = body?;
     Ok(Json(
         refund_with(
             &s,
@@ -512,12 +509,10 @@ pub async fn cancel_order_with(
 pub async fn cancel_order(
     State(s): State<AppState>,
     operator: Operator,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
-    body: Result<Json<CancelOrderBody>, JsonRejection>,
+    ApiJson(body): ApiJson<CancelOrderBody>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
-    let Path(id) = id?;
-    let Json(body) = body?;
     Ok(Json(
         cancel_order_with(
             &s,
@@ -561,10 +556,9 @@ pub async fn resend_with(
 pub async fn resend(
     State(s): State<AppState>,
     operator: Operator,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
-    let Path(id) = id?;
     Ok(Json(
         resend_with(&s, &operator, id, idempotency_key(&headers).as_deref()).await?,
     ))
@@ -611,12 +605,10 @@ pub async fn email_with(
 pub async fn email(
     State(s): State<AppState>,
     operator: Operator,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
-    body: Result<Json<EmailBody>, JsonRejection>,
+    ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
-    let Path(id) = id?;
-    let Json(body) = body?;
     Ok(Json(
         email_with(
             &s,
@@ -680,12 +672,10 @@ pub async fn transfer_with(
 pub async fn transfer(
     State(s): State<AppState>,
     operator: Operator,
-    id: Result<Path<Uuid>, PathRejection>,
+    ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
-    body: Result<Json<TransferBody>, JsonRejection>,
+    ApiJson(body): ApiJson<TransferBody>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
-    let Path(id) = id?;
-    let Json(body) = body?;
     Ok(Json(
         transfer_with(
             &s,
@@ -748,11 +738,10 @@ pub async fn reschedule_with(
 pub async fn reschedule(
     State(s): State<AppState>,
     operator: Operator,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
-    body: Result<Json<RescheduleBody>, JsonRejection>,
+    ApiJson(body): ApiJson<RescheduleBody>,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
-    let Json(body) = body?;
     Ok(Json(
         reschedule_with(
             &s,
@@ -879,10 +868,9 @@ pub async fn cancel_event_with(
 pub async fn cancel_event(
     State(s): State<AppState>,
     operator: Operator,
-    Path(slug): Path<String>,
-    body: Result<Json<CancelBody>, JsonRejection>,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<CancelBody>,
 ) -> Result<Json<CancelProgress>, ConsoleError> {
-    let Json(body) = body?;
     Ok(Json(cancel_event_with(&s, &operator, &slug, body).await?))
 }
 
@@ -891,7 +879,7 @@ pub async fn cancel_event(
 pub async fn resend_undelivered(
     State(s): State<AppState>,
     operator: Operator,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ConsoleError> {
     let key = idempotency_key(&headers);
