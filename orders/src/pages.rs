@@ -64,8 +64,7 @@ pub fn event(e: &PublicEvent, error: Option<&str>, prefill: Option<&Prefill>) ->
     };
     let p = prefill.unwrap_or(&blank);
     let max = e.tiers.iter().map(|t| t.max_per_order).max().unwrap_or(1);
-    // The fields the message names are marked invalid (the message is written for
-    // people, so this reads it as they would).
+    // Point assistive technology at the field the message is about.
     let invalid = |field: &str| error.is_some_and(|m| m.contains(field));
     render(
         "event.html",
