@@ -10,8 +10,11 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use contract::states::{EventStatus, TicketStatus};
+use minijinja::{Environment, context};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -134,12 +137,68 @@ fn client_family(headers: &HeaderMap) -> String {
     format!("{family}{mobile}")
 }
 
-fn escape(s: &str) -> String {
-    platform::html::escape(s)
+/// `(name, source)` for a page template, compiled into the binary. The pages live
+/// under `templates/pages/`, beside the e-mails, in their own environment.
+macro_rules! page_template {
+    ($name:literal) => {
+        (
+            concat!("pages/", $name),
+            include_str!(concat!("../templates/pages/", $name)),
+        )
+    };
 }
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    (status, Html(platform::html::buyer_page(title, body))).into_response()
+static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = platform::html::buyer_templates();
+    for (name, source) in [
+        page_template!("unavailable.html"),
+        page_template!("almost_there.html"),
+        page_template!("not_recognised.html"),
+        page_template!("too_early.html"),
+        page_template!("ended.html"),
+        page_template!("replaced.html"),
+        page_template!("transferred.html"),
+        page_template!("refunded.html"),
+        page_template!("revoked.html"),
+        page_template!("cancelled.html"),
+    ] {
+        env.add_template(name, source)
+            .expect("fulfilment's page templates compile");
+    }
+    env
+});
+
+fn page(status: StatusCode, name: &str, context: minijinja::Value) -> Response {
+    let html = platform::html::render(&PAGES, &format!("pages/{name}"), context);
+    (status, Html(html)).into_response()
+}
+
+/// The page for a link that does not open the meeting: what is wrong, plainly.
+fn refusal(f: &Found, token: &str, opens: DateTime<Utc>) -> Response {
+    let (status, name) = match f.verdict {
+        Verdict::TooEarly => (StatusCode::OK, "too_early.html"),
+        Verdict::Ended => (StatusCode::GONE, "ended.html"),
+        Verdict::Replaced => (StatusCode::GONE, "replaced.html"),
+        Verdict::Transferred => (StatusCode::GONE, "transferred.html"),
+        Verdict::Refunded => (StatusCode::GONE, "refunded.html"),
+        Verdict::Revoked => (StatusCode::GONE, "revoked.html"),
+        Verdict::Cancelled => (StatusCode::GONE, "cancelled.html"),
+        Verdict::Enter | Verdict::Unknown => (StatusCode::NOT_FOUND, "not_recognised.html"),
+    };
+    page(
+        status,
+        name,
+        context! {
+            title => f.title,
+            opens => local_time(opens, &f.timezone),
+            timezone => f.timezone,
+            starts => local_time(f.starts_at, &f.timezone),
+            starts_at => f.starts_at.to_rfc3339(),
+            starts_utc => local_time(f.starts_at, "UTC"),
+            token,
+            help => false,
+        },
+    )
 }
 
 pub async fn join(
@@ -154,8 +213,8 @@ pub async fn join(
             tracing::error!(error = %e, "join lookup failed");
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Try again in a moment",
-                "<h1>Try again in a moment</h1><p>We could not check your link just now. Please reload this page.</p>",
+                "unavailable.html",
+                context! {},
             );
         }
     };
@@ -168,8 +227,8 @@ pub async fn join(
         .await;
         return page(
             StatusCode::NOT_FOUND,
-            "Link not recognised",
-            "<h1>This link is not recognised</h1><p>Please use the most recent email we sent you; if it still does not work, reply to it and we will help.</p>",
+            "not_recognised.html",
+            context! { help => true },
         );
     };
     let _ = sqlx::query!(
@@ -181,7 +240,6 @@ pub async fn join(
     )
     .execute(&s.db)
     .await;
-    let title = escape(&f.title);
     match f.verdict {
         Verdict::Enter => {
             let attendee = Attendee {
@@ -195,68 +253,17 @@ pub async fn join(
                     tracing::error!(error = %e, "meeting provider failed");
                     page(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "Try again in a moment",
-                        "<h1>Almost there</h1><p>The meeting could not be reached just now. Please reload in a few seconds.</p>",
+                        "almost_there.html",
+                        context! {},
                     )
                 }
             }
         }
-        Verdict::TooEarly => {
+        _ => {
             let opens = f.starts_at
                 - chrono::Duration::from_std(s.config.window_before).unwrap_or_default();
-            page(
-                StatusCode::OK,
-                &f.title,
-                &format!(
-                    "<h1>{title}</h1><p>Your ticket is valid. The doors open at <strong>{}</strong> ({}); \
-                     the event starts at {}.</p>\
-                     <p>In your time zone: <strong><time id=\"local\" datetime=\"{}\">{}</time></strong></p>\
-                     <p><a href=\"/join/{}/calendar.ics\">Add it to your calendar</a> and come back through this same link.</p>\
-                     <script>var t=document.getElementById('local');t.textContent=new Date(t.dateTime).toLocaleString([], {{dateStyle:'full', timeStyle:'short'}});</script>",
-                    escape(&local_time(opens, &f.timezone)),
-                    escape(&f.timezone),
-                    escape(&local_time(f.starts_at, &f.timezone)),
-                    f.starts_at.to_rfc3339(),
-                    escape(&local_time(f.starts_at, "UTC")),
-                    escape(&token),
-                ),
-            )
+            refusal(&f, &token, opens)
         }
-        Verdict::Ended => page(
-            StatusCode::GONE,
-            &f.title,
-            &format!("<h1>{title} has ended</h1><p>Thank you for coming.</p>"),
-        ),
-        Verdict::Replaced => page(
-            StatusCode::GONE,
-            "This link was replaced",
-            "<h1>This link was replaced</h1><p>We sent you a newer link (after a change to your order or email address). Please use the most recent email from us.</p>",
-        ),
-        Verdict::Transferred => page(
-            StatusCode::GONE,
-            "Ticket transferred",
-            "<h1>This ticket was transferred</h1><p>It now belongs to someone else, who received their own link.</p>",
-        ),
-        Verdict::Refunded => page(
-            StatusCode::GONE,
-            "Ticket refunded",
-            "<h1>This ticket was refunded</h1><p>The money went back to the buyer, so the link no longer opens the event.</p>",
-        ),
-        Verdict::Revoked => page(
-            StatusCode::GONE,
-            "Ticket cancelled",
-            "<h1>This ticket is no longer valid</h1><p>Please contact the organiser if you think this is a mistake.</p>",
-        ),
-        Verdict::Cancelled => page(
-            StatusCode::GONE,
-            "Event cancelled",
-            &format!("<h1>{title} was cancelled</h1><p>Every buyer is refunded automatically.</p>"),
-        ),
-        Verdict::Unknown => page(
-            StatusCode::NOT_FOUND,
-            "Link not recognised",
-            "<h1>This link is not recognised</h1>",
-        ),
     }
 }
 
@@ -279,5 +286,110 @@ pub async fn calendar_file(State(s): State<AppState>, Path(token): Path<String>)
                 .into_response()
         }
         _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(title: &str, verdict: Verdict) -> Found {
+        Found {
+            link_id: Uuid::nil(),
+            ticket_id: Uuid::nil(),
+            holder_name: "Ada".into(),
+            holder_email: "ada@example.org".into(),
+            event_id: Uuid::nil(),
+            title: title.into(),
+            starts_at: Utc::now(),
+            ends_at: Utc::now(),
+            timezone: "Europe/Amsterdam".into(),
+            meeting: serde_json::Value::Null,
+            verdict,
+        }
+    }
+
+    fn body(r: Response) -> (StatusCode, String) {
+        let status = r.status();
+        let bytes = futures::executor::block_on(axum::body::to_bytes(r.into_body(), usize::MAX))
+            .expect("a rendered page");
+        (status, String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+    }
+
+    #[test]
+    fn a_script_in_the_event_title_is_text() {
+        let title = "<script>alert('x')</script> & co";
+        let escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co";
+        for (verdict, status, times) in [
+            (Verdict::TooEarly, StatusCode::OK, 2),
+            (Verdict::Ended, StatusCode::GONE, 2),
+            (Verdict::Cancelled, StatusCode::GONE, 1),
+        ] {
+            let (got, html) = body(refusal(&found(title, verdict), "tok", Utc::now()));
+            assert_eq!(got, status);
+            assert!(!html.contains("<script>alert"), "{html}");
+            assert_eq!(html.matches(escaped).count(), times, "{html}");
+        }
+    }
+
+    #[test]
+    fn too_early_says_when_the_doors_open_and_links_the_calendar() {
+        let f = found("Gig", Verdict::TooEarly);
+        let (_, html) = body(refusal(
+            &f,
+            "tok-1",
+            f.starts_at - chrono::Duration::hours(1),
+        ));
+        assert!(html.contains("<h1>Gig</h1>"), "{html}");
+        assert!(html.contains("<p>Your ticket is valid. The doors open at <strong>"));
+        assert!(html.contains(r#"<a href="/join/tok-1/calendar.ics">"#));
+        assert!(html.contains("(Europe/Amsterdam); the event starts at"));
+        assert!(
+            html.contains("timeStyle:'short'"),
+            "the script is the page's own: {html}"
+        );
+    }
+
+    #[test]
+    fn every_other_verdict_has_its_page() {
+        for (verdict, status, heading) in [
+            (
+                Verdict::Replaced,
+                StatusCode::GONE,
+                "This link was replaced",
+            ),
+            (
+                Verdict::Transferred,
+                StatusCode::GONE,
+                "This ticket was transferred",
+            ),
+            (
+                Verdict::Refunded,
+                StatusCode::GONE,
+                "This ticket was refunded",
+            ),
+            (
+                Verdict::Revoked,
+                StatusCode::GONE,
+                "This ticket is no longer valid",
+            ),
+            (
+                Verdict::Unknown,
+                StatusCode::NOT_FOUND,
+                "This link is not recognised",
+            ),
+        ] {
+            let (got, html) = body(refusal(&found("Gig", verdict), "tok", Utc::now()));
+            assert_eq!(got, status);
+            assert!(html.contains(&format!("<h1>{heading}</h1>")), "{html}");
+        }
+        for (name, heading) in [
+            ("unavailable.html", "Try again in a moment"),
+            ("almost_there.html", "Almost there"),
+            ("not_recognised.html", "This link is not recognised"),
+        ] {
+            let (_, html) = body(page(StatusCode::OK, name, context! { help => true }));
+            assert!(html.contains(&format!("<h1>{heading}</h1>")), "{html}");
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! on instead of re-checking (`Email`: at most 254 bytes, a dotted domain, no
 //! whitespace or control characters;
 //! `BuyerName`: 1 to 120 characters, no control characters). Buyer text goes back out
-//! in HTML through `pages::escape`, which must leave nothing that opens markup.
+//! in HTML through `platform::html::escape` (what every `.html` template prints with),
+//! which must leave nothing that opens markup.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

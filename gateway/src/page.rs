@@ -2,10 +2,19 @@
 //! meta refresh at the poll interval); with JavaScript it polls status in place,
 //! announces changes through an `aria-live` region and moves on when admitted.
 
-use platform::html::escape;
+use std::sync::LazyLock;
+
+use minijinja::Environment;
+use serde::Serialize;
 use waitroom::EventSlug;
 
-const TEMPLATE: &str = include_str!("../assets/waiting.html");
+/// Built once: every page view and every poll that falls back to the page renders it.
+static PAGE: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = platform::html::templates();
+    env.add_template("waiting.html", include_str!("../assets/waiting.html"))
+        .expect("the waiting page compiles");
+    env
+});
 
 pub struct View<'a> {
     pub event: &'a EventSlug,
@@ -18,18 +27,21 @@ pub struct View<'a> {
     pub retry_after_ms: u64,
 }
 
-fn headline(state: &str) -> &'static str {
-    match state {
-        "waiting" => "You're in line.",
-        "paused" => "The queue is paused for a moment. You keep your place.",
-        "prequeue" => {
-            "The sale has not opened yet. Everyone here now gets a random place at opening."
-        }
-        "admitted" => "It's your turn! Taking you to the event…",
-        "sold_out" => "Sold out. Thank you for waiting.",
-        "closed" => "This sale is closed.",
-        _ => "No queue right now.",
-    }
+/// What the template prints, each value as shown.
+#[derive(Serialize)]
+struct Page<'a> {
+    title: &'a str,
+    event: &'a str,
+    state: &'a str,
+    position: String,
+    ahead: String,
+    eta: String,
+    progress: u8,
+    retry_ms: u64,
+    /// Raw figures for the script's countdown between polls (empty when unknown).
+    position_n: String,
+    eta_seconds: String,
+    refresh_seconds: u64,
 }
 
 fn eta_text(eta: Option<u64>) -> String {
@@ -54,29 +66,23 @@ pub fn render(v: &View<'_>) -> String {
     } else {
         "—".into()
     };
-    TEMPLATE
-        .replace("{{title}}", &escape(v.title.unwrap_or(v.event.as_str())))
-        .replace("{{event}}", v.event.as_str())
-        .replace("{{state}}", &escape(v.state))
-        .replace("{{headline}}", headline(v.state))
-        .replace("{{position}}", &num(v.position.filter(|&p| p > 0)))
-        .replace("{{ahead}}", &num(v.ahead.filter(|_| v.state != "admitted")))
-        .replace("{{eta}}", &eta)
-        .replace("{{progress}}", &v.progress_percent.min(100).to_string())
-        .replace("{{retry_ms}}", &v.retry_after_ms.to_string())
-        // Raw figures for the script's countdown between polls (empty when unknown).
-        .replace(
-            "{{position_n}}",
-            &v.position.map_or_else(String::new, |p| p.to_string()),
-        )
-        .replace(
-            "{{eta_seconds}}",
-            &v.eta_seconds.map_or_else(String::new, |e| e.to_string()),
-        )
-        .replace(
-            "{{refresh_seconds}}",
-            &v.retry_after_ms.div_ceil(1000).max(1).to_string(),
-        )
+    platform::html::render(
+        &PAGE,
+        "waiting.html",
+        Page {
+            title: v.title.unwrap_or(v.event.as_str()),
+            event: v.event.as_str(),
+            state: v.state,
+            position: num(v.position.filter(|&p| p > 0)),
+            ahead: num(v.ahead.filter(|_| v.state != "admitted")),
+            eta,
+            progress: v.progress_percent.min(100),
+            retry_ms: v.retry_after_ms,
+            position_n: v.position.map_or_else(String::new, |p| p.to_string()),
+            eta_seconds: v.eta_seconds.map_or_else(String::new, |e| e.to_string()),
+            refresh_seconds: v.retry_after_ms.div_ceil(1000).max(1),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -109,5 +115,30 @@ mod tests {
             "the countdown starts from the rendered place and wait"
         );
         assert!(!html.contains("{{"), "unfilled placeholder");
+    }
+
+    #[test]
+    fn a_script_in_the_event_title_is_text() {
+        let e = EventSlug::parse("gig").unwrap();
+        let html = render(&View {
+            event: &e,
+            title: Some("<script>alert('x')</script>"),
+            state: "paused",
+            position: Some(3),
+            ahead: Some(2),
+            eta_seconds: None,
+            progress_percent: 10,
+            retry_after_ms: 1_000,
+        });
+        let escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;";
+        assert_eq!(
+            html.matches(escaped).count(),
+            2,
+            "the title and the heading"
+        );
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains(
+            r#"aria-live="polite">The queue is paused for a moment. You keep your place.</p>"#
+        ));
     }
 }

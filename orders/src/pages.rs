@@ -1,25 +1,54 @@
 //! Buyer pages, rendered on the server: complete without JavaScript, readable on a phone.
+//!
+//! The markup is in `orders/templates/` (compiled in), each page extending platform's
+//! buyer layout; this module decides what a page shows and hands the templates plain
+//! values, which they escape.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use minijinja::{Environment, context};
 use serde::Serialize;
 use uuid::Uuid;
-
-use platform::html::{buyer_page, buyer_page_with_head, escape, money};
 
 use crate::events::PublicEvent;
 use contract::states::{OrderStatus, TicketStatus};
 
+/// `(name, source)` for a template file, compiled into the binary.
+macro_rules! template {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../templates/", $name)))
+    };
+}
+
+static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = platform::html::buyer_templates();
+    for (name, source) in [
+        template!("event.html"),
+        template!("hold.html"),
+        template!("order.html"),
+        template!("error.html"),
+    ] {
+        env.add_template(name, source)
+            .expect("orders' templates compile");
+    }
+    env
+});
+
+fn render<C: Serialize>(name: &str, context: C) -> String {
+    platform::html::render(&PAGES, name, context)
+}
+
 fn when(starts_at: DateTime<Utc>, timezone: &str) -> String {
     let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
     format!(
-        "{} ({})",
-        starts_at.with_timezone(&tz).format("%A %-d %B %Y, %H:%M"),
-        escape(timezone)
+        "{} ({timezone})",
+        starts_at.with_timezone(&tz).format("%A %-d %B %Y, %H:%M")
     )
 }
 
 /// What the buyer typed, shown again when the form comes back with an error.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize)]
 pub struct Prefill {
     pub tier: String,
     pub quantity: i64,
@@ -34,71 +63,26 @@ pub fn event(e: &PublicEvent, error: Option<&str>, prefill: Option<&Prefill>) ->
         ..Prefill::default()
     };
     let p = prefill.unwrap_or(&blank);
-    let mut rows = String::new();
-    let mut options = String::new();
-    for t in &e.tiers {
-        let availability = if t.available == 0 {
-            "<span class=\"soldout\">Sold out</span>".to_owned()
-        } else {
-            format!("{} left", t.available)
-        };
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            escape(&t.name),
-            escape(&money(t.price_cents, &t.currency)),
-            availability
-        ));
-        if t.available > 0 {
-            options.push_str(&format!(
-                "<option value=\"{}\"{}>{} — {}</option>",
-                escape(&t.code),
-                if t.code == p.tier { " selected" } else { "" },
-                escape(&t.name),
-                escape(&money(t.price_cents, &t.currency))
-            ));
-        }
-    }
     let max = e.tiers.iter().map(|t| t.max_per_order).max().unwrap_or(1);
-    let error_html = error
-        .map(|m| {
-            format!(
-                "<p class=\"error\" role=\"alert\" id=\"form-error\">{}</p>",
-                escape(&capitalise(m))
-            )
-        })
-        .unwrap_or_default();
     // Point assistive technology at the field the message is about.
-    let invalid = |field: &str| match error {
-        Some(m) if m.contains(field) => " aria-invalid=\"true\" aria-describedby=\"form-error\"",
-        _ => "",
-    };
-    let form = if options.is_empty() {
-        "<p class=\"soldout\">This event is sold out.</p>".to_owned()
-    } else {
-        format!(
-            "<form class=\"buy\" method=\"post\" action=\"/e/{slug}/hold\">\
-             <label>Ticket<select name=\"tier\" required>{options}</select></label>\
-             <label>How many<input name=\"quantity\" type=\"number\" min=\"1\" max=\"{max}\" value=\"{quantity}\" required{qi}></label>\
-             <label>Your name<input name=\"name\" autocomplete=\"name\" maxlength=\"120\" value=\"{name}\" required{ni}></label>\
-             <label>Email (your access link goes here)<input name=\"email\" type=\"email\" autocomplete=\"email\" value=\"{email}\" required{ei}></label>\
-             <button type=\"submit\" class=\"wide\">Hold my tickets</button></form>",
-            slug = escape(&e.slug),
-            quantity = p.quantity.clamp(1, i64::from(max)),
-            name = escape(&p.name),
-            email = escape(&p.email),
-            qi = invalid("quantity"),
-            ni = invalid("name"),
-            ei = invalid("email"),
-        )
-    };
-    let body = format!(
-        "<h1>{}</h1><p class=\"when\">{}</p>{error_html}\
-         <table><thead><tr><th>Ticket</th><th class=\"num\">Price</th><th class=\"num\">Availability</th></tr></thead>\
-         <tbody>{rows}</tbody></table>{form}",
-        escape(&e.title),
-        when(e.starts_at, &e.timezone),
-    );
-    buyer_page(&e.title, &body)
+    let invalid = |field: &str| error.is_some_and(|m| m.contains(field));
+    render(
+        "event.html",
+        context! {
+            event => e,
+            when => when(e.starts_at, &e.timezone),
+            error => error.map(capitalise),
+            invalid => context! {
+                quantity => invalid("quantity"),
+                name => invalid("name"),
+                email => invalid("email"),
+            },
+            on_sale => e.tiers.iter().any(|t| t.available > 0),
+            prefill => p,
+            quantity => p.quantity.clamp(1, i64::from(max)),
+            max,
+        },
+    )
 }
 
 fn capitalise(s: &str) -> String {
@@ -138,41 +122,27 @@ pub struct HoldView<'a> {
 /// The checkout page: what is held, until when, and the button to pay.
 pub fn hold(h: &HoldView<'_>) -> String {
     let tz: chrono_tz::Tz = h.timezone.parse().unwrap_or(chrono_tz::UTC);
-    let minutes = (h.expires_at - Utc::now()).num_minutes().max(0);
-    let action = if h.active {
-        format!(
-            "<p>Your seats are held for about <strong>{minutes} minutes</strong> \
-             (until <time datetime=\"{}\">{}</time>, {}).</p>\
-             <form method=\"post\" action=\"/e/{slug}/holds/{id}/pay\"><button type=\"submit\" class=\"wide\">Pay {}</button></form>\
-             <form method=\"post\" action=\"/e/{slug}/holds/{id}/release\"><button type=\"submit\" class=\"quiet\">Change tickets (release these seats)</button></form>",
-            h.expires_at.to_rfc3339(),
-            h.expires_at.with_timezone(&tz).format("%H:%M"),
-            escape(h.timezone),
-            escape(&money(h.amount_cents, h.currency)),
-            slug = escape(h.slug),
-            id = h.hold_id,
-        )
-    } else {
-        format!(
-            "<p class=\"error\" role=\"alert\">This hold has ended. <a href=\"/e/{}\">Choose tickets again</a>.</p>",
-            escape(h.slug)
-        )
-    };
-    let body = format!(
-        "<p class=\"when\">Checkout</p><h1>{}</h1><p class=\"when\">{}</p>\
-         <table><thead><tr><th>Ticket</th><th class=\"num\">Price</th><th class=\"num\">Qty</th><th class=\"num\">Total</th></tr></thead>\
-         <tbody><tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\"><strong>{}</strong></td></tr></tbody></table>\
-         <p>For <strong>{}</strong>; the access link goes to <strong>{}</strong>.</p>{action}",
-        escape(h.title),
-        when(h.starts_at, h.timezone),
-        escape(h.tier),
-        escape(&money(h.unit_cents, h.currency)),
-        h.quantity,
-        escape(&money(h.amount_cents, h.currency)),
-        escape(h.buyer_name),
-        escape(h.buyer_email),
-    );
-    buyer_page(&format!("Checkout · {}", h.title), &body)
+    render(
+        "hold.html",
+        context! {
+            slug => h.slug,
+            hold_id => h.hold_id.to_string(),
+            title => h.title,
+            when => when(h.starts_at, h.timezone),
+            tier => h.tier,
+            unit_cents => h.unit_cents,
+            quantity => h.quantity,
+            amount_cents => h.amount_cents,
+            currency => h.currency,
+            buyer_name => h.buyer_name,
+            buyer_email => h.buyer_email,
+            active => h.active,
+            minutes => (h.expires_at - Utc::now()).num_minutes().max(0),
+            expires_at => h.expires_at.to_rfc3339(),
+            expires_local => h.expires_at.with_timezone(&tz).format("%H:%M").to_string(),
+            timezone => h.timezone,
+        },
+    )
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -207,84 +177,198 @@ pub struct OrderView {
 
 /// The order page: refreshes itself while the payment is on its way.
 pub fn order(o: &OrderView) -> String {
-    let given_up;
-    let (banner, refresh) = match o.status {
-        OrderStatus::Paid => (
-            "<p class=\"ok\" role=\"status\">Paid. Your access link is on its way to your inbox.</p>",
-            "",
-        ),
-        OrderStatus::PendingPayment => (
-            "<p role=\"status\">Waiting for your payment to be confirmed… this page refreshes by itself.</p>",
-            "<meta http-equiv=\"refresh\" content=\"3\">",
-        ),
-        OrderStatus::Refunded => (
-            "<p class=\"error\" role=\"status\">This order was refunded in full.</p>",
-            "",
-        ),
-        OrderStatus::PartiallyRefunded => (
-            "<p role=\"status\">Part of this order was refunded.</p>",
-            "",
-        ),
-        OrderStatus::Cancelled if !o.ever_paid => {
-            // Changed tickets, a reservation that ran out, or an event called off: say
-            // nothing was charged, and offer the one thing to do.
-            given_up = format!(
-                "<p role=\"status\">Not paid: this checkout was cancelled when its seats were \
-                 given up or ran out. Nothing was charged.</p>\
-                 <p><a href=\"/e/{}\">Choose tickets again</a></p>",
-                escape(&o.event_slug)
-            );
-            (given_up.as_str(), "")
-        }
-        OrderStatus::Cancelled => (
-            "<p class=\"error\" role=\"status\">This order was cancelled.</p>",
-            "",
-        ),
+    let banner = match o.status {
+        OrderStatus::Paid => "paid",
+        OrderStatus::PendingPayment => "pending",
+        OrderStatus::Refunded => "refunded",
+        OrderStatus::PartiallyRefunded => "partially_refunded",
+        OrderStatus::Cancelled if !o.ever_paid => "given_up",
+        OrderStatus::Cancelled => "cancelled",
     };
-    let tickets: String = o
+    let tickets: Vec<_> = o
         .tickets
         .iter()
-        .map(|t| {
-            format!(
-                "<tr><td class=\"ticket\">{}</td><td class=\"num\">{}</td></tr>",
-                escape(&t.code),
-                ticket_state(t.status)
-            )
-        })
+        .map(|t| context! { code => t.code, state => ticket_state(t.status) })
         .collect();
-    let tickets = if tickets.is_empty() {
-        String::new()
-    } else {
-        format!("<h2>Tickets</h2><table><tbody>{tickets}</tbody></table>")
-    };
-    let body = format!(
-        "<h1>{}</h1><p class=\"when\">{}</p>{banner}\
-         <table><tbody><tr><td>{} × {}</td><td class=\"num\">{}</td></tr></tbody></table>{tickets}\
-         {pay}<p class=\"small\">Order {}</p>",
-        escape(&o.event_title),
-        when(o.starts_at, &o.timezone),
-        escape(&o.tier),
-        o.quantity,
-        escape(&money(o.amount_cents, &o.currency)),
-        o.order_id,
-        pay = match (&o.pay_url, o.status) {
-            (Some(url), OrderStatus::PendingPayment) => format!(
-                "<p>Not paid yet? <a href=\"{}\">Complete your payment</a>.</p>",
-                escape(url)
-            ),
-            _ => String::new(),
+    render(
+        "order.html",
+        context! {
+            banner,
+            event_title => o.event_title,
+            event_slug => o.event_slug,
+            when => when(o.starts_at, &o.timezone),
+            tier => o.tier,
+            quantity => o.quantity,
+            amount_cents => o.amount_cents,
+            currency => o.currency,
+            tickets,
+            pay_url => o.pay_url.as_deref().filter(|_| o.status == OrderStatus::PendingPayment),
+            order_id => o.order_id.to_string(),
         },
-    );
-    buyer_page_with_head(&format!("Order · {}", o.event_title), refresh, &body)
+    )
 }
 
 pub fn error(status: axum::http::StatusCode, message: &str) -> String {
-    buyer_page(
-        "Something is not right",
-        &format!(
-            "<h1>{}</h1><p class=\"error\" role=\"alert\">{}</p><p><a href=\"javascript:history.back()\">Go back</a></p>",
-            status.canonical_reason().unwrap_or("Error"),
-            escape(message)
-        ),
+    render(
+        "error.html",
+        context! {
+            reason => status.canonical_reason().unwrap_or("Error"),
+            message,
+        },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::PublicTier;
+    use contract::states::EventStatus;
+
+    const SCRIPT: &str = "<script>alert('x')</script>";
+    const ESCAPED: &str = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;";
+
+    fn gig(title: &str) -> PublicEvent {
+        PublicEvent {
+            slug: "gig".into(),
+            title: title.into(),
+            starts_at: Utc::now(),
+            ends_at: Utc::now(),
+            timezone: "Europe/Amsterdam".into(),
+            status: EventStatus::Scheduled,
+            tiers: vec![PublicTier {
+                code: "ga".into(),
+                name: format!("General {SCRIPT}"),
+                price_cents: 2500,
+                currency: "EUR".into(),
+                capacity: 10,
+                available: 4,
+                max_per_order: 4,
+            }],
+        }
+    }
+
+    fn assert_escaped(html: &str, times: usize) {
+        assert!(!html.contains("<script"), "{html}");
+        assert_eq!(html.matches(ESCAPED).count(), times, "{html}");
+    }
+
+    #[test]
+    fn a_script_in_the_event_title_or_the_buyer_name_is_text() {
+        let prefill = Prefill {
+            tier: "ga".into(),
+            quantity: 2,
+            name: format!("Ada {SCRIPT}"),
+            email: format!("{SCRIPT}@example.org"),
+        };
+        let html = event(&gig(SCRIPT), Some(SCRIPT), Some(&prefill));
+        // The title twice, the error, the tier in the table and the option, the name
+        // and the e-mail given back.
+        assert_escaped(&html, 7);
+        assert!(html.contains(&format!(r#"value="Ada {ESCAPED}""#)));
+
+        let view = HoldView {
+            slug: "gig",
+            hold_id: Uuid::nil(),
+            title: SCRIPT,
+            starts_at: Utc::now(),
+            timezone: "Europe/Amsterdam",
+            buyer_name: SCRIPT,
+            buyer_email: SCRIPT,
+            unit_cents: 2500,
+            tier: SCRIPT,
+            quantity: 2,
+            amount_cents: 5000,
+            currency: "EUR",
+            active: true,
+            expires_at: Utc::now() + chrono::Duration::minutes(10),
+        };
+        assert_escaped(&hold(&view), 5);
+
+        let o = OrderView {
+            order_id: Uuid::nil(),
+            status: OrderStatus::PendingPayment,
+            amount_cents: 5000,
+            refunded_cents: 0,
+            currency: "EUR".into(),
+            quantity: 2,
+            tier: SCRIPT.into(),
+            event_title: SCRIPT.into(),
+            event_slug: "gig".into(),
+            starts_at: Utc::now(),
+            timezone: "UTC".into(),
+            tickets: vec![],
+            deliveries: vec![],
+            pay_url: Some(format!("https://pay.example/{SCRIPT}")),
+            ever_paid: false,
+        };
+        assert_escaped(&order(&o), 4);
+        assert_escaped(&error(axum::http::StatusCode::NOT_FOUND, SCRIPT), 1);
+    }
+
+    #[test]
+    fn the_form_points_at_the_field_the_error_names() {
+        let html = event(&gig("Gig"), Some("quantity must be between 1 and 4"), None);
+        assert!(html.contains(
+            r#"<p class="error" role="alert" id="form-error">Quantity must be between 1 and 4</p>"#
+        ));
+        assert!(html.contains(
+            r#"name="quantity" type="number" min="1" max="4" value="1" required aria-invalid="true" aria-describedby="form-error">"#
+        ));
+        assert_eq!(html.matches("aria-invalid").count(), 1, "{html}");
+        assert!(html.contains(r#"<option value="ga">"#));
+    }
+
+    #[test]
+    fn every_order_state_has_its_banner() {
+        let mut o = OrderView {
+            order_id: Uuid::nil(),
+            status: OrderStatus::Paid,
+            amount_cents: 5000,
+            refunded_cents: 0,
+            currency: "EUR".into(),
+            quantity: 2,
+            tier: "General".into(),
+            event_title: "Gig".into(),
+            event_slug: "gig".into(),
+            starts_at: Utc::now(),
+            timezone: "UTC".into(),
+            tickets: vec![TicketView {
+                id: Uuid::nil(),
+                code: "FG-AAAA-BBBB-CC".into(),
+                status: TicketStatus::Valid,
+            }],
+            deliveries: vec![],
+            pay_url: Some("https://pay.example/pi_1".into()),
+            ever_paid: true,
+        };
+        let cases = [
+            (OrderStatus::Paid, true, "Paid. Your access link"),
+            (
+                OrderStatus::PendingPayment,
+                false,
+                "Waiting for your payment",
+            ),
+            (OrderStatus::Refunded, true, "refunded in full"),
+            (OrderStatus::PartiallyRefunded, true, "Part of this order"),
+            (OrderStatus::Cancelled, false, "Nothing was charged."),
+            (OrderStatus::Cancelled, true, "This order was cancelled."),
+        ];
+        for (status, ever_paid, banner) in cases {
+            o.status = status;
+            o.ever_paid = ever_paid;
+            let html = order(&o);
+            assert!(html.contains(banner), "{status:?}: {html}");
+            let pending = status == OrderStatus::PendingPayment;
+            assert_eq!(
+                html.contains(r#"<meta http-equiv="refresh" content="3">"#),
+                pending
+            );
+            assert_eq!(html.contains("Complete your payment"), pending);
+            assert!(
+                html.contains(
+                    r#"<td class="ticket">FG-AAAA-BBBB-CC</td><td class="num">Valid</td>"#
+                )
+            );
+        }
+    }
 }

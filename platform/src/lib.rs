@@ -12,7 +12,8 @@
 //! - [`shutdown`]: the one shutdown signal (ctrl-c or SIGTERM), and the [`shutdown::Shutdown`]
 //!   handle a process gives its server and every long-running task.
 //! - [`logs`]: tracing set-up, the same in every binary.
-//! - [`html`]: escaping text for HTML, for the few places that write markup by hand.
+//! - [`html`]: the minijinja environment every page is rendered with (`.html` escapes
+//!   what it prints), the buyer pages' one layout, and escaping.
 //! - [`db`] (feature `db`): the Postgres pool and the migrations every service applies.
 //! - [`listener`] (feature `http`): the listening socket with a deep accept queue.
 //! - [`metrics`] (feature `http`): per-route HTTP metrics in the service's own registry.

@@ -1,6 +1,7 @@
 //! The hosted payment page, `/pay/{intent_id}`: the buyer's side of a payment, so
 //! the whole journey works in a browser. Rendered on the server, complete without
-//! JavaScript, readable on a phone; every echoed value is escaped.
+//! JavaScript, readable on a phone. The markup is in the crate's `templates/` (compiled
+//! in), which escape every echoed value.
 //!
 //! Paying confirms the intent exactly as the API does (same ledger, same events),
 //! then sends the buyer to the intent's `return_url` with a 303, or shows a result
@@ -8,20 +9,48 @@
 //! API's latency and timeout faults do not apply here: they model the merchant's
 //! connection to the provider, not the buyer's.
 
+use std::sync::LazyLock;
+
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use minijinja::{Environment, context};
 
 use crate::Error;
 use crate::app::Sandbox;
 use crate::cards;
-use platform::html::escape;
 
 use crate::ledger::Confirmation;
 use crate::objects::{Currency, PaymentIntent, Status};
 use crate::params::Params;
+
+/// `(name, source)` for a template file, compiled into the binary.
+macro_rules! template {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../templates/", $name)))
+    };
+}
+
+static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = platform::html::templates();
+    for (name, source) in [
+        template!("layout.html"),
+        template!("pay.html"),
+        template!("paid.html"),
+        template!("cancelled.html"),
+        template!("not_found.html"),
+    ] {
+        env.add_template(name, source)
+            .expect("the sandbox's templates compile");
+    }
+    env
+});
+
+fn render(name: &str, context: minijinja::Value) -> String {
+    platform::html::render(&PAGES, name, context)
+}
 
 pub fn router() -> Router<Sandbox> {
     Router::new().route("/pay/{id}", get(show).post(pay))
@@ -95,91 +124,47 @@ fn done(intent: &PaymentIntent) -> Response {
 
 /// An intent the shop cancelled: the page says so and takes no card.
 fn cancelled(intent: &PaymentIntent) -> Response {
-    let back = intent
-        .return_url
-        .as_ref()
-        .map(|u| {
-            format!(
-                "<p><a href=\"{}\">Back to the shop</a></p>",
-                escape(u.as_str())
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>This payment was cancelled</h1>\
-         <p>The shop cancelled this payment, usually because the reservation it was for \
-         was given up or ran out. Nothing was charged.</p>{back}\
-         <p class=\"ref\">Payment {}</p>",
-        escape(&intent.id)
+    let html = render(
+        "cancelled.html",
+        context! { id => intent.id, return_url => return_url(intent) },
     );
-    (StatusCode::GONE, Html(layout("Payment cancelled", &body))).into_response()
+    (StatusCode::GONE, Html(html)).into_response()
 }
 
 fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        Html(layout(
-            "Payment not found",
-            "<h1>Payment not found</h1><p class=\"muted\">This payment link is not valid. Go back to the shop and start again.</p>",
-        )),
+        Html(render("not_found.html", context! {})),
     )
         .into_response()
 }
 
 fn form(intent: &PaymentIntent, error: Option<&str>) -> Html<String> {
-    let amount = escape(&money(intent.amount.get(), &intent.currency));
-    let description = intent
-        .description
-        .as_deref()
-        .map(|d| format!("<p class=\"muted\">{}</p>", escape(d)))
-        .unwrap_or_default();
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let back = intent
-        .return_url
-        .as_ref()
-        .map(|u| {
-            format!(
-                "<p class=\"back\"><a href=\"{}\">Cancel and return</a></p>",
-                escape(u.as_str())
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        "<p class=\"muted\">Test payment</p>\
-         <h1>{amount}</h1>{description}{error}\
-         <form method=\"post\" action=\"/pay/{id}\">\
-         <label for=\"card_number\">Card number</label>\
-         <input id=\"card_number\" name=\"card_number\" type=\"text\" inputmode=\"numeric\" \
-         autocomplete=\"cc-number\" placeholder=\"1234 1234 1234 1234\" maxlength=\"23\" value=\"\" required autofocus>\
-         <button type=\"submit\">Pay</button>\
-         </form>\
-         <div class=\"help\"><p>This is a sandbox: no money moves. Test cards:</p><ul>\
-         <li><code>4242 4242 4242 4242</code> — payment succeeds</li>\
-         <li><code>4000 0000 0000 0002</code> — card declined</li></ul></div>\
-         {back}<p class=\"ref\">Payment {id}</p>",
-        id = escape(&intent.id),
-    );
-    Html(layout(
-        &format!("Pay {}", money(intent.amount.get(), &intent.currency)),
-        &body,
+    Html(render(
+        "pay.html",
+        context! {
+            id => intent.id,
+            amount => money(intent.amount.get(), &intent.currency),
+            description => intent.description,
+            error,
+            return_url => return_url(intent),
+        },
     ))
 }
 
 fn paid(intent: &PaymentIntent) -> Html<String> {
-    let amount = escape(&money(intent.amount.get(), &intent.currency));
-    let back = intent
-        .return_url
-        .as_ref()
-        .map(|u| format!("<p><a href=\"{}\">Continue</a></p>", escape(u.as_str())))
-        .unwrap_or_default();
-    let body = format!(
-        "<h1>Payment received</h1><p>{amount} paid. You can close this page.</p>{back}\
-         <p class=\"ref\">Payment {}</p>",
-        escape(&intent.id)
-    );
-    Html(layout("Payment received", &body))
+    Html(render(
+        "paid.html",
+        context! {
+            id => intent.id,
+            amount => money(intent.amount.get(), &intent.currency),
+            return_url => return_url(intent),
+        },
+    ))
+}
+
+fn return_url(intent: &PaymentIntent) -> Option<&str> {
+    intent.return_url.as_ref().map(|u| u.as_str())
 }
 
 /// An amount in minor units as a buyer reads it: `€1,234.50`, `¥1,500`,
@@ -218,36 +203,6 @@ fn group_thousands(n: i64) -> String {
     out
 }
 
-const STYLE: &str = r#"
-:root { color-scheme: light dark; --muted: #6b7280; --accent: #2f6fed; --bad: #b91c1c; }
-body { margin: 0; font: 17px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-main { max-width: 26rem; margin: 0 auto; padding: 2rem 1.25rem; }
-h1 { font-size: 2rem; margin: .25rem 0 1rem; font-variant-numeric: tabular-nums; }
-.muted, .ref { color: var(--muted); }
-.ref { font-size: .8rem; margin-top: 2rem; word-break: break-all; }
-label { display: block; font-weight: 600; margin: 1rem 0 .35rem; }
-input { box-sizing: border-box; width: 100%; font: inherit; font-size: 1.15rem; padding: .7rem .8rem;
-  border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); border-radius: .5rem;
-  letter-spacing: .05em; font-variant-numeric: tabular-nums; }
-button { width: 100%; margin-top: 1rem; padding: .8rem; font: inherit; font-weight: 600; color: #fff;
-  background: var(--accent); border: 0; border-radius: .5rem; cursor: pointer; }
-.error { color: var(--bad); font-weight: 600; }
-.help { margin-top: 1.5rem; padding: .75rem 1rem; border-radius: .5rem;
-  background: color-mix(in srgb, CanvasText 6%, transparent); font-size: .95rem; }
-.help p { margin: 0 0 .25rem; } .help ul { margin: 0; padding-left: 1.2rem; }
-code { font-size: 1rem; white-space: nowrap; }
-"#;
-
-fn layout(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"robots\" content=\"noindex\">\
-         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
-        escape(title)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +215,60 @@ mod tests {
         assert_eq!(money(1500, &c("jpy")), "¥1,500");
         assert_eq!(money(12_000, &c("kwd")), "12.000 KWD");
         assert_eq!(money(5, &c("chf")), "0.05 CHF");
+    }
+
+    async fn body(r: impl IntoResponse) -> (StatusCode, String) {
+        let r = r.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn what_the_shop_sent_is_text_on_every_page() {
+        let script = "<script>alert('x')</script>";
+        let escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;";
+        let return_url =
+            crate::objects::ReturnUrl::parse("https://shop.example/o?a=1&b=2").unwrap();
+        let mut intent = PaymentIntent::new(
+            crate::objects::Amount::parse("1500", "amount").unwrap(),
+            Currency::parse("eur").unwrap(),
+            Default::default(),
+            Some(format!("{script} Early bird")),
+            Some(return_url),
+            0,
+        );
+        intent.id = format!("pi_{script}");
+        let (status, html) = body(form(&intent, Some(script))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!html.contains("<script"), "{html}");
+        // The description, the error, the id in the form's action and below it.
+        assert_eq!(html.matches(escaped).count(), 4, "{html}");
+        assert!(
+            html.contains(r#"<a href="https://shop.example/o?a=1&amp;b=2">Cancel and return</a>"#)
+        );
+        assert!(html.contains("<title>Pay €15.00</title>"));
+
+        let (status, html) = body(paid(&intent)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !html.contains("<script") && html.contains(escaped),
+            "{html}"
+        );
+        assert!(html.contains(">Continue</a>"));
+
+        let (status, html) = body(cancelled(&intent)).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert!(
+            !html.contains("<script") && html.contains(escaped),
+            "{html}"
+        );
+        assert!(html.contains(">Back to the shop</a>"));
+
+        let (status, html) = body(not_found()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(html.contains("<h1>Payment not found</h1>"), "{html}");
     }
 }
