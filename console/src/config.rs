@@ -29,7 +29,7 @@ impl ConsoleConfig {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/floodgate",
             ),
-            redis: RedisConfig::from_env(),
+            redis: RedisConfig::from_env()?,
             listen: var("CONSOLE_LISTEN", "127.0.0.1:8083"),
             secure_cookies: var("FLOODGATE_PUBLIC_URL", "").starts_with("https://"),
             feed_linger: Duration::from_secs(env::parse("CONSOLE_FEED_LINGER_SECONDS", 15)?),

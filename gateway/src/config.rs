@@ -121,7 +121,10 @@ impl GatewayConfig {
             listen: var("FLOODGATE_LISTEN", "127.0.0.1:8080"),
             metrics_listen: var("FLOODGATE_GATEWAY_METRICS_LISTEN", "127.0.0.1:9080"),
             public_url: var("FLOODGATE_PUBLIC_URL", "http://127.0.0.1:8080"),
-            redis: RedisConfig::from_env(),
+            redis: RedisConfig::from_env().map_err(|e| ConfigError {
+                name: "REDIS_*",
+                reason: e.0,
+            })?,
             orders_upstreams: list("FLOODGATE_UPSTREAM_ORDERS", "127.0.0.1:8081"),
             console_upstreams: list("FLOODGATE_UPSTREAM_CONSOLE", "127.0.0.1:8083"),
             fulfilment_upstreams: list("FLOODGATE_UPSTREAM_FULFILMENT", "127.0.0.1:8087"),

@@ -210,9 +210,8 @@ impl Waiting {
         let mut status = snapshot.status_of(seq);
         let mut admission = None;
         if status.state == "admitted" {
-            let jti = uuid::Uuid::new_v4().to_string();
             let ttl = snapshot.settings.admission_ttl_seconds;
-            match self.snapshots.room().claim(event, seq, &jti, ttl).await? {
+            match self.snapshots.room().claim(event, seq, ttl).await? {
                 Claim::Granted { jti, exp } => {
                     admission = Some((self.admission_token(event, &claims, seq, jti, exp), exp));
                 }

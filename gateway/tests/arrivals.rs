@@ -17,6 +17,7 @@ async fn room() -> Waitroom {
     Waitroom::connect(&RedisConfig {
         url: "redis://127.0.0.1:6379".into(),
         prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
+        ..RedisConfig::default()
     })
     .await
     .unwrap()

@@ -175,6 +175,7 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<String> {
         redis: RedisConfig {
             url: args.redis_url.clone(),
             prefix: format!("bench-search-{}", std::process::id()),
+            ..RedisConfig::default()
         },
         listen: listener.local_addr()?.to_string(),
         secure_cookies: false,

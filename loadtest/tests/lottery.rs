@@ -23,6 +23,7 @@ async fn the_published_draw_is_reproduced_from_the_revealed_seed() {
     let room = Waitroom::connect(&RedisConfig {
         url: "redis://127.0.0.1:6379".into(),
         prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
+        ..RedisConfig::default()
     })
     .await
     .unwrap();

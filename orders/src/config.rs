@@ -118,7 +118,7 @@ impl OrdersConfig {
             ),
             listen: var("ORDERS_LISTEN", "127.0.0.1:8081"),
             public_url: var("FLOODGATE_PUBLIC_URL", "http://127.0.0.1:8080"),
-            redis: RedisConfig::from_env(),
+            redis: RedisConfig::from_env()?,
             payments: PaymentsConfig {
                 provider,
                 pay_base: var("PAYMENTS_PAY_BASE", &api_base),

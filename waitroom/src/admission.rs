@@ -21,16 +21,21 @@ use crate::queue::Waitroom;
 use crate::settings::Mode;
 use crate::{Error, EventSlug};
 
+// Time is the Redis primary's (`TIME`), never the caller's: admitters, gateways and
+// consoles on several machines disagree by their clock skew, and a deadline written
+// with one clock and compared with another admits too early or expires too late.
 const ADVANCE: &str = r#"
 local owner = redis.call('GET', KEYS[1])
 if owner == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 elseif owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 else
   return {-1, '', '0'}
 end
-local now = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local minute = math.floor(now / 60000)
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 local s = redis.call('HMGET', KEYS[2], 'mode', 'rate_per_minute', 'max_active', 'admission_ttl_seconds', 'opens_at_ms')
 local mode = s[1]
@@ -38,7 +43,7 @@ if not mode then return {-2, '', '0'} end
 local q = redis.call('HMGET', KEYS[3], 'head', 'tail', 'last_tick', 'carry', 'last_sample')
 local head = tonumber(q[1] or '0')
 local tail = tonumber(q[2] or '0')
-local last = tonumber(q[3] or ARGV[2])
+local last = tonumber(q[3] or now)
 local carry = tonumber(q[4] or '0')
 local admitted = 0
 if mode == 'on' then
@@ -59,7 +64,7 @@ if mode == 'on' then
     head = head + n
     admitted = n
     redis.call('HSET', KEYS[3], 'head', head)
-    redis.call('HINCRBY', KEYS[6], 'admitted:' .. ARGV[4], n)
+    redis.call('HINCRBY', KEYS[6], 'admitted:' .. minute, n)
   end
 else
   carry = 0
@@ -90,18 +95,20 @@ return {admitted, mode, s[5] or '0'}
 const OPEN: &str = r#"
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'mode') ~= 'prequeue' then return -2 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[2])
 local m = redis.call('LLEN', KEYS[3])
 if m < n then return -3 end
 local base = tonumber(redis.call('HGET', KEYS[2], 'tail') or '0')
 for i = 1, n do
-  redis.call('HSET', KEYS[4], i - 1, base + tonumber(ARGV[3 + i]))
+  redis.call('HSET', KEYS[4], i - 1, base + tonumber(ARGV[2 + i]))
 end
 for i = n + 1, m do
   redis.call('HSET', KEYS[4], i - 1, base + i)
 end
-redis.call('HSET', KEYS[2], 'tail', base + m, 'last_tick', ARGV[3], 'carry', 0)
-redis.call('HSET', KEYS[5], 'revealed', '1', 'base', base, 'drawn', n, 'drawn_at_ms', ARGV[3])
+redis.call('HSET', KEYS[2], 'tail', base + m, 'last_tick', now, 'carry', 0)
+redis.call('HSET', KEYS[5], 'revealed', '1', 'base', base, 'drawn', n, 'drawn_at_ms', now)
 redis.call('HSET', KEYS[1], 'mode', 'on')
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 return m
@@ -246,12 +253,7 @@ impl Admitter {
                     k.samples(),
                     k.counters(),
                 ],
-                vec![
-                    self.owner.clone(),
-                    now.to_string(),
-                    self.lease.as_millis().to_string(),
-                    (now / 60_000).to_string(),
-                ],
+                vec![self.owner.clone(), self.lease.as_millis().to_string()],
             )
             .await?;
         let admitted = reply.first().and_then(Value::as_i64).unwrap_or(-2);
@@ -295,10 +297,9 @@ impl Admitter {
         for (position, &index) in order.iter().enumerate() {
             rank[index] = position as u64 + 1;
         }
-        let mut args = Vec::with_capacity(order.len() + 3);
+        let mut args = Vec::with_capacity(order.len() + 2);
         args.push(self.owner.clone());
         args.push(n.to_string());
-        args.push(Utc::now().timestamp_millis().to_string());
         args.extend(rank.iter().map(u64::to_string));
         let r: i64 = client
             .eval(

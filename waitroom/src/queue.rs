@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
-use fred::types::Value;
+use fred::types::config::{Options, UnresponsiveConfig};
 use fred::types::scripts::Script;
+use fred::types::{ClusterHash, Value};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::keys::{self, EventKeys};
 use crate::lottery::LotteryRecord;
@@ -24,6 +26,17 @@ pub struct Waitroom {
     pub(crate) client: Client,
     pub(crate) prefix: Arc<str>,
     scripts: Arc<Scripts>,
+    /// Replicas a join or a claim must reach before it is answered, and how long to
+    /// wait for them (`None`: a single server, nothing to wait for).
+    durability: Option<(u32, std::time::Duration)>,
+}
+
+/// Joins and claims answered before enough replicas had them (see `durable`).
+static SHORT_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many joins and claims were answered before the configured replicas had them.
+pub fn short_waits() -> u64 {
+    SHORT_WAITS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The most visitors one [`Waitroom::join_many`] call takes.
@@ -35,21 +48,22 @@ struct Scripts {
     claim: Script,
 }
 
-// Takes places for a batch of visitors (ARGV[1] the minute, then one argument per
-// visitor) in one step: their sequence numbers, or pre-queue indices, are consecutive
+// Takes places for a batch of visitors (one argument per visitor; the minute an
+// arrival is counted in is the primary's `TIME`) in one step: their sequence numbers, or pre-queue indices, are consecutive
 // in the order given.
 const JOIN: &str = r#"
 local mode = redis.call('HGET', KEYS[1], 'mode')
 if not mode then return {'unknown'} end
-local n = #ARGV - 1
+local n = #ARGV
+local minute = math.floor(tonumber(redis.call('TIME')[1]) / 60)
 if mode == 'prequeue' then
-  local len = redis.call('RPUSH', KEYS[3], unpack(ARGV, 2))
-  redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[1], n)
+  local len = redis.call('RPUSH', KEYS[3], unpack(ARGV))
+  redis.call('HINCRBY', KEYS[4], 'arrivals:' .. minute, n)
   return {'prequeue', len - n}
 end
 if mode == 'off' or mode == 'closed' or mode == 'sold_out' then return {mode} end
 local last = redis.call('HINCRBY', KEYS[2], 'tail', n)
-redis.call('HINCRBY', KEYS[4], 'arrivals:' .. ARGV[1], n)
+redis.call('HINCRBY', KEYS[4], 'arrivals:' .. minute, n)
 return {'queued', last - n + 1}
 "#;
 
@@ -63,7 +77,8 @@ return {s, q[1] or '0', q[2] or '0', q[3] or '0', q[4] or '0', active}
 // A slot exists from admission until its deadline; the first claim turns it into a
 // token (jti, exp) that later polls get back unchanged.
 const CLAIM: &str = r#"
-local now = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local c = redis.call('HGET', KEYS[2], ARGV[1])
 if c then
   local exp = tonumber(string.match(c, ':(%d+)$'))
@@ -72,7 +87,7 @@ if c then
 end
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not deadline or tonumber(deadline) <= now then return {'expired'} end
-local exp = now + tonumber(ARGV[4])
+local exp = now + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], exp, ARGV[1])
 local v = ARGV[2] .. ':' .. exp
 redis.call('HSET', KEYS[2], ARGV[1], v)
@@ -309,6 +324,10 @@ impl Waitroom {
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = std::time::Duration::from_secs(3);
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(cfg.unresponsive),
+                    interval: cfg.unresponsive / 4,
+                };
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = std::time::Duration::from_secs(3);
@@ -316,7 +335,11 @@ impl Waitroom {
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2))
             .build()?;
         client.init().await?;
-        Ok(Self::from_client(client, &cfg.prefix))
+        let mut room = Self::from_client(client, &cfg.prefix);
+        if cfg.wait_replicas > 0 {
+            room.durability = Some((cfg.wait_replicas, cfg.wait_timeout));
+        }
+        Ok(room)
     }
 
     pub fn from_client(client: Client, prefix: &str) -> Self {
@@ -328,7 +351,43 @@ impl Waitroom {
                 snapshot: Script::from_lua(SNAPSHOT),
                 claim: Script::from_lua(CLAIM),
             }),
+            durability: None,
         }
+    }
+
+    /// Waits until the write just made to `key`'s primary has reached the configured
+    /// replicas (`WAIT`, sent on the connection that made the write, so it covers it).
+    /// Too few in time is logged and counted, and the answer still goes out: the
+    /// write is on the primary, and refusing now would make the visitor retry and take
+    /// a second place. A claim is safe either way (its id is the place's).
+    async fn durable(&self, key: &str) -> Result<(), Error> {
+        let Some((replicas, timeout)) = self.durability else {
+            return Ok(());
+        };
+        let options = Options {
+            cluster_hash: Some(ClusterHash::Custom(fred::util::redis_keyslot(
+                key.as_bytes(),
+            ))),
+            ..Options::default()
+        };
+        let reached: i64 = self
+            .client
+            .with_options(&options)
+            .wait(i64::from(replicas), timeout.as_millis() as i64)
+            .await?;
+        if reached < i64::from(replicas) {
+            // One line per thousand: a lost replica must not flood the log.
+            let n = SHORT_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n % 1000 == 0 {
+                tracing::warn!(
+                    reached,
+                    wanted = replicas,
+                    short_waits = n + 1,
+                    "writes reach too few Redis replicas in time"
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn client(&self) -> &Client {
@@ -370,9 +429,7 @@ impl Waitroom {
         }
         let k = self.keys(event);
         let n = visitors.len();
-        let mut args = Vec::with_capacity(n + 1);
-        args.push((Utc::now().timestamp() / 60).to_string());
-        args.extend(visitors);
+        let args = visitors;
         let reply: Vec<Value> = self
             .scripts
             .join
@@ -382,6 +439,7 @@ impl Waitroom {
                 args,
             )
             .await?;
+        self.durable(&k.queue()).await?;
         let tag = reply
             .first()
             .and_then(Value::as_str)
@@ -434,17 +492,18 @@ impl Waitroom {
         })
     }
 
-    /// Turns an admitted place into an admission: the first call fixes the token id
-    /// and expiry, later calls return the same ones.
+    /// Turns an admitted place into an admission: the first call fixes the expiry,
+    /// later calls return the same one. The token id is [`Waitroom::admission_id`] of
+    /// the place, never a random one: should a failover lose the claim before it
+    /// reached a replica, claiming again mints the same admission, not a second one
+    /// for the same place (orders allow one purchase per admission id).
     pub async fn claim(
         &self,
         event: &EventSlug,
         seq: u64,
-        new_jti: &str,
         ttl_seconds: u32,
     ) -> Result<Claim, Error> {
         let k = self.keys(event);
-        let now_ms = Utc::now().timestamp_millis();
         let reply: Vec<Value> = self
             .scripts
             .claim
@@ -453,12 +512,12 @@ impl Waitroom {
                 vec![k.active(), k.claims(), k.queue()],
                 vec![
                     seq.to_string(),
-                    new_jti.to_owned(),
-                    now_ms.to_string(),
+                    self.admission_id(event, seq),
                     (i64::from(ttl_seconds) * 1000).to_string(),
                 ],
             )
             .await?;
+        self.durable(&k.claims()).await?;
         match reply.first().and_then(Value::as_str).as_deref() {
             Some("claimed") => {
                 let v = reply
@@ -475,6 +534,15 @@ impl Waitroom {
             Some("expired") => Ok(Claim::Expired),
             _ => Err(bad("claim")),
         }
+    }
+
+    /// The id of the admission place `seq` of `event` earns: a digest of the
+    /// deployment's prefix, the event and the place. Places are never handed out twice
+    /// (a restored queue counts on past its last mark, see [`crate::recovery`]), so
+    /// neither is an admission id.
+    pub fn admission_id(&self, event: &EventSlug, seq: u64) -> String {
+        let digest = Sha256::digest(format!("{}\0{event}\0{seq}", self.prefix));
+        hex::encode(&digest[..16])
     }
 
     /// Frees an admitted visitor's slot (checkout finished or abandoned).

@@ -59,6 +59,48 @@ async fn arrivals_counted(scope: &Scope) -> u64 {
 
 // 1. ---------------------------------------------------------------------------------
 
+/// With replicas to wait for, a join and a claim are answered after `WAIT` (here a
+/// single server without replicas: each waits out its timeout, is counted as short,
+/// and still answers, never failing the visitor). Claims name the place's own
+/// admission id, the same on every claim.
+#[tokio::test]
+async fn joins_and_claims_wait_for_replicas_and_still_answer_when_they_lag() {
+    let scope = Scope::with(&settings(Mode::On, 6000, 10)).await;
+    let room = scope
+        .waiting_for_replicas(1, Duration::from_millis(30))
+        .await;
+    let before = waitroom::queue::short_waits();
+    let started = Instant::now();
+    let joined = room.join(&scope.event, "v").await.expect("join");
+    assert_eq!(joined, waitroom::queue::Joined::Queued { seq: 1 });
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "WAIT was sent"
+    );
+    assert!(
+        waitroom::queue::short_waits() > before,
+        "the short wait was counted"
+    );
+
+    let admitter = Admitter::new(scope.room.clone(), LEASE);
+    eventually("one admission", Duration::from_secs(3), || async {
+        admitter.step(&scope.event).await.expect("step");
+        (scope.snapshot().await.head == 1).then_some(())
+    })
+    .await;
+    let first = room.claim(&scope.event, 1, 60).await.expect("claim");
+    let again = scope
+        .room
+        .claim(&scope.event, 1, 60)
+        .await
+        .expect("claim again");
+    assert_eq!(first, again);
+    assert!(
+        matches!(first, Claim::Granted { ref jti, .. } if *jti == room.admission_id(&scope.event, 1))
+    );
+    scope.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_joins_get_distinct_consecutive_seqs() {
     let scope = Scope::with(&settings(Mode::On, 600, 100_000)).await;
@@ -556,21 +598,18 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
     .await;
 
     let now = Utc::now().timestamp();
-    let first = scope
-        .room
-        .claim(&scope.event, 1, "jti-a", 60)
-        .await
-        .expect("claim");
+    let first = scope.room.claim(&scope.event, 1, 60).await.expect("claim");
     let Claim::Granted { jti, exp } = first.clone() else {
         panic!("expected Granted, got {first:?}");
     };
-    assert_eq!(jti, "jti-a");
+    assert_eq!(jti, scope.room.admission_id(&scope.event, 1));
+    assert_ne!(jti, scope.room.admission_id(&scope.event, 2));
     assert!((now + 59..=now + 61).contains(&exp), "exp {exp}, now {now}");
 
     // A second poll gets the same token back, not a new one.
     let again = scope
         .room
-        .claim(&scope.event, 1, "jti-b", 60)
+        .claim(&scope.event, 1, 60)
         .await
         .expect("claim again");
     assert_eq!(again, first);
@@ -584,7 +623,7 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
     assert_eq!(
         scope
             .room
-            .claim(&scope.event, 4, "jti-c", 60)
+            .claim(&scope.event, 4, 60)
             .await
             .expect("claim 4"),
         Claim::Expired
@@ -592,20 +631,16 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
     assert_eq!(
         scope
             .room
-            .claim(&scope.event, 99, "jti-d", 60)
+            .claim(&scope.event, 99, 60)
             .await
             .expect("claim 99"),
         Claim::Expired
     );
 
     // An admission that has run out is not handed out again.
-    let zero = scope
-        .room
-        .claim(&scope.event, 2, "jti-e", 0)
-        .await
-        .expect("claim 2");
+    let zero = scope.room.claim(&scope.event, 2, 0).await.expect("claim 2");
     assert!(
-        matches!(zero, Claim::Granted { ref jti, .. } if jti == "jti-e"),
+        matches!(zero, Claim::Granted { ref jti, .. } if *jti == scope.room.admission_id(&scope.event, 2)),
         "{zero:?}"
     );
     eventually(
@@ -614,7 +649,7 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
         || async {
             let c = scope
                 .room
-                .claim(&scope.event, 2, "jti-f", 60)
+                .claim(&scope.event, 2, 60)
                 .await
                 .expect("claim 2 again");
             (c == Claim::Expired).then_some(())
@@ -627,7 +662,7 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
     assert_eq!(
         scope
             .room
-            .claim(&scope.event, 3, "jti-g", 60)
+            .claim(&scope.event, 3, 60)
             .await
             .expect("claim 3"),
         Claim::Expired

@@ -41,6 +41,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut ConsoleConfig)) -> TestConsole 
         redis: RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             prefix: format!("t-{}", Uuid::new_v4().simple()),
+            ..RedisConfig::default()
         },
         listen: listener.local_addr().unwrap().to_string(),
         secure_cookies: false,

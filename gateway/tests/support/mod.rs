@@ -67,6 +67,7 @@ impl Gateway {
         let redis = RedisConfig {
             url: REDIS_URL.into(),
             prefix: prefix.clone(),
+            ..RedisConfig::default()
         };
         let room = Waitroom::connect(&redis).await.unwrap();
         let event = EventSlug::parse("gig").unwrap();

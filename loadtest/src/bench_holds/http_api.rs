@@ -37,6 +37,7 @@ pub(super) async fn run(
     let room = Waitroom::connect(&RedisConfig {
         url: opts.redis_url.clone(),
         prefix: format!("bench-{}", Uuid::new_v4().simple()),
+        ..RedisConfig::default()
     })
     .await
     .context("connecting to Redis")?;
@@ -104,6 +105,7 @@ async fn against_server(
         redis: RedisConfig {
             url: opts.redis_url.clone(),
             prefix: room.prefix().to_owned(),
+            ..RedisConfig::default()
         },
         payments: PaymentsConfig {
             provider: "sandbox",

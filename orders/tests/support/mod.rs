@@ -65,6 +65,7 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
     let room = Waitroom::connect(&RedisConfig {
         url: "redis://127.0.0.1:6379".into(),
         prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
+        ..RedisConfig::default()
     })
     .await
     .unwrap();
@@ -80,6 +81,7 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
         redis: RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             prefix: room.prefix().to_owned(),
+            ..RedisConfig::default()
         },
         payments: PaymentsConfig {
             provider: "sandbox",

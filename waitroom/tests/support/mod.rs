@@ -67,10 +67,25 @@ impl Scope {
         Self::connect(&self.prefix).await
     }
 
+    /// A connection on the same prefix that waits for `replicas` Redis replicas after
+    /// each join and claim (at most `timeout`).
+    pub async fn waiting_for_replicas(&self, replicas: u32, timeout: Duration) -> Waitroom {
+        Waitroom::connect(&RedisConfig {
+            url: redis_url(),
+            prefix: self.prefix.clone(),
+            wait_replicas: replicas,
+            wait_timeout: timeout,
+            ..RedisConfig::default()
+        })
+        .await
+        .expect("connect")
+    }
+
     async fn connect(prefix: &str) -> Waitroom {
         Waitroom::connect(&RedisConfig {
             url: redis_url(),
             prefix: prefix.to_owned(),
+            ..RedisConfig::default()
         })
         .await
         .unwrap_or_else(|e| panic!("cannot reach Redis at {}: {e}", redis_url()))
