@@ -378,7 +378,7 @@ impl Waitroom {
         if reached < i64::from(replicas) {
             // One line per thousand: a lost replica must not flood the log.
             let n = SHORT_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 tracing::warn!(
                     reached,
                     wanted = replicas,
