@@ -23,6 +23,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("../templates/layout.html")),
     ("macros.html", include_str!("../templates/macros.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("order.html", include_str!("../templates/order.html")),
+    ("search.html", include_str!("../templates/search.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
