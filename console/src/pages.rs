@@ -1,6 +1,15 @@
 //! The back office, rendered on the server: login, the search box, an order's page
 //! with its timeline, diagnosis and one-step fixes. Every form carries the session's
 //! CSRF token and a fresh action key (so a double-click does the work once).
+//!
+//! The pages here render from `templates/` (`login.html`, `search.html`, `order.html`)
+//! through `html::render`: the handlers hand the templates plain data (the view
+//! structs below) and the templates escape every field they print. Page handlers take
+//! [`SignedIn`]; form handlers take [`CsrfForm`] (its token already checked).
+//!
+//! `layout`, `signed_in`, `banners`, `refusal_note`, `refused_class` and `typed_or`
+//! are the hand-escaped way the event pages still build their markup; nothing here
+//! uses them any more.
 
 use std::collections::HashMap;
 
@@ -804,11 +813,7 @@ pub async fn transfer_form(
     }
 }
 
-pub async fn resend_form(
-    State(s): State<AppState>,
-    Path(id): Path<Uuid>,
-    f: CsrfForm,
-) -> Response {
+pub async fn resend_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: CsrfForm) -> Response {
     act(s, f, id, "resend").await
 }
 
@@ -816,19 +821,11 @@ pub async fn email_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: Csrf
     act(s, f, id, "email").await
 }
 
-pub async fn refund_form(
-    State(s): State<AppState>,
-    Path(id): Path<Uuid>,
-    f: CsrfForm,
-) -> Response {
+pub async fn refund_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: CsrfForm) -> Response {
     act(s, f, id, "refund").await
 }
 
-pub async fn cancel_form(
-    State(s): State<AppState>,
-    Path(id): Path<Uuid>,
-    f: CsrfForm,
-) -> Response {
+pub async fn cancel_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: CsrfForm) -> Response {
     act(s, f, id, "cancel").await
 }
 

@@ -1016,8 +1016,9 @@ async fn a_refund_the_policy_refuses_is_shown_on_the_page_and_leaves_a_trace() {
     // The order's timeline shows it, in words.
     let (_, page) = d.page(&olga, &format!("/console/orders/{order}")).await;
     assert!(
-        page.contains("Refund of EUR 20.00 refused: this is outside the event&#x27;s refund policy")
-            && page.contains("— reason: buyer is ill"),
+        page.contains(
+            "Refund of EUR 20.00 refused: this is outside the event&#x27;s refund policy"
+        ) && page.contains("— reason: buyer is ill"),
         "{page}"
     );
     // The same key again (nothing was claimed by the refused attempt) — and a typo is

@@ -103,7 +103,9 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_inert(&page);
     assert!(
-        page.contains(&format!("<title>Order of {SCRIPT_ESCAPED} · Floodgate console</title>")),
+        page.contains(&format!(
+            "<title>Order of {SCRIPT_ESCAPED} · Floodgate console</title>"
+        )),
         "{page}"
     );
     assert!(
