@@ -163,6 +163,50 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
         "{timeline}"
     );
 
+    // A refused transfer comes back open, marked, with what was typed, as text.
+    let ticket: Uuid = sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1")
+        .bind(order)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let r = h
+        .post(format!(
+            "http://{}/console/tickets/{ticket}/transfer",
+            c.addr
+        ))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action_key", "t1"),
+            ("email", "not-an-address"),
+            ("name", SCRIPT),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = r.text().await.unwrap();
+    assert_inert(&refused);
+    assert!(
+        refused.contains(&format!(
+            "<details open><summary>Transfer</summary><form class=\"inline refused\" method=\"post\" action=\"/console/tickets/{ticket}/transfer\"><p class=\"field-error\">"
+        )) && refused.contains(&format!("value=\"{SCRIPT_ESCAPED}\"")),
+        "{refused}"
+    );
+
+    // The outcome banners say what the query says, as text.
+    let (_, page) = get(format!(
+        "/console/orders/{order}?done=resend&error={}",
+        urlencode(SCRIPT)
+    ))
+    .await;
+    assert_inert(&page);
+    assert!(
+        page.contains("<p class=\"banner\" role=\"status\">Done: the confirmation is on its way again, with the current links.</p>")
+            && page.contains(&format!("<p class=\"banner bad\" role=\"alert\">{SCRIPT_ESCAPED}</p>")),
+        "{page}"
+    );
+
     // The search: by the name, and by what was typed into the box, all as text.
     for q in ["script", SCRIPT] {
         let (status, page) = get(format!("/console/?q={}", urlencode(q))).await;
