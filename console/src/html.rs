@@ -21,9 +21,11 @@ use crate::auth::Operator;
 const TEMPLATES: &[(&str, &str)] = &[
     ("console.css", include_str!("../templates/console.css")),
     ("layout.html", include_str!("../templates/layout.html")),
+    ("login.html", include_str!("../templates/login.html")),
     ("macros.html", include_str!("../templates/macros.html")),
     ("message.html", include_str!("../templates/message.html")),
-    ("login.html", include_str!("../templates/login.html")),
+    ("order.html", include_str!("../templates/order.html")),
+    ("search.html", include_str!("../templates/search.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -173,5 +175,23 @@ mod tests {
         for (name, _) in TEMPLATES {
             ENV.get_template(name).unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn the_sign_in_page_says_why_it_refused() {
+        let page = render_with(
+            StatusCode::UNAUTHORIZED,
+            "login.html",
+            None,
+            context! { title => "Sign in", error => "Wrong <email> or password." },
+        );
+        assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+        let html = body(page).await;
+        assert!(
+            html.contains(
+                "<p class=\"banner bad\" role=\"alert\">Wrong &lt;email&gt; or password.</p>"
+            ),
+            "{html}"
+        );
     }
 }

@@ -1,6 +1,15 @@
 //! The back office, rendered on the server: login, the search box, an order's page
 //! with its timeline, diagnosis and one-step fixes. Every form carries the session's
 //! CSRF token and a fresh action key (so a double-click does the work once).
+//!
+//! The pages here render from `templates/` (`login.html`, `search.html`, `order.html`)
+//! through `html::render`: the handlers hand the templates plain data (the view
+//! structs below) and the templates escape every field they print. Page handlers take
+//! [`SignedIn`]; form handlers take [`CsrfForm`] (its token already checked).
+//!
+//! `layout`, `signed_in`, `banners`, `refusal_note`, `refused_class` and `typed_or`
+//! are the hand-escaped way the event pages still build their markup; nothing here
+//! uses them any more.
 
 use std::collections::HashMap;
 
@@ -16,9 +25,9 @@ use uuid::Uuid;
 
 use crate::ConsoleError;
 use crate::app::AppState;
-use crate::auth::{CsrfForm, Operator, Role};
+use crate::auth::{CsrfForm, Operator, Role, SignedIn};
 use crate::html;
-use crate::moment::{self, Precision};
+use crate::moment::{self, Moment, Precision};
 use crate::search;
 use crate::sessions::{self, Login};
 use crate::support::{self, CancelOrderBody, EmailBody, OrderDetail, RefundBody, TransferBody};
@@ -325,59 +334,64 @@ pub struct SearchParams {
     pub q: Option<String>,
 }
 
-pub async fn search_page(
-    State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
-    Query(p): Query<SearchParams>,
-) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
-    let q = p.q.unwrap_or_default();
-    let results = if q.trim().is_empty() {
-        String::new()
-    } else {
-        match search::find(&s, &operator, &q).await {
-            Ok(hits) if hits.is_empty() => {
-                format!("<p class=\"muted\">Nothing found for “{}”.</p>", escape(&q))
-            }
-            Ok(hits) => {
-                let rows: String = hits
-                    .iter()
-                    .map(|h| {
-                        format!(
-                            "<tr><td><a href=\"/console/orders/{id}\">{email}</a><div class=\"muted\">{name}</div></td>\
-                             <td><a href=\"/console/events/{slug}\">{event}</a></td><td><span class=\"pill\">{status}</span></td><td>{amount}</td><td class=\"muted\">{at}</td></tr>",
-                            id = h.order_id,
-                            email = escape(&h.buyer_email),
-                            name = escape(&h.buyer_name),
-                            event = escape(&h.event_title),
-                            slug = escape(&h.event_slug),
-                            status = h.status.as_str().replace('_', " "),
-                            amount = escape(&money(h.amount_cents, &h.currency)),
-                            at = moment::html(h.created_at, moment::zone(&h.event_timezone), Precision::Minute),
-                        )
-                    })
-                    .collect();
-                format!(
-                    "<p class=\"muted\">{} result(s)</p><table><thead><tr><th>Buyer</th><th>Event</th><th>Status</th><th>Paid</th><th>Ordered</th></tr></thead><tbody>{rows}</tbody></table>",
-                    hits.len()
-                )
-            }
-            Err(e) => format!(
-                "<p class=\"banner bad\" role=\"alert\">{}</p>",
-                escape(&e.to_string())
+/// One search hit as the results table shows it.
+#[derive(Serialize)]
+struct HitView<'a> {
+    id: Uuid,
+    email: &'a str,
+    name: &'a str,
+    slug: &'a str,
+    event: &'a str,
+    status: String,
+    amount: String,
+    at: Moment,
+}
+
+impl<'a> From<&'a search::Hit> for HitView<'a> {
+    fn from(h: &'a search::Hit) -> Self {
+        HitView {
+            id: h.order_id,
+            email: &h.buyer_email,
+            name: &h.buyer_name,
+            slug: &h.event_slug,
+            event: &h.event_title,
+            status: h.status.as_str().replace('_', " "),
+            amount: money(h.amount_cents, &h.currency),
+            at: moment::at(
+                h.created_at,
+                moment::zone(&h.event_timezone),
+                Precision::Minute,
             ),
         }
+    }
+}
+
+pub async fn search_page(
+    State(s): State<AppState>,
+    SignedIn(operator): SignedIn,
+    Query(p): Query<SearchParams>,
+) -> Response {
+    let q = p.q.unwrap_or_default();
+    // `hits` is none until something was searched for.
+    let (hits, error) = if q.trim().is_empty() {
+        (None, None)
+    } else {
+        match search::find(&s, &operator, &q).await {
+            Ok(hits) => (Some(hits), None),
+            Err(e) => {
+                e.log();
+                (None, Some(e.public().2))
+            }
+        }
     };
-    let body = format!(
-        "<h1>Find a buyer</h1><form class=\"search\" method=\"get\" action=\"/console/\" role=\"search\">\
-         <input name=\"q\" value=\"{}\" placeholder=\"Email, name, order id, ticket code or payment id\" aria-label=\"Search\" autofocus>\
-         <button>Search</button></form>{results}",
-        escape(&q)
-    );
-    layout("Search", Some(&operator), &body).into_response()
+    let hits: Option<Vec<HitView>> = hits
+        .as_ref()
+        .map(|hits| hits.iter().map(HitView::from).collect());
+    html::render(
+        "search.html",
+        Some(&operator),
+        context! { title => "Search", q, hits, error },
+    )
 }
 
 #[derive(Deserialize)]
@@ -386,16 +400,30 @@ pub struct Flash {
     pub error: Option<String>,
 }
 
+impl Flash {
+    /// Nothing to report (a page shown again with a refused form).
+    fn none() -> Self {
+        Flash {
+            done: None,
+            error: None,
+        }
+    }
+
+    /// The flash as the `banners` macro of `templates/macros.html` reads it: `done` in words.
+    pub(crate) fn view(&self) -> minijinja::Value {
+        context! {
+            done => self.done.as_deref().map(done_text),
+            error => self.error,
+        }
+    }
+}
+
 pub async fn order_page(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
+    SignedIn(operator): SignedIn,
     Path(id): Path<Uuid>,
     Query(flash): Query<Flash>,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     render_order(&s, &operator, id, &flash, None).await
 }
 
@@ -408,301 +436,252 @@ async fn render_order(
     retry: Option<&Retry>,
 ) -> Response {
     match support::detail(s, operator, id).await {
-        Ok(d) => {
-            let page = layout(
-                &format!("Order of {}", d.order.buyer_name),
-                Some(operator),
-                &order_html(&d, operator, flash, retry),
-            );
-            (retry.map_or(StatusCode::OK, |r| r.status), page).into_response()
-        }
+        Ok(d) => html::render_with(
+            retry.map_or(StatusCode::OK, |r| r.status),
+            "order.html",
+            Some(operator),
+            order_context(&d, operator, flash, retry),
+        ),
         // A refusal for an order this operator may not see: the refusal, without the order.
         Err(_) if retry.is_some() => retry.map(|r| r.page(operator)).expect("a retry"),
         Err(e) => error_page(Some(operator), &e),
     }
 }
 
-fn order_html(d: &OrderDetail, op: &Operator, flash: &Flash, retry: Option<&Retry>) -> String {
+/// The order itself, as the top of its page shows it.
+#[derive(Serialize)]
+struct OrderView<'a> {
+    id: Uuid,
+    event_slug: &'a str,
+    event_title: &'a str,
+    starts: Moment,
+    buyer_name: &'a str,
+    buyer_email: &'a str,
+    status: String,
+    tier: &'a str,
+    quantity: i32,
+    currency: &'a str,
+    amount: String,
+    /// What was refunded, if anything was.
+    refunded: Option<String>,
+    ordered: Moment,
+    payment_intent_id: Option<&'a str>,
+    /// The event's timezone, and "CET, UTC+01:00" now.
+    zone: &'a str,
+    zone_hint: String,
+}
+
+/// "Why can't they join?" and how worrying the answer is (a class: ok, warn, bad).
+#[derive(Serialize)]
+struct DiagnosisView<'a> {
+    tone: &'static str,
+    message: &'a str,
+}
+
+/// A row of the tickets table.
+#[derive(Serialize)]
+struct TicketView<'a> {
+    id: Uuid,
+    code: &'a str,
+    status: String,
+    holder_email: &'a str,
+    /// "live (v2)", or "stopped" / "none" shown muted.
+    link: String,
+    link_muted: bool,
+    last_visit: Option<Moment>,
+    last_outcome: String,
+    /// The transfer form's name (`transfer:{ticket}`) and its action key, if the
+    /// operator may transfer this ticket.
+    form: String,
+    transfer_key: Option<Uuid>,
+}
+
+/// An email as sent (or not yet).
+#[derive(Serialize)]
+struct MailView<'a> {
+    tone: &'static str,
+    status: String,
+    kind: String,
+    to: &'a str,
+    at: Moment,
+    attempts: i32,
+    error: Option<&'a str>,
+    subject: &'a str,
+    /// The email's HTML, shown in a sandboxed frame (escaped into its `srcdoc`).
+    body_html: Option<&'a str>,
+}
+
+/// A row of the timeline: when, the tag (its source, or "refused"), the sentence, who.
+#[derive(Serialize)]
+struct EntryView<'a> {
+    at: Moment,
+    tag: &'a str,
+    summary: &'a str,
+    who: String,
+}
+
+/// The action keys of the fix forms, fresh for each page (a double-click does the work
+/// once).
+#[derive(Serialize)]
+struct Keys {
+    resend: Uuid,
+    email: Uuid,
+    refund: Uuid,
+    cancel: Uuid,
+}
+
+/// The fix cards (staff only): which are offered, and what the refund card says.
+#[derive(Serialize)]
+struct FixesView {
+    paid: bool,
+    cancellable: bool,
+    admin: bool,
+    /// "inside" the refund policy; outside it, "admin" (who may override) or "closed".
+    policy: &'static str,
+    refundable_until: Moment,
+    /// What is still refundable, as the amount field takes it ("12.50").
+    remaining: String,
+    keys: Keys,
+}
+
+fn order_context(
+    d: &OrderDetail,
+    op: &Operator,
+    flash: &Flash,
+    retry: Option<&Retry>,
+) -> minijinja::Value {
     let o = &d.order;
     let tz = moment::zone(&o.timezone);
-    let when = |t| moment::html(t, tz, Precision::Minute);
-    let when_exactly = |t| moment::html(t, tz, Precision::Second);
-    let mut out = banners(flash, retry);
-    out.push_str(&format!(
-        "<p class=\"crumbs\"><a href=\"/console/events/{slug}\">{event}</a> · starts {starts}</p>\
-         <h1>{name} <span class=\"muted\">&lt;{email}&gt;</span></h1>\
-         <dl class=\"facts\">\
-         <div><dt>Status</dt><dd><span class=\"pill\" id=\"order-status\">{status}</span></dd></div>\
-         <div><dt>Tickets</dt><dd>{tier} × {qty}</dd></div>\
-         <div><dt>Paid</dt><dd>{amount}{refunded}</dd></div>\
-         <div><dt>Ordered</dt><dd>{ordered}</dd></div>\
-         <div class=\"wide\"><dt>Order</dt><dd><code>{id}</code></dd></div>{intent}</dl>",
-        event = escape(&o.event_title),
-        slug = escape(&o.event_slug),
-        starts = when(o.starts_at),
-        name = escape(&o.buyer_name),
-        email = escape(&o.buyer_email),
-        status = o.status.as_str().replace('_', " "),
-        tier = escape(&o.tier),
-        qty = o.quantity,
-        amount = escape(&money(o.amount_cents, &o.currency)),
-        refunded = if o.refunded_cents > 0 {
-            format!(
-                " <span class=\"muted\">({} refunded)</span>",
-                escape(&money(o.refunded_cents, &o.currency))
-            )
-        } else {
-            String::new()
-        },
-        ordered = when(o.created_at),
-        id = o.id,
-        intent = o
-            .payment_intent_id
-            .as_deref()
-            .map(|i| format!("<div class=\"wide\"><dt>Payment</dt><dd><code>{}</code></dd></div>", escape(i)))
-            .unwrap_or_default(),
-    ));
-    let class = match d.diagnosis.state {
-        "ok" => "ok",
-        "too_early" | "ended" => "warn",
-        _ => "bad",
+    let when = |t| moment::at(t, tz, Precision::Minute);
+    let when_exactly = |t| moment::at(t, tz, Precision::Second);
+    let order = OrderView {
+        id: o.id,
+        event_slug: &o.event_slug,
+        event_title: &o.event_title,
+        starts: when(o.starts_at),
+        buyer_name: &o.buyer_name,
+        buyer_email: &o.buyer_email,
+        status: o.status.as_str().replace('_', " "),
+        tier: &o.tier,
+        quantity: o.quantity,
+        currency: &o.currency,
+        amount: money(o.amount_cents, &o.currency),
+        refunded: (o.refunded_cents > 0).then(|| money(o.refunded_cents, &o.currency)),
+        ordered: when(o.created_at),
+        payment_intent_id: o.payment_intent_id.as_deref(),
+        zone: &o.timezone,
+        zone_hint: moment::zone_hint(tz),
     };
-    out.push_str(&format!(
-        "<section class=\"card\" aria-labelledby=\"why\"><h2 id=\"why\" style=\"margin-top:0\">Why can't they join?</h2><p class=\"{class}\" style=\"margin:0\"><strong>{}</strong></p></section>",
-        escape(&d.diagnosis.message)
-    ));
-    // Tickets.
-    let csrf = escape(op.csrf.as_deref().unwrap_or(""));
-    let tickets: String = d
+    let diagnosis = DiagnosisView {
+        tone: match d.diagnosis.state {
+            "ok" => "ok",
+            "too_early" | "ended" => "warn",
+            _ => "bad",
+        },
+        message: &d.diagnosis.message,
+    };
+    let tickets: Vec<TicketView> = d
         .tickets
         .iter()
         .map(|t| {
-            let form = format!("transfer:{}", t.id);
-            let transfer = if op.role != Role::Host && t.status == TicketStatus::Valid {
-                format!(
-                    "<details{open}><summary>Transfer</summary><form class=\"inline{refused}\" method=\"post\" action=\"/console/tickets/{id}/transfer\">{note}\
-                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{key}\">\
-                     <label>New holder's email <input name=\"email\" type=\"email\" required value=\"{email}\"></label>\
-                     <label>Their name <input name=\"name\" required value=\"{name}\"></label>\
-                     <label>Why <input name=\"reason\" value=\"{reason}\" placeholder=\"e.g. a colleague goes instead\"></label>\
-                     <button>Transfer</button></form></details>",
-                    open = if retry.is_some_and(|r| r.form == form) { " open" } else { "" },
-                    refused = refused_class(retry, &form),
-                    note = refusal_note(retry, &form),
-                    id = t.id,
-                    key = Uuid::new_v4(),
-                    email = typed_or(retry, &form, "email", ""),
-                    name = typed_or(retry, &form, "name", ""),
-                    reason = typed_or(retry, &form, "reason", ""),
-                )
-            } else {
-                String::new()
+            let (link, link_muted) = match t.link_generation {
+                // The link exists, but /join refuses a ticket that is not valid.
+                Some(_) if t.status != TicketStatus::Valid => ("stopped".to_owned(), true),
+                Some(g) => (format!("live (v{g})"), false),
+                None => ("none".to_owned(), true),
             };
-            format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{transfer}</td></tr>",
-                escape(&t.code),
-                t.status,
-                escape(&t.holder_email),
-                match t.link_generation {
-                    // The link exists, but /join refuses a ticket that is not valid.
-                    Some(_) if t.status != TicketStatus::Valid => {
-                        "<span class=\"muted\">stopped</span>".to_owned()
-                    }
-                    Some(g) => format!("live (v{g})"),
-                    None => "<span class=\"muted\">none</span>".to_owned(),
-                },
-                t.last_visit
-                    .map(|v| format!(
-                        "{}<div class=\"muted small\">{}</div>",
-                        when_exactly(v),
-                        escape(&t.last_outcome.as_deref().unwrap_or("").replace('_', " "))
-                    ))
-                    .unwrap_or_else(|| "<span class=\"muted\">never opened</span>".into()),
-            )
+            TicketView {
+                id: t.id,
+                code: &t.code,
+                status: t.status.to_string(),
+                holder_email: &t.holder_email,
+                link,
+                link_muted,
+                last_visit: t.last_visit.map(when_exactly),
+                last_outcome: t.last_outcome.as_deref().unwrap_or("").replace('_', " "),
+                form: format!("transfer:{}", t.id),
+                transfer_key: (op.role != Role::Host && t.status == TicketStatus::Valid)
+                    .then(Uuid::new_v4),
+            }
         })
         .collect();
-    out.push_str(&format!(
-        "<h2>Tickets</h2><table id=\"tickets\"><thead><tr><th>Code</th><th>Status</th><th>Holder</th><th>Link</th><th>Last visit</th><th></th></tr></thead><tbody>{tickets}</tbody></table>"
-    ));
-    if op.role != Role::Host {
-        out.push_str(&fixes_html(d, op, retry));
-    }
-    // Emails as sent.
-    let mails: String = d
+    let mails: Vec<MailView> = d
         .deliveries
         .iter()
-        .map(|m| {
-            let status_class = match m.status {
+        .map(|m| MailView {
+            tone: match m.status {
                 DeliveryStatus::Sent => "ok",
                 DeliveryStatus::Queued => "warn",
                 DeliveryStatus::Failed | DeliveryStatus::Bounced => "bad",
-            };
-            let kind = match m.kind.as_str() {
+            },
+            status: m.status.to_string(),
+            kind: match m.kind.as_str() {
                 "confirmation" => "Confirmation".to_owned(),
                 "email_change" => "Address-change notice".to_owned(),
                 "transfer_notice" => "Transfer notice".to_owned(),
                 "refund_notice" => "Refund notice".to_owned(),
                 "reschedule_notice" => "New-time notice".to_owned(),
                 other => other.replace('_', " "),
-            };
-            format!(
-                "<li><details><summary><span class=\"pill {status_class}\">{status}</span> {kind} → {to} · {at}{attempts}</summary>{error}{body}</details></li>",
-                status = m.status,
-                kind = escape(&kind),
-                to = escape(&m.recipient),
-                at = when_exactly(m.sent_at.unwrap_or(m.created_at)),
-                attempts = if m.attempts > 1 { format!(" <span class=\"muted\">({} attempts)</span>", m.attempts) } else { String::new() },
-                error = m.last_error.as_deref().map(|e| format!("<p class=\"bad\">Last error: {}</p>", escape(e))).unwrap_or_default(),
-                body = m.body_html
-                    .as_deref()
-                    .map(|h| format!("<p class=\"muted\">Subject: {}</p><iframe sandbox srcdoc=\"{}\" title=\"The email as sent\"></iframe>", escape(m.subject.as_deref().unwrap_or("")), escape(h)))
-                    .unwrap_or_default(),
-            )
+            },
+            to: &m.recipient,
+            at: when_exactly(m.sent_at.unwrap_or(m.created_at)),
+            attempts: m.attempts,
+            error: m.last_error.as_deref(),
+            subject: m.subject.as_deref().unwrap_or(""),
+            body_html: m.body_html.as_deref(),
         })
         .collect();
-    out.push_str(&format!(
-        "<h2>Emails</h2>{}",
-        if mails.is_empty() {
-            "<p class=\"muted\">None yet.</p>".into()
-        } else {
-            format!("<ul class=\"mails\">{mails}</ul>")
-        }
-    ));
-    // Timeline: one sentence per row.
-    let rows: String = d
+    let timeline: Vec<EntryView> = d
         .timeline
         .iter()
-        .map(|t| {
-            let tag = if t.action.ends_with(".refused") {
+        .map(|t| EntryView {
+            at: when_exactly(t.at),
+            tag: if t.action.ends_with(".refused") {
                 "refused"
             } else {
                 t.source.as_str()
-            };
-            format!(
-                "<tr><td>{}</td><td><div class=\"what\"><span class=\"tag {tag}\">{tag}</span><span>{}</span></div></td><td>{}</td></tr>",
-                when_exactly(t.at),
-                escape(&t.summary),
-                escape(&crate::timeline::who(&t.source, &t.actor)),
-            )
+            },
+            summary: &t.summary,
+            who: crate::timeline::who(&t.source, &t.actor),
         })
         .collect();
-    out.push_str(&format!(
-        "<h2>Timeline</h2><p class=\"hint\">Times in {zone} ({abbr}); hover over one for UTC.</p>\
-         <table class=\"timeline\" id=\"timeline\"><colgroup><col class=\"when\"><col><col class=\"who\"></colgroup>\
-         <thead><tr><th>When</th><th>What happened</th><th>By</th></tr></thead><tbody>{rows}</tbody></table>",
-        zone = escape(&o.timezone),
-        abbr = escape(&moment::zone_hint(tz)),
-    ));
-    out
-}
-
-/// The fix cards of an order's page (staff only), each one form.
-fn fixes_html(d: &OrderDetail, op: &Operator, retry: Option<&Retry>) -> String {
-    let o = &d.order;
-    let tz = moment::zone(&o.timezone);
-    let csrf = escape(op.csrf.as_deref().unwrap_or(""));
-    let key = Uuid::new_v4;
-    let paid = o.status.is_paid();
-    let typed = |form: &str, field: &str, default: &str| typed_or(retry, form, field, default);
-    let checked = |form: &str| {
-        if retry.and_then(|r| r.typed(form, "override_policy")) == Some("true") {
-            " checked"
-        } else {
-            ""
-        }
-    };
-    let override_box = |form: &str| {
-        if op.role == Role::Admin {
-            format!(
-                "<label class=\"check\"><input type=\"checkbox\" name=\"override_policy\" value=\"true\"{}> Outside the refund policy (admin)</label>",
-                checked(form)
-            )
-        } else {
-            String::new()
-        }
-    };
-    let now = chrono::Utc::now();
-    let policy = if now <= o.refundable_until {
-        format!(
-            "Inside the refund policy until {}.",
-            moment::html(o.refundable_until, tz, Precision::Minute)
-        )
-    } else if op.role == Role::Admin {
-        format!(
-            "Outside the refund policy since {}: tick the box and give the reason.",
-            moment::html(o.refundable_until, tz, Precision::Minute)
-        )
-    } else {
-        format!(
-            "Outside the refund policy since {}: only an admin may refund now.",
-            moment::html(o.refundable_until, tz, Precision::Minute)
-        )
-    };
-    let mut cards = String::new();
-    if paid {
-        cards.push_str(&format!(
-            "<form id=\"resend\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/resend\"><strong>Resend the confirmation</strong>\
-             <span class=\"hint\">Same links, to {email}.</span>{note}\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\"><button>Resend</button></form>",
-            refused = refused_class(retry, "resend"),
-            note = refusal_note(retry, "resend"),
-            id = o.id,
-            email = escape(&o.buyer_email),
-            k = key(),
-        ));
-    }
-    cards.push_str(&format!(
-        "<form id=\"email\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/email\"><strong>Correct the email address</strong>\
-         <span class=\"hint\">Old links stop working; new ones go to the new address; the old address is told.</span>{note}\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
-         <label>New address <input name=\"email\" type=\"email\" required value=\"{email}\"></label>\
-         <label>Why <input name=\"reason\" value=\"{reason}\" placeholder=\"e.g. buyer typed gmial.com\"></label><button>Change and send</button></form>",
-        refused = refused_class(retry, "email"),
-        note = refusal_note(retry, "email"),
-        id = o.id,
-        k = key(),
-        email = typed("email", "email", ""),
-        reason = typed("email", "reason", ""),
-    ));
-    if paid {
+    let fixes = (op.role != Role::Host).then(|| {
         let remaining = o.amount_cents - o.refunded_cents;
-        let remaining_text = format!("{}.{:02}", remaining / 100, remaining % 100);
-        cards.push_str(&format!(
-            "<form id=\"refund\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/refund\"><strong>Refund</strong>\
-             <span class=\"hint\">{policy}</span>{note}\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
-             <label>Amount ({currency}, up to {remaining_text}) <input name=\"amount\" inputmode=\"decimal\" required value=\"{amount}\"></label>\
-             <label>Reason <input name=\"reason\" required value=\"{reason}\"></label>{override_box}\
-             <button class=\"danger\" onclick=\"return confirm('Refund this order? The buyer is told by email.')\">Refund</button></form>",
-            refused = refused_class(retry, "refund"),
-            note = refusal_note(retry, "refund"),
-            id = o.id,
-            k = key(),
-            currency = escape(&o.currency),
-            amount = typed("refund", "amount", &remaining_text),
-            reason = typed("refund", "reason", ""),
-            override_box = override_box("refund"),
-        ));
+        FixesView {
+            paid: o.status.is_paid(),
+            cancellable: matches!(
+                o.status,
+                OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
+            ),
+            admin: op.role == Role::Admin,
+            policy: if chrono::Utc::now() <= o.refundable_until {
+                "inside"
+            } else if op.role == Role::Admin {
+                "admin"
+            } else {
+                "closed"
+            },
+            refundable_until: when(o.refundable_until),
+            remaining: format!("{}.{:02}", remaining / 100, remaining % 100),
+            keys: Keys {
+                resend: Uuid::new_v4(),
+                email: Uuid::new_v4(),
+                refund: Uuid::new_v4(),
+                cancel: Uuid::new_v4(),
+            },
+        }
+    });
+    context! {
+        title => format!("Order of {}", o.buyer_name),
+        flash => flash.view(),
+        retry,
+        order,
+        diagnosis,
+        tickets,
+        fixes,
+        mails,
+        timeline,
     }
-    if matches!(
-        o.status,
-        OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded
-    ) {
-        cards.push_str(&format!(
-            "<form id=\"cancel-order\" class=\"inline card{refused}\" method=\"post\" action=\"/console/orders/{id}/cancel\"><strong>Cancel the order</strong>\
-             <span class=\"hint\">Refunds what is still paid, stops every ticket and link, frees the seats; the buyer is told by email.</span>{note}\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
-             <label>Reason <input name=\"reason\" required value=\"{reason}\"></label>{override_box}\
-             <button class=\"danger\" onclick=\"return confirm('Cancel this order? The buyer is told by email.')\">Cancel order</button></form>",
-            refused = refused_class(retry, "cancel"),
-            note = refusal_note(retry, "cancel"),
-            id = o.id,
-            k = key(),
-            reason = typed("cancel", "reason", ""),
-            override_box = override_box("cancel"),
-        ));
-    }
-    format!("<h2>Fix</h2><div class=\"grid\">{cards}</div>")
 }
 
 /// "20", "20.5", "20.00", "20,00" → cents.
@@ -717,53 +696,43 @@ pub(crate) fn cents(price: &str) -> Option<i64> {
     whole.checked_mul(100)?.checked_add(frac)
 }
 
-type Fields = HashMap<String, String>;
-
-fn field(f: &Fields, name: &str) -> Option<String> {
-    f.get(name).cloned()
+/// A form field's value, if the form sent it.
+fn field(f: &CsrfForm, name: &str) -> Option<String> {
+    f.get(name).map(str::to_owned)
 }
 
-/// Runs one of an order's fixes from its form. Done: back to the order's page (a
-/// redirect, so a reload does not post again). Refused: the page again, with the reason
-/// above the form, what was typed in it, and the refusal's status.
-async fn act(
-    s: AppState,
-    operator: Result<Operator, ConsoleError>,
-    id: Uuid,
-    what: &str,
-    f: Fields,
-) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
+/// Runs one of an order's fixes from its form (the CSRF token checked by [`CsrfForm`]).
+/// Done: back to the order's page (a redirect, so a reload does not post again).
+/// Refused: the page again, with the reason above the form, what was typed in it, and
+/// the refusal's status.
+async fn act(s: AppState, f: CsrfForm, id: Uuid, what: &str) -> Response {
+    let operator = &f.operator;
     let result = async {
-        operator.verify_csrf(f.get("csrf").map(String::as_str))?;
-        let key = f.get("action_key").map(String::as_str);
+        let key = f.get("action_key");
         let reason = field(&f, "reason").unwrap_or_default();
-        let override_policy = f.get("override_policy").map(String::as_str) == Some("true");
+        let override_policy = f.get("override_policy") == Some("true");
         match what {
-            "resend" => support::resend_with(&s, &operator, id, key).await,
+            "resend" => support::resend_with(&s, operator, id, key).await,
             "cancel" => {
                 let body = CancelOrderBody {
                     reason,
                     override_policy,
                 };
-                support::cancel_order_with(&s, &operator, id, body, key).await
+                support::cancel_order_with(&s, operator, id, body, key).await
             }
             "email" => {
                 let body = EmailBody {
                     email: field(&f, "email").unwrap_or_default(),
                     reason: field(&f, "reason").filter(|r| !r.trim().is_empty()),
                 };
-                support::email_with(&s, &operator, id, body, key).await
+                support::email_with(&s, operator, id, body, key).await
             }
             _ => {
                 // `amount` in the currency's units (the page's field), or `amount_cents`.
                 let amount_cents = match (
-                    f.get("amount").map(|a| a.trim()).filter(|a| !a.is_empty()),
+                    f.get("amount").map(str::trim).filter(|a| !a.is_empty()),
                     f.get("amount_cents")
-                        .map(|a| a.trim())
+                        .map(str::trim)
                         .filter(|a| !a.is_empty()),
                 ) {
                     (Some(a), _) => Some(cents(a).ok_or_else(|| {
@@ -781,7 +750,7 @@ async fn act(
                     reason,
                     override_policy,
                 };
-                support::refund_with(&s, &operator, id, body, key).await
+                support::refund_with(&s, operator, id, body, key).await
             }
         }
     }
@@ -789,18 +758,9 @@ async fn act(
     match result {
         Ok(_) => Redirect::to(&format!("/console/orders/{id}?done={what}")).into_response(),
         Err(e) => {
-            let retry = Retry::new(what, &e, f);
-            render_order(
-                &s,
-                &operator,
-                id,
-                &Flash {
-                    done: None,
-                    error: None,
-                },
-                Some(&retry),
-            )
-            .await
+            let CsrfForm { operator, fields } = f;
+            let retry = Retry::new(what, &e, fields);
+            render_order(&s, &operator, id, &Flash::none(), Some(&retry)).await
         }
     }
 }
@@ -816,14 +776,10 @@ pub(crate) fn urlencode(s: &str) -> String {
 
 pub async fn transfer_form(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
     Path(ticket): Path<Uuid>,
-    Form(f): Form<Fields>,
+    f: CsrfForm,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
+    let operator = &f.operator;
     let order: Option<(Uuid, Uuid)> =
         match sqlx::query_as("SELECT order_id, event_id FROM tickets WHERE id = $1")
             .bind(ticket)
@@ -833,84 +789,44 @@ pub async fn transfer_form(
             // Whether this operator may see it is `transfer_with`'s to answer (after the
             // role, as the API does).
             Ok(found) => found,
-            Err(e) => return error_page(Some(&operator), &ConsoleError::from(e)),
+            Err(e) => return error_page(Some(operator), &ConsoleError::from(e)),
         };
     let Some((order, _)) = order else {
         return error_page(
-            Some(&operator),
+            Some(operator),
             &ConsoleError::from(orders::Error::NotFound("ticket")),
         );
     };
-    let result = async {
-        operator.verify_csrf(f.get("csrf").map(String::as_str))?;
-        let body = TransferBody {
-            email: field(&f, "email").unwrap_or_default(),
-            name: field(&f, "name").unwrap_or_default(),
-            reason: field(&f, "reason").filter(|r| !r.trim().is_empty()),
-        };
-        support::transfer_with(
-            &s,
-            &operator,
-            ticket,
-            body,
-            f.get("action_key").map(String::as_str),
-        )
-        .await
-    }
-    .await;
+    let body = TransferBody {
+        email: field(&f, "email").unwrap_or_default(),
+        name: field(&f, "name").unwrap_or_default(),
+        reason: field(&f, "reason").filter(|r| !r.trim().is_empty()),
+    };
+    let result = support::transfer_with(&s, operator, ticket, body, f.get("action_key")).await;
     match result {
         Ok(_) => Redirect::to(&format!("/console/orders/{order}?done=transfer")).into_response(),
         Err(e) => {
-            let retry = Retry::new(format!("transfer:{ticket}"), &e, f);
-            render_order(
-                &s,
-                &operator,
-                order,
-                &Flash {
-                    done: None,
-                    error: None,
-                },
-                Some(&retry),
-            )
-            .await
+            let CsrfForm { operator, fields } = f;
+            let retry = Retry::new(format!("transfer:{ticket}"), &e, fields);
+            render_order(&s, &operator, order, &Flash::none(), Some(&retry)).await
         }
     }
 }
 
-pub async fn resend_form(
-    State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
-    Path(id): Path<Uuid>,
-    Form(f): Form<Fields>,
-) -> Response {
-    act(s, operator, id, "resend", f).await
+pub async fn resend_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: CsrfForm) -> Response {
+    act(s, f, id, "resend").await
 }
 
-pub async fn email_form(
-    State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
-    Path(id): Path<Uuid>,
-    Form(f): Form<Fields>,
-) -> Response {
-    act(s, operator, id, "email", f).await
+pub async fn email_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: CsrfForm) -> Response {
+    act(s, f, id, "email").await
 }
 
-pub async fn refund_form(
-    State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
-    Path(id): Path<Uuid>,
-    Form(f): Form<Fields>,
-) -> Response {
-    act(s, operator, id, "refund", f).await
+pub async fn refund_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: CsrfForm) -> Response {
+    act(s, f, id, "refund").await
 }
 
-pub async fn cancel_form(
-    State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
-    Path(id): Path<Uuid>,
-    Form(f): Form<Fields>,
-) -> Response {
-    act(s, operator, id, "cancel", f).await
+pub async fn cancel_form(State(s): State<AppState>, Path(id): Path<Uuid>, f: CsrfForm) -> Response {
+    act(s, f, id, "cancel").await
 }
 
 #[cfg(test)]
