@@ -67,10 +67,7 @@ impl FulfilmentConfig {
                 "postgres://postgres@127.0.0.1:5432/floodgate",
             ),
             nats_url: var("NATS_URL", "nats://127.0.0.1:4222"),
-            stream: StreamConfig {
-                stream: var("FLOODGATE_NATS_STREAM", "FLOODGATE"),
-                prefix: var("FLOODGATE_NATS_PREFIX", "fg"),
-            },
+            stream: StreamConfig::from_env().map_err(crate::Error::Config)?,
             consumer: var("FULFILMENT_CONSUMER", "fulfilment"),
             smtp_url: var("SMTP_URL", "smtp://127.0.0.1:2525"),
             mail_from: var("MAIL_FROM", "Floodgate <tickets@floodgate.local>"),

@@ -30,26 +30,33 @@ pub async fn consumer(
         max_deliver: -1,
         ..Default::default()
     };
-    match stream
+    // A failure here (a server away, a leader being elected) is returned and the
+    // caller tries again a second later: deleting the durable on a transient error
+    // would lose its acknowledged position and, on a cluster, race the other
+    // fulfilment replica's consumer.
+    let consumer = stream
         .get_or_create_consumer(&c.consumer, config.clone())
         .await
-    {
-        Ok(consumer) => Ok(consumer),
-        Err(e) => {
-            // A consumer left by an older version with another filter: replace it. The
-            // new one starts from the stream's beginning, which is safe because every
-            // handler is idempotent (deliveries are unique per order and key).
-            tracing::warn!(error = %e, "recreating the durable consumer");
-            stream
-                .delete_consumer(&c.consumer)
-                .await
-                .map_err(NatsError::from)?;
-            Ok(stream
-                .create_consumer(config)
-                .await
-                .map_err(NatsError::from)?)
-        }
+        .map_err(NatsError::from)?;
+    let found = &consumer.cached_info().config;
+    if found.filter_subject == config.filter_subject && found.ack_policy == config.ack_policy {
+        return Ok(consumer);
     }
+    // A consumer left by an older version with another filter or ack policy: replace
+    // it. The new one starts from the stream's beginning, which is safe because every
+    // handler is idempotent (deliveries are unique per order and key).
+    tracing::warn!(
+        found = %found.filter_subject,
+        "the durable consumer's configuration differs; recreating it"
+    );
+    stream
+        .delete_consumer(&c.consumer)
+        .await
+        .map_err(NatsError::from)?;
+    Ok(stream
+        .create_consumer(config)
+        .await
+        .map_err(NatsError::from)?)
 }
 
 /// What to do with one message.

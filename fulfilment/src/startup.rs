@@ -76,7 +76,7 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         if state.config.workers {
             let js = async_nats::jetstream::new(
-                async_nats::connect(&state.config.nats_url)
+                contract::stream::connect(&state.config.nats_url)
                     .await
                     .context("connecting to NATS")?,
             );

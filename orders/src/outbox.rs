@@ -50,9 +50,7 @@ impl Relay {
         nats_url: &str,
         config: StreamConfig,
     ) -> Result<Self, RelayError> {
-        let client = async_nats::connect(nats_url)
-            .await
-            .map_err(NatsError::from)?;
+        let client = contract::stream::connect(nats_url).await?;
         let js = jetstream::new(client);
         contract::stream::ensure(&js, &config).await?;
         Ok(Self { db, js, config })

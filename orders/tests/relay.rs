@@ -23,6 +23,7 @@ fn stream_config() -> StreamConfig {
     StreamConfig {
         stream: format!("T{}", &id[..16]).to_uppercase(),
         prefix: format!("t{}", &id[..16]),
+        replicas: 1,
     }
 }
 

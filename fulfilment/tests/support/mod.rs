@@ -45,6 +45,7 @@ pub async fn spawn() -> TestFulfilment {
         stream: contract::stream::StreamConfig {
             stream: format!("TF{}", &id[..14]).to_uppercase(),
             prefix: format!("tf{}", &id[..14]),
+            replicas: 1,
         },
         consumer: "fulfilment".into(),
         smtp_url: sink.url(),

@@ -18,10 +18,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     platform::db::migrate(&db).await?;
-    let stream = StreamConfig {
-        stream: var("FLOODGATE_NATS_STREAM", "FLOODGATE"),
-        prefix: var("FLOODGATE_NATS_PREFIX", "fg"),
-    };
+    let stream = StreamConfig::from_env().map_err(anyhow::Error::msg)?;
     let relay = Relay::connect(
         db,
         &var("NATS_URL", "nats://127.0.0.1:4222"),
