@@ -27,75 +27,114 @@
 //!   `back=incidents` so the outcome shows on the incident view).
 //!
 //! A fix that is done redirects back with `?done=`; a refused one answers with the page
-//! again (status 403 for a role or an expired form, 409 for the event's state, 422 for
-//! the input), the reason in `p.banner.bad[role=alert]` and in the form, and what was
-//! typed still in the form.
+//! again (status 403 for a role, 409 for the event's state, 422 for the input), the
+//! reason in `p.banner.bad[role=alert]` and in the form, and what was typed still in the
+//! form. A form without the session's CSRF token (an expired or forged one) is a `403`
+//! page and nothing is done.
+
+//!
+//! The pages are the templates `events.html`, `event.html` and `incidents.html`; what
+//! they show is passed as the view structs below, and every value is escaped there.
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use contract::states::EventStatus;
-use platform::html::escape;
+use minijinja::{Value, context};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::ConsoleError;
 use crate::app::AppState;
-use crate::auth::{Operator, Role};
-use crate::moment::{self, Precision};
-use crate::pages::{
-    Flash, Retry, banners, error_page, layout, money, refusal_note, refused_class, signed_in,
-    typed_or, urlencode,
-};
+use crate::auth::{CsrfForm, Operator, Role, SignedIn};
+use crate::html;
+use crate::moment::{self, Moment, Precision};
+use crate::pages::{Flash, Retry, money, urlencode};
 use crate::support::{self, CancelBody, RescheduleBody};
 
-/// `GET /console/events`: every event the operator may see.
-pub async fn list_page(
-    State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
+/// The outcome of the last fix as the `banners` macro shows it (`?done=` / `?error=`).
+#[derive(Serialize)]
+pub(crate) struct Outcome<'a> {
+    done: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> From<&'a Flash> for Outcome<'a> {
+    fn from(f: &'a Flash) -> Self {
+        Outcome {
+            done: f.done.as_deref(),
+            error: f.error.as_deref(),
+        }
+    }
+}
+
+/// No outcome to show (a refused form shows its own).
+const NO_OUTCOME: Outcome<'static> = Outcome {
+    done: None,
+    error: None,
+};
+
+/// A page for `op` from `template`, with a refused form's status when it shows one
+/// again; if the page cannot be built, the refusal alone, else the error page.
+pub(crate) fn shown(
+    op: &Operator,
+    retry: Option<&Retry>,
+    template: &str,
+    built: Result<Value, ConsoleError>,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
+    match built {
+        Ok(ctx) => html::render_with(
+            retry.map_or(StatusCode::OK, |r| r.status),
+            template,
+            Some(op),
+            context! { retry, ..ctx },
+        ),
+        Err(_) if retry.is_some() => retry.map(|r| r.page(op)).expect("a retry"),
+        Err(e) => html::error_page(Some(op), &e),
+    }
+}
+
+/// A row of the events list.
+#[derive(Serialize)]
+struct ListedEvent {
+    slug: String,
+    title: String,
+    starts: Moment,
+    timezone: String,
+    status: String,
+    mode: String,
+}
+
+/// `GET /console/events`: every event the operator may see.
+pub async fn list_page(State(s): State<AppState>, SignedIn(operator): SignedIn) -> Response {
     let mut all = match orders::events::list(&s.db).await {
         Ok(all) => all,
-        Err(e) => return error_page(Some(&operator), &ConsoleError::from(e)),
+        Err(e) => return html::error_page(Some(&operator), &ConsoleError::from(e)),
     };
     all.retain(|e| operator.may_see(e.id));
-    let rows: String = all
-        .iter()
-        .map(|e| {
-            let tz = moment::zone(&e.timezone);
-            format!(
-                "<tr><td><a class=\"event\" href=\"/console/events/{slug}\">{title}</a><div class=\"muted\">{slug}</div></td>\
-                 <td>{when}<div class=\"muted small\">{tzname}</div></td><td><span class=\"pill\">{status}</span></td><td>{mode}</td></tr>",
-                slug = escape(&e.slug),
-                title = escape(&e.title),
-                when = moment::html(e.starts_at, tz, Precision::Minute),
-                tzname = escape(&e.timezone),
-                status = e.status,
-                mode = e.queue_mode.as_str().replace('_', " "),
-            )
+    let events: Vec<ListedEvent> = all
+        .into_iter()
+        .map(|e| ListedEvent {
+            starts: moment::at(e.starts_at, moment::zone(&e.timezone), Precision::Minute),
+            status: e.status.to_string(),
+            mode: e.queue_mode.as_str().replace('_', " "),
+            slug: e.slug,
+            title: e.title,
+            timezone: e.timezone,
         })
         .collect();
-    let body = format!(
-        "<h1>Events</h1>{}{}<table id=\"events\"><thead><tr><th>Event</th><th>Starts</th><th>Status</th><th>Queue</th></tr></thead><tbody>{rows}</tbody></table>",
-        if operator.role == Role::Host {
-            ""
-        } else {
-            "<p><a href=\"/console/events/new\" id=\"new-event\">New event</a></p>"
+    html::render(
+        "events.html",
+        Some(&operator),
+        context! {
+            title => "Events",
+            staff => operator.role != Role::Host,
+            events,
         },
-        if all.is_empty() {
-            "<p class=\"muted\">No events yet.</p>"
-        } else {
-            ""
-        }
-    );
-    layout("Events", Some(&operator), &body).into_response()
+    )
 }
 
 #[derive(sqlx::FromRow)]
@@ -110,15 +149,11 @@ struct Unrefunded {
 /// `GET /console/events/{slug}`.
 pub async fn event_page(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
+    SignedIn(operator): SignedIn,
     Path(slug): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
-    render_event(&s, &operator, &slug, &flash, None).await
+    render_event(&s, &operator, &slug, Outcome::from(&flash), None).await
 }
 
 /// The event's page, with a refused form shown again if there is one (and its status).
@@ -126,37 +161,70 @@ async fn render_event(
     s: &AppState,
     op: &Operator,
     slug: &str,
-    flash: &Flash,
+    flash: Outcome<'_>,
     retry: Option<&Retry>,
 ) -> Response {
-    shown(op, retry, event_html(s, op, slug, flash, retry).await)
+    let built = event_view(s, op, slug, retry)
+        .await
+        .map(|ctx| context! { flash, ..ctx });
+    shown(op, retry, "event.html", built)
 }
 
-/// A page built for `op`, with a refused form's status when it shows one again; if
-/// the page cannot be built, the refused form alone, else the error page.
-fn shown(
-    op: &Operator,
-    retry: Option<&Retry>,
-    built: Result<(String, String), ConsoleError>,
-) -> Response {
-    match built {
-        Ok((title, body)) => (
-            retry.map_or(StatusCode::OK, |r| r.status),
-            layout(&title, Some(op), &body),
-        )
-            .into_response(),
-        Err(_) if retry.is_some() => retry.map(|r| r.page(op)).expect("a retry"),
-        Err(e) => error_page(Some(op), &e),
-    }
+/// The event as its page shows it.
+#[derive(Serialize)]
+struct EventView {
+    slug: String,
+    title: String,
+    status: String,
+    starts: Moment,
+    ends: Moment,
+    timezone: String,
+    provider: String,
+    mode: String,
 }
 
-async fn event_html(
+/// The refund policy: the hours and the moment they end, or the stored policy as it is.
+#[derive(Serialize)]
+struct PolicyView {
+    hours: Option<u64>,
+    until: Option<Moment>,
+    raw: String,
+}
+
+#[derive(Serialize)]
+struct TierView {
+    name: String,
+    price: String,
+    capacity: i32,
+    sold: i32,
+    held: i32,
+    available: i32,
+}
+
+/// An order a cancellation has not refunded (yet).
+#[derive(Serialize)]
+struct UnrefundedView {
+    id: Uuid,
+    email: String,
+    left: String,
+}
+
+/// The reschedule form's values: the times as they are (a refused form shows what was
+/// typed instead), whether buyers are told, the action key.
+#[derive(Serialize)]
+struct RescheduleView {
+    starts: String,
+    ends: String,
+    notify: bool,
+    key: Uuid,
+}
+
+async fn event_view(
     s: &AppState,
     op: &Operator,
     slug: &str,
-    flash: &Flash,
     retry: Option<&Retry>,
-) -> Result<(String, String), ConsoleError> {
+) -> Result<Value, ConsoleError> {
     let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tiers = orders::events::tiers(&s.db, e.id).await?;
     let tz = moment::zone(&e.timezone);
@@ -176,181 +244,95 @@ async fn event_html(
     .bind(e.id)
     .fetch_one(&s.db)
     .await?;
-
-    let mut out = banners(flash, retry);
-    let provider = e
-        .meeting
-        .get("provider")
-        .and_then(|p| p.as_str())
-        .unwrap_or("?");
-    out.push_str(&format!(
-        "<p class=\"crumbs\"><a href=\"/console/events\">Events</a> · <code>{slug}</code></p><h1>{title}</h1>\
-         <p><a href=\"/console/events/{slug}/live\">Control room</a> · <a href=\"/console/events/{slug}/edit\" id=\"edit-event\">Edit</a> · \
-         <a href=\"/console/events/{slug}/incidents\">Incidents</a></p>\
-         <dl class=\"facts\"><div><dt>Status</dt><dd><span class=\"pill\" id=\"status\">{status}</span></dd></div>\
-         <div><dt>Starts</dt><dd>{starts}</dd></div><div><dt>Ends</dt><dd>{ends}</dd></div>\
-         <div><dt>Timezone</dt><dd>{tzname}</dd></div><div><dt>Meeting</dt><dd>{provider}</dd></div>\
-         <div><dt>Queue</dt><dd>{mode}</dd></div></dl>",
-        slug = escape(&e.slug),
-        title = escape(&e.title),
-        status = e.status,
-        starts = moment::html(e.starts_at, tz, Precision::Minute),
-        ends = moment::html(e.ends_at, tz, Precision::Minute),
-        tzname = escape(&e.timezone),
-        provider = escape(&provider.replace('_', " ")),
-        mode = e.queue_mode.as_str().replace('_', " "),
-    ));
-    let hours = e
-        .refund_policy
-        .get("refundable_until_hours_before")
-        .and_then(|h| h.as_u64());
-    out.push_str(&format!(
-        "<p id=\"refund-policy\">Refund policy: {}</p>",
-        match hours {
-            Some(h) => format!(
-                "buyers may be refunded until {h} h before the start ({}); later refunds need an admin and a reason.",
-                moment::html(
-                    e.starts_at - chrono::Duration::hours(h as i64),
-                    tz,
-                    Precision::Minute
-                )
-            ),
-            None => escape(&e.refund_policy.to_string()),
-        }
-    ));
-    let tier_rows: String = tiers
-        .iter()
-        .map(|t| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&t.name),
-                escape(&money(t.price_cents, &t.currency)),
-                t.capacity,
-                t.sold,
-                t.held,
-                t.available()
-            )
-        })
-        .collect();
-    out.push_str(&format!(
-        "<h2>Tiers</h2><table id=\"tiers\"><thead><tr><th>Tier</th><th>Price</th><th>Capacity</th><th>Sold</th><th>Held</th><th>Available</th></tr></thead><tbody>{tier_rows}</tbody></table>"
-    ));
-    let statuses: String = by_status
-        .iter()
-        .map(|(st, n)| format!("<span class=\"pill\">{} {n}</span> ", escape(st)))
-        .collect();
-    out.push_str(&format!(
-        "<h2>Orders</h2><p>{}</p><p id=\"undelivered\" class=\"{}\">{undelivered} buyer(s) whose confirmation failed or bounced and was never delivered.</p>",
-        if statuses.is_empty() {
-            "<span class=\"muted\">None yet.</span>".to_owned()
-        } else {
-            statuses
-        },
-        if undelivered > 0 { "bad" } else { "muted" }
-    ));
-    if e.status == EventStatus::Cancelled {
-        // What a cancellation has not refunded yet: its failures, until a re-run settles them.
-        let left: Vec<Unrefunded> = sqlx::query_as(
+    let cancelled = e.status == EventStatus::Cancelled;
+    // What a cancellation has not refunded yet: its failures, until a re-run settles them.
+    let unrefunded: Vec<UnrefundedView> = if cancelled {
+        sqlx::query_as::<_, Unrefunded>(
             "SELECT id, buyer_email, amount_cents, refunded_cents, currency FROM orders
              WHERE event_id = $1 AND status IN ('paid', 'partially_refunded') ORDER BY created_at",
         )
         .bind(e.id)
         .fetch_all(&s.db)
-        .await?;
-        let rows: String = left
-            .iter()
-            .map(|o| {
-                format!(
-                    "<li><a href=\"/console/orders/{}\">{}</a> — {} still paid</li>",
-                    o.id,
-                    escape(&o.buyer_email),
-                    escape(&money(o.amount_cents - o.refunded_cents, &o.currency))
-                )
-            })
-            .collect();
-        out.push_str(&format!(
-            "<section class=\"card\" id=\"cancel-progress\"><h2>Cancellation</h2>{}</section>",
-            if left.is_empty() {
-                "<p class=\"ok\">Every paid order has been refunded.</p>".to_owned()
-            } else {
-                format!(
-                    "<p class=\"bad\">{} order(s) not refunded yet. Submit the cancellation again to retry them.</p><ul>{rows}</ul>",
-                    left.len()
-                )
-            }
-        ));
-    }
-    if op.role != Role::Host {
-        let csrf = escape(op.csrf.as_deref().unwrap_or(""));
-        let typed = |form: &str, field: &str, default: &str| typed_or(retry, form, field, default);
-        let mut forms = String::new();
-        if e.status == EventStatus::Scheduled {
-            let notify = match retry.filter(|r| r.form == "reschedule") {
-                Some(r) if r.typed("reschedule", "notify").is_none() => "",
-                _ => " checked",
-            };
-            forms.push_str(&format!(
-                "<form id=\"reschedule\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/reschedule\"><strong>Reschedule</strong>\
-                 <span class=\"hint\">Times in {tzname} ({zone}), as {format}, 24-hour. Buyers keep their tickets; their calendar invites move.</span>{note}\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k1}\">\
-                 <label>Starts <input name=\"starts_at\" value=\"{starts}\" required {time_input}></label>\
-                 <label>Ends <input name=\"ends_at\" value=\"{ends}\" required {time_input}></label>\
-                 <label>Reason <input name=\"reason\" required value=\"{reason}\" placeholder=\"e.g. speaker's flight moved\"></label>\
-                 <label class=\"check\"><input type=\"checkbox\" name=\"notify\" value=\"true\"{notify}> Email every buyer the new time</label>\
-                 <button type=\"submit\">Reschedule</button></form>",
-                refused = refused_class(retry, "reschedule"),
-                note = refusal_note(retry, "reschedule"),
-                slug = escape(&e.slug),
-                tzname = escape(&e.timezone),
-                zone = escape(&moment::zone_hint(tz)),
-                format = moment::INPUT_FORMAT,
-                time_input = TIME_INPUT,
-                k1 = Uuid::new_v4(),
-                starts = typed("reschedule", "starts_at", &moment::input_value(e.starts_at, tz)),
-                ends = typed("reschedule", "ends_at", &moment::input_value(e.ends_at, tz)),
-                reason = typed("reschedule", "reason", ""),
-            ));
-        }
-        forms.push_str(&format!(
-            "<form id=\"resend-undelivered\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/resend-undelivered\">\
-             <strong>Resend to undelivered</strong><span class=\"hint\">The confirmation, with the current links, to the {undelivered} buyer(s) above.</span>{note}\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
-             <button type=\"submit\">Resend</button></form>",
-            refused = refused_class(retry, "resend-undelivered"),
-            note = refusal_note(retry, "resend-undelivered"),
-            slug = escape(&e.slug),
-            k = Uuid::new_v4(),
-        ));
-        if op.role == Role::Admin {
-            forms.push_str(&format!(
-                "<form id=\"cancel-event\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/cancel\">\
-                 <strong>Cancel the event</strong><span class=\"hint\">Closes the queue and refunds every paid order in full; buyers are told by email. \
-                 If some refunds fail, submit again: it picks up where it stopped.</span>{note}\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <label>Reason <input name=\"reason\" required value=\"{reason}\"></label>\
-                 <label>Type <code>{slug}</code> to confirm <input name=\"confirm\" required autocomplete=\"off\" value=\"{confirm}\"></label>\
-                 <button type=\"submit\" class=\"danger\">{label}</button></form>",
-                refused = refused_class(retry, "cancel-event"),
-                note = refusal_note(retry, "cancel-event"),
-                slug = escape(&e.slug),
-                reason = typed("cancel-event", "reason", ""),
-                confirm = typed("cancel-event", "confirm", ""),
-                label = if e.status == EventStatus::Cancelled {
-                    "Run the cancellation again"
-                } else {
-                    "Cancel the event"
-                },
-            ));
-        }
-        out.push_str(&format!("<h2>Fix</h2><div class=\"grid\">{forms}</div>"));
-    }
-    Ok((e.title.clone(), out))
-}
+        .await?
+        .into_iter()
+        .map(|o| UnrefundedView {
+            id: o.id,
+            left: money(o.amount_cents - o.refunded_cents, &o.currency),
+            email: o.buyer_email,
+        })
+        .collect()
+    } else {
+        Vec::new()
+    };
 
-/// The attributes of a time field: a text input in one format whatever the browser's
-/// locale (see [`crate::moment`]).
-pub(crate) const TIME_INPUT: &str = "inputmode=\"numeric\" autocomplete=\"off\" size=\"16\" placeholder=\"YYYY-MM-DD HH:MM\" \
-     pattern=\"\\d{4}-\\d{2}-\\d{2}[ T]\\d{2}:\\d{2}(:\\d{2})?\" title=\"YYYY-MM-DD HH:MM, 24-hour\"";
+    let hours = e
+        .refund_policy
+        .get("refundable_until_hours_before")
+        .and_then(|h| h.as_u64());
+    let policy = PolicyView {
+        hours,
+        until: hours.map(|h| {
+            moment::at(
+                e.starts_at - chrono::Duration::hours(h as i64),
+                tz,
+                Precision::Minute,
+            )
+        }),
+        raw: e.refund_policy.to_string(),
+    };
+    let tiers: Vec<TierView> = tiers
+        .iter()
+        .map(|t| TierView {
+            name: t.name.clone(),
+            price: money(t.price_cents, &t.currency),
+            capacity: t.capacity,
+            sold: t.sold,
+            held: t.held,
+            available: t.available(),
+        })
+        .collect();
+    let reschedule = (e.status == EventStatus::Scheduled).then(|| RescheduleView {
+        starts: moment::input_value(e.starts_at, tz),
+        ends: moment::input_value(e.ends_at, tz),
+        // Checked, unless the refused form came back without it.
+        notify: retry
+            .filter(|r| r.form == "reschedule")
+            .is_none_or(|r| r.typed("reschedule", "notify").is_some()),
+        key: Uuid::new_v4(),
+    });
+    let provider = e
+        .meeting
+        .get("provider")
+        .and_then(|p| p.as_str())
+        .unwrap_or("?")
+        .replace('_', " ");
+    let view = EventView {
+        slug: e.slug.clone(),
+        title: e.title.clone(),
+        status: e.status.to_string(),
+        starts: moment::at(e.starts_at, tz, Precision::Minute),
+        ends: moment::at(e.ends_at, tz, Precision::Minute),
+        timezone: e.timezone.clone(),
+        provider,
+        mode: e.queue_mode.as_str().replace('_', " "),
+    };
+    Ok(context! {
+        title => &e.title,
+        e => view,
+        policy,
+        tiers,
+        by_status,
+        undelivered,
+        cancelled,
+        unrefunded,
+        staff => op.role != Role::Host,
+        admin => op.role == Role::Admin,
+        reschedule,
+        zone_hint => moment::zone_hint(tz),
+        input_format => moment::INPUT_FORMAT,
+        resend_key => Uuid::new_v4(),
+    })
+}
 
 type Fields = HashMap<String, String>;
 
@@ -379,13 +361,9 @@ async fn answer(
         }
         Err(e) => {
             let retry = Retry::new(form, &e, f);
-            let flash = Flash {
-                done: None,
-                error: None,
-            };
             match page {
-                Page::Event => render_event(s, op, slug, &flash, Some(&retry)).await,
-                Page::Incidents => render_incidents(s, op, slug, &flash, Some(&retry)).await,
+                Page::Event => render_event(s, op, slug, NO_OUTCOME, Some(&retry)).await,
+                Page::Incidents => render_incidents(s, op, slug, NO_OUTCOME, Some(&retry)).await,
             }
         }
     }
@@ -404,16 +382,13 @@ fn repeated(v: &serde_json::Value) -> bool {
 /// `POST /console/events/{slug}/reschedule`.
 pub async fn reschedule_form(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(f): Form<Fields>,
+    CsrfForm {
+        operator,
+        fields: f,
+    }: CsrfForm,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     let result = async {
-        operator.verify_csrf(get(&f, "csrf"))?;
         operator.require(crate::auth::STAFF)?;
         let (_, event) = crate::auth::visible_event(&s.db, &operator, &slug).await?;
         let tz = moment::zone(&event.timezone);
@@ -450,16 +425,13 @@ pub async fn reschedule_form(
 /// `POST /console/events/{slug}/cancel`.
 pub async fn cancel_form(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(f): Form<Fields>,
+    CsrfForm {
+        operator,
+        fields: f,
+    }: CsrfForm,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     let result = async {
-        operator.verify_csrf(get(&f, "csrf"))?;
         operator.require(&[Role::Admin])?;
         crate::auth::visible_event(&s.db, &operator, &slug).await?;
         if get(&f, "confirm").map(str::trim) != Some(slug.as_str()) {
@@ -487,16 +459,13 @@ pub async fn cancel_form(
 /// `back=incidents` from the incident view).
 pub async fn resend_undelivered_form(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(f): Form<Fields>,
+    CsrfForm {
+        operator,
+        fields: f,
+    }: CsrfForm,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     let result = async {
-        operator.verify_csrf(get(&f, "csrf"))?;
         let v =
             support::resend_undelivered_with(&s, &operator, &slug, get(&f, "action_key")).await?;
         Ok(if repeated(&v) {
@@ -526,6 +495,16 @@ struct BuyerRow {
     at: Option<DateTime<Utc>>,
 }
 
+/// A buyer in one of the incident view's lists.
+#[derive(Serialize)]
+struct BuyerView {
+    order_id: Uuid,
+    email: String,
+    name: String,
+    detail: String,
+    at: Option<Moment>,
+}
+
 /// How far back "recent" can't-join attempts go.
 const RECENT_HOURS: i64 = 2;
 /// Rows shown per list; the heading says how many there are in all.
@@ -535,25 +514,24 @@ const SHOWN: i64 = 200;
 /// get in, and the one-step fix for the largest group.
 pub async fn incidents_page(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
+    SignedIn(operator): SignedIn,
     Path(slug): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
-    render_incidents(&s, &operator, &slug, &flash, None).await
+    render_incidents(&s, &operator, &slug, Outcome::from(&flash), None).await
 }
 
 async fn render_incidents(
     s: &AppState,
     op: &Operator,
     slug: &str,
-    flash: &Flash,
+    flash: Outcome<'_>,
     retry: Option<&Retry>,
 ) -> Response {
-    shown(op, retry, incidents_html(s, op, slug, flash, retry).await)
+    let built = incidents_view(s, op, slug)
+        .await
+        .map(|ctx| context! { flash, ..ctx });
+    shown(op, retry, "incidents.html", built)
 }
 
 /// Paid orders whose newest confirmation failed or bounced and none was ever sent.
@@ -575,13 +553,7 @@ const NOT_OPENED: &str = r#"
       AND NOT EXISTS (SELECT 1 FROM redemptions r JOIN tickets t ON t.id = r.ticket_id
                       WHERE t.order_id = o.id)"#;
 
-async fn incidents_html(
-    s: &AppState,
-    op: &Operator,
-    slug: &str,
-    flash: &Flash,
-    retry: Option<&Retry>,
-) -> Result<(String, String), ConsoleError> {
+async fn incidents_view(s: &AppState, op: &Operator, slug: &str) -> Result<Value, ConsoleError> {
     let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tz = moment::zone(&e.timezone);
     let undelivered_total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -629,64 +601,33 @@ async fn incidents_html(
     .fetch_all(&s.db)
     .await?;
 
-    let table = |id: &str, rows: &[BuyerRow], what: &str| -> String {
-        if rows.is_empty() {
-            return format!("<p class=\"muted\" id=\"{id}\">None.</p>");
-        }
-        let body: String = rows
-            .iter()
-            .map(|r| {
-                format!(
-                    "<tr><td><a href=\"/console/orders/{}\">{}</a><div class=\"muted\">{}</div></td><td>{}</td><td class=\"muted\">{}</td></tr>",
-                    r.order_id,
-                    escape(&r.buyer_email),
-                    escape(&r.buyer_name),
-                    escape(r.detail.as_deref().unwrap_or("")),
-                    r.at.map(|t| moment::html(t, tz, Precision::Minute))
-                        .unwrap_or_default(),
-                )
+    let view = |rows: Vec<BuyerRow>| -> Vec<BuyerView> {
+        rows.into_iter()
+            .map(|r| BuyerView {
+                order_id: r.order_id,
+                email: r.buyer_email,
+                name: r.buyer_name,
+                detail: r.detail.unwrap_or_default(),
+                at: r.at.map(|t| moment::at(t, tz, Precision::Minute)),
             })
-            .collect();
-        format!(
-            "<table id=\"{id}\"><thead><tr><th>Buyer</th><th>{what}</th><th>When</th></tr></thead><tbody>{body}</tbody></table>"
-        )
+            .collect()
     };
-    let mut out = banners(flash, retry);
     let doors = e.starts_at - chrono::Duration::hours(1);
-    out.push_str(&format!(
-        "<p class=\"crumbs\"><a href=\"/console/events/{slug}\">{title}</a> · starts {starts} · links open {doors}</p>\
-         <h1>Incidents</h1>",
-        slug = escape(&e.slug),
-        title = escape(&e.title),
-        starts = moment::html(e.starts_at, tz, Precision::Minute),
-        doors = moment::html(doors, tz, Precision::Minute),
-    ));
-    out.push_str(&format!(
-        "<h2>Confirmation failed or bounced ({undelivered_total})</h2>"
-    ));
-    if op.role != Role::Host && undelivered_total > 0 {
-        out.push_str(&format!(
-            "<form id=\"incident-resend\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/resend-undelivered\">\
-             <span>Send the confirmation again, with the current links, to all {undelivered_total} buyer(s). \
-             A bounced address stays wrong: correct it from the buyer's order page.</span>{note}\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{k}\">\
-             <input type=\"hidden\" name=\"back\" value=\"incidents\"><button type=\"submit\">Resend to all {undelivered_total}</button></form>",
-            refused = refused_class(retry, "incident-resend"),
-            note = refusal_note(retry, "incident-resend"),
-            slug = escape(&e.slug),
-            csrf = escape(op.csrf.as_deref().unwrap_or("")),
-            k = Uuid::new_v4(),
-        ));
-    }
-    out.push_str(&table("undelivered-buyers", &undelivered, "Last attempt"));
-    out.push_str(&format!(
-        "<h2>Delivered but never opened ({not_opened_total})</h2>{}",
-        table("not-opened", &not_opened, "")
-    ));
-    out.push_str(&format!(
-        "<h2>Could not join, last {RECENT_HOURS} hours ({})</h2>{}",
-        cant_join.len(),
-        table("cant-join", &cant_join, "Outcome")
-    ));
-    Ok((format!("Incidents · {}", e.title), out))
+    Ok(context! {
+        title => format!("Incidents · {}", e.title),
+        e => context! {
+            slug => &e.slug,
+            title => &e.title,
+            starts => moment::at(e.starts_at, tz, Precision::Minute),
+            doors => moment::at(doors, tz, Precision::Minute),
+        },
+        staff => op.role != Role::Host,
+        undelivered_total,
+        not_opened_total,
+        undelivered => view(undelivered),
+        not_opened => view(not_opened),
+        cant_join => view(cant_join),
+        recent_hours => RECENT_HOURS,
+        resend_key => Uuid::new_v4(),
+    })
 }

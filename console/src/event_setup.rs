@@ -1,8 +1,12 @@
 //! Setting up an event from the console: the create form, checked by the same rules as
 //! the API (`events::create_with`), and the edit page (the event's details and its
 //! queue). A refused form comes back as the page again — the reason above the form,
-//! what was typed still in it, the refusal's status (403 a role or an expired form, 409
-//! a taken slug, 422 the input) — and nothing is written.
+//! what was typed still in it, the refusal's status (403 a role, 409 a taken slug, 422
+//! the input) — and nothing is written. A form without the session's CSRF token is a
+//! `403` page.
+//!
+//! The pages are the templates `event_form.html` (create) and `event_edit.html`, with
+//! the pieces they share with the event's page in `event_macros.html`.
 //!
 //! Stable hooks for browser tests: `GET /console/events/new` renders `form#event-setup`
 //! (staff) posting to `/console/events/new` with `slug`, `title`, `timezone` (a `select`
@@ -23,35 +27,32 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use platform::html::escape;
+use minijinja::{Value as Tpl, context};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+use uuid::Uuid;
 use waitroom::settings::{AdmissionSettings, Mode};
 
 use crate::ConsoleError;
 use crate::admission::{self, AdmissionChange};
 use crate::app::AppState;
-use crate::auth::{Operator, STAFF};
-use crate::event_pages::TIME_INPUT;
+use crate::auth::{CsrfForm, Operator, STAFF, SignedIn};
+use crate::event_pages::shown;
 use crate::fixes::{Attempt, Fix, once};
-use crate::moment::{self, Precision};
-use crate::pages::{Retry, cents, error_page, layout, refusal_note, signed_in, urlencode};
+use crate::html;
+use crate::moment::{self, Moment, Precision};
+use crate::pages::{Retry, cents, urlencode};
 
 const TIER_ROWS: usize = 3;
 
 type Fields = HashMap<String, String>;
 
 /// `GET /console/events/new`.
-pub async fn new_page(operator: Result<Operator, ConsoleError>) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
+pub async fn new_page(SignedIn(operator): SignedIn) -> Response {
     if let Err(e) = operator.require(STAFF) {
-        return error_page(Some(&operator), &e);
+        return html::error_page(Some(&operator), &e);
     }
     let defaults: Fields = [
         ("timezone", "Europe/Amsterdam"),
@@ -63,102 +64,57 @@ pub async fn new_page(operator: Result<Operator, ConsoleError>) -> Response {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    layout(
-        "New event",
-        Some(&operator),
-        &form_html(&operator, &defaults, None),
-    )
-    .into_response()
+    new_form(&operator, &defaults, None)
 }
 
-fn options(name: &str, current: &str, choices: &[&str]) -> String {
-    let opts: String = choices
-        .iter()
-        .map(|o| {
-            format!(
-                "<option value=\"{o}\"{}>{}</option>",
-                if *o == current { " selected" } else { "" },
-                o.replace('_', " ")
-            )
+/// One timezone a form offers.
+#[derive(Serialize)]
+pub(crate) struct ZoneChoice {
+    name: Tpl,
+    selected: bool,
+}
+
+/// The timezone `select`'s options: [`moment::choices`] with `current` selected, kept
+/// even if it is not among them (an edit never silently changes a zone).
+///
+/// The choices are the IANA names compiled into chrono-tz, not anything typed or
+/// stored, so they are marked safe: escaped, their `/` would read `&#x2f;` in the page's
+/// source. `current`, when it is not one of them, is escaped as any value.
+pub(crate) fn zone_choices(current: &str) -> Vec<ZoneChoice> {
+    let mut zones: Vec<ZoneChoice> = moment::choices()
+        .map(|z| ZoneChoice {
+            name: Tpl::from_safe_string(z.to_owned()),
+            selected: z == current,
         })
         .collect();
-    format!("<select name=\"{name}\" id=\"{name}\">{opts}</select>")
+    if !current.is_empty() && !zones.iter().any(|z| z.selected) {
+        zones.insert(
+            0,
+            ZoneChoice {
+                name: Tpl::from(current),
+                selected: true,
+            },
+        );
+    }
+    zones
 }
 
-/// The hint under the time fields: the format, and the zone they are read in.
-fn time_hint(tz_name: &str) -> String {
-    let zone = moment::zone(tz_name);
-    format!(
-        "<span class=\"hint\">As {}, 24-hour, in the event's timezone (now {}).</span>",
-        moment::INPUT_FORMAT,
-        escape(&moment::zone_hint(zone))
-    )
-}
-
-fn form_html(op: &Operator, v: &Fields, error: Option<&str>) -> String {
-    let val = |k: &str| escape(v.get(k).map(String::as_str).unwrap_or(""));
-    let current = |k: &str| v.get(k).map(String::as_str).unwrap_or("");
-    let tiers: String = (1..=TIER_ROWS)
-        .map(|i| {
-            format!(
-                "<tr><td><input name=\"tier{i}_code\" value=\"{}\" size=\"6\" aria-label=\"Tier {i} code\"{req}></td>\
-                 <td><input name=\"tier{i}_name\" value=\"{}\" aria-label=\"Tier {i} name\"></td>\
-                 <td><input name=\"tier{i}_price\" value=\"{}\" inputmode=\"decimal\" size=\"8\" placeholder=\"20.00\" aria-label=\"Tier {i} price\"></td>\
-                 <td><input name=\"tier{i}_currency\" value=\"{}\" size=\"4\" placeholder=\"EUR\" aria-label=\"Tier {i} currency\"></td>\
-                 <td><input name=\"tier{i}_capacity\" value=\"{}\" type=\"number\" min=\"1\" size=\"7\" aria-label=\"Tier {i} capacity\"></td></tr>",
-                val(&format!("tier{i}_code")),
-                val(&format!("tier{i}_name")),
-                val(&format!("tier{i}_price")),
-                val(&format!("tier{i}_currency")),
-                val(&format!("tier{i}_capacity")),
-                req = if i == 1 { " required" } else { "" },
-            )
-        })
-        .collect();
-    let error = error
-        .map(|e| format!("<p class=\"banner bad\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    format!(
-        "<p class=\"crumbs\"><a href=\"/console/events\">Events</a></p><h1>New event</h1>{error}\
-         <form id=\"event-setup\" class=\"inline card\" method=\"post\" action=\"/console/events/new\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <div class=\"grid\"><label>Title <input name=\"title\" value=\"{title}\" required></label>\
-         <label>Slug (in the public URL) <input name=\"slug\" value=\"{slug}\" required pattern=\"[a-z0-9-]+\"></label>\
-         <label>Timezone {tz}</label></div>\
-         <div class=\"grid\"><label>Starts <input name=\"starts_at\" value=\"{starts}\" required {time_input}></label>\
-         <label>Ends <input name=\"ends_at\" value=\"{ends}\" required {time_input}></label></div>{hint}\
-         <div class=\"grid\"><label>Meeting provider {provider}</label>\
-         <label>Meeting link (optional) <input name=\"meeting_url\" value=\"{url}\" type=\"url\"></label>\
-         <label>Refunds until (hours before the start) <input name=\"refundable_until_hours_before\" type=\"number\" min=\"0\" value=\"{hours}\" required></label></div>\
-         <h2>Tiers</h2><table><thead><tr><th>Code</th><th>Name</th><th>Price</th><th>Currency</th><th>Capacity</th></tr></thead><tbody>{tiers}</tbody></table>\
-         <h2>Queue</h2><div class=\"grid\"><label>Mode {mode}</label>\
-         <label>Opens (for a pre-queue) <input name=\"queue_opens_at\" value=\"{opens}\" {time_input}></label>\
-         <label>Admitted per minute <input name=\"rate_per_minute\" type=\"number\" min=\"0\" value=\"{rate}\"></label>\
-         <label>Max in checkout at once <input name=\"max_active\" type=\"number\" min=\"1\" value=\"{active}\"></label></div>\
-         <button type=\"submit\">Create the event</button></form>",
-        csrf = escape(op.csrf.as_deref().unwrap_or("")),
-        title = val("title"),
-        slug = val("slug"),
-        tz = moment::select("timezone", current("timezone")),
-        starts = val("starts_at"),
-        ends = val("ends_at"),
-        time_input = TIME_INPUT,
-        hint = time_hint(current("timezone")),
-        provider = options(
-            "meeting_provider",
-            current("meeting_provider"),
-            &["jitsi", "zoom", "google_meet"]
-        ),
-        url = val("meeting_url"),
-        hours = val("refundable_until_hours_before"),
-        mode = options(
-            "queue_mode",
-            current("queue_mode"),
-            &["paused", "prequeue", "on", "off"]
-        ),
-        opens = val("queue_opens_at"),
-        rate = val("rate_per_minute"),
-        active = val("max_active"),
+/// The set-up form with `v` in it; `refused` is why it came back.
+fn new_form(op: &Operator, v: &Fields, refused: Option<&Retry>) -> Response {
+    let current = v.get("timezone").map(String::as_str).unwrap_or("");
+    html::render_with(
+        refused.map_or(axum::http::StatusCode::OK, |r| r.status),
+        "event_form.html",
+        Some(op),
+        context! {
+            title => "New event",
+            v,
+            error => refused.map(|r| &r.message),
+            zones => zone_choices(current),
+            zone_hint => moment::zone_hint(moment::zone(current)),
+            input_format => moment::INPUT_FORMAT,
+            tier_rows => TIER_ROWS,
+        },
     )
 }
 
@@ -233,15 +189,12 @@ fn request(v: &Fields) -> Result<orders::events::NewEventRequest, ConsoleError> 
 /// `POST /console/events/new`.
 pub async fn create_form(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
-    Form(v): Form<Fields>,
+    CsrfForm {
+        operator,
+        fields: v,
+    }: CsrfForm,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     let result = async {
-        operator.verify_csrf(v.get("csrf").map(String::as_str))?;
         operator.require(STAFF)?;
         crate::events::create_with(&s, &operator, request(&v)?).await
     }
@@ -254,15 +207,7 @@ pub async fn create_form(
         .into_response(),
         Err(e) => {
             let retry = Retry::new("event-setup", &e, HashMap::new());
-            (
-                retry.status,
-                layout(
-                    "New event",
-                    Some(&operator),
-                    &form_html(&operator, &v, Some(&retry.message)),
-                ),
-            )
-                .into_response()
+            new_form(&operator, &v, Some(&retry))
         }
     }
 }
@@ -272,13 +217,9 @@ pub async fn create_form(
 /// are told).
 pub async fn edit_page(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
+    SignedIn(operator): SignedIn,
     Path(slug): Path<String>,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     render_edit(&s, &operator, &slug, None, None).await
 }
 
@@ -290,36 +231,21 @@ async fn render_edit(
     typed: Option<&Fields>,
     retry: Option<&Retry>,
 ) -> Response {
-    let found = async {
+    let built = async {
         let (event, tiers, stored) = edit_values(s, op, slug).await?;
         let queue = admission::current(s, &event).await;
-        Ok::<_, ConsoleError>((event, tiers, stored, queue))
+        let edit_values = match (typed, retry) {
+            (Some(t), Some(r)) if r.form == "event-edit" => t,
+            _ => &stored,
+        };
+        let queue_typed = match (typed, retry) {
+            (Some(t), Some(r)) if r.form == "event-queue" => Some(t),
+            _ => None,
+        };
+        Ok(edit_view(&event, &tiers, edit_values, queue, queue_typed))
     }
     .await;
-    match found {
-        Ok((event, tiers, stored, queue)) => {
-            let edit_values = match (typed, retry) {
-                (Some(t), Some(r)) if r.form == "event-edit" => t,
-                _ => &stored,
-            };
-            let queue_typed = match (typed, retry) {
-                (Some(t), Some(r)) if r.form == "event-queue" => Some(t),
-                _ => None,
-            };
-            let body = format!(
-                "{}{}",
-                edit_html(op, &event, &tiers, edit_values, retry),
-                queue_html(op, &event, queue, queue_typed, retry)
-            );
-            (
-                retry.map_or(StatusCode::OK, |r| r.status),
-                layout(&format!("Edit {}", event.title), Some(op), &body),
-            )
-                .into_response()
-        }
-        Err(_) if retry.is_some() => retry.map(|r| r.page(op)).expect("a retry"),
-        Err(e) => error_page(Some(op), &e),
-    }
+    shown(op, retry, "event_edit.html", built)
 }
 
 type Tiers = Vec<orders::events::Tier>;
@@ -361,152 +287,121 @@ async fn edit_values(
     Ok((e, tiers, v))
 }
 
-fn edit_html(
-    op: &Operator,
+/// A tier's row of the edit form: its price and capacity as stored or as typed.
+#[derive(Serialize)]
+struct TierRow<'a> {
+    id: Uuid,
+    name: &'a str,
+    code: &'a str,
+    currency: &'a str,
+    price: &'a str,
+    capacity: &'a str,
+    sold: i32,
+    held: i32,
+}
+
+/// The queue form: what is live now, each field as it would be set (or as typed).
+#[derive(Serialize)]
+struct QueueView {
+    now: Live,
+    unavailable: bool,
+    mode: String,
+    rate: String,
+    active: String,
+    ttl: String,
+    opens: String,
+    reason: String,
+}
+
+/// The queue's settings as they are live now.
+#[derive(Serialize)]
+struct Live {
+    mode: String,
+    rate: u32,
+    active: u32,
+    ttl: u32,
+}
+
+/// The event as its edit page shows it.
+#[derive(Serialize)]
+struct EditedEvent<'a> {
+    slug: &'a str,
+    title: &'a str,
+    timezone: &'a str,
+    starts: Moment,
+}
+
+/// The edit page: the details form with `v` in it, the queue form with the live
+/// settings (or what was typed into it, `queue_typed`).
+fn edit_view(
     event: &orders::events::Event,
     tiers: &Tiers,
     v: &Fields,
-    retry: Option<&Retry>,
-) -> String {
-    let val = |k: &str| escape(v.get(k).map(String::as_str).unwrap_or(""));
-    let current = |k: &str| v.get(k).map(String::as_str).unwrap_or("");
-    let rows: String = tiers
+    live: Result<AdmissionSettings, ConsoleError>,
+    queue_typed: Option<&Fields>,
+) -> Tpl {
+    let val = |k: &str| v.get(k).map(String::as_str).unwrap_or("");
+    let tz = moment::zone(&event.timezone);
+    let rows: Vec<TierRow> = tiers
         .iter()
-        .map(|t| {
-            format!(
-                "<tr><td>{name} <span class=\"muted\">{code}</span></td>\
-                 <td><input name=\"tier_{id}_price\" value=\"{price}\" inputmode=\"decimal\" size=\"8\" aria-label=\"{name} price\"> {cur}</td>\
-                 <td><input name=\"tier_{id}_capacity\" value=\"{cap}\" type=\"number\" min=\"0\" size=\"7\" aria-label=\"{name} capacity\"></td>\
-                 <td class=\"muted\">{sold} sold, {held} held</td></tr>",
-                name = escape(&t.name),
-                code = escape(&t.code),
-                id = t.id,
-                price = val(&format!("tier_{}_price", t.id)),
-                cur = escape(&t.currency),
-                cap = val(&format!("tier_{}_capacity", t.id)),
-                sold = t.sold,
-                held = t.held,
-            )
+        .map(|t| TierRow {
+            id: t.id,
+            name: &t.name,
+            code: &t.code,
+            currency: &t.currency,
+            price: val(&format!("tier_{}_price", t.id)),
+            capacity: val(&format!("tier_{}_capacity", t.id)),
+            sold: t.sold,
+            held: t.held,
         })
         .collect();
-    let banner = retry
-        .map(|r| {
-            format!(
-                "<p class=\"banner bad\" role=\"alert\">Not done: {}</p>",
-                escape(&r.message)
-            )
-        })
-        .unwrap_or_default();
-    let slug = escape(&event.slug);
-    let tz = moment::zone(&event.timezone);
-    format!(
-        "<p class=\"crumbs\"><a href=\"/console/events\">Events</a> · <a href=\"/console/events/{slug}\">{title}</a></p>\
-         <h1>Edit the event</h1>{banner}\
-         <p class=\"muted\">Starts {starts}. Times change with the reschedule form on the <a href=\"/console/events/{slug}\">event's page</a> \
-         (buyers are told); the queue below, or live in the <a href=\"/console/events/{slug}/live\">control room</a>.</p>\
-         <form id=\"event-edit\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/edit\"><strong>Details</strong>{note}\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"action_key\" value=\"{key}\">\
-         <div class=\"grid\"><label>Title <input name=\"title\" value=\"{title_value}\" required></label>\
-         <label>Timezone {tz_select}</label></div>\
-         <div class=\"grid\"><label>Meeting provider {providers}</label>\
-         <label>Meeting link <input name=\"meeting_url\" value=\"{url}\" type=\"url\"></label>\
-         <label>Refunds until (hours before the start) <input name=\"refundable_until_hours_before\" type=\"number\" min=\"0\" value=\"{hours}\" required></label></div>\
-         <h2>Tiers</h2><table id=\"edit-tiers\"><thead><tr><th>Tier</th><th>Price</th><th>Capacity</th><th></th></tr></thead><tbody>{rows}</tbody></table>\
-         <p class=\"hint\">Tiers cannot be added or removed once the event exists. To stop a tier selling, set its capacity to what is sold and held.</p>\
-         <label>Reason <input name=\"reason\" required value=\"{reason}\" placeholder=\"e.g. the venue has more room\"></label>\
-         <button type=\"submit\">Save</button></form>",
-        title = escape(&event.title),
-        starts = moment::html(event.starts_at, tz, Precision::Minute),
-        refused = crate::pages::refused_class(retry, "event-edit"),
-        note = refusal_note(retry, "event-edit"),
-        csrf = escape(op.csrf.as_deref().unwrap_or("")),
-        key = uuid::Uuid::new_v4(),
-        title_value = val("title"),
-        tz_select = moment::select("timezone", current("timezone")),
-        providers = options(
-            "meeting_provider",
-            current("meeting_provider"),
-            &["jitsi", "zoom", "google_meet"]
-        ),
-        url = val("meeting_url"),
-        hours = val("refundable_until_hours_before"),
-        reason = val("reason"),
-    )
-}
-
-/// The queue's settings as a form: what is live now, each field as it would be set.
-fn queue_html(
-    op: &Operator,
-    event: &orders::events::Event,
-    live: Result<AdmissionSettings, ConsoleError>,
-    typed: Option<&Fields>,
-    retry: Option<&Retry>,
-) -> String {
-    let tz = moment::zone(&event.timezone);
     let (settings, unavailable) = match live {
-        Ok(s) => (s, ""),
-        Err(_) => (
-            event.admission(),
-            "<p class=\"field-error\">The queue store is unreachable: these are the stored settings, and a change will be refused until it is back.</p>",
-        ),
+        Ok(s) => (s, false),
+        Err(_) => (event.admission(), true),
     };
-    let current = |k: &str, live: String| -> String {
-        escape(
-            typed
-                .and_then(|t| t.get(k))
-                .map(String::as_str)
-                .unwrap_or(&live),
-        )
+    let typed = |k: &str, live: String| -> String {
+        queue_typed.and_then(|t| t.get(k)).cloned().unwrap_or(live)
     };
-    let mode = typed
-        .and_then(|t| t.get("mode"))
-        .map(String::as_str)
-        .unwrap_or(settings.mode.as_str())
-        .to_owned();
-    let modes = ["off", "prequeue", "on", "paused", "sold_out", "closed"];
-    format!(
-        "<form id=\"event-queue\" class=\"inline card{refused}\" method=\"post\" action=\"/console/events/{slug}/queue\" style=\"margin-top:1rem\">\
-         <strong>Queue</strong><span class=\"hint\">A change reaches every gateway within a second. Now: {now}.</span>{note}{unavailable}\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <div class=\"grid\"><label>Mode {modes}</label>\
-         <label>Admitted per minute <input name=\"rate_per_minute\" type=\"number\" min=\"0\" max=\"1000000\" required value=\"{rate}\"></label>\
-         <label>Max in checkout at once <input name=\"max_active\" type=\"number\" min=\"1\" max=\"1000000\" required value=\"{active}\"></label>\
-         <label>Admission lasts (seconds) <input name=\"admission_ttl_seconds\" type=\"number\" min=\"30\" max=\"86400\" required value=\"{ttl}\"></label>\
-         <label>Pre-queue draw at <input name=\"opens_at\" value=\"{opens}\" {time_input}></label></div>\
-         <span class=\"hint\">The draw time is needed for a pre-queue; as {format}, 24-hour, in {zone} ({abbr}).</span>\
-         <label>Reason <input name=\"reason\" required value=\"{reason}\" placeholder=\"e.g. checkout keeps up; admit faster\"></label>\
-         <button type=\"submit\">Apply to the queue</button></form>",
-        refused = crate::pages::refused_class(retry, "event-queue"),
-        note = refusal_note(retry, "event-queue"),
-        slug = escape(&event.slug),
-        now = escape(&format!(
-            "{} · {}/min · {} in checkout at most · admissions last {} s",
-            settings.mode.as_str().replace('_', " "),
-            settings.rate_per_minute,
-            settings.max_active,
-            settings.admission_ttl_seconds
-        )),
-        csrf = escape(op.csrf.as_deref().unwrap_or("")),
-        modes = options("mode", &mode, &modes),
-        rate = current("rate_per_minute", settings.rate_per_minute.to_string()),
-        active = current("max_active", settings.max_active.to_string()),
-        ttl = current(
+    let queue = QueueView {
+        now: Live {
+            mode: settings.mode.as_str().replace('_', " "),
+            rate: settings.rate_per_minute,
+            active: settings.max_active,
+            ttl: settings.admission_ttl_seconds,
+        },
+        unavailable,
+        mode: typed("mode", settings.mode.as_str().to_owned()),
+        rate: typed("rate_per_minute", settings.rate_per_minute.to_string()),
+        active: typed("max_active", settings.max_active.to_string()),
+        ttl: typed(
             "admission_ttl_seconds",
-            settings.admission_ttl_seconds.to_string()
+            settings.admission_ttl_seconds.to_string(),
         ),
-        opens = current(
+        opens: typed(
             "opens_at",
             settings
                 .opens_at
                 .map(|t| moment::input_value(t, tz))
-                .unwrap_or_default()
+                .unwrap_or_default(),
         ),
-        time_input = TIME_INPUT,
-        format = moment::INPUT_FORMAT,
-        zone = escape(&event.timezone),
-        abbr = escape(&moment::zone_hint(tz)),
-        reason = current("reason", String::new()),
-    )
+        reason: typed("reason", String::new()),
+    };
+    context! {
+        title => format!("Edit {}", event.title),
+        e => EditedEvent {
+            slug: &event.slug,
+            title: &event.title,
+            timezone: &event.timezone,
+            starts: moment::at(event.starts_at, tz, Precision::Minute),
+        },
+        v,
+        tiers => rows,
+        zones => zone_choices(val("timezone")),
+        key => Uuid::new_v4(),
+        q => queue,
+        zone_hint => moment::zone_hint(tz),
+        input_format => moment::INPUT_FORMAT,
+    }
 }
 
 fn edit_request(tiers: &Tiers, v: &Fields) -> Result<orders::events::EventEdit, ConsoleError> {
@@ -550,16 +445,13 @@ fn edit_request(tiers: &Tiers, v: &Fields) -> Result<orders::events::EventEdit, 
 /// the same action key does nothing.
 pub async fn edit_form(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(v): Form<Fields>,
+    CsrfForm {
+        operator,
+        fields: v,
+    }: CsrfForm,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     let result = async {
-        operator.verify_csrf(v.get("csrf").map(String::as_str))?;
         let (event, tiers, before) = edit_values(&s, &operator, &slug).await?;
         let reason = v.get("reason").map(|r| r.trim()).unwrap_or("").to_owned();
         if reason.is_empty() {
@@ -644,16 +536,13 @@ fn queue_change(v: &Fields, tz: chrono_tz::Tz) -> Result<AdmissionChange, Consol
 /// changes nothing but adds an audit row, so it needs no action key.
 pub async fn queue_form(
     State(s): State<AppState>,
-    operator: Result<Operator, ConsoleError>,
     Path(slug): Path<String>,
-    Form(v): Form<Fields>,
+    CsrfForm {
+        operator,
+        fields: v,
+    }: CsrfForm,
 ) -> Response {
-    let operator = match signed_in(operator) {
-        Ok(o) => o,
-        Err(r) => return *r,
-    };
     let result = async {
-        operator.verify_csrf(v.get("csrf").map(String::as_str))?;
         operator.require(STAFF)?;
         let (_, event) = crate::auth::visible_event(&s.db, &operator, &slug).await?;
         let change = queue_change(&v, moment::zone(&event.timezone))?;

@@ -26,6 +26,28 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("../templates/message.html")),
     ("order.html", include_str!("../templates/order.html")),
     ("search.html", include_str!("../templates/search.html")),
+    (
+        "event_macros.html",
+        include_str!("../templates/event_macros.html"),
+    ),
+    ("events.html", include_str!("../templates/events.html")),
+    ("event.html", include_str!("../templates/event.html")),
+    (
+        "incidents.html",
+        include_str!("../templates/incidents.html"),
+    ),
+    (
+        "event_form.html",
+        include_str!("../templates/event_form.html"),
+    ),
+    (
+        "event_edit.html",
+        include_str!("../templates/event_edit.html"),
+    ),
+    (
+        "control_room.html",
+        include_str!("../templates/control_room.html"),
+    ),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {

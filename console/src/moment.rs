@@ -1,5 +1,6 @@
 //! How the console shows and reads a moment in time. Every time on every page goes
-//! through [`html`] (or [`text`] where markup cannot go), so a page never mixes zones:
+//! through [`at`] (the `time` macro of `templates/macros.html`; [`text`] where markup
+//! cannot go), so a page never mixes zones:
 //! the event's own timezone with its abbreviation ("Tue 1 Dec 2026, 19:30 CET"), the
 //! UTC instant in the `title` (hover) and the `datetime` attribute.
 //!
@@ -10,7 +11,6 @@
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use platform::html::escape;
 use serde::Serialize;
 
 use crate::ConsoleError;
@@ -58,20 +58,6 @@ pub fn at(t: DateTime<Utc>, tz: Tz, p: Precision) -> Moment {
         utc: utc.to_string(),
         text: text(t, tz, p),
     }
-}
-
-/// The moment as a `<time>` element: [`text`], with the UTC instant in `datetime` and
-/// in the `title` an operator sees on hover.
-pub fn html(t: DateTime<Utc>, tz: Tz, p: Precision) -> String {
-    let utc = match p {
-        Precision::Minute => t.format("%Y-%m-%d %H:%M UTC"),
-        Precision::Second => t.format("%Y-%m-%d %H:%M:%S UTC"),
-    };
-    format!(
-        "<time datetime=\"{}\" title=\"{utc}\">{}</time>",
-        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        escape(&text(t, tz, p))
-    )
 }
 
 /// The format forms use, shown next to every time field.
@@ -145,25 +131,6 @@ pub fn choices() -> impl Iterator<Item = &'static str> {
     )
 }
 
-/// A `<select>` of [`choices`] with `current` selected (kept even if it is not among
-/// them, so an edit never silently changes a zone).
-pub fn select(name: &str, current: &str) -> String {
-    let mut options = String::new();
-    let mut found = false;
-    for z in choices() {
-        let selected = z == current;
-        found |= selected;
-        options.push_str(&format!(
-            "<option{}>{z}</option>",
-            if selected { " selected" } else { "" }
-        ));
-    }
-    if !found && !current.is_empty() {
-        options = format!("<option selected>{}</option>{options}", escape(current));
-    }
-    format!("<select name=\"{name}\" id=\"{name}\" required>{options}</select>")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,9 +152,14 @@ mod tests {
             text(at("2026-07-01T18:30:00Z"), ams, Precision::Minute),
             "Wed 1 Jul 2026, 20:30 CEST"
         );
+        let m = super::at(t, ams, Precision::Minute);
         assert_eq!(
-            html(t, ams, Precision::Minute),
-            "<time datetime=\"2026-12-01T18:30:05Z\" title=\"2026-12-01 18:30 UTC\">Tue 1 Dec 2026, 19:30 CET</time>"
+            (m.datetime.as_str(), m.utc.as_str(), m.text.as_str()),
+            (
+                "2026-12-01T18:30:05Z",
+                "2026-12-01 18:30 UTC",
+                "Tue 1 Dec 2026, 19:30 CET"
+            )
         );
         assert_eq!(zone("Mars/Olympus"), chrono_tz::UTC);
     }
@@ -225,17 +197,12 @@ mod tests {
     }
 
     #[test]
-    fn the_zone_choices_are_places_and_keep_an_unusual_current_value() {
+    fn the_zone_choices_are_places() {
         let all: Vec<_> = choices().collect();
         assert!(all.contains(&"Europe/Amsterdam") && all.contains(&"UTC"));
         assert!(
             !all.iter()
                 .any(|z| z.starts_with("US/") || z.starts_with("Etc/"))
         );
-        assert!(
-            select("timezone", "Europe/Amsterdam")
-                .contains("<option selected>Europe/Amsterdam</option>")
-        );
-        assert!(select("timezone", "Etc/GMT+1").contains("<option selected>Etc/GMT+1</option>"));
     }
 }

@@ -16,10 +16,9 @@ use std::collections::HashMap;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use contract::states::{DeliveryStatus, OrderStatus, TicketStatus};
 use minijinja::context;
-use platform::html::escape;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,98 +30,6 @@ use crate::moment::{self, Moment, Precision};
 use crate::search;
 use crate::sessions::{self, Login};
 use crate::support::{self, CancelOrderBody, EmailBody, OrderDetail, RefundBody, TransferBody};
-
-const STYLE: &str = r#"
-:root { color-scheme: light dark; --muted: #6b7280; --accent: #2f6fed; --bad: #b91c1c; --ok: #15803d; --warn: #b45309;
-        --line: color-mix(in srgb, CanvasText 14%, transparent); --soft: color-mix(in srgb, CanvasText 4%, Canvas); }
-@media (prefers-color-scheme: dark) { :root { --muted: #a1a8b3; --accent: #6b9bff; --bad: #f87171; --ok: #4ade80; --warn: #fbbf24; } }
-* { box-sizing: border-box; }
-body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-header { display: flex; gap: 1rem; align-items: center; padding: .6rem 1.25rem; border-bottom: 1px solid var(--line); }
-header strong { margin-right: auto; }
-header a { color: inherit; }
-header form { margin: 0; }
-main { max-width: 72rem; margin: 0 auto; padding: 1.25rem; }
-h1 { font-size: 1.45rem; margin: .2rem 0 .8rem; }
-h2 { font-size: 1.1rem; margin: 1.8rem 0 .6rem; }
-a { color: var(--accent); }
-table { width: 100%; border-collapse: collapse; }
-th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: break-word; }
-th { font-size: .78rem; color: var(--muted); font-weight: 600; text-transform: uppercase; letter-spacing: .04em; white-space: nowrap; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-code { font-size: .9em; overflow-wrap: anywhere; }
-time { white-space: nowrap; }
-.nowrap { white-space: nowrap; }
-.muted { color: var(--muted); }
-.small { font-size: .85rem; }
-.crumbs { color: var(--muted); margin: 0; }
-.pill { display: inline-block; padding: .05rem .55rem; border-radius: 999px; font-size: .8rem; border: 1px solid var(--line); white-space: nowrap; }
-.ok { color: var(--ok); } .bad { color: var(--bad); } .warn { color: var(--warn); }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(17rem, 1fr)); gap: 1rem; align-items: start; }
-.card { border: 1px solid var(--line); border-radius: 10px; padding: 1rem; }
-.card.refused { border-color: var(--bad); box-shadow: 0 0 0 1px var(--bad) inset; }
-.card > strong:first-child { font-size: 1rem; }
-form.inline { display: flex; flex-direction: column; gap: .55rem; margin: 0; }
-form.inline > button, form.inline > .actions { margin-top: auto; align-self: flex-start; }
-label { display: grid; gap: .2rem; font-size: .9rem; }
-label.check { display: flex; gap: .45rem; align-items: center; }
-.hint { font-size: .8rem; color: var(--muted); }
-.field-error { margin: 0; font-size: .85rem; color: var(--bad); font-weight: 600; }
-input, select, textarea { font: inherit; padding: .4rem .5rem; border-radius: 6px; border: 1px solid color-mix(in srgb, CanvasText 30%, transparent); background: Canvas; color: CanvasText; min-width: 0; }
-input[type=checkbox] { width: 1rem; height: 1rem; }
-button { font: inherit; font-size: .9rem; font-weight: 600; line-height: 1.3; padding: .42rem .9rem; border: 1px solid transparent; border-radius: 6px; background: var(--accent); color: white; cursor: pointer; white-space: nowrap; }
-button:hover { filter: brightness(1.08); }
-button.danger { background: var(--bad); }
-button.quiet { background: none; color: inherit; border-color: var(--line); font-weight: 500; }
-.search { display: flex; gap: .5rem; } .search input { flex: 1; font-size: 1.05rem; }
-.banner { padding: .65rem 1rem; border-radius: 8px; border-left: 4px solid var(--accent); background: color-mix(in srgb, var(--accent) 10%, Canvas); margin: .6rem 0; }
-.banner.bad { border-color: var(--bad); background: color-mix(in srgb, var(--bad) 10%, Canvas); color: inherit; }
-dl.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(14.5rem, 1fr)); gap: .6rem 1.2rem; margin: 0 0 1rem; padding: .8rem 1rem; border: 1px solid var(--line); border-radius: 10px; background: var(--soft); }
-dl.facts dt { font-size: .75rem; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; font-weight: 600; }
-dl.facts dd { margin: .1rem 0 0; }
-dl.facts .wide { grid-column: span 2; } dl.facts code { white-space: nowrap; }
-table.timeline { table-layout: fixed; }
-table.timeline col.when { width: 15.5rem; } table.timeline col.who { width: 12rem; }
-.what { display: flex; gap: .6rem; align-items: baseline; }
-.tag { flex: none; display: inline-block; min-width: 4.6rem; padding: 0 .4rem; border-radius: 4px; font-size: .72rem; font-weight: 600; text-transform: uppercase; letter-spacing: .04em; text-align: center; background: var(--soft); border: 1px solid var(--line); color: var(--muted); }
-.tag.operator { color: var(--accent); } .tag.payment { color: var(--ok); } .tag.refused { color: var(--bad); border-color: var(--bad); }
-ul.mails { list-style: none; padding: 0; margin: 0; }
-ul.mails > li { border-bottom: 1px solid var(--line); padding: .4rem 0; }
-details summary { cursor: pointer; }
-iframe { width: 100%; height: 22rem; border: 1px solid var(--line); border-radius: 8px; background: white; margin-top: .5rem; }
-"#;
-
-pub(crate) fn layout(title: &str, operator: Option<&Operator>, body: &str) -> Html<String> {
-    let nav = match operator {
-        Some(o) => format!(
-            "<a href=\"/console/\">Search</a><a href=\"/console/events\">Events</a><span class=\"muted\">{} · {}</span>\
-             <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button class=\"quiet\">Sign out</button></form>",
-            escape(&o.name),
-            o.role.as_str(),
-            escape(o.csrf.as_deref().unwrap_or("")),
-        ),
-        None => String::new(),
-    };
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Floodgate console</title><style>{STYLE}</style></head>\
-         <body><header><strong>Floodgate console</strong>{nav}</header><main>{body}</main></body></html>",
-        escape(title)
-    ))
-}
-
-/// Page handlers send people without a session to the login page.
-pub(crate) fn signed_in(
-    operator: Result<Operator, ConsoleError>,
-) -> Result<Operator, Box<Response>> {
-    match operator {
-        Ok(o) => Ok(o),
-        Err(ConsoleError::Unauthenticated) => {
-            Err(Box::new(Redirect::to("/console/login").into_response()))
-        }
-        Err(e) => Err(Box::new(error_page(None, &e))),
-    }
-}
 
 pub(crate) use crate::html::error_page;
 
@@ -167,53 +74,6 @@ impl Retry {
             .then(|| self.typed.get(field).map(String::as_str))
             .flatten()
     }
-}
-
-/// The escaped value for `field` of `form`: what was typed into it when the form comes
-/// back refused, else `default`.
-pub(crate) fn typed_or(retry: Option<&Retry>, form: &str, field: &str, default: &str) -> String {
-    escape(retry.and_then(|r| r.typed(form, field)).unwrap_or(default))
-}
-
-/// `" refused"` (a class) when `form` is the refused one.
-pub(crate) fn refused_class(retry: Option<&Retry>, form: &str) -> &'static str {
-    if retry.is_some_and(|r| r.form == form) {
-        " refused"
-    } else {
-        ""
-    }
-}
-
-/// The refusal inside the form it concerns.
-pub(crate) fn refusal_note(retry: Option<&Retry>, form: &str) -> String {
-    match retry.filter(|r| r.form == form) {
-        Some(r) => format!("<p class=\"field-error\">{}</p>", escape(&r.message)),
-        None => String::new(),
-    }
-}
-
-/// The outcome banners at the top of a page: done (`role=status`) or refused (`role=alert`).
-pub(crate) fn banners(flash: &Flash, retry: Option<&Retry>) -> String {
-    let mut out = String::new();
-    if let Some(done) = &flash.done {
-        out.push_str(&format!(
-            "<p class=\"banner\" role=\"status\">Done: {}.</p>",
-            escape(done_text(done))
-        ));
-    }
-    if let Some(err) = &flash.error {
-        out.push_str(&format!(
-            "<p class=\"banner bad\" role=\"alert\">{}</p>",
-            escape(err)
-        ));
-    }
-    if let Some(r) = retry {
-        out.push_str(&format!(
-            "<p class=\"banner bad\" role=\"alert\">Not done: {}</p>",
-            escape(&r.message)
-        ));
-    }
-    out
 }
 
 /// What a fix's `?done=` says on the page.

@@ -1312,3 +1312,57 @@ async fn the_edit_page_sets_the_queue_live_and_refuses_a_bad_setting_with_the_fo
         "the form shows what is live: {page}"
     );
 }
+
+/// An event's title and a tier's name typed as markup show as text on every page that
+/// shows them: the list, the event's page, its incident view, the edit form and the
+/// control room.
+#[tokio::test]
+async fn an_event_title_typed_as_markup_is_shown_as_text_on_every_page() {
+    let d = spawn().await;
+    sqlx::query("UPDATE events SET title = '<script>alert(1)</script>' WHERE slug = 'big'")
+        .execute(&d.db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE tiers SET name = '<img src=x onerror=alert(2)>' WHERE event_id = (SELECT id FROM events WHERE slug = 'big')",
+    )
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+    let olga = d.login("olga@floodgate.test").await;
+    for path in [
+        "/console/events",
+        "/console/events/big",
+        "/console/events/big/incidents",
+        "/console/events/big/edit",
+        "/console/events/big/live",
+    ] {
+        let (status, page) = d.page(&olga, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            !page.contains("<script>alert") && !page.contains("<img src=x"),
+            "{path}: {page}"
+        );
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{path}: the title as text: {page}"
+        );
+        if path != "/console/events" && path != "/console/events/big/incidents" {
+            assert!(
+                page.contains("&lt;img src=x onerror=alert(2)&gt;"),
+                "{path}: the tier's name as text: {page}"
+            );
+        }
+    }
+    let (_, room) = d.page(&olga, "/console/events/big/live").await;
+    assert!(
+        room.contains("data-can-steer=\"true\"")
+            && room.contains("data-tz=\"Europe&#x2f;Amsterdam\""),
+        "what the control room's script reads: {room}"
+    );
+    let (_, edit) = d.page(&olga, "/console/events/big/edit").await;
+    assert!(
+        edit.contains("name=\"title\" value=\"&lt;script&gt;alert(1)&lt;&#x2f;script&gt;\""),
+        "the title field holds the title as typed: {edit}"
+    );
+}
