@@ -32,6 +32,11 @@ pub const UNKNOWN_FOR: Duration = Duration::from_secs(1);
 /// Unknown slugs remembered; beyond it the least useful are forgotten, and a
 /// forgotten one costs one more existence check.
 const MAX_UNKNOWN: usize = 10_000;
+/// How long one event's re-read may take. Events are re-read concurrently, each within
+/// this, so an event whose shard is slow or gone keeps its last snapshot for a period
+/// while every event on a healthy shard is refreshed on time (before, one frozen
+/// shard held up the loop for the command timeout, 3 s, for every event).
+pub const REFRESH_TIMEOUT: Duration = Duration::from_millis(400);
 
 struct Entry {
     snapshot: Arc<Snapshot>,
@@ -119,8 +124,16 @@ impl Snapshots {
             entries.retain(|_, e| e.used.elapsed() < IDLE_AFTER);
             entries.keys().cloned().collect()
         };
-        for event in events {
-            match self.fetch(&event).await {
+        let reads = events.into_iter().map(|event| async move {
+            let fetched = tokio::time::timeout(REFRESH_TIMEOUT, self.fetch(&event)).await;
+            (event, fetched)
+        });
+        for (event, fetched) in futures::future::join_all(reads).await {
+            let Ok(fetched) = fetched else {
+                tracing::warn!(%event, "snapshot refresh timed out; serving the last one");
+                continue;
+            };
+            match fetched {
                 Ok(snapshot) => {
                     if let Some(e) = self.entries.write().expect("snapshot lock").get_mut(&event) {
                         e.snapshot = match snapshot {

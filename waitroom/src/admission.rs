@@ -132,7 +132,16 @@ pub struct Admitter {
     lease: Duration,
     advance: Script,
     metrics: AdmitterMetrics,
+    /// The events last read from the registry, stepped when it cannot be read (its
+    /// key lives on one shard; losing that shard must not stop every event).
+    known: std::sync::Mutex<Vec<EventSlug>>,
 }
+
+/// How long one event's step may take before the admitter gives up on it for this
+/// tick. Events are stepped concurrently, so a slow or failing shard costs its own
+/// events a tick, never the events on healthy shards; well under the lease, so a
+/// leader stuck on a frozen shard does not keep a lease it cannot use.
+pub const STEP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Counted per event so dashboards and alerts ("admitter without lease") can see it.
 #[derive(Clone)]
@@ -180,6 +189,7 @@ impl Admitter {
             lease,
             advance: Script::from_lua(ADVANCE),
             metrics: AdmitterMetrics::new(),
+            known: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -212,50 +222,69 @@ impl Admitter {
         }
     }
 
+    /// Steps every registered event, concurrently, each within [`STEP_TIMEOUT`].
     pub async fn step_all(&self) -> Result<(), Error> {
-        for event in self.room.events().await? {
-            let leader = self.metrics.leader.with_label_values(&[event.as_str()]);
-            match self.step(&event).await {
-                Ok(Step::Opened(n)) => {
-                    leader.set(1);
-                    tracing::info!(%event, entrants = n, "pre-queue drawn, queue open");
-                }
-                Ok(Step::Admitted(n)) => {
-                    leader.set(1);
-                    self.metrics
-                        .admitted
-                        .with_label_values(&[event.as_str()])
-                        .inc_by(n);
-                }
-                Ok(Step::NotLeader) => leader.set(0),
-                Err(e) => {
-                    leader.set(0);
-                    tracing::warn!(%event, error = %e, "admitter step failed");
-                }
+        let events = match tokio::time::timeout(STEP_TIMEOUT, self.room.events()).await {
+            Ok(Ok(events)) => {
+                *self.known.lock().expect("known events") = events.clone();
+                events
             }
-        }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the event registry failed; stepping the events known");
+                self.known.lock().expect("known events").clone()
+            }
+            Err(_) => {
+                tracing::warn!("reading the event registry timed out; stepping the events known");
+                self.known.lock().expect("known events").clone()
+            }
+        };
+        futures::future::join_all(events.iter().map(|event| self.step_reported(event))).await;
         Ok(())
     }
 
-    /// One step for one event: renew the lease, expire lapsed slots, admit.
+    /// One event's step, its outcome logged and counted.
+    async fn step_reported(&self, event: &EventSlug) {
+        let leader = self.metrics.leader.with_label_values(&[event.as_str()]);
+        match self.step(event).await {
+            Ok(Step::Opened(n)) => {
+                leader.set(1);
+                tracing::info!(%event, entrants = n, "pre-queue drawn, queue open");
+            }
+            Ok(Step::Admitted(n)) => {
+                leader.set(1);
+                self.metrics
+                    .admitted
+                    .with_label_values(&[event.as_str()])
+                    .inc_by(n);
+            }
+            Ok(Step::NotLeader) => leader.set(0),
+            Err(e) => {
+                leader.set(0);
+                tracing::warn!(%event, error = %e, "admitter step failed");
+            }
+        }
+    }
+
+    /// One step for one event: renew the lease, expire lapsed slots, admit; the
+    /// Redis step gives up after [`STEP_TIMEOUT`].
     pub async fn step(&self, event: &EventSlug) -> Result<Step, Error> {
         let k = self.room.keys(event);
         let now = Utc::now().timestamp_millis();
-        let reply: Vec<Value> = self
-            .advance
-            .evalsha_with_reload(
-                &self.room.client,
-                vec![
-                    k.lease(),
-                    k.settings(),
-                    k.queue(),
-                    k.active(),
-                    k.samples(),
-                    k.counters(),
-                ],
-                vec![self.owner.clone(), self.lease.as_millis().to_string()],
-            )
-            .await?;
+        let advance = self.advance.evalsha_with_reload(
+            &self.room.client,
+            vec![
+                k.lease(),
+                k.settings(),
+                k.queue(),
+                k.active(),
+                k.samples(),
+                k.counters(),
+            ],
+            vec![self.owner.clone(), self.lease.as_millis().to_string()],
+        );
+        let reply: Vec<Value> = tokio::time::timeout(STEP_TIMEOUT, advance)
+            .await
+            .map_err(|_| Error::Protocol("the admission step timed out".into()))??;
         let admitted = reply.first().and_then(Value::as_i64).unwrap_or(-2);
         if admitted == -1 {
             return Ok(Step::NotLeader);
