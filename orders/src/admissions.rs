@@ -85,7 +85,7 @@ pub async fn sync_sold_out(s: &AppState, event_id: Uuid, slug: &EventSlug) -> Re
     )
     .fetch_one(&s.db)
     .await?;
-    let Some(mut live) = s.room.settings(slug).await.map_err(redis)? else {
+    let Some(live) = s.room.settings(slug).await.map_err(redis)? else {
         return Ok(());
     };
     let next = match (live.mode, none_left) {
@@ -93,8 +93,14 @@ pub async fn sync_sold_out(s: &AppState, event_id: Uuid, slug: &EventSlug) -> Re
         (Mode::SoldOut, false) => Mode::On,
         _ => return Ok(()),
     };
-    live.mode = next;
-    s.room.apply_settings(slug, &live).await.map_err(redis)?;
-    tracing::info!(event = %slug, mode = %next, "queue follows inventory");
+    // Only the mode, and only if nobody changed it since it was read: an operator's
+    // pause or new rate in between stays as they set it.
+    if s.room
+        .switch_mode(slug, live.mode, next)
+        .await
+        .map_err(redis)?
+    {
+        tracing::info!(event = %slug, mode = %next, "queue follows inventory");
+    }
     Ok(())
 }

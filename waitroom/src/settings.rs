@@ -158,7 +158,36 @@ end
 return 1
 "#;
 
+/// Moves the mode from ARGV[1] to ARGV[2] only if it is still ARGV[1]; nothing else.
+const SWITCH_MODE: &str = r#"
+if redis.call('HGET', KEYS[1], 'mode') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'mode', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+return 1
+"#;
+
 impl Waitroom {
+    /// Sets the mode to `to` if it is `from` now, leaving every other setting as it
+    /// is, in one atomic step: the queue following inventory (on ⇄ sold out) must
+    /// never write back a rate or a limit it read before an operator changed them.
+    /// Whether it switched.
+    pub async fn switch_mode(
+        &self,
+        event: &EventSlug,
+        from: Mode,
+        to: Mode,
+    ) -> Result<bool, Error> {
+        let switched: i64 = self
+            .client
+            .eval(
+                SWITCH_MODE,
+                vec![self.keys(event).settings()],
+                vec![from.as_str(), to.as_str()],
+            )
+            .await?;
+        Ok(switched == 1)
+    }
+
     /// Current settings, or `None` when Redis knows no such event.
     pub async fn settings(&self, event: &EventSlug) -> Result<Option<AdmissionSettings>, Error> {
         let h: HashMap<String, String> = self.client.hgetall(self.keys(event).settings()).await?;

@@ -101,6 +101,39 @@ async fn joins_and_claims_wait_for_replicas_and_still_answer_when_they_lag() {
     scope.cleanup().await;
 }
 
+/// The queue following inventory switches only the mode, and only from the mode it
+/// saw: an operator's rate set in between survives, and a pause is not undone.
+#[tokio::test]
+async fn a_mode_switch_changes_nothing_else_and_only_from_what_it_saw() {
+    let scope = Scope::with(&settings(Mode::On, 120, 10)).await;
+    // The operator changes the rate after the inventory check read the settings.
+    scope.apply(&settings(Mode::On, 600, 25)).await;
+    assert!(
+        scope
+            .room
+            .switch_mode(&scope.event, Mode::On, Mode::SoldOut)
+            .await
+            .unwrap()
+    );
+    let now = scope.room.settings(&scope.event).await.unwrap().unwrap();
+    assert_eq!(
+        (now.mode, now.rate_per_minute, now.max_active),
+        (Mode::SoldOut, 600, 25)
+    );
+    // An operator paused it; a stale "seats are back" check does not resume it.
+    scope.apply(&settings(Mode::Paused, 600, 25)).await;
+    assert!(
+        !scope
+            .room
+            .switch_mode(&scope.event, Mode::SoldOut, Mode::On)
+            .await
+            .unwrap()
+    );
+    let now = scope.room.settings(&scope.event).await.unwrap().unwrap();
+    assert_eq!(now.mode, Mode::Paused);
+    scope.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_joins_get_distinct_consecutive_seqs() {
     let scope = Scope::with(&settings(Mode::On, 600, 100_000)).await;
