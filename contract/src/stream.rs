@@ -59,6 +59,10 @@ impl StreamConfig {
 
 /// How long JetStream drops a message whose `Nats-Msg-Id` it has seen: the relay
 /// re-publishes after a crash between publishing and marking, within this window.
+/// Its worst retry is well inside it: a batch's acknowledgements time out after 5 s
+/// (async-nats), the relay pauses 1 s after a failure, a standby relay takes over as
+/// soon as the dead one's connection closes, and a Postgres promotion measured 3 s
+/// on `infra/cluster` — under 15 s in all, against 120.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// A connection to NATS: `urls` is one server or a comma-separated list of a

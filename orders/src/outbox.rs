@@ -61,8 +61,23 @@ impl Relay {
     }
 
     /// Publishes one batch of waiting messages in order; returns how many.
+    ///
+    /// One relay publishes at a time, whatever the number running: the batch is taken
+    /// under a transaction-scoped advisory lock, and a relay that does not get it
+    /// publishes nothing this round (a hot standby). Two relays taking disjoint
+    /// batches (`SKIP LOCKED` alone) could publish an order's later message before
+    /// its earlier one. The lock goes with the holder's transaction or connection,
+    /// so a relay killed mid-batch hands over at once, and what it had published is
+    /// published again and dropped by JetStream's duplicate window.
     pub async fn relay_once(&self, limit: i64) -> Result<usize, RelayError> {
         let mut tx = self.db.begin().await?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(0);
+        }
         let rows = sqlx::query!(
             r#"SELECT id, subject, payload FROM outbox
                WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1
@@ -71,10 +86,17 @@ impl Relay {
         )
         .fetch_all(&mut *tx)
         .await?;
+        // Pipelined: every message of the batch is sent, in order, before the first
+        // acknowledgement is awaited, so a batch costs one round trip to the stream's
+        // leader (and its replicas' agreement), not one per message.
         let mut ids = Vec::with_capacity(rows.len());
+        let mut acks = Vec::with_capacity(rows.len());
         for row in rows {
-            publish(&self.js, &self.config, row.id, &row.subject, &row.payload).await?;
+            acks.push(send(&self.js, &self.config, row.id, &row.subject, &row.payload).await?);
             ids.push(row.id);
+        }
+        for ack in acks {
+            ack.await.map_err(NatsError::from)?;
         }
         if !ids.is_empty() {
             sqlx::query!(
@@ -108,6 +130,9 @@ impl Relay {
     }
 }
 
+/// The advisory lock only the publishing relay holds (an arbitrary, fixed number).
+pub const RELAY_LOCK: i64 = 0x466c_6f6f_6467_01;
+
 /// Publishes one outbox row and waits for JetStream's acknowledgement.
 pub async fn publish(
     js: &jetstream::Context,
@@ -116,13 +141,27 @@ pub async fn publish(
     subject: &str,
     payload: &serde_json::Value,
 ) -> Result<(), RelayError> {
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Nats-Msg-Id", id.to_string().as_str());
-    let body = serde_json::to_vec(payload).expect("json");
-    js.publish_with_headers(config.subject(subject), headers, body.into())
-        .await
-        .map_err(NatsError::from)?
+    send(js, config, id, subject, payload)
+        .await?
         .await
         .map_err(NatsError::from)?;
     Ok(())
+}
+
+/// Sends one outbox row with its id as `Nats-Msg-Id` (JetStream drops a second copy
+/// within the duplicate window); the acknowledgement is the caller's to await.
+async fn send(
+    js: &jetstream::Context,
+    config: &StreamConfig,
+    id: Uuid,
+    subject: &str,
+    payload: &serde_json::Value,
+) -> Result<jetstream::context::PublishAckFuture, RelayError> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id.to_string().as_str());
+    let body = serde_json::to_vec(payload).expect("json");
+    Ok(js
+        .publish_with_headers(config.subject(subject), headers, body.into())
+        .await
+        .map_err(NatsError::from)?)
 }

@@ -102,3 +102,77 @@ async fn committed_messages_are_published_exactly_once_across_a_crash() {
         .await
         .unwrap();
 }
+
+/// Two relays running at once (a second process for availability) publish the outbox
+/// in its order: one publishes while the other stands by. Taking disjoint batches side
+/// by side put later messages ahead of earlier ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_relays_publish_the_outbox_in_its_order() {
+    let db = TestDb::new().await;
+    let config = stream_config();
+    let mut conn = db.pool.acquire().await.unwrap();
+    let sent: Vec<ResendRequested> = (1..=600).map(resend).collect();
+    for m in &sent {
+        outbox::enqueue(&mut conn, m).await.unwrap();
+    }
+    drop(conn);
+    let connect = || Relay::connect(db.pool.clone(), "nats://127.0.0.1:4222", config.clone());
+    let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+    let drain = |relay: Relay| async move {
+        let mut idle = 0;
+        while idle < 20 {
+            match relay.relay_once(25).await.unwrap() {
+                0 => {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                _ => idle = 0,
+            }
+        }
+        relay
+    };
+    let (a, _b) = tokio::join!(tokio::spawn(drain(a)), tokio::spawn(drain(b)));
+    let a = a.unwrap();
+    let got = messages(a.jetstream(), &config).await;
+    let want: Vec<serde_json::Value> = sent
+        .iter()
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len(), "every message once");
+    assert!(got == want, "published out of the outbox's order");
+    a.jetstream().delete_stream(&config.stream).await.unwrap();
+}
+
+/// While another relay holds the publishing lock (mid-batch), a second one sends
+/// nothing; once it lets go, the second takes over from the first unmarked row.
+#[tokio::test]
+async fn a_standby_relay_sends_nothing_while_another_publishes() {
+    let db = TestDb::new().await;
+    let config = stream_config();
+    let mut conn = db.pool.acquire().await.unwrap();
+    outbox::enqueue(&mut conn, &resend(1)).await.unwrap();
+    drop(conn);
+    let relay = Relay::connect(db.pool.clone(), "nats://127.0.0.1:4222", config.clone())
+        .await
+        .unwrap();
+    let mut other = db.pool.begin().await.unwrap();
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(outbox::RELAY_LOCK)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(held);
+    assert_eq!(relay.relay_once(100).await.unwrap(), 0, "the standby waits");
+    other.rollback().await.unwrap();
+    assert_eq!(
+        relay.relay_once(100).await.unwrap(),
+        1,
+        "and then takes over"
+    );
+    assert_eq!(messages(relay.jetstream(), &config).await.len(), 1);
+    relay
+        .jetstream()
+        .delete_stream(&config.stream)
+        .await
+        .unwrap();
+}
