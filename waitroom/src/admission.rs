@@ -86,33 +86,49 @@ end
 return {admitted, mode, s[5] or '0'}
 "#;
 
-// Assigns the drawn sequence numbers and opens the queue, only if the lease is still
-// ours and the event is still in the pre-queue. The draw covers the `n` entrants that
-// were read (all of whom arrived before the admitter saw `opens_at` pass, give or take
-// one step); anyone who arrived while the shuffle was computed arrived after opening
-// and is queued behind the drawn ones in arrival order. So a steady stream of arrivals
-// can never postpone the draw.
+// Writes one chunk of the drawn sequence numbers (ARGV[2] the first entrant's index,
+// then one number per entrant), only while the lease is ours and the pre-queue is not
+// drawn yet. Chunks keep each script short: a million entrants are a hundred steps of
+// a few milliseconds, not one that blocks the shard (and every other event on it) for
+// seconds. A chunk written by an attempt that did not finish is overwritten by the
+// next one, which covers at least as many entrants with the same seed.
+const WRITE_SEQS: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[2], 'mode') ~= 'prequeue' then return -2 end
+if redis.call('HGET', KEYS[4], 'revealed') == '1' then return -2 end
+local first = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  redis.call('HSET', KEYS[3], first + i - 3, ARGV[i])
+end
+return #ARGV - 2
+"#;
+
+// Opens the queue once every chunk is written, only if the lease is still ours, the
+// event is still in the pre-queue and the tail is still the base the numbers were
+// drawn from. The draw covers the `n` entrants that were read (all of whom arrived
+// before the admitter saw `opens_at` pass, give or take one step); anyone who arrived
+// while it was computed arrived after opening and is queued behind the drawn ones in
+// arrival order (entrant k gets base + k + 1, computed where it is read). So a steady
+// stream of arrivals can never postpone the draw.
 const OPEN: &str = r#"
 if redis.call('GET', KEYS[6]) ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'mode') ~= 'prequeue' then return -2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[2])
+local base = tonumber(ARGV[3])
 local m = redis.call('LLEN', KEYS[3])
 if m < n then return -3 end
-local base = tonumber(redis.call('HGET', KEYS[2], 'tail') or '0')
-for i = 1, n do
-  redis.call('HSET', KEYS[4], i - 1, base + tonumber(ARGV[2 + i]))
-end
-for i = n + 1, m do
-  redis.call('HSET', KEYS[4], i - 1, base + i)
-end
+if tonumber(redis.call('HGET', KEYS[2], 'tail') or '0') ~= base then return -4 end
 redis.call('HSET', KEYS[2], 'tail', base + m, 'last_tick', now, 'carry', 0)
 redis.call('HSET', KEYS[5], 'revealed', '1', 'base', base, 'drawn', n, 'drawn_at_ms', now)
 redis.call('HSET', KEYS[1], 'mode', 'on')
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 return m
 "#;
+
+/// Entrants per chunk of a draw.
+const DRAW_CHUNK: usize = 10_000;
 
 /// What one step did for one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,7 +327,9 @@ impl Admitter {
         Ok(Step::Admitted(admitted as u64))
     }
 
-    /// Draws the pre-queue with the committed seed and opens the queue.
+    /// Draws the pre-queue with the committed seed and opens the queue: the order is
+    /// computed off the async workers (a million entrants take a CPU-second), written
+    /// in chunks, and the queue opened in one last atomic step.
     async fn open(&self, event: &EventSlug) -> Result<Option<u64>, Error> {
         let k = self.room.keys(event);
         let client = &self.room.client;
@@ -321,15 +339,36 @@ impl Admitter {
             .and_then(Seed::from_hex)
             .ok_or_else(|| Error::Protocol("pre-queue without a committed seed".into()))?;
         let n: u64 = client.llen(k.prequeue()).await?;
-        let order = lottery::shuffle(&seed, n as usize);
-        let mut rank = vec![0u64; order.len()];
-        for (position, &index) in order.iter().enumerate() {
-            rank[index] = position as u64 + 1;
+        let base: u64 = client
+            .hget::<Option<u64>, _, _>(k.queue(), "tail")
+            .await?
+            .unwrap_or(0);
+        let seqs = tokio::task::spawn_blocking(move || {
+            let order = lottery::shuffle(&seed, n as usize);
+            let mut seqs = vec![0u64; order.len()];
+            for (position, &index) in order.iter().enumerate() {
+                seqs[index] = base + position as u64 + 1;
+            }
+            seqs
+        })
+        .await
+        .map_err(|e| Error::Protocol(format!("the draw failed: {e}")))?;
+        for (chunk, part) in seqs.chunks(DRAW_CHUNK).enumerate() {
+            let mut args = Vec::with_capacity(part.len() + 2);
+            args.push(self.owner.clone());
+            args.push((chunk * DRAW_CHUNK).to_string());
+            args.extend(part.iter().map(u64::to_string));
+            let written: i64 = client
+                .eval(
+                    WRITE_SEQS,
+                    vec![k.lease(), k.settings(), k.lottery_seq(), k.lottery()],
+                    args,
+                )
+                .await?;
+            if written < 0 {
+                return Ok(None);
+            }
         }
-        let mut args = Vec::with_capacity(order.len() + 2);
-        args.push(self.owner.clone());
-        args.push(n.to_string());
-        args.extend(rank.iter().map(u64::to_string));
         let r: i64 = client
             .eval(
                 OPEN,
@@ -341,7 +380,7 @@ impl Admitter {
                     k.lottery(),
                     k.lease(),
                 ],
-                args,
+                vec![self.owner.clone(), n.to_string(), base.to_string()],
             )
             .await?;
         Ok((r >= 0).then_some(r as u64))

@@ -95,6 +95,18 @@ redis.call('HINCRBY', KEYS[3], 'claimed', 1)
 return {'claimed', v}
 "#;
 
+// The sequence number of pre-queue entrant ARGV[1] (0-based): drawn, or, for one who
+// arrived while the draw was made, the next after the drawn ones in arrival order.
+const DRAWN_SEQ: &str = r#"
+local seq = redis.call('HGET', KEYS[1], ARGV[1])
+if seq then return tonumber(seq) end
+local l = redis.call('HMGET', KEYS[2], 'revealed', 'base', 'drawn')
+if l[1] ~= '1' then return false end
+local i = tonumber(ARGV[1])
+if i < tonumber(l[3]) then return false end
+return tonumber(l[2]) + i + 1
+"#;
+
 /// What a join produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Joined {
@@ -556,9 +568,10 @@ impl Waitroom {
 
     /// The sequence number the lottery drew for a pre-queue entrant, once drawn.
     pub async fn drawn_seq(&self, event: &EventSlug, index: u64) -> Result<Option<u64>, Error> {
+        let k = self.keys(event);
         let v: Option<u64> = self
             .client
-            .hget(self.keys(event).lottery_seq(), index.to_string())
+            .eval(DRAWN_SEQ, vec![k.lottery_seq(), k.lottery()], vec![index])
             .await?;
         Ok(v)
     }
@@ -573,11 +586,21 @@ impl Waitroom {
         };
         let revealed = lot.get("revealed").map(String::as_str) == Some("1");
         let entrants: Vec<String> = self.client.lrange(k.prequeue(), 0, -1).await?;
+        let base: u64 = lot.get("base").and_then(|b| b.parse().ok()).unwrap_or(0);
+        let drawn: u64 = lot
+            .get("drawn")
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(entrants.len() as u64);
         let seqs = if revealed {
             let map: std::collections::HashMap<u64, u64> =
                 self.client.hgetall(k.lottery_seq()).await?;
+            // Those who arrived while the draw was made follow in arrival order.
             (0..entrants.len() as u64)
-                .map(|i| map.get(&i).copied().ok_or_else(|| bad("missing drawn seq")))
+                .map(|i| match map.get(&i) {
+                    Some(seq) => Ok(*seq),
+                    None if i >= drawn => Ok(base + i + 1),
+                    None => Err(bad("missing drawn seq")),
+                })
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             Vec::new()
@@ -586,11 +609,8 @@ impl Waitroom {
             event: event.to_string(),
             commitment,
             seed: revealed.then(|| lot.get("seed").cloned()).flatten(),
-            base: lot.get("base").and_then(|b| b.parse().ok()).unwrap_or(0),
-            drawn: lot
-                .get("drawn")
-                .and_then(|b| b.parse().ok())
-                .unwrap_or(entrants.len() as u64),
+            base,
+            drawn,
             entrants,
             seqs,
         }))

@@ -978,3 +978,67 @@ async fn a_batch_of_prequeue_arrivals_enters_the_draw_in_the_order_given() {
     assert_eq!(scope.snapshot().await.tail, 0);
     scope.cleanup().await;
 }
+
+/// A pre-queue larger than one chunk of the draw opens with every entrant's number
+/// drawn exactly once (a permutation of the places after the base), the chunks
+/// together equal to the one-step draw anyone can recompute from the seed, and a late
+/// arrival numbered after the drawn ones without being written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_prequeue_is_drawn_in_chunks_into_one_permutation() {
+    let scope = Scope::with(&AdmissionSettings {
+        opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+        ..settings(Mode::Prequeue, 600, 100_000)
+    })
+    .await;
+    const N: usize = 25_000;
+    for batch in 0..N.div_ceil(waitroom::queue::JOIN_BATCH_MAX) {
+        let from = batch * waitroom::queue::JOIN_BATCH_MAX;
+        let to = (from + waitroom::queue::JOIN_BATCH_MAX).min(N);
+        let visitors: Vec<String> = (from..to).map(|i| format!("v{i}")).collect();
+        scope.room.join_many(&scope.event, visitors).await.unwrap();
+    }
+    scope
+        .apply(&AdmissionSettings {
+            opens_at: Some(Utc::now() - chrono::Duration::seconds(1)),
+            ..settings(Mode::Prequeue, 600, 100_000)
+        })
+        .await;
+    let admitter = Admitter::new(scope.room.clone(), LEASE);
+    let opened = eventually("the draw", Duration::from_secs(30), || async {
+        match admitter.step(&scope.event).await.expect("step") {
+            Step::Opened(n) => Some(n),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(opened, N as u64);
+    let late = scope.room.join(&scope.event, "late").await.unwrap();
+    let record = scope
+        .room
+        .lottery_record(&scope.event)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.drawn, N as u64);
+    let mut seqs = record.seqs[..N].to_vec();
+    let seed = Seed::from_hex(record.seed.as_deref().unwrap()).unwrap();
+    let order = waitroom::lottery::shuffle(&seed, N);
+    for (position, &index) in order.iter().enumerate() {
+        assert_eq!(record.seqs[index], record.base + position as u64 + 1);
+    }
+    seqs.sort_unstable();
+    assert!(
+        seqs.iter()
+            .copied()
+            .eq(record.base + 1..=record.base + N as u64)
+    );
+    let Joined::Queued { seq } = late else {
+        panic!("after opening a newcomer queues: {late:?}");
+    };
+    assert_eq!(seq, record.base + N as u64 + 1);
+    assert_eq!(
+        scope.room.drawn_seq(&scope.event, 7).await.unwrap(),
+        Some(record.seqs[7])
+    );
+    scope.cleanup().await;
+}
