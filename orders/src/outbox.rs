@@ -131,7 +131,7 @@ impl Relay {
 }
 
 /// The advisory lock only the publishing relay holds (an arbitrary, fixed number).
-pub const RELAY_LOCK: i64 = 0x466c_6f6f_6467_01;
+pub const RELAY_LOCK: i64 = 0x0046_6c6f_6f64_6701;
 
 /// Publishes one outbox row and waits for JetStream's acknowledgement.
 pub async fn publish(
