@@ -11,6 +11,12 @@ use crate::{admission, event_pages, event_setup, events, pages, search, support}
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    /// Where reads that decide nothing go (search, the live figures): the read
+    /// replica when one is configured, else `db`. The order page and every fix read
+    /// the primary: right after a fix, the page must show it.
+    pub reads: PgPool,
+    /// Whether `reads` is a replica (pages then say how far behind it is).
+    pub reads_replica: bool,
     pub room: Waitroom,
     pub metrics: HttpMetrics,
     /// Set `Secure` on the session cookie (the public URL is https).

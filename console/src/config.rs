@@ -8,6 +8,10 @@ use waitroom::config::RedisConfig;
 #[derive(Clone, Debug)]
 pub struct ConsoleConfig {
     pub database_url: String,
+    /// `DATABASE_READ_URL`: a read replica for what decides nothing — the search box
+    /// and the live control room's figures — so a morning of searches and a wall of
+    /// control rooms do not load the primary that sells. Unset: the primary.
+    pub database_read_url: Option<String>,
     pub redis: RedisConfig,
     /// `CONSOLE_LISTEN`, default `127.0.0.1:8083`.
     pub listen: String,
@@ -29,6 +33,7 @@ impl ConsoleConfig {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/floodgate",
             ),
+            database_read_url: Some(var("DATABASE_READ_URL", "")).filter(|u| !u.is_empty()),
             redis: RedisConfig::from_env()?,
             listen: var("CONSOLE_LISTEN", "127.0.0.1:8083"),
             secure_cookies: var("FLOODGATE_PUBLIC_URL", "").starts_with("https://"),

@@ -247,10 +247,22 @@ pub async fn search_page(
     let hits: Option<Vec<HitView>> = hits
         .as_ref()
         .map(|hits| hits.iter().map(HitView::from).collect());
+    // Results from a read replica say how old they may be: an order paid a moment ago
+    // can be missing from a replica that is behind.
+    let behind = match (s.reads_replica, &hits) {
+        (true, Some(_)) => match platform::db::replica_lag(&s.reads).await {
+            Ok(lag) => lag.map(|l| l.as_secs_f64().round() as u64),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the replica's lag failed");
+                None
+            }
+        },
+        _ => None,
+    };
     html::render(
         "search.html",
         Some(&operator),
-        context! { title => "Search", q, hits, error },
+        context! { title => "Search", q, hits, error, behind },
     )
 }
 

@@ -69,7 +69,7 @@ pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>
     for threshold in SIMILARITY_THRESHOLDS {
         // `%` reads the threshold from the session: set it for this transaction only,
         // so a pooled connection goes back as it came.
-        let mut tx = s.db.begin().await?;
+        let mut tx = s.reads.begin().await?;
         sqlx::query_scalar!(
             r#"SELECT set_config('pg_trgm.similarity_threshold', $1, true) AS "set!""#,
             threshold

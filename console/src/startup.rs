@@ -50,7 +50,15 @@ impl Application {
             .context("connecting to Redis")?;
         let metrics = HttpMetrics::new("console");
         let live = Hub::new(&metrics.registry, config.feed_linger);
+        let reads = match &config.database_read_url {
+            Some(url) => platform::db::connect(url, POOL_SIZE)
+                .await
+                .context("connecting to the read replica")?,
+            None => db.clone(),
+        };
         let state = AppState {
+            reads_replica: config.database_read_url.is_some(),
+            reads,
             db,
             room,
             metrics,

@@ -172,6 +172,7 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<String> {
     let listener = platform::listener::bind("127.0.0.1:0").await?;
     let config = console::config::ConsoleConfig {
         database_url: url.to_owned(),
+        database_read_url: None,
         redis: RedisConfig {
             url: args.redis_url.clone(),
             prefix: format!("bench-search-{}", std::process::id()),

@@ -47,6 +47,21 @@ pub async fn connect_migrated(url: &str, max_connections: u32) -> Result<PgPool,
     Ok(pool)
 }
 
+/// How far a read replica is behind its primary: `None` on a primary, zero when it
+/// has replayed all it received, else the age of the last transaction it replayed.
+/// (The age alone would read as lag on a quiet but current replica.)
+pub async fn replica_lag(pool: &PgPool) -> Result<Option<Duration>, sqlx::Error> {
+    let seconds: Option<f64> = sqlx::query_scalar(
+        "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL
+                     WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                     ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+                END",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
 /// The readiness probe's database check.
 pub async fn reachable(pool: &PgPool) -> Result<(), &'static str> {
     sqlx::query("SELECT 1")

@@ -267,7 +267,7 @@ pub(super) async fn step(
 pub async fn export_forever(s: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let db = s.live.pool(&s.db);
+    let db = s.live.pool(&s.reads);
     loop {
         tick.tick().await;
         let events = match s.room.events().await {

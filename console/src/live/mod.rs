@@ -84,7 +84,7 @@ pub async fn stream(
     ApiPath(event): ApiPath<String>,
 ) -> Result<Response, ConsoleError> {
     let (slug, _) = visible_event(&s.db, &operator, &event).await?;
-    let subscription = s.live.subscribe(&s.db, &s.room, &slug);
+    let subscription = s.live.subscribe(&s.reads, &s.room, &slug);
     let events = futures::stream::unfold(subscription, |mut sub| async move {
         let (kind, data) = sub.next().await?;
         Some((Ok(SseEvent::default().event(kind).data(&*data)), sub))

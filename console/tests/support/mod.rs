@@ -38,6 +38,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut ConsoleConfig)) -> TestConsole 
     let listener = platform::listener::bind("127.0.0.1:0").await.unwrap();
     let mut config = ConsoleConfig {
         database_url: db.url.clone(),
+        database_read_url: None,
         redis: RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             prefix: format!("t-{}", Uuid::new_v4().simple()),
