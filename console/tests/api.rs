@@ -128,11 +128,7 @@ async fn only_staff_with_a_valid_token_may_change_things() {
     let host_read = app.get("/console/api/events/x/admission", &app.host).await;
     assert_eq!(host_read.status(), StatusCode::OK);
     let host_write = app
-        .put_json(
-            "/console/api/events/x/admission",
-            &app.host,
-            &json!({"mode": "paused"}),
-        )
+        .set_queue("x", &app.host, &json!({"mode": "paused"}))
         .await;
     assert_eq!(host_write.status(), StatusCode::FORBIDDEN);
     let live = app.queue("x").await;
@@ -144,13 +140,8 @@ async fn only_staff_with_a_valid_token_may_change_things() {
 async fn admission_changes_are_live_in_redis_and_audited_with_before_and_after() {
     let app = support::spawn().await;
     app.create_event(&app.admin, &event_body("live")).await;
-    let r = app
-        .put_json(
-            "/console/api/events/live/admission",
-            &app.operator,
-            &json!({"rate_per_minute": 600, "mode": "paused", "reason": "payments slow"}),
-        )
-        .await;
+    let slow = json!({"rate_per_minute": 600, "mode": "paused", "reason": "payments slow"});
+    let r = app.set_queue("live", &app.operator, &slow).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -180,11 +171,7 @@ async fn admission_changes_are_live_in_redis_and_audited_with_before_and_after()
 
     // An invalid change is refused and changes nothing anywhere.
     let bad = app
-        .put_json(
-            "/console/api/events/live/admission",
-            &app.operator,
-            &json!({"max_active": 0}),
-        )
+        .set_queue("live", &app.operator, &json!({"max_active": 0}))
         .await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let live = app.queue("live").await;
@@ -192,11 +179,7 @@ async fn admission_changes_are_live_in_redis_and_audited_with_before_and_after()
     let audits = "SELECT count(*) FROM operator_audit WHERE action = 'admission.update'";
     assert_eq!(app.count(audits).await, 1);
     let unknown = app
-        .put_json(
-            "/console/api/events/nope/admission",
-            &app.operator,
-            &json!({"mode": "on"}),
-        )
+        .set_queue("nope", &app.operator, &json!({"mode": "on"}))
         .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     app.purge(&["live"]).await;
@@ -259,13 +242,8 @@ async fn a_lost_queue_comes_back_behind_every_place_handed_out_before() {
 
     app.purge(&["marked", "changed"]).await;
     // The operator resumes "changed" before the mirror has noticed the loss.
-    let r = app
-        .put_json(
-            "/console/api/events/changed/admission",
-            &app.operator,
-            &json!({"mode": "on", "reason": "resume"}),
-        )
-        .await;
+    let resume = json!({"mode": "on", "reason": "resume"});
+    let r = app.set_queue("changed", &app.operator, &resume).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(console::admission::mirror(&app.state).await.unwrap(), 1);
 

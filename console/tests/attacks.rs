@@ -196,12 +196,17 @@ impl Console {
 
 async fn assert_shape(r: reqwest::Response, status: StatusCode, code: &str, what: &str) {
     assert_eq!(r.status(), status, "{what}");
-    let b: Value = r
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"));
+    let b = error_of(r, what).await;
     assert_eq!(b["error"], code, "{what}: {b}");
     assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+/// The refusal's body, which must be JSON (the error shape's fields are the caller's to
+/// check).
+async fn error_of(r: reqwest::Response, what: &str) -> Value {
+    r.json()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"))
 }
 
 #[tokio::test]
@@ -382,13 +387,8 @@ async fn every_change_needs_the_right_role() {
     assert_eq!(listed, json!([]), "a host lists only its events");
     assert_eq!(c.state().await, before, "nothing changed");
     // The same calls by an admin do work, so the refusals were about the role.
-    let r = c
-        .put_json(
-            "/console/api/events/gig/admission",
-            &c.admin,
-            &json!({"mode": "paused", "reason": "check"}),
-        )
-        .await;
+    let pause = json!({"mode": "paused", "reason": "check"});
+    let r = c.set_queue("gig", &c.admin, &pause).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -494,14 +494,8 @@ async fn session_changes_need_the_csrf_token_whatever_the_content_type() {
     }
     assert_eq!(c.state().await, before, "nothing changed");
     // Still signed in (logout without the token did not log out), and the right token works.
-    let r = h
-        .post(c.url(&format!("/console/api/orders/{o}/resend")))
-        .header("cookie", &session)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let resend = format!("/console/api/orders/{o}/resend");
+    let r = c.browser_post(&resend, &session, &csrf).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -792,10 +786,7 @@ async fn malformed_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
             got.is_client_error(),
             "{what}: {got} (wanted about {status})"
         );
-        let b: Value = r
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"));
+        let b = error_of(r, &what).await;
         assert!(
             b["error"].is_string() && b["message"].is_string(),
             "{what}: {b}"
@@ -904,24 +895,15 @@ async fn an_idempotency_key_cannot_be_replayed_for_something_else() {
     // The same action with the same (empty) body on another target.
     let r = c.create_event(&c.admin, &new_event("fresh")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = post(
-        &c.admin,
-        "/console/api/events/gig/resend-undelivered",
-        "bulk-1",
-        &json!({}),
-    )
-    .await
-    .unwrap();
+    let bulk = |slug: &str| format!("/console/api/events/{slug}/resend-undelivered");
+    let r = post(&c.admin, &bulk("gig"), "bulk-1", &json!({}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let before = c.state().await;
-    let r = post(
-        &c.admin,
-        "/console/api/events/fresh/resend-undelivered",
-        "bulk-1",
-        &json!({}),
-    )
-    .await
-    .unwrap();
+    let r = post(&c.admin, &bulk("fresh"), "bulk-1", &json!({}))
+        .await
+        .unwrap();
     assert_shape(
         r,
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -398,16 +398,8 @@ async fn cancelling_one_order_refunds_it_frees_its_seat_and_tells_the_buyer_once
         1
     );
     // Cancelling it again (another key) changes nothing.
-    let again: Value = d
-        .post_json(
-            &api,
-            &d.admin,
-            &json!({"reason": "again", "override_policy": true}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let overriding = json!({"reason": "again", "override_policy": true});
+    let again = d.post_answer(&api, &d.admin, &overriding).await;
     assert_eq!(again["cancelled"], false, "{again}");
     assert_eq!(d.count("SELECT count(*) FROM refunds").await, 1);
     let (_, page) = d.page(&alice, &format!("/console/orders/{order}")).await;

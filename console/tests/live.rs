@@ -325,13 +325,8 @@ async fn the_feed_shows_joins_and_changes_within_two_seconds() {
 
     // The operator opens the gate: the settings, then the admissions, follow.
     let changed = Instant::now();
-    let r = app
-        .put_json(
-            "/console/api/events/steer/admission",
-            &app.operator,
-            &json!({"rate_per_minute": 600, "reason": "checkout is keeping up"}),
-        )
-        .await;
+    let faster = json!({"rate_per_minute": 600, "reason": "checkout is keeping up"});
+    let r = app.set_queue("steer", &app.operator, &faster).await;
     assert_eq!(r.status(), StatusCode::OK);
     // The new rate (from Redis) and its marker (the audit row, committed just after)
     // may arrive in the same snapshot or one apart.
@@ -361,12 +356,8 @@ async fn the_feed_shows_joins_and_changes_within_two_seconds() {
     assert_eq!(admitted["no_shows"], 0, "slots still wait to be claimed");
 
     // Pausing shows at once, and the audit list has both changes.
-    app.put_json(
-        "/console/api/events/steer/admission",
-        &app.operator,
-        &json!({"mode": "paused", "reason": "payments failing"}),
-    )
-    .await;
+    let pause = json!({"mode": "paused", "reason": "payments failing"});
+    app.set_queue("steer", &app.operator, &pause).await;
     w.until(Duration::from_millis(2_500), |s| {
         s["settings"]["mode"] == "paused"
     })
@@ -459,13 +450,8 @@ async fn hosts_watch_their_events_read_only_and_strangers_not_at_all() {
     assert_eq!(anonymous_page.headers()["location"], "/console/login");
 
     // A host may watch but not steer.
-    let steer = app
-        .put_json(
-            "/console/api/events/gig/admission",
-            &app.host,
-            &json!({"mode": "paused", "reason": "curious"}),
-        )
-        .await;
+    let pause = json!({"mode": "paused", "reason": "curious"});
+    let steer = app.set_queue("gig", &app.host, &pause).await;
     assert_eq!(steer.status(), StatusCode::FORBIDDEN);
 
     for (file, kind) in [

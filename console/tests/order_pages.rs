@@ -91,18 +91,14 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
     // reason is markup: the form comes back with it as typed, and the timeline shows
     // the refused attempt with it, all as text.
     let csrf = csrf_of(&page);
-    let (status, refused) = c
-        .refused(
-            &session,
-            &format!("/console/orders/{order}/refund"),
-            &[
-                ("csrf", csrf.as_str()),
-                ("action_key", "k1"),
-                ("amount", "20.00"),
-                ("reason", IMG),
-            ],
-        )
-        .await;
+    let refund = [
+        ("csrf", csrf.as_str()),
+        ("action_key", "k1"),
+        ("amount", "20.00"),
+        ("reason", IMG),
+    ];
+    let url = format!("/console/orders/{order}/refund");
+    let (status, refused) = c.refused(&session, &url, &refund).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_inert(&refused);
     assert!(
@@ -119,18 +115,14 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
 
     // A refused transfer comes back open, marked, with what was typed, as text.
     let ticket = c.ticket_of(order).await;
-    let (status, refused) = c
-        .refused(
-            &session,
-            &format!("/console/tickets/{ticket}/transfer"),
-            &[
-                ("csrf", csrf.as_str()),
-                ("action_key", "t1"),
-                ("email", "not-an-address"),
-                ("name", SCRIPT),
-            ],
-        )
-        .await;
+    let transfer = [
+        ("csrf", csrf.as_str()),
+        ("action_key", "t1"),
+        ("email", "not-an-address"),
+        ("name", SCRIPT),
+    ];
+    let url = format!("/console/tickets/{ticket}/transfer");
+    let (status, refused) = c.refused(&session, &url, &transfer).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_inert(&refused);
     assert!(

@@ -187,11 +187,16 @@ pub fn session_of(r: &reqwest::Response) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_owned())
 }
 
+/// What `page` has between the first `start` and the `end` after it.
+fn between<'a>(page: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    page.split(start)
+        .nth(1)
+        .and_then(|rest| rest.split(end).next())
+}
+
 /// The session's CSRF token as the first form on `page` carries it.
 pub fn csrf_of(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
+    between(page, "name=\"csrf\" value=\"", "\"")
         .unwrap_or_else(|| panic!("the page carries the CSRF token: {page}"))
         .to_owned()
 }
@@ -211,9 +216,7 @@ pub fn field(html: &str, form_id: &str, name: &str) -> String {
 
 /// The text of the page's alert banner (a refusal's reason).
 pub fn alert(html: &str) -> String {
-    html.split("role=\"alert\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</p>").next())
+    between(html, "role=\"alert\">", "</p>")
         .unwrap_or_else(|| panic!("no alert: {html}"))
         .to_owned()
 }
@@ -299,6 +302,12 @@ impl TestConsole {
         .await
     }
 
+    /// Changes the queue's settings through the admission API, as the bearer of `token`.
+    pub async fn set_queue(&self, slug: &str, token: &str, change: &Value) -> reqwest::Response {
+        let path = format!("/console/api/events/{slug}/admission");
+        self.put_json(&path, token, change).await
+    }
+
     /// The queue's settings as Redis holds them (what every gateway admits by).
     pub async fn queue(&self, slug: &str) -> AdmissionSettings {
         let slug = EventSlug::parse(slug).unwrap();
@@ -331,6 +340,15 @@ impl TestConsole {
 
     pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
         self.send_json(Method::POST, path, token, body).await
+    }
+
+    /// What a post of `body` answers the bearer of `token`, as JSON.
+    pub async fn post_answer(&self, path: &str, token: &str, body: &Value) -> Value {
+        self.post_json(path, token, body)
+            .await
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn put_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
@@ -373,6 +391,19 @@ impl TestConsole {
     pub async fn page(&self, cookie: &str, path: &str) -> (StatusCode, String) {
         let r = self.browse(Method::GET, path, cookie).send().await.unwrap();
         (r.status(), r.text().await.unwrap())
+    }
+
+    /// Posts `{}` as JSON from the browser holding `cookie`, with `csrf` in the header
+    /// the pages' scripts send it in ("" for none): a change without a form.
+    pub async fn browser_post(&self, path: &str, cookie: &str, csrf: &str) -> reqwest::Response {
+        let req = self.browse(Method::POST, path, cookie).json(&json!({}));
+        match csrf {
+            "" => req,
+            csrf => req.header("x-csrf-token", csrf),
+        }
+        .send()
+        .await
+        .unwrap()
     }
 
     /// Posts a form with this cookie ("" for none).
