@@ -22,17 +22,16 @@ impl Desk {
         super::create_operators(db).await;
         super::seed_event(db, "big", buyers, 1).await;
         let other_event = super::seed_event(db, "other", 3, 1001).await;
-        sqlx::query("UPDATE operator_tokens SET event_ids = ARRAY[$1]::uuid[] WHERE id = $2")
-            .bind(other_event)
-            .bind(console.host_id)
-            .execute(&db.pool)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE operators SET event_ids = ARRAY[$1]::uuid[] WHERE role = 'host'")
-            .bind(other_event)
-            .execute(&db.pool)
-            .await
-            .unwrap();
+        // The host may see the other event only: with its token and with its session.
+        sqlx::query(
+            "WITH token AS (UPDATE operator_tokens SET event_ids = ARRAY[$1]::uuid[] WHERE id = $2)
+             UPDATE operators SET event_ids = ARRAY[$1]::uuid[] WHERE role = 'host'",
+        )
+        .bind(other_event)
+        .bind(console.host_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
         Desk {
             console,
             other_event,

@@ -277,6 +277,21 @@ impl TestConsole {
         self.rows("operator_audit", "action", action).await
     }
 
+    /// Audit rows of `action` by `actor` (`operator:Olga`), with `reason` where one is
+    /// given.
+    pub async fn audited_by(&self, action: &str, actor: &str, reason: Option<&str>) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM operator_audit WHERE action = $1 AND actor = $2 \
+             AND ($3::text IS NULL OR reason = $3)",
+        )
+        .bind(action)
+        .bind(actor)
+        .bind(reason)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
     /// The order of the buyer with this email (each seeded buyer has one).
     pub async fn order_of(&self, email: &str) -> Uuid {
         self.id_where("orders", "buyer_email", email).await
