@@ -6,6 +6,7 @@ use platform::metrics::HttpMetrics;
 use sqlx::PgPool;
 use waitroom::queue::Waitroom;
 
+use crate::support::{CancelOrderBody, EmailBody, RefundBody, RescheduleBody, TransferBody};
 use crate::{admission, event_pages, event_setup, events, pages, search, support};
 
 #[derive(Clone)]
@@ -35,12 +36,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/search", get(search::api))
         .route("/orders/{id}", get(support::show))
-        .route("/orders/{id}/refund", post(support::refund))
+        .route("/orders/{id}/refund", post(support::fix::<RefundBody>))
         .route("/orders/{id}/resend", post(support::resend))
-        .route("/orders/{id}/cancel", post(support::cancel_order))
-        .route("/orders/{id}/email", post(support::email))
-        .route("/tickets/{id}/transfer", post(support::transfer))
-        .route("/events/{event}/reschedule", post(support::reschedule))
+        .route("/orders/{id}/cancel", post(support::fix::<CancelOrderBody>))
+        .route("/orders/{id}/email", post(support::fix::<EmailBody>))
+        .route("/tickets/{id}/transfer", post(support::fix::<TransferBody>))
+        .route(
+            "/events/{event}/reschedule",
+            post(support::fix::<RescheduleBody>),
+        )
         .route("/events/{event}/cancel", post(support::cancel_event))
         .route(
             "/events/{event}/resend-undelivered",

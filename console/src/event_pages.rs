@@ -1,7 +1,8 @@
 //! The console's event pages: the list of events, one event's page (tiers, refund
 //! policy, deliveries) with the event-wide fixes — reschedule, cancel, resend to
 //! everyone whose confirmation failed or bounced. The fixes are the same functions as
-//! the JSON API (`support::*_with`), so the rules (roles, audit, idempotency) are one.
+//! the JSON API (`support::FixBody::run`, `support::*_with`), so the rules (roles, audit,
+//! idempotency) are one.
 //!
 //! Stable hooks for browser tests (keep these when restyling):
 //! - `GET /console/events`: `table#events`, one `a.event` per event → its page.
@@ -53,7 +54,7 @@ use crate::auth::{CsrfForm, Operator, Role, SignedIn};
 use crate::html;
 use crate::moment::{self, Moment, Precision};
 use crate::pages::{Flash, Retry, money, urlencode};
-use crate::support::{self, CancelBody, RescheduleBody};
+use crate::support::{self, CancelBody, FixBody, RescheduleBody};
 
 /// The outcome of the last fix as the `banners` macro shows it (`?done=` / `?error=`).
 #[derive(Serialize)]
@@ -153,21 +154,9 @@ pub async fn event_page(
     Path(slug): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Response {
-    render_event(&s, &operator, &slug, Outcome::from(&flash), None).await
-}
-
-/// The event's page, with a refused form shown again if there is one (and its status).
-async fn render_event(
-    s: &AppState,
-    op: &Operator,
-    slug: &str,
-    flash: Outcome<'_>,
-    retry: Option<&Retry>,
-) -> Response {
-    let built = event_view(s, op, slug, retry)
+    Page::Event
+        .render(&s, &operator, &slug, Outcome::from(&flash), None)
         .await
-        .map(|ctx| context! { flash, ..ctx });
-    shown(op, retry, "event.html", built)
 }
 
 /// The event as its page shows it.
@@ -361,18 +350,39 @@ async fn answer(
         }
         Err(e) => {
             let retry = Retry::new(form, &e, f);
-            match page {
-                Page::Event => render_event(s, op, slug, NO_OUTCOME, Some(&retry)).await,
-                Page::Incidents => render_incidents(s, op, slug, NO_OUTCOME, Some(&retry)).await,
-            }
+            page.render(s, op, slug, NO_OUTCOME, Some(&retry)).await
         }
     }
 }
 
+/// An event's two pages with fixes on them: the event's own and its incident view.
 #[derive(Clone, Copy)]
 enum Page {
     Event,
     Incidents,
+}
+
+impl Page {
+    /// The page, with a refused form shown again if there is one (and its status).
+    async fn render(
+        self,
+        s: &AppState,
+        op: &Operator,
+        slug: &str,
+        flash: Outcome<'_>,
+        retry: Option<&Retry>,
+    ) -> Response {
+        let (built, template) = match self {
+            Page::Event => (event_view(s, op, slug, retry).await, "event.html"),
+            Page::Incidents => (incidents_view(s, op, slug).await, "incidents.html"),
+        };
+        shown(
+            op,
+            retry,
+            template,
+            built.map(|ctx| context! { flash, ..ctx }),
+        )
+    }
 }
 
 fn repeated(v: &serde_json::Value) -> bool {
@@ -409,7 +419,9 @@ pub async fn reschedule_form(
             notify: f.contains_key("notify"),
             reason: Some(reason.to_owned()),
         };
-        let v = support::reschedule_with(&s, &operator, &slug, body, get(&f, "action_key")).await?;
+        let v = body
+            .run(&s, &operator, slug.clone(), get(&f, "action_key"))
+            .await?;
         Ok(if repeated(&v) {
             "rescheduled (already done)".to_owned()
         } else if v.get("moved").and_then(|m| m.as_bool()) == Some(false) {
@@ -518,20 +530,9 @@ pub async fn incidents_page(
     Path(slug): Path<String>,
     Query(flash): Query<Flash>,
 ) -> Response {
-    render_incidents(&s, &operator, &slug, Outcome::from(&flash), None).await
-}
-
-async fn render_incidents(
-    s: &AppState,
-    op: &Operator,
-    slug: &str,
-    flash: Outcome<'_>,
-    retry: Option<&Retry>,
-) -> Response {
-    let built = incidents_view(s, op, slug)
+    Page::Incidents
+        .render(&s, &operator, &slug, Outcome::from(&flash), None)
         .await
-        .map(|ctx| context! { flash, ..ctx });
-    shown(op, retry, "incidents.html", built)
 }
 
 /// Paid orders whose newest confirmation failed or bounced and none was ever sent.

@@ -489,12 +489,30 @@ pub async fn edit_form(
         Ok(done)
     }
     .await;
+    edited(&s, &operator, &slug, "event-edit", "saved", result, &v).await
+}
+
+/// Where a form of the edit page goes next: done → the event's page saying so (a reload
+/// posts nothing again); refused → the edit page again, `form` as it was typed.
+async fn edited<T>(
+    s: &AppState,
+    op: &Operator,
+    slug: &str,
+    form: &str,
+    done: &str,
+    result: Result<T, ConsoleError>,
+    typed: &Fields,
+) -> Response {
     match result {
-        Ok(_) => Redirect::to(&format!("/console/events/{}?done=saved", urlencode(&slug)))
-            .into_response(),
+        Ok(_) => Redirect::to(&format!(
+            "/console/events/{}?done={}",
+            urlencode(slug),
+            urlencode(done)
+        ))
+        .into_response(),
         Err(e) => {
-            let retry = Retry::new("event-edit", &e, HashMap::new());
-            render_edit(&s, &operator, &slug, Some(&v), Some(&retry)).await
+            let retry = Retry::new(form, &e, HashMap::new());
+            render_edit(s, op, slug, Some(typed), Some(&retry)).await
         }
     }
 }
@@ -549,15 +567,6 @@ pub async fn queue_form(
         admission::update_with(&s, &operator, &slug, change).await
     }
     .await;
-    match result {
-        Ok(_) => Redirect::to(&format!(
-            "/console/events/{}?done=queue%20settings%20applied",
-            urlencode(&slug)
-        ))
-        .into_response(),
-        Err(e) => {
-            let retry = Retry::new("event-queue", &e, HashMap::new());
-            render_edit(&s, &operator, &slug, Some(&v), Some(&retry)).await
-        }
-    }
+    let applied = "queue settings applied";
+    edited(&s, &operator, &slug, "event-queue", applied, result, &v).await
 }

@@ -29,7 +29,9 @@ use crate::html;
 use crate::moment::{self, Moment, Precision};
 use crate::search;
 use crate::sessions::{self, Login};
-use crate::support::{self, CancelOrderBody, EmailBody, OrderDetail, RefundBody, TransferBody};
+use crate::support::{
+    self, CancelOrderBody, EmailBody, FixBody, OrderDetail, RefundBody, TransferBody,
+};
 
 pub(crate) use crate::html::error_page;
 
@@ -590,14 +592,14 @@ async fn act(s: AppState, f: CsrfForm, id: Uuid, what: &str) -> Response {
                     reason,
                     override_policy,
                 };
-                support::cancel_order_with(&s, operator, id, body, key).await
+                body.run(&s, operator, id, key).await
             }
             "email" => {
                 let body = EmailBody {
                     email: field(&f, "email").unwrap_or_default(),
                     reason: field(&f, "reason").filter(|r| !r.trim().is_empty()),
                 };
-                support::email_with(&s, operator, id, body, key).await
+                body.run(&s, operator, id, key).await
             }
             _ => {
                 // `amount` in the currency's units (the page's field), or `amount_cents`.
@@ -622,7 +624,7 @@ async fn act(s: AppState, f: CsrfForm, id: Uuid, what: &str) -> Response {
                     reason,
                     override_policy,
                 };
-                support::refund_with(&s, operator, id, body, key).await
+                body.run(&s, operator, id, key).await
             }
         }
     }
@@ -658,7 +660,7 @@ pub async fn transfer_form(
             .fetch_optional(&s.db)
             .await
         {
-            // Whether this operator may see it is `transfer_with`'s to answer (after the
+            // Whether this operator may see it is the transfer's to answer (after the
             // role, as the API does).
             Ok(found) => found,
             Err(e) => return error_page(Some(operator), &ConsoleError::from(e)),
@@ -674,7 +676,7 @@ pub async fn transfer_form(
         name: field(&f, "name").unwrap_or_default(),
         reason: field(&f, "reason").filter(|r| !r.trim().is_empty()),
     };
-    let result = support::transfer_with(&s, operator, ticket, body, f.get("action_key")).await;
+    let result = body.run(&s, operator, ticket, f.get("action_key")).await;
     match result {
         Ok(_) => Redirect::to(&format!("/console/orders/{order}?done=transfer")).into_response(),
         Err(e) => {

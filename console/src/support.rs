@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use contract::states::{DeliveryStatus, OrderStatus, TicketStatus};
 use orders::corrections::{self, Authority};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -367,6 +368,38 @@ async fn event_of(s: &AppState, operator: &Operator, order_id: Uuid) -> Result<U
         .ok_or_else(|| orders::Error::NotFound("order").into())
 }
 
+/// What a fix answers: what it did, as JSON, or why it was refused.
+type Done = Result<serde_json::Value, ConsoleError>;
+
+/// The body of a fix — what the API's JSON and a page's form both become — with the
+/// target it acts on (an order's or ticket's id, an event's slug) and the fix itself.
+/// The API serves every one with [`fix`]; the pages call [`FixBody::run`].
+pub trait FixBody: DeserializeOwned + Send + 'static {
+    type Target: DeserializeOwned + Send + 'static;
+
+    /// Runs the fix on `target` for `op`, once per `key`, audited.
+    fn run(
+        self,
+        s: &AppState,
+        op: &Operator,
+        target: Self::Target,
+        key: Option<&str>,
+    ) -> impl Future<Output = Done> + Send;
+}
+
+/// `POST` of a fix with a JSON body: the operator, the target in the path, the
+/// `Idempotency-Key` header and the body, checked in that order for every fix.
+pub async fn fix<B: FixBody>(
+    State(s): State<AppState>,
+    operator: Operator,
+    ApiPath(target): ApiPath<B::Target>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<B>,
+) -> Result<Json<serde_json::Value>, ConsoleError> {
+    let key = idempotency_key(&headers);
+    Ok(Json(body.run(&s, &operator, target, key.as_deref()).await?))
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
@@ -376,14 +409,12 @@ pub struct RefundBody {
     pub override_policy: bool,
 }
 
-pub async fn refund_with(
-    s: &AppState,
-    operator: &Operator,
-    id: Uuid,
-    body: RefundBody,
-    key: Option<&str>,
-) -> Result<serde_json::Value, ConsoleError> {
-    under_refund_policy(s, operator, id, PolicyFix::Refund(body), key).await
+impl FixBody for RefundBody {
+    type Target = Uuid;
+
+    async fn run(self, s: &AppState, op: &Operator, id: Uuid, key: Option<&str>) -> Done {
+        under_refund_policy(s, op, id, PolicyFix::Refund(self), key).await
+    }
 }
 
 /// The two fixes that move money under the event's refund policy.
@@ -401,7 +432,7 @@ async fn under_refund_policy(
     id: Uuid,
     fix: PolicyFix,
     key: Option<&str>,
-) -> Result<serde_json::Value, ConsoleError> {
+) -> Done {
     operator.require(STAFF)?;
     let event = event_of(s, operator, id).await?;
     let actor = operator.label();
@@ -467,25 +498,8 @@ async fn under_refund_policy(
     result
 }
 
-pub async fn refund(
-    State(s): State<AppState>,
-    operator: Operator,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<RefundBody>,
-) -> Result<Json<serde_json::Value>, ConsoleError> {
-    Ok(Json(
-        refund_with(
-            &s,
-            &operator,
-            id,
-            body,
-            idempotency_key(&headers).as_deref(),
-        )
-        .await?,
-    ))
-}
-
+/// Cancels one order: refunds what is still paid (outside the refund policy only an
+/// admin, with a reason), stops its tickets and links, frees the seats, tells the buyer.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CancelOrderBody {
@@ -494,43 +508,15 @@ pub struct CancelOrderBody {
     pub override_policy: bool,
 }
 
-/// Cancels one order: refunds what is still paid (outside the refund policy only an
-/// admin, with a reason), stops its tickets and links, frees the seats, tells the buyer.
-pub async fn cancel_order_with(
-    s: &AppState,
-    operator: &Operator,
-    id: Uuid,
-    body: CancelOrderBody,
-    key: Option<&str>,
-) -> Result<serde_json::Value, ConsoleError> {
-    under_refund_policy(s, operator, id, PolicyFix::Cancel(body), key).await
+impl FixBody for CancelOrderBody {
+    type Target = Uuid;
+
+    async fn run(self, s: &AppState, op: &Operator, id: Uuid, key: Option<&str>) -> Done {
+        under_refund_policy(s, op, id, PolicyFix::Cancel(self), key).await
+    }
 }
 
-pub async fn cancel_order(
-    State(s): State<AppState>,
-    operator: Operator,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<CancelOrderBody>,
-) -> Result<Json<serde_json::Value>, ConsoleError> {
-    Ok(Json(
-        cancel_order_with(
-            &s,
-            &operator,
-            id,
-            body,
-            idempotency_key(&headers).as_deref(),
-        )
-        .await?,
-    ))
-}
-
-pub async fn resend_with(
-    s: &AppState,
-    operator: &Operator,
-    id: Uuid,
-    key: Option<&str>,
-) -> Result<serde_json::Value, ConsoleError> {
+pub async fn resend_with(s: &AppState, operator: &Operator, id: Uuid, key: Option<&str>) -> Done {
     operator.require(STAFF)?;
     let event = event_of(s, operator, id).await?;
     let actor = operator.label();
@@ -571,54 +557,32 @@ pub struct EmailBody {
     pub reason: Option<String>,
 }
 
-pub async fn email_with(
-    s: &AppState,
-    operator: &Operator,
-    id: Uuid,
-    body: EmailBody,
-    key: Option<&str>,
-) -> Result<serde_json::Value, ConsoleError> {
-    operator.require(STAFF)?;
-    let email = orders::buyers::Email::parse(&body.email)?;
-    let event = event_of(s, operator, id).await?;
-    let actor = operator.label();
-    let request = serde_json::to_value(&body).expect("json");
-    let reason = body.reason.clone();
-    let attempt = Attempt {
-        operator,
-        action: Fix::ChangeEmail,
-        subject: &id.to_string(),
-        event,
-        reason: reason.as_deref(),
-        request,
-        key,
-    };
-    once(s, &attempt, move |conn| {
-        Box::pin(async move {
-            let changed = corrections::change_email(conn, id, &email, &actor).await?;
-            Ok(serde_json::json!({"changed": changed}))
-        })
-    })
-    .await
-}
+impl FixBody for EmailBody {
+    type Target = Uuid;
 
-pub async fn email(
-    State(s): State<AppState>,
-    operator: Operator,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<EmailBody>,
-) -> Result<Json<serde_json::Value>, ConsoleError> {
-    Ok(Json(
-        email_with(
-            &s,
-            &operator,
-            id,
-            body,
-            idempotency_key(&headers).as_deref(),
-        )
-        .await?,
-    ))
+    async fn run(self, s: &AppState, op: &Operator, id: Uuid, key: Option<&str>) -> Done {
+        op.require(STAFF)?;
+        let email = orders::buyers::Email::parse(&self.email)?;
+        let event = event_of(s, op, id).await?;
+        let actor = op.label();
+        let request = serde_json::to_value(&self).expect("json");
+        let attempt = Attempt {
+            operator: op,
+            action: Fix::ChangeEmail,
+            subject: &id.to_string(),
+            event,
+            reason: self.reason.as_deref(),
+            request,
+            key,
+        };
+        once(s, &attempt, move |conn| {
+            Box::pin(async move {
+                let changed = corrections::change_email(conn, id, &email, &actor).await?;
+                Ok(serde_json::json!({"changed": changed}))
+            })
+        })
+        .await
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -629,63 +593,42 @@ pub struct TransferBody {
     pub reason: Option<String>,
 }
 
-pub async fn transfer_with(
-    s: &AppState,
-    operator: &Operator,
-    ticket: Uuid,
-    body: TransferBody,
-    key: Option<&str>,
-) -> Result<serde_json::Value, ConsoleError> {
-    operator.require(STAFF)?;
-    let email = orders::buyers::Email::parse(&body.email)?;
-    let name = orders::buyers::BuyerName::parse(&body.name)?;
-    let (order, event): (Uuid, Uuid) =
-        sqlx::query_as("SELECT order_id, event_id FROM tickets WHERE id = $1")
-            .bind(ticket)
-            .fetch_optional(&s.db)
-            .await?
-            .filter(|(_, e): &(Uuid, Uuid)| operator.may_see(*e))
-            .ok_or(orders::Error::NotFound("ticket"))?;
-    let actor = operator.label();
-    // The subject is the order (its timeline shows the transfer); the ticket is part
-    // of the request, so a key used for one ticket cannot be replayed for another.
-    let request = serde_json::json!({"ticket": ticket, "body": body});
-    let reason = body.reason.clone();
-    let attempt = Attempt {
-        operator,
-        action: Fix::Transfer,
-        subject: &order.to_string(),
-        event,
-        reason: reason.as_deref(),
-        request,
-        key,
-    };
-    once(s, &attempt, move |conn| {
-        Box::pin(async move {
-            let done = corrections::transfer_ticket(conn, ticket, &email, &name, &actor).await?;
-            Ok(serde_json::to_value(done).expect("json"))
-        })
-    })
-    .await
-}
+impl FixBody for TransferBody {
+    type Target = Uuid;
 
-pub async fn transfer(
-    State(s): State<AppState>,
-    operator: Operator,
-    ApiPath(id): ApiPath<Uuid>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<TransferBody>,
-) -> Result<Json<serde_json::Value>, ConsoleError> {
-    Ok(Json(
-        transfer_with(
-            &s,
-            &operator,
-            id,
-            body,
-            idempotency_key(&headers).as_deref(),
-        )
-        .await?,
-    ))
+    async fn run(self, s: &AppState, op: &Operator, ticket: Uuid, key: Option<&str>) -> Done {
+        op.require(STAFF)?;
+        let email = orders::buyers::Email::parse(&self.email)?;
+        let name = orders::buyers::BuyerName::parse(&self.name)?;
+        let (order, event): (Uuid, Uuid) =
+            sqlx::query_as("SELECT order_id, event_id FROM tickets WHERE id = $1")
+                .bind(ticket)
+                .fetch_optional(&s.db)
+                .await?
+                .filter(|(_, e): &(Uuid, Uuid)| op.may_see(*e))
+                .ok_or(orders::Error::NotFound("ticket"))?;
+        let actor = op.label();
+        // The subject is the order (its timeline shows the transfer); the ticket is part
+        // of the request, so a key used for one ticket cannot be replayed for another.
+        let request = serde_json::json!({"ticket": ticket, "body": self});
+        let attempt = Attempt {
+            operator: op,
+            action: Fix::Transfer,
+            subject: &order.to_string(),
+            event,
+            reason: self.reason.as_deref(),
+            request,
+            key,
+        };
+        once(s, &attempt, move |conn| {
+            Box::pin(async move {
+                let done =
+                    corrections::transfer_ticket(conn, ticket, &email, &name, &actor).await?;
+                Ok(serde_json::to_value(done).expect("json"))
+            })
+        })
+        .await
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -702,56 +645,35 @@ fn yes() -> bool {
     true
 }
 
-pub async fn reschedule_with(
-    s: &AppState,
-    operator: &Operator,
-    slug: &str,
-    body: RescheduleBody,
-    key: Option<&str>,
-) -> Result<serde_json::Value, ConsoleError> {
-    operator.require(STAFF)?;
-    let event = orders::events::by_slug(&s.db, slug)
-        .await?
-        .ok_or(orders::Error::NotFound("event"))?;
-    let actor = operator.label();
-    let event_id = event.id;
-    let request = serde_json::to_value(&body).expect("json");
-    let reason = body.reason.clone();
-    let attempt = Attempt {
-        operator,
-        action: Fix::Reschedule,
-        subject: slug,
-        event: event_id,
-        reason: reason.as_deref(),
-        request,
-        key,
-    };
-    once(s, &attempt, move |conn| {
-        Box::pin(async move {
-            let moved = corrections::reschedule(conn, event_id, body.starts_at, body.ends_at, body.notify, &actor).await?;
-            Ok(serde_json::json!({"moved": moved, "starts_at": body.starts_at, "ends_at": body.ends_at, "notified": body.notify && moved}))
-        })
-    })
-    .await
-}
+impl FixBody for RescheduleBody {
+    type Target = String;
 
-pub async fn reschedule(
-    State(s): State<AppState>,
-    operator: Operator,
-    ApiPath(slug): ApiPath<String>,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<RescheduleBody>,
-) -> Result<Json<serde_json::Value>, ConsoleError> {
-    Ok(Json(
-        reschedule_with(
-            &s,
-            &operator,
-            &slug,
-            body,
-            idempotency_key(&headers).as_deref(),
-        )
-        .await?,
-    ))
+    async fn run(self, s: &AppState, op: &Operator, slug: String, key: Option<&str>) -> Done {
+        op.require(STAFF)?;
+        let event = orders::events::by_slug(&s.db, &slug)
+            .await?
+            .ok_or(orders::Error::NotFound("event"))?;
+        let actor = op.label();
+        let event_id = event.id;
+        let request = serde_json::to_value(&self).expect("json");
+        let attempt = Attempt {
+            operator: op,
+            action: Fix::Reschedule,
+            subject: &slug,
+            event: event_id,
+            reason: self.reason.as_deref(),
+            request,
+            key,
+        };
+        let (starts_at, ends_at, notify) = (self.starts_at, self.ends_at, self.notify);
+        once(s, &attempt, move |conn| {
+            Box::pin(async move {
+                let moved = corrections::reschedule(conn, event_id, starts_at, ends_at, notify, &actor).await?;
+                Ok(serde_json::json!({"moved": moved, "starts_at": starts_at, "ends_at": ends_at, "notified": notify && moved}))
+            })
+        })
+        .await
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,10 +8,9 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use std::ops::Deref;
 
 use console::auth::{Role, create_token};
-use console::sessions::create_operator;
 use platform::testing::TestDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -19,55 +18,32 @@ use uuid::Uuid;
 use waitroom::EventSlug;
 use waitroom::queue::Waitroom;
 
-use support::PASSWORD;
+use support::{PASSWORD, TestConsole, session_of};
 
+/// A console with the sign-in accounts and the event `gig` (see [`seed`]).
 struct Console {
-    addr: SocketAddr,
-    db: TestDb,
-    room: Waitroom,
-    admin: String,
-    operator: String,
-    host: String,
+    console: TestConsole,
     order: Uuid,
     ticket: Uuid,
-    /// Stops the console when the test is done.
-    _stop: platform::shutdown::Trigger,
+}
+
+/// The attacks run against the console: `c.url(..)`, `c.admin`, `c.sign_in(..)`.
+impl Deref for Console {
+    type Target = TestConsole;
+
+    fn deref(&self) -> &TestConsole {
+        &self.console
+    }
 }
 
 async fn spawn(secure_cookies: bool) -> Console {
-    let support::TestConsole {
-        addr,
-        db,
-        room,
-        stop,
-        ..
-    } = support::spawn_with(|c| c.secure_cookies = secure_cookies).await;
-    let support::Tokens {
-        admin,
-        operator,
-        host,
-        ..
-    } = support::tokens(&db).await;
-    for (email, role) in [
-        ("olga@floodgate.test", Role::Operator),
-        ("hank@floodgate.test", Role::Host),
-        ("alice@floodgate.test", Role::Admin),
-    ] {
-        create_operator(&db.pool, email, "Someone", role, PASSWORD)
-            .await
-            .unwrap();
-    }
-    let (order, ticket) = seed(&db, &room).await;
+    let console = support::spawn_with(|c| c.secure_cookies = secure_cookies).await;
+    support::create_operators(&console.db).await;
+    let (order, ticket) = seed(&console.db, &console.room).await;
     Console {
-        addr,
-        db,
-        room,
-        admin,
-        operator,
-        host,
+        console,
         order,
         ticket,
-        _stop: stop,
     }
 }
 
@@ -113,13 +89,6 @@ async fn seed(db: &TestDb, room: &Waitroom) -> (Uuid, Uuid) {
         .await
         .unwrap();
     (order, ticket)
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 /// Every state-changing API route with a body that would succeed for an admin.
@@ -198,17 +167,6 @@ fn new_event(slug: &str) -> Value {
 }
 
 impl Console {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap()
-    }
-
     /// Everything an action could have changed, to compare before and after.
     async fn state(&self) -> Value {
         let mode = self
@@ -234,61 +192,28 @@ impl Console {
             "actions": self.count("SELECT count(*) FROM operator_actions").await,
         })
     }
-
-    /// Signs in through the login form; returns the session cookie pair and its CSRF
-    /// token as rendered in the page's forms.
-    async fn sign_in(&self, email: &str) -> (String, String) {
-        let r = http()
-            .post(self.url("/console/login"))
-            .form(&[("email", email), ("password", PASSWORD)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER, "sign in {email}");
-        let session = session_of(&r).expect("a session cookie");
-        let page = http()
-            .get(self.url("/console/"))
-            .header("cookie", &session)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let csrf = page
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .expect("the page carries the CSRF token")
-            .to_owned();
-        (session, csrf)
-    }
-}
-
-fn session_of(r: &reqwest::Response) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("fg_console="))
-        .map(|v| v.split(';').next().unwrap().to_owned())
 }
 
 async fn assert_shape(r: reqwest::Response, status: StatusCode, code: &str, what: &str) {
     assert_eq!(r.status(), status, "{what}");
-    let b: Value = r
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"));
+    let b = error_of(r, what).await;
     assert_eq!(b["error"], code, "{what}: {b}");
     assert!(b["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+/// The refusal's body, which must be JSON (the error shape's fields are the caller's to
+/// check).
+async fn error_of(r: reqwest::Response, what: &str) -> Value {
+    r.json()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"))
 }
 
 #[tokio::test]
 async fn every_route_refuses_callers_without_valid_credentials() {
     let c = spawn(false).await;
     let before = c.state().await;
-    let h = http();
+    let h = &c.http;
     // A revoked admin token is no token.
     let (revoked_id, revoked) = create_token(&c.db.pool, "gone", Role::Admin).await.unwrap();
     sqlx::query("UPDATE operator_tokens SET revoked_at = now() WHERE id = $1")
@@ -370,17 +295,13 @@ async fn every_route_refuses_callers_without_valid_credentials() {
         format!("/console/tickets/{t}/transfer"),
         "/console/logout".into(),
     ] {
-        let r = h
-            .post(c.url(&path))
-            .form(&[
-                ("csrf", "guess"),
-                ("reason", "x"),
-                ("email", "a@example.org"),
-                ("name", "M"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let form = [
+            ("csrf", "guess"),
+            ("reason", "x"),
+            ("email", "a@example.org"),
+            ("name", "M"),
+        ];
+        let r = c.submit("", &path, &form).await;
         assert!(
             r.status() == StatusCode::SEE_OTHER && r.headers()["location"] == "/console/login",
             "POST {path}: {}",
@@ -392,7 +313,7 @@ async fn every_route_refuses_callers_without_valid_credentials() {
         "/console/events/gig/live".into(),
         "/console/?q=buyer".into(),
     ] {
-        let r = h.get(c.url(&path)).send().await.unwrap();
+        let r = c.get(&path, "").await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "GET {path}");
         assert_eq!(r.headers()["location"], "/console/login", "GET {path}");
     }
@@ -403,7 +324,6 @@ async fn every_route_refuses_callers_without_valid_credentials() {
 async fn every_change_needs_the_right_role() {
     let c = spawn(false).await;
     let before = c.state().await;
-    let h = http();
     // Hosts change nothing at all; operators do not cancel events.
     let (o, _) = (c.order, c.ticket);
     let mut refused: Vec<(&str, &str, Method, String, Value)> = changes(&c)
@@ -418,13 +338,7 @@ async fn every_change_needs_the_right_role() {
         json!({"reason": "attack"}),
     ));
     for (who, token, method, path, body) in refused {
-        let r = h
-            .request(method.clone(), c.url(&path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = c.send_json(method.clone(), &path, token, &body).await;
         assert_shape(
             r,
             StatusCode::FORBIDDEN,
@@ -441,18 +355,13 @@ async fn every_change_needs_the_right_role() {
         format!("/console/orders/{o}/email"),
         format!("/console/tickets/{}/transfer", c.ticket),
     ] {
-        let r = h
-            .post(c.url(&path))
-            .header("cookie", &session)
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("reason", "x"),
-                ("email", "a@example.org"),
-                ("name", "M"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("reason", "x"),
+            ("email", "a@example.org"),
+            ("name", "M"),
+        ];
+        let r = c.submit(&session, &path, &form).await;
         // The forms answer with a page saying why, with the role's status.
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "host form {path}");
         let html = r.text().await.unwrap();
@@ -467,44 +376,26 @@ async fn every_change_needs_the_right_role() {
         "/console/api/events/gig/admission",
         "/console/api/events/gig/audit",
     ] {
-        let r = h
-            .get(c.url(path))
-            .bearer_auth(&c.host)
-            .send()
-            .await
-            .unwrap();
+        let r = c.get(path, &c.host).await;
         assert!(
             matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN),
             "host reads {path}: {}",
             r.status()
         );
     }
-    let listed: Value = h
-        .get(c.url("/console/api/events"))
-        .bearer_auth(&c.host)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = c.get_json("/console/api/events", &c.host).await;
     assert_eq!(listed, json!([]), "a host lists only its events");
     assert_eq!(c.state().await, before, "nothing changed");
     // The same calls by an admin do work, so the refusals were about the role.
-    let r = h
-        .put(c.url("/console/api/events/gig/admission"))
-        .bearer_auth(&c.admin)
-        .json(&json!({"mode": "paused", "reason": "check"}))
-        .send()
-        .await
-        .unwrap();
+    let pause = json!({"mode": "paused", "reason": "check"});
+    let r = c.set_queue("gig", &c.admin, &pause).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn session_changes_need_the_csrf_token_whatever_the_content_type() {
     let c = spawn(false).await;
-    let h = http();
+    let h = &c.http;
     let (session, csrf) = c.sign_in("alice@floodgate.test").await;
     let before = c.state().await;
     for (method, path, body) in changes(&c) {
@@ -593,15 +484,9 @@ async fn session_changes_need_the_csrf_token_whatever_the_content_type() {
             if let Some(v) = csrf_field {
                 form.push(("csrf", v));
             }
-            let r = h
-                .post(c.url(&path))
-                .header("cookie", &session)
-                .form(&form)
-                .send()
-                .await
-                .unwrap();
+            let (status, _) = c.post(&session, &path, &form).await;
             assert_eq!(
-                r.status(),
+                status,
                 StatusCode::FORBIDDEN,
                 "form {path} with csrf {csrf_field:?}"
             );
@@ -609,21 +494,15 @@ async fn session_changes_need_the_csrf_token_whatever_the_content_type() {
     }
     assert_eq!(c.state().await, before, "nothing changed");
     // Still signed in (logout without the token did not log out), and the right token works.
-    let r = h
-        .post(c.url(&format!("/console/api/orders/{o}/resend")))
-        .header("cookie", &session)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let resend = format!("/console/api/orders/{o}/resend");
+    let r = c.browser_post(&resend, &session, &csrf).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn sessions_cannot_be_fixed_and_die_at_logout_and_at_the_next_login() {
     let c = spawn(true).await;
-    let h = http();
+    let h = &c.http;
     let api = |cookie: String| {
         let h = h.clone();
         let url = c.url("/console/api/events");
@@ -676,28 +555,11 @@ async fn sessions_cannot_be_fixed_and_die_at_logout_and_at_the_next_login() {
     assert_eq!(api(second.clone()).await, StatusCode::OK);
 
     // Logging out kills the session server-side, not just the cookie.
-    let page = h
-        .get(c.url("/console/"))
-        .header("cookie", &second)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    let out = h
-        .post(c.url("/console/logout"))
-        .header("cookie", &second)
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let (_, page) = c.page(&second, "/console/").await;
+    let csrf = support::csrf_of(&page);
+    let out = c
+        .submit(&second, "/console/logout", &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     let cleared = out.headers()["set-cookie"].to_str().unwrap();
     assert!(
@@ -740,7 +602,7 @@ async fn sessions_cannot_be_fixed_and_die_at_logout_and_at_the_next_login() {
 #[tokio::test]
 async fn malformed_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
     let c = spawn(false).await;
-    let h = http();
+    let h = &c.http;
     let before = c.state().await;
     let send = |method: Method, path: String, body: Vec<u8>| {
         h.request(method, c.url(&path))
@@ -924,10 +786,7 @@ async fn malformed_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
             got.is_client_error(),
             "{what}: {got} (wanted about {status})"
         );
-        let b: Value = r
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: not the error shape ({e})"));
+        let b = error_of(r, &what).await;
         assert!(
             b["error"].is_string() && b["message"].is_string(),
             "{what}: {b}"
@@ -955,7 +814,7 @@ async fn malformed_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
         assert!(session_of(&r).is_none());
     }
     assert_eq!(c.state().await, before, "nothing changed");
-    let r = h.get(c.url("/healthz")).send().await.unwrap();
+    let r = c.get("/healthz", "").await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -967,7 +826,7 @@ async fn malformed_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
 #[tokio::test]
 async fn an_idempotency_key_cannot_be_replayed_for_something_else() {
     let c = spawn(false).await;
-    let h = http();
+    let h = &c.http;
     let post = |token: &str, path: &str, key: &str, body: &Value| {
         h.post(c.url(path))
             .bearer_auth(token)
@@ -1034,32 +893,17 @@ async fn an_idempotency_key_cannot_be_replayed_for_something_else() {
     assert_eq!(c.state().await, before, "a refused key changes nothing");
 
     // The same action with the same (empty) body on another target.
-    let r = h
-        .post(c.url("/console/api/events"))
-        .bearer_auth(&c.admin)
-        .json(&new_event("fresh"))
-        .send()
+    let r = c.create_event(&c.admin, &new_event("fresh")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let bulk = |slug: &str| format!("/console/api/events/{slug}/resend-undelivered");
+    let r = post(&c.admin, &bulk("gig"), "bulk-1", &json!({}))
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let r = post(
-        &c.admin,
-        "/console/api/events/gig/resend-undelivered",
-        "bulk-1",
-        &json!({}),
-    )
-    .await
-    .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let before = c.state().await;
-    let r = post(
-        &c.admin,
-        "/console/api/events/fresh/resend-undelivered",
-        "bulk-1",
-        &json!({}),
-    )
-    .await
-    .unwrap();
+    let r = post(&c.admin, &bulk("fresh"), "bulk-1", &json!({}))
+        .await
+        .unwrap();
     assert_shape(
         r,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1078,7 +922,7 @@ async fn an_idempotency_key_cannot_be_replayed_for_something_else() {
 #[tokio::test]
 async fn a_parallel_burst_of_wrong_passwords_gets_five_guesses() {
     let c = spawn(false).await;
-    let h = http();
+    let h = &c.http;
     let sign_in = |client: String, password: &'static str| {
         h.post(c.url("/console/login"))
             .header("x-forwarded-for", client)
@@ -1121,7 +965,6 @@ async fn a_parallel_burst_of_wrong_passwords_gets_five_guesses() {
 #[tokio::test]
 async fn an_event_title_with_control_characters_is_refused() {
     let c = spawn(false).await;
-    let h = http();
     let before = c.state().await;
     for title in [
         "Gig\r\nATTENDEE:mailto:evil@x",
@@ -1134,42 +977,30 @@ async fn an_event_title_with_control_characters_is_refused() {
     ] {
         let mut body = new_event("fresh");
         body["title"] = json!(title);
-        let r = h
-            .post(c.url("/console/api/events"))
-            .bearer_auth(&c.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = c.create_event(&c.admin, &body).await;
         assert_shape(r, StatusCode::BAD_REQUEST, "bad_request", title).await;
     }
     assert_eq!(c.state().await, before, "no event created");
 
     let (session, csrf) = c.sign_in("olga@floodgate.test").await;
-    let tier: Uuid = sqlx::query_scalar(
-        "SELECT t.id FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'gig'",
-    )
-    .fetch_one(&c.db.pool)
-    .await
-    .unwrap();
-    let r = h
-        .post(c.url("/console/events/gig/edit"))
-        .header("cookie", &session)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("action_key", "edit-1"),
-            ("title", "The Gig\r\nATTENDEE:mailto:evil@x"),
-            ("timezone", "Europe/Amsterdam"),
-            ("meeting_provider", "jitsi"),
-            ("meeting_url", ""),
-            ("refundable_until_hours_before", "48"),
-            (&format!("tier_{tier}_price"), "20.00"),
-            (&format!("tier_{tier}_capacity"), "10"),
-            ("reason", "rename"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let tier = c.tier_of("gig").await;
+    let (price, capacity) = (
+        format!("tier_{tier}_price"),
+        format!("tier_{tier}_capacity"),
+    );
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("action_key", "edit-1"),
+        ("title", "The Gig\r\nATTENDEE:mailto:evil@x"),
+        ("timezone", "Europe/Amsterdam"),
+        ("meeting_provider", "jitsi"),
+        ("meeting_url", ""),
+        ("refundable_until_hours_before", "48"),
+        (&price, "20.00"),
+        (&capacity, "10"),
+        ("reason", "rename"),
+    ];
+    let r = c.submit(&session, "/console/events/gig/edit", &form).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(
         r.text().await.unwrap().contains("line breaks"),

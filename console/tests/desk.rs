@@ -3,116 +3,32 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
-use console::auth::Role;
-use console::sessions::create_operator;
-use platform::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-struct Desk {
-    addr: SocketAddr,
-    db: TestDb,
-    admin: String,
-    operator: String,
-    host: String,
-    event: Uuid,
-    other_event: Uuid,
-    /// Stops the console when the test is done.
-    _stop: platform::shutdown::Trigger,
-}
-
 use support::PASSWORD;
+use support::desk::Desk;
 
+/// "big" has a thousand buyers: one is found among them by a fragment of their email.
 async fn spawn() -> Desk {
-    let support::TestConsole { addr, db, stop, .. } = support::spawn().await;
-    let support::Tokens {
-        admin,
-        operator,
-        host,
-        host_id,
-    } = support::tokens(&db).await;
-    create_operator(
-        &db.pool,
-        "olga@floodgate.test",
-        "Olga",
-        Role::Operator,
-        PASSWORD,
-    )
-    .await
-    .unwrap();
-    let event = support::seed_event(&db, "big", 1000, 1).await;
-    let other_event = support::seed_event(&db, "other", 3, 1001).await;
-    // The host may see the other event only.
-    sqlx::query("UPDATE operator_tokens SET event_ids = ARRAY[$1]::uuid[] WHERE id = $2")
-        .bind(other_event)
-        .bind(host_id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    Desk {
-        addr,
-        db,
-        admin,
-        operator,
-        host,
-        event,
-        other_event,
-        _stop: stop,
-    }
+    Desk::spawn(1000).await
 }
 
-impl Desk {
-    /// The search API's hits for `q`, as the operator.
-    async fn search(&self, c: &reqwest::Client, q: &str) -> Value {
-        c.get(self.url("/console/api/search"))
-            .query(&[("q", q)])
-            .bearer_auth(&self.operator)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    async fn order_of(&self, email: &str) -> Uuid {
-        sqlx::query_scalar("SELECT id FROM orders WHERE buyer_email = $1")
-            .bind(email)
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap()
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap()
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+/// The search API's hits for `q`, as the bearer of `token`.
+async fn search(d: &Desk, token: &str, q: &str) -> Value {
+    let search = d.http.get(d.url("/console/api/search")).query(&[("q", q)]);
+    let hits = search.bearer_auth(token).send().await.unwrap();
+    hits.json().await.unwrap()
 }
 
 #[tokio::test]
 async fn one_buyer_among_a_thousand_is_found_by_a_fragment() {
     let d = spawn().await;
-    let c = http();
-    let hits: Value = d.search(&c, "buyer737@exa").await;
+    let hits: Value = search(&d, &d.operator, "buyer737@exa").await;
     assert_eq!(hits[0]["buyer_email"], "buyer737@example.org", "{hits}");
     // Fuzzy: a typo in the name still finds them.
-    let fuzzy: Value = d.search(&c, "Buyr 737").await;
+    let fuzzy: Value = search(&d, &d.operator, "Buyr 737").await;
     assert!(
         fuzzy
             .as_array()
@@ -129,45 +45,21 @@ async fn one_buyer_among_a_thousand_is_found_by_a_fragment() {
     .execute(&d.db.pool)
     .await
     .unwrap();
-    let loose: Value = d.search(&c, "kim prak").await;
+    let loose: Value = search(&d, &d.operator, "kim prak").await;
     assert_eq!(loose[0]["buyer_email"], "buyer5@example.org", "{loose}");
     // By order id and ticket code.
     let order = d.order_of("buyer42@example.org").await;
-    let by_id: Value = c
-        .get(d.url(&format!("/console/api/search?q={order}")))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_id = search(&d, &d.operator, &order.to_string()).await;
     assert_eq!(by_id[0]["order_id"], order.to_string());
     let code: String = sqlx::query_scalar("SELECT code FROM tickets WHERE order_id = $1")
         .bind(order)
         .fetch_one(&d.db.pool)
         .await
         .unwrap();
-    let by_code: Value = c
-        .get(d.url(&format!("/console/api/search?q={}", code.to_lowercase())))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_code = search(&d, &d.operator, &code.to_lowercase()).await;
     assert_eq!(by_code[0]["order_id"], order.to_string());
     // A host sees only their event.
-    let host: Value = c
-        .get(d.url("/console/api/search?q=buyer737"))
-        .bearer_auth(&d.host)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let host = search(&d, &d.host, "buyer737").await;
     assert!(
         host.as_array()
             .unwrap()
@@ -175,46 +67,27 @@ async fn one_buyer_among_a_thousand_is_found_by_a_fragment() {
             .all(|h| h["event_slug"] == "other"),
         "a host sees only their event: {host}"
     );
-    let host_other: Value = c
-        .get(d.url("/console/api/search?q=buyer1001"))
-        .bearer_auth(&d.host)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let host_other = search(&d, &d.host, "buyer1001").await;
     assert_eq!(host_other[0]["buyer_email"], "buyer1001@example.org");
-    let hidden = c
-        .get(d.url(&format!("/console/api/orders/{order}")))
-        .bearer_auth(&d.host)
-        .send()
-        .await
-        .unwrap();
+    let hidden = d
+        .get(&format!("/console/api/orders/{order}"), &d.host)
+        .await;
     assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
-    let _ = (d.event, d.other_event);
 }
 
 #[tokio::test]
 async fn every_action_refuses_anonymous_and_host_callers() {
     let d = spawn().await;
-    let c = http();
     let order = d.order_of("buyer1001@example.org").await;
     for (path, body) in [
         ("refund", json!({"reason": "x"})),
         ("resend", json!({})),
         ("email", json!({"email": "new@example.org"})),
     ] {
-        let url = d.url(&format!("/console/api/orders/{order}/{path}"));
-        let anon = c.post(&url).json(&body).send().await.unwrap();
+        let url = format!("/console/api/orders/{order}/{path}");
+        let anon = d.post_json(&url, "", &body).await;
         assert_eq!(anon.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let host = c
-            .post(&url)
-            .bearer_auth(&d.host)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let host = d.post_json(&url, &d.host, &body).await;
         assert_eq!(host.status(), StatusCode::FORBIDDEN, "{path}");
     }
     assert_eq!(d.count("SELECT count(*) FROM outbox").await, 0);
@@ -224,37 +97,27 @@ async fn every_action_refuses_anonymous_and_host_callers() {
 #[tokio::test]
 async fn refunds_outside_policy_need_an_admin_and_a_double_click_refunds_once() {
     let d = spawn().await;
-    let c = http();
     let order = d.order_of("buyer5@example.org").await;
-    let url = d.url(&format!("/console/api/orders/{order}/refund"));
+    let url = format!("/console/api/orders/{order}/refund");
     // The event starts in 2 days; the policy ends 72 h before: outside it.
-    let plain = c
-        .post(&url)
-        .bearer_auth(&d.operator)
-        .json(&json!({"reason": "asked"}))
-        .send()
-        .await
-        .unwrap();
+    let asked = json!({"reason": "asked"});
+    let plain = d.post_json(&url, &d.operator, &asked).await;
     assert_eq!(plain.status(), StatusCode::CONFLICT);
     assert_eq!(
         plain.json::<Value>().await.unwrap()["error"],
         "outside_refund_policy"
     );
-    let operator = c
-        .post(&url)
-        .bearer_auth(&d.operator)
-        .json(&json!({"reason": "asked", "override_policy": true}))
-        .send()
-        .await
-        .unwrap();
+    let overriding = json!({"reason": "asked", "override_policy": true});
+    let operator = d.post_json(&url, &d.operator, &overriding).await;
     assert_eq!(operator.status(), StatusCode::FORBIDDEN);
     assert_eq!(d.count("SELECT count(*) FROM refunds").await, 0);
 
     let key = Uuid::new_v4().to_string();
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let r = c
-            .post(&url)
+        let r = d
+            .http
+            .post(d.url(&url))
             .bearer_auth(&d.admin)
             .header("Idempotency-Key", &key)
             .json(&json!({"reason": "flight cancelled", "override_policy": true}))
@@ -271,11 +134,7 @@ async fn refunds_outside_policy_need_an_admin_and_a_double_click_refunds_once() 
             .await,
         1
     );
-    assert_eq!(
-        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.refunded'")
-            .await,
-        1
-    );
+    assert_eq!(d.outbox("orders.refunded").await, 1);
     let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
         .bind(order)
         .fetch_one(&d.db.pool)
@@ -292,15 +151,9 @@ async fn refunds_outside_policy_need_an_admin_and_a_double_click_refunds_once() 
         ("admin:alice", Some("flight cancelled"))
     );
     // The order's page shows it all in one timeline.
-    let detail: Value = c
-        .get(d.url(&format!("/console/api/orders/{order}")))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail = d
+        .get_json(&format!("/console/api/orders/{order}"), &d.operator)
+        .await;
     let actions: Vec<&str> = detail["timeline"]
         .as_array()
         .unwrap()
@@ -314,43 +167,37 @@ async fn refunds_outside_policy_need_an_admin_and_a_double_click_refunds_once() 
 #[tokio::test]
 async fn correcting_an_email_tells_fulfilment_once() {
     let d = spawn().await;
-    let c = http();
     let order = d.order_of("buyer9@example.org").await;
-    let r = c
-        .post(d.url(&format!("/console/api/orders/{order}/email")))
-        .bearer_auth(&d.operator)
-        .json(&json!({"email": "not an email"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let ok = c
-        .post(d.url(&format!("/console/api/orders/{order}/email")))
-        .bearer_auth(&d.operator)
-        .json(&json!({"email": "buyer9@example.com", "reason": "typo"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), StatusCode::OK);
+    let url = format!("/console/api/orders/{order}/email");
+    // A typo is refused; the corrected address is taken.
+    for (body, status) in [
+        (
+            json!({"email": "not an email"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"email": "buyer9@example.com", "reason": "typo"}),
+            StatusCode::OK,
+        ),
+    ] {
+        let r = d.post_json(&url, &d.operator, &body).await;
+        assert_eq!(r.status(), status, "{body}");
+    }
     let holder: String = sqlx::query_scalar("SELECT holder_email FROM tickets WHERE order_id = $1")
         .bind(order)
         .fetch_one(&d.db.pool)
         .await
         .unwrap();
     assert_eq!(holder, "buyer9@example.com");
-    assert_eq!(
-        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.email_changed'")
-            .await,
-        1
-    );
+    assert_eq!(d.outbox("orders.email_changed").await, 1);
 }
 
 #[tokio::test]
 async fn sessions_are_http_only_csrf_protected_and_throttled() {
     let d = spawn().await;
-    let c = http();
     let login = |password: &'static str| {
-        c.post(d.url("/console/login"))
+        d.http
+            .post(d.url("/console/login"))
             .form(&[("email", "olga@floodgate.test"), ("password", password)])
             .send()
     };
@@ -373,35 +220,25 @@ async fn sessions_are_http_only_csrf_protected_and_throttled() {
     assert_ne!(session, second, "a new session id at every login");
 
     // Signed in: pages work; a JSON change without the CSRF header is refused.
-    let page = c
-        .get(d.url("/console/?q=buyer3"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.text().await.unwrap().contains("buyer3@example.org"));
+    let (status, page) = d.page(&session, "/console/?q=buyer3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("buyer3@example.org"));
     let order = d.order_of("buyer3@example.org").await;
-    let no_csrf = c
-        .post(d.url(&format!("/console/api/orders/{order}/resend")))
-        .header("cookie", &session)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let resend = format!("/console/api/orders/{order}/resend");
+    let no_csrf = d.browser_post(&resend, &session, "").await;
     assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
-    let form_without = c
-        .post(d.url(&format!("/console/orders/{order}/resend")))
-        .header("cookie", &session)
-        .form(&[("action_key", "k1")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(form_without.status(), StatusCode::FORBIDDEN);
+    let (form_without, _) = d
+        .post(
+            &session,
+            &format!("/console/orders/{order}/resend"),
+            &[("action_key", "k1")],
+        )
+        .await;
+    assert_eq!(form_without, StatusCode::FORBIDDEN);
     assert_eq!(d.count("SELECT count(*) FROM outbox").await, 0);
 
     // Anonymous pages go to the login page.
-    let anon = c.get(d.url("/console/")).send().await.unwrap();
+    let anon = d.get("/console/", "").await;
     assert_eq!(anon.headers()["location"], "/console/login");
 
     // Five wrong passwords, then even the right one waits.
@@ -420,42 +257,18 @@ async fn sessions_are_http_only_csrf_protected_and_throttled() {
 #[tokio::test]
 async fn cancelling_an_event_refunds_everyone_once_and_can_be_run_again() {
     let d = spawn().await;
-    let c = http();
-    let url = d.url("/console/api/events/other/cancel");
-    let by_operator = c
-        .post(&url)
-        .bearer_auth(&d.operator)
-        .json(&json!({"reason": "speaker ill"}))
-        .send()
-        .await
-        .unwrap();
+    let url = "/console/api/events/other/cancel";
+    let reason = json!({"reason": "speaker ill"});
+    let by_operator = d.post_json(url, &d.operator, &reason).await;
     assert_eq!(by_operator.status(), StatusCode::FORBIDDEN);
-    let first: Value = c
-        .post(&url)
-        .bearer_auth(&d.admin)
-        .json(&json!({"reason": "speaker ill"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = d.post_answer(url, &d.admin, &reason).await;
     assert_eq!(
         (first["orders"].as_u64(), first["refunded_now"].as_u64()),
         (Some(3), Some(3)),
         "{first}"
     );
     assert_eq!(first["failed"], json!([]));
-    let again: Value = c
-        .post(&url)
-        .bearer_auth(&d.admin)
-        .json(&json!({"reason": "speaker ill"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = d.post_answer(url, &d.admin, &reason).await;
     assert_eq!(
         (
             again["refunded_now"].as_u64(),
@@ -473,9 +286,5 @@ async fn cancelling_an_event_refunds_everyone_once_and_can_be_run_again() {
             .await,
         1
     );
-    assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.cancel'")
-            .await,
-        1
-    );
+    assert_eq!(d.audited("event.cancel").await, 1);
 }

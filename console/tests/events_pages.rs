@@ -4,191 +4,25 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
-use console::auth::Role;
-use console::sessions::create_operator;
-use platform::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-struct Desk {
-    addr: SocketAddr,
-    db: TestDb,
-    admin: String,
-    operator: String,
-    host: String,
-    event: Uuid,
-    other_event: Uuid,
-    /// Stops the console when the test is done.
-    _stop: platform::shutdown::Trigger,
-}
+use support::desk::Desk;
+use support::{alert, csrf_of, field};
 
-use support::PASSWORD;
+/// Olga as the audit names her when she signed in on the pages.
+const OLGA: &str = "operator:Olga";
 
+/// Twenty buyers of "big", three of "other": enough for every page, few to seed.
 async fn spawn() -> Desk {
-    let support::TestConsole { addr, db, stop, .. } = support::spawn().await;
-    let support::Tokens {
-        admin,
-        operator,
-        host,
-        host_id,
-    } = support::tokens(&db).await;
-    for (email, name, role) in [
-        ("olga@floodgate.test", "Olga", Role::Operator),
-        ("alice@floodgate.test", "Alice", Role::Admin),
-        ("hank@floodgate.test", "Hank", Role::Host),
-    ] {
-        create_operator(&db.pool, email, name, role, PASSWORD)
-            .await
-            .unwrap();
-    }
-    let event = support::seed_event(&db, "big", 20, 1).await;
-    let other_event = support::seed_event(&db, "other", 3, 1001).await;
-    // The host may see the other event only.
-    sqlx::query("UPDATE operator_tokens SET event_ids = ARRAY[$1]::uuid[] WHERE id = $2")
-        .bind(other_event)
-        .bind(host_id)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE operators SET event_ids = ARRAY[$1]::uuid[] WHERE role = 'host'")
-        .bind(other_event)
-        .execute(&db.pool)
-        .await
-        .unwrap();
-    Desk {
-        addr,
-        db,
-        admin,
-        operator,
-        host,
-        event,
-        other_event,
-        _stop: stop,
-    }
-}
-
-impl Desk {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap()
-    }
-
-    /// Signs in through the login form; returns the session cookie.
-    async fn login(&self, email: &str) -> String {
-        let r = http()
-            .post(self.url("/console/login"))
-            .form(&[("email", email), ("password", PASSWORD)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::SEE_OTHER, "login {email}");
-        r.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn page(&self, cookie: &str, path: &str) -> (StatusCode, String) {
-        let r = http()
-            .get(self.url(path))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
-    }
-
-    /// Posts a form; returns the status and where it sends the browser.
-    async fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-        let r = http()
-            .post(self.url(path))
-            .header("cookie", cookie)
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        let location = r
-            .headers()
-            .get("location")
-            .map(|l| l.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (r.status(), location)
-    }
-}
-
-impl Desk {
-    /// Posts a form that is refused: its status, and the page it answers with.
-    async fn refused(
-        &self,
-        cookie: &str,
-        path: &str,
-        form: &[(&str, &str)],
-    ) -> (StatusCode, String) {
-        let r = http()
-            .post(self.url(path))
-            .header("cookie", cookie)
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.headers().get("location").is_none(),
-            "refused, not redirected: {path}"
-        );
-        (r.status(), r.text().await.unwrap())
-    }
-}
-
-/// The text of the page's alert banner (a refusal's reason).
-fn alert(html: &str) -> String {
-    html.split("role=\"alert\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</p>").next())
-        .unwrap_or_else(|| panic!("no alert: {html}"))
-        .to_owned()
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The value of a hidden field inside the form with this id.
-fn field(html: &str, form_id: &str, name: &str) -> String {
-    let start = html
-        .find(&format!("<form id=\"{form_id}\""))
-        .unwrap_or_else(|| panic!("no form#{form_id}"));
-    let form = &html[start..start + html[start..].find("</form>").unwrap()];
-    let at = form
-        .find(&format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no {name} in form#{form_id}"))
-        + format!("name=\"{name}\" value=\"").len();
-    form[at..at + form[at..].find('"').unwrap()].to_owned()
+    Desk::spawn(20).await
 }
 
 #[tokio::test]
 async fn the_event_pages_show_tiers_and_only_the_fixes_a_role_may_use() {
     let d = spawn().await;
     // Anonymous: to the login page.
-    let anon = http()
-        .get(d.url("/console/events/big"))
-        .send()
-        .await
-        .unwrap();
+    let anon = d.get("/console/events/big", "").await;
     assert_eq!(anon.headers()["location"], "/console/login");
 
     let olga = d.login("olga@floodgate.test").await;
@@ -229,7 +63,6 @@ async fn the_event_pages_show_tiers_and_only_the_fixes_a_role_may_use() {
     assert!(!page.contains("<form id="), "a host gets no forms: {page}");
     let (status, _) = d.page(&hank, "/console/events/big").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let _ = (&d.admin, &d.operator, &d.host, d.event, d.other_event);
 }
 
 #[tokio::test]
@@ -265,14 +98,7 @@ async fn rescheduling_from_the_page_moves_the_event_once_in_its_own_timezone() {
     // A host (even with its own CSRF token): refused.
     let hank = d.login("hank@floodgate.test").await;
     let (_, hank_page) = d.page(&hank, "/console/events/other").await;
-    let hank_csrf = hank_page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let hank_csrf = csrf_of(&hank_page);
     let mut as_host = base.to_vec();
     as_host.push(("csrf", hank_csrf.as_str()));
     let (status, html) = d
@@ -333,13 +159,10 @@ async fn rescheduling_from_the_page_moves_the_event_once_in_its_own_timezone() {
         starts,
         "read in the event's timezone"
     );
+    assert_eq!(d.outbox("events.rescheduled").await, 1);
     assert_eq!(
-        d.count("SELECT count(*) FROM outbox WHERE subject = 'events.rescheduled'")
+        d.audited_by("event.reschedule", OLGA, Some("speaker's flight moved"))
             .await,
-        1
-    );
-    assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.reschedule' AND actor = 'operator:Olga' AND reason = 'speaker''s flight moved'").await,
         1
     );
     let (_, page) = d.page(&olga, "/console/events/big?done=rescheduled").await;
@@ -380,13 +203,14 @@ async fn cancelling_from_the_page_needs_an_admin_and_the_slug_and_can_be_run_aga
         .post(&alice, url, &[("reason", "ill"), ("confirm", "other")])
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
-    let (status, html) = d
-        .refused(
-            &alice,
-            url,
-            &[("csrf", &csrf), ("reason", "ill"), ("confirm", "big")],
-        )
-        .await;
+    let cancel = |reason, confirm| {
+        [
+            ("csrf", csrf.as_str()),
+            ("reason", reason),
+            ("confirm", confirm),
+        ]
+    };
+    let (status, html) = d.refused(&alice, url, &cancel("ill", "big")).await;
     assert_eq!(
         status,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -397,13 +221,7 @@ async fn cancelling_from_the_page_needs_an_admin_and_the_slug_and_can_be_run_aga
         html.contains("name=\"confirm\" required autocomplete=\"off\" value=\"big\""),
         "what was typed stays: {html}"
     );
-    let (status, _) = d
-        .refused(
-            &alice,
-            url,
-            &[("csrf", &csrf), ("reason", " "), ("confirm", "other")],
-        )
-        .await;
+    let (status, _) = d.refused(&alice, url, &cancel(" ", "other")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "no reason");
     assert_eq!(d.count("SELECT count(*) FROM refunds").await, 0);
     assert_eq!(
@@ -412,42 +230,19 @@ async fn cancelling_from_the_page_needs_an_admin_and_the_slug_and_can_be_run_aga
         0
     );
 
-    let (_, first) = d
-        .post(
-            &alice,
-            url,
-            &[
-                ("csrf", &csrf),
-                ("reason", "speaker ill"),
-                ("confirm", "other"),
-            ],
-        )
-        .await;
+    let (_, first) = d.post(&alice, url, &cancel("speaker ill", "other")).await;
     assert!(first.contains("3%20refunded%20now"), "{first}");
     // Submitted again (a double click, or a re-run after failures): nothing twice.
-    let (_, again) = d
-        .post(
-            &alice,
-            url,
-            &[
-                ("csrf", &csrf),
-                ("reason", "speaker ill"),
-                ("confirm", "other"),
-            ],
-        )
-        .await;
+    let (_, again) = d.post(&alice, url, &cancel("speaker ill", "other")).await;
     assert!(
         again.contains("0%20refunded%20now") && again.contains("3%20already%20settled"),
         "{again}"
     );
     assert_eq!(d.count("SELECT count(*) FROM refunds").await, 3);
+    assert_eq!(d.outbox("orders.refunded").await, 3);
     assert_eq!(
-        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.refunded'")
+        d.audited_by("event.cancel", "admin:Alice", Some("speaker ill"))
             .await,
-        3
-    );
-    assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.cancel' AND reason = 'speaker ill'").await,
         1
     );
     let (_, page) = d.page(&alice, "/console/events/other").await;
@@ -492,14 +287,7 @@ async fn bulk_resend_reaches_only_the_undelivered_and_a_double_submit_sends_once
     assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token");
     let hank = d.login("hank@floodgate.test").await;
     let (_, hank_page) = d.page(&hank, "/console/events/other").await;
-    let hank_csrf = hank_page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let hank_csrf = csrf_of(&hank_page);
     let (status, _) = d
         .refused(&hank, url, &[("csrf", &hank_csrf), ("action_key", "h")])
         .await;
@@ -512,64 +300,49 @@ async fn bulk_resend_reaches_only_the_undelivered_and_a_double_submit_sends_once
             .await;
         assert!(location.contains("done="), "{location}");
     }
+    assert_eq!(d.outbox("orders.resend_requested").await, 2);
     assert_eq!(
-        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.resend_requested'")
-            .await,
-        2
-    );
-    assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.resend_undelivered' AND actor = 'operator:Olga'").await,
+        d.audited_by("event.resend_undelivered", OLGA, None).await,
         1
     );
-}
-
-async fn order_of(d: &Desk, email: &str) -> Uuid {
-    sqlx::query_scalar("SELECT id FROM orders WHERE buyer_email = $1")
-        .bind(email)
-        .fetch_one(&d.db.pool)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
 async fn cancelling_one_order_refunds_it_frees_its_seat_and_tells_the_buyer_once() {
     let d = spawn().await;
-    let c = http();
-    let order = order_of(&d, "buyer1002@example.org").await;
-    let api = d.url(&format!("/console/api/orders/{order}/cancel"));
+    let order = d.order_of("buyer1002@example.org").await;
+    let api = format!("/console/api/orders/{order}/cancel");
     // Refused for anonymous and host callers; outside the policy (starts in 2 days, 72 h
     // policy) only an admin may, with the override.
-    let anon = c
-        .post(&api)
-        .json(&json!({"reason": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
-    let host = c
-        .post(&api)
-        .bearer_auth(&d.host)
-        .json(&json!({"reason": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(host.status(), StatusCode::FORBIDDEN);
-    let plain = c
-        .post(&api)
-        .bearer_auth(&d.operator)
-        .json(&json!({"reason": "asked"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(plain.status(), StatusCode::CONFLICT);
-    let operator_override = c
-        .post(&api)
-        .bearer_auth(&d.operator)
-        .json(&json!({"reason": "asked", "override_policy": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(operator_override.status(), StatusCode::FORBIDDEN);
+    for (who, token, body, refused) in [
+        (
+            "anonymous",
+            "",
+            json!({"reason": "x"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "a host",
+            &d.host,
+            json!({"reason": "x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "an operator",
+            &d.operator,
+            json!({"reason": "asked"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "an operator overriding the policy",
+            &d.operator,
+            json!({"reason": "asked", "override_policy": true}),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let r = d.post_json(&api, token, &body).await;
+        assert_eq!(r.status(), refused, "{who}");
+    }
     assert_eq!(d.count("SELECT count(*) FROM refunds").await, 0);
     assert_eq!(
         d.count("SELECT count(*) FROM orders WHERE status = 'cancelled'")
@@ -630,16 +403,8 @@ async fn cancelling_one_order_refunds_it_frees_its_seat_and_tells_the_buyer_once
         1
     );
     // Cancelling it again (another key) changes nothing.
-    let again: serde_json::Value = c
-        .post(&api)
-        .bearer_auth(&d.admin)
-        .json(&json!({"reason": "again", "override_policy": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let overriding = json!({"reason": "again", "override_policy": true});
+    let again = d.post_answer(&api, &d.admin, &overriding).await;
     assert_eq!(again["cancelled"], false, "{again}");
     assert_eq!(d.count("SELECT count(*) FROM refunds").await, 1);
     let (_, page) = d.page(&alice, &format!("/console/orders/{order}")).await;
@@ -742,16 +507,8 @@ async fn the_incident_view_lists_who_will_not_get_in_and_resends_in_one_step() {
             "{location}"
         );
     }
-    assert_eq!(
-        d.count("SELECT count(*) FROM outbox WHERE subject = 'orders.resend_requested'")
-            .await,
-        2
-    );
-    assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.resend_undelivered'")
-            .await,
-        1
-    );
+    assert_eq!(d.outbox("orders.resend_requested").await, 2);
+    assert_eq!(d.audited("event.resend_undelivered").await, 1);
 }
 
 #[tokio::test]
@@ -795,14 +552,7 @@ async fn an_event_set_up_through_the_form_is_created_once_and_a_bad_form_writes_
     let hank = d.login("hank@floodgate.test").await;
     assert_eq!(d.page(&hank, url).await.0, StatusCode::FORBIDDEN);
     let (_, hank_page) = d.page(&hank, "/console/events/other").await;
-    let hank_csrf = hank_page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let hank_csrf = csrf_of(&hank_page);
     let mut as_host: Vec<_> = no_csrf.clone();
     as_host.push(("csrf", &hank_csrf));
     assert_eq!(d.post(&hank, url, &as_host).await.0, StatusCode::FORBIDDEN);
@@ -820,17 +570,10 @@ async fn an_event_set_up_through_the_form_is_created_once_and_a_bad_form_writes_
             .iter()
             .map(|(k, v)| if *k == key { (*k, bad) } else { (*k, *v) })
             .collect();
-        let r = http()
-            .post(d.url(url))
-            .header("cookie", &olga)
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{key}");
-        let html = r.text().await.unwrap();
-        let alert = html.split("role=\"alert\">").nth(1).unwrap_or("");
-        assert!(alert.to_lowercase().contains(says), "{key}: {alert}");
+        let (status, html) = d.refused(&olga, url, &form).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+        let said = alert(&html);
+        assert!(said.to_lowercase().contains(says), "{key}: {said}");
         assert!(
             html.contains("value=\"Launch night\""),
             "what was typed stays"
@@ -850,10 +593,7 @@ async fn an_event_set_up_through_the_form_is_created_once_and_a_bad_form_writes_
     assert_eq!(second, StatusCode::CONFLICT);
     assert!(html.contains("value=\"Launch night\""), "{html}");
     assert_eq!(d.count(events).await, 1);
-    assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.create' AND actor = 'operator:Olga'").await,
-        1
-    );
+    assert_eq!(d.audited_by("event.create", OLGA, None).await, 1);
     let (starts_at, policy, meeting, queue): (chrono::DateTime<chrono::Utc>, Value, Value, String) = sqlx::query_as(
         "SELECT starts_at, refund_policy, meeting, queue_mode FROM events WHERE slug = 'launch'",
     )
@@ -892,12 +632,7 @@ async fn editing_an_event_checks_capacity_against_sales_and_saves_once() {
     assert_eq!(status, StatusCode::OK);
     let csrf = field(&page, "event-edit", "csrf");
     let key = field(&page, "event-edit", "action_key");
-    let tier: Uuid = sqlx::query_scalar(
-        "SELECT t.id FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'other'",
-    )
-    .fetch_one(&d.db.pool)
-    .await
-    .unwrap();
+    let tier = d.tier_of("other").await;
     let price = format!("tier_{tier}_price");
     let capacity = format!("tier_{tier}_capacity");
     let form = |cap: &'static str, reason: &'static str| -> Vec<(String, String)> {
@@ -917,31 +652,20 @@ async fn editing_an_event_checks_capacity_against_sales_and_saves_once() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     };
-    let post = |f: Vec<(String, String)>, cookie: String| {
-        let url = d.url("/console/events/other/edit");
-        async move {
-            http()
-                .post(url)
-                .header("cookie", cookie)
-                .form(&f)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
+    let url = "/console/events/other/edit";
     let unchanged = "SELECT count(*) FROM events WHERE slug = 'other' AND title = 'Event other'";
     // 3 are sold: a capacity of 2 is refused on the form; so is a change without a reason.
-    let r = post(form("2", "bigger room"), olga.clone()).await;
+    let r = d.submit(&olga, url, &form("2", "bigger room")).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("below the 3 sold"));
-    let r = post(form("10", ""), olga.clone()).await;
+    let r = d.submit(&olga, url, &form("10", "")).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let no_csrf: Vec<_> = form("10", "x")
         .into_iter()
         .filter(|(k, _)| k != "csrf")
         .collect();
     assert_eq!(
-        post(no_csrf, olga.clone()).await.status(),
+        d.submit(&olga, url, &no_csrf).await.status(),
         StatusCode::FORBIDDEN
     );
     let hank = d.login("hank@floodgate.test").await;
@@ -950,21 +674,21 @@ async fn editing_an_event_checks_capacity_against_sales_and_saves_once() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        post(form("10", "x"), hank.clone()).await.status(),
+        d.submit(&hank, url, &form("10", "x")).await.status(),
         StatusCode::FORBIDDEN
     );
     assert_eq!(d.count(unchanged).await, 1);
     assert_eq!(d.count("SELECT count(*) FROM operator_audit").await, 0);
 
     for _ in 0..2 {
-        let r = post(form("10", "bigger room"), olga.clone()).await;
+        let r = d.submit(&olga, url, &form("10", "bigger room")).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert_eq!(r.headers()["location"], "/console/events/other?done=saved");
     }
     assert_eq!(d.count("SELECT count(*) FROM events WHERE slug = 'other' AND title = 'Renamed' AND meeting->>'provider' = 'google_meet' AND (refund_policy->>'refundable_until_hours_before')::int = 12").await, 1);
     assert_eq!(d.count(&format!("SELECT count(*) FROM tiers WHERE id = '{tier}' AND capacity = 10 AND price_cents = 3000 AND sold = 3")).await, 1);
     assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'event.edit' AND actor = 'operator:Olga' AND reason = 'bigger room'").await,
+        d.audited_by("event.edit", OLGA, Some("bigger room")).await,
         1
     );
 }
@@ -972,7 +696,7 @@ async fn editing_an_event_checks_capacity_against_sales_and_saves_once() {
 #[tokio::test]
 async fn a_refund_the_policy_refuses_is_shown_on_the_page_and_leaves_a_trace() {
     let d = spawn().await;
-    let order = order_of(&d, "buyer5@example.org").await;
+    let order = d.order_of("buyer5@example.org").await;
     let olga = d.login("olga@floodgate.test").await;
     let (_, page) = d.page(&olga, &format!("/console/orders/{order}")).await;
     assert!(
@@ -982,19 +706,16 @@ async fn a_refund_the_policy_refuses_is_shown_on_the_page_and_leaves_a_trace() {
     let csrf = field(&page, "refund", "csrf");
     let key = field(&page, "refund", "action_key");
     let url = format!("/console/orders/{order}/refund");
+    let refund = |amount| {
+        [
+            ("csrf", csrf.as_str()),
+            ("action_key", key.as_str()),
+            ("amount", amount),
+            ("reason", "buyer is ill"),
+        ]
+    };
     // The event starts in 2 days, refunds end 72 h before: outside the policy.
-    let (status, html) = d
-        .refused(
-            &olga,
-            &url,
-            &[
-                ("csrf", &csrf),
-                ("action_key", &key),
-                ("amount", "20.00"),
-                ("reason", "buyer is ill"),
-            ],
-        )
-        .await;
+    let (status, html) = d.refused(&olga, &url, &refund("20.00")).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(alert(&html).contains("refund policy"), "{html}");
     assert!(
@@ -1023,18 +744,7 @@ async fn a_refund_the_policy_refuses_is_shown_on_the_page_and_leaves_a_trace() {
     );
     // The same key again (nothing was claimed by the refused attempt) — and a typo is
     // not audited: an amount that is not an amount.
-    let (status, html) = d
-        .refused(
-            &olga,
-            &url,
-            &[
-                ("csrf", &csrf),
-                ("action_key", &key),
-                ("amount", "twenty"),
-                ("reason", "buyer is ill"),
-            ],
-        )
-        .await;
+    let (status, html) = d.refused(&olga, &url, &refund("twenty")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("value=\"twenty\""), "{html}");
     assert_eq!(
@@ -1083,7 +793,7 @@ async fn a_refund_the_policy_refuses_is_shown_on_the_page_and_leaves_a_trace() {
 #[tokio::test]
 async fn the_timeline_reads_as_sentences_with_every_time_in_the_events_zone() {
     let d = spawn().await;
-    let order = order_of(&d, "buyer7@example.org").await;
+    let order = d.order_of("buyer7@example.org").await;
     let olga = d.login("olga@floodgate.test").await;
     let (_, page) = d.page(&olga, &format!("/console/orders/{order}")).await;
     let csrf = field(&page, "email", "csrf");
@@ -1116,11 +826,7 @@ async fn the_timeline_reads_as_sentences_with_every_time_in_the_events_zone() {
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     // A transfer with no reason given.
-    let ticket: Uuid = sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1")
-        .bind(order)
-        .fetch_one(&d.db.pool)
-        .await
-        .unwrap();
+    let ticket = d.ticket_of(order).await;
     let (status, location) = d
         .post(
             &olga,
@@ -1171,15 +877,9 @@ async fn the_timeline_reads_as_sentences_with_every_time_in_the_events_zone() {
         );
     }
     // The JSON API carries the same sentences; absent fields are absent, not null.
-    let detail: Value = http()
-        .get(d.url(&format!("/console/api/orders/{order}")))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail = d
+        .get_json(&format!("/console/api/orders/{order}"), &d.operator)
+        .await;
     let transfer = detail["timeline"]
         .as_array()
         .unwrap()
@@ -1191,7 +891,6 @@ async fn the_timeline_reads_as_sentences_with_every_time_in_the_events_zone() {
         "Ticket transferred b7@example.net → colleague@example.org"
     );
     assert!(transfer.get("reason").is_none(), "{transfer}");
-    let _ = (&d.admin, &d.host, d.event, d.other_event);
 }
 
 fn escape_html(s: &str) -> String {
@@ -1229,26 +928,13 @@ async fn the_edit_page_sets_the_queue_live_and_refuses_a_bad_setting_with_the_fo
             ("reason".to_owned(), reason.to_owned()),
         ]
     };
-    let as_pairs = |f: &[(String, String)]| -> Vec<(String, String)> { f.to_vec() };
-    let send = |f: Vec<(String, String)>, cookie: String| {
-        let url = d.url(url);
-        async move {
-            http()
-                .post(url)
-                .header("cookie", cookie)
-                .form(&f)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
     // A pre-queue needs its draw time; a rate must be a number; a change needs a reason.
     for (f, says) in [
         (form("prequeue", "120", "", "draw tomorrow"), "opens_at"),
         (form("on", "lots", "", "faster"), "whole number"),
         (form("on", "120", "", ""), "reason"),
     ] {
-        let r = send(as_pairs(&f), olga.clone()).await;
+        let r = d.submit(&olga, url, &f).await;
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{says}");
         let html = r.text().await.unwrap();
         assert!(alert(&html).contains(says), "{says}: {}", alert(&html));
@@ -1257,30 +943,24 @@ async fn the_edit_page_sets_the_queue_live_and_refuses_a_bad_setting_with_the_fo
     }
     let hank = d.login("hank@floodgate.test").await;
     assert_eq!(
-        send(form("on", "120", "", "x"), hank).await.status(),
+        d.submit(&hank, url, &form("on", "120", "", "x"))
+            .await
+            .status(),
         StatusCode::FORBIDDEN
     );
-    assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'admission.update'")
-            .await,
-        0
-    );
+    assert_eq!(d.audited("admission.update").await, 0);
     // Works: stored, live in Redis (the API reads Redis), audited with the reason.
-    let r = send(
-        form("prequeue", "120", &opens, "draw tomorrow at nine"),
-        olga.clone(),
-    )
-    .await;
+    let r = d
+        .submit(
+            &olga,
+            url,
+            &form("prequeue", "120", &opens, "draw tomorrow at nine"),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let live: Value = http()
-        .get(d.url("/console/api/events/other/admission"))
-        .bearer_auth(&d.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let live = d
+        .get_json("/console/api/events/other/admission", &d.operator)
+        .await;
     assert_eq!(
         (
             live["mode"].as_str(),
@@ -1302,7 +982,8 @@ async fn the_edit_page_sets_the_queue_live_and_refuses_a_bad_setting_with_the_fo
         "read in the event's zone"
     );
     assert_eq!(
-        d.count("SELECT count(*) FROM operator_audit WHERE action = 'admission.update' AND actor = 'operator:Olga' AND reason = 'draw tomorrow at nine'").await,
+        d.audited_by("admission.update", OLGA, Some("draw tomorrow at nine"))
+            .await,
         1
     );
     let (_, page) = d.page(&olga, "/console/events/other/edit").await;

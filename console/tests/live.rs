@@ -5,14 +5,11 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use console::app::AppState;
 use futures::StreamExt;
-use platform::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
@@ -20,130 +17,61 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use waitroom::EventSlug;
 use waitroom::admission::Admitter;
-use waitroom::queue::Waitroom;
+
+use support::TestConsole;
 
 const REDIS: &str = "127.0.0.1:6379";
 
-struct App {
-    addr: SocketAddr,
-    db: TestDb,
-    room: Waitroom,
-    state: AppState,
-    admin: String,
-    operator: String,
-    host: String,
-    host_id: uuid::Uuid,
-    http: reqwest::Client,
-    /// Stops the console when the test is done.
-    _stop: platform::shutdown::Trigger,
+/// A console whose live feeds stop as soon as their last viewer leaves, with "Night
+/// of Rust" as `slug`, its queue on at `rate` a minute and `max_active` in checkout.
+async fn spawn_with_queue(slug: &str, rate: u32, max_active: u32) -> TestConsole {
+    let app = support::spawn_with(|c| c.feed_linger = Duration::ZERO).await;
+    let mut body = support::event_body(slug);
+    body["queue"] = json!({"mode": "on", "rate_per_minute": rate, "max_active": max_active});
+    let r = app.create_event(&app.admin, &body).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    app
 }
 
-async fn spawn_app(linger: Duration) -> App {
-    let support::TestConsole {
-        addr,
-        db,
-        room,
-        state,
-        stop,
-    } = support::spawn_with(|c| c.feed_linger = linger).await;
-    let support::Tokens {
-        admin,
-        operator,
-        host,
-        host_id,
-    } = support::tokens(&db).await;
-    App {
-        addr,
-        db,
-        room,
-        state,
-        admin,
-        operator,
-        host,
-        host_id,
-        http: reqwest::Client::new(),
-        _stop: stop,
-    }
+/// Lets the host token see `slug`.
+async fn grant_host(app: &TestConsole, slug: &str) {
+    sqlx::query(
+        "UPDATE operator_tokens SET event_ids = array_append(event_ids, \
+         (SELECT id FROM events WHERE slug = $1)) WHERE id = $2",
+    )
+    .bind(slug)
+    .bind(app.host_id)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
 }
 
-impl App {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    async fn create_event(&self, slug: &str, queue: Value) {
-        let r = self
-            .http
-            .post(self.url("/console/api/events"))
-            .bearer_auth(&self.admin)
-            .json(&json!({
-                "slug": slug, "title": "Night of Rust",
-                "starts_at": "2030-05-01T18:00:00Z", "ends_at": "2030-05-01T20:00:00Z",
-                "timezone": "Europe/Amsterdam", "meeting": {"provider": "jitsi"},
-                "refund_policy": {"refundable_until_hours_before": 24},
-                "tiers": [
-                    {"code": "early", "name": "Early bird", "price_cents": 1500, "currency": "EUR", "capacity": 100},
-                    {"code": "ga", "name": "General", "price_cents": 2500, "currency": "EUR", "capacity": 400}
-                ],
-                "queue": queue,
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            StatusCode::CREATED,
-            "{}",
-            r.text().await.unwrap()
-        );
-    }
-
-    /// Lets the host token see `slug`.
-    async fn grant_host(&self, slug: &str) {
-        sqlx::query(
-            "UPDATE operator_tokens SET event_ids = array_append(event_ids, \
-             (SELECT id FROM events WHERE slug = $1)) WHERE id = $2",
-        )
-        .bind(slug)
-        .bind(self.host_id)
-        .execute(&self.db.pool)
+/// Opens the live feed of `slug` as the bearer of `token`.
+async fn open(app: &TestConsole, slug: &str, token: &str) -> reqwest::Response {
+    app.get(&format!("/console/api/events/{slug}/live"), token)
         .await
-        .unwrap();
-    }
+}
 
-    async fn open(&self, slug: &str, token: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(&format!("/console/api/events/{slug}/live")))
-            .bearer_auth(token)
-            .send()
-            .await
+/// Opens the live feed and checks it is one.
+async fn watch(app: &TestConsole, slug: &str, token: &str) -> Watcher {
+    let r = open(app, slug, token).await;
+    if r.status() != StatusCode::OK {
+        panic!("watch {slug}: {} {}", r.status(), r.text().await.unwrap());
+    }
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
             .unwrap()
-    }
-
-    async fn watch(&self, slug: &str, token: &str) -> Watcher {
-        let r = self.open(slug, token).await;
-        if r.status() != StatusCode::OK {
-            panic!("watch {slug}: {} {}", r.status(), r.text().await.unwrap());
-        }
-        assert!(
-            r.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/event-stream")
-        );
-        Watcher {
-            resp: r,
-            buf: String::new(),
-        }
-    }
-
-    async fn cleanup(&self, slugs: &[&str]) {
-        for s in slugs {
-            self.room
-                .purge(&EventSlug::parse(s).unwrap())
-                .await
-                .unwrap();
-        }
+            .starts_with("text/event-stream")
+    );
+    Watcher {
+        resp: r,
+        buf: String::new(),
     }
 }
 
@@ -254,12 +182,7 @@ fn viewer(mut w: Watcher, ready: mpsc::Sender<()>) -> Arc<AtomicUsize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_watchers_cost_the_stores_what_one_does() {
-    let app = spawn_app(Duration::ZERO).await;
-    app.create_event(
-        "crowd",
-        json!({"mode": "on", "rate_per_minute": 0, "max_active": 50}),
-    )
-    .await;
+    let app = spawn_with_queue("crowd", 0, 50).await;
     let server = app.db.url.rsplit_once('/').unwrap().0.to_owned();
     let admin = PgPoolOptions::new()
         .max_connections(1)
@@ -293,7 +216,7 @@ async fn fifty_watchers_cost_the_stores_what_one_does() {
     let settle = Duration::from_secs(11);
     let (ready_tx, mut ready) = mpsc::channel(64);
     let mut viewers = vec![viewer(
-        app.watch("crowd", &app.admin).await,
+        watch(&app, "crowd", &app.admin).await,
         ready_tx.clone(),
     )];
     ready.recv().await.unwrap();
@@ -303,7 +226,7 @@ async fn fifty_watchers_cost_the_stores_what_one_does() {
     // Forty-nine more arrive, ten at a time (the test database is shared with other
     // tests on this machine; a burst of 49 would take 20 of its connections at once).
     let watchers: Vec<Watcher> =
-        futures::stream::iter((0..49).map(|_| app.watch("crowd", &app.admin)))
+        futures::stream::iter((0..49).map(|_| watch(&app, "crowd", &app.admin)))
             .buffer_unordered(10)
             .collect()
             .await;
@@ -344,17 +267,12 @@ async fn fifty_watchers_cost_the_stores_what_one_does() {
             "viewer {i} got {got} snapshots in 8 s"
         );
     }
-    app.cleanup(&["crowd"]).await;
+    app.purge(&["crowd"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_shows_joins_and_changes_within_two_seconds() {
-    let app = spawn_app(Duration::ZERO).await;
-    app.create_event(
-        "steer",
-        json!({"mode": "on", "rate_per_minute": 0, "max_active": 50}),
-    )
-    .await;
+    let app = spawn_with_queue("steer", 0, 50).await;
     let slug = EventSlug::parse("steer").unwrap();
     let admitter = Arc::new(Admitter::new(app.room.clone(), Duration::from_millis(1500)));
     let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
@@ -367,7 +285,7 @@ async fn the_feed_shows_joins_and_changes_within_two_seconds() {
             .await
     });
 
-    let mut w = app.watch("steer", &app.operator).await;
+    let mut w = watch(&app, "steer", &app.operator).await;
     let (kind, history) = w.next().await;
     assert_eq!(kind, "history");
     assert_eq!(history["latest"]["waiting"], 0);
@@ -407,14 +325,8 @@ async fn the_feed_shows_joins_and_changes_within_two_seconds() {
 
     // The operator opens the gate: the settings, then the admissions, follow.
     let changed = Instant::now();
-    let r = app
-        .http
-        .put(app.url("/console/api/events/steer/admission"))
-        .bearer_auth(&app.operator)
-        .json(&json!({"rate_per_minute": 600, "reason": "checkout is keeping up"}))
-        .send()
-        .await
-        .unwrap();
+    let faster = json!({"rate_per_minute": 600, "reason": "checkout is keeping up"});
+    let r = app.set_queue("steer", &app.operator, &faster).await;
     assert_eq!(r.status(), StatusCode::OK);
     // The new rate (from Redis) and its marker (the audit row, committed just after)
     // may arrive in the same snapshot or one apart.
@@ -444,45 +356,28 @@ async fn the_feed_shows_joins_and_changes_within_two_seconds() {
     assert_eq!(admitted["no_shows"], 0, "slots still wait to be claimed");
 
     // Pausing shows at once, and the audit list has both changes.
-    app.http
-        .put(app.url("/console/api/events/steer/admission"))
-        .bearer_auth(&app.operator)
-        .json(&json!({"mode": "paused", "reason": "payments failing"}))
-        .send()
-        .await
-        .unwrap();
+    let pause = json!({"mode": "paused", "reason": "payments failing"});
+    app.set_queue("steer", &app.operator, &pause).await;
     w.until(Duration::from_millis(2_500), |s| {
         s["settings"]["mode"] == "paused"
     })
     .await;
-    let audit: Value = app
-        .http
-        .get(app.url("/console/api/events/steer/audit"))
-        .bearer_auth(&app.operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = app
+        .get_json("/console/api/events/steer/audit", &app.operator)
+        .await;
     assert_eq!(audit[0]["summary"], "mode on → paused");
     assert_eq!(audit[0]["reason"], "payments failing");
     assert_eq!(audit[1]["summary"], "rate 0 → 600/min");
 
     let _ = stop_tx.send(());
-    app.cleanup(&["steer"]).await;
+    app.purge(&["steer"]).await;
 }
 
 #[tokio::test]
 async fn a_feed_runs_only_while_someone_watches() {
-    let app = spawn_app(Duration::ZERO).await;
-    app.create_event(
-        "quiet",
-        json!({"mode": "on", "rate_per_minute": 60, "max_active": 5}),
-    )
-    .await;
+    let app = spawn_with_queue("quiet", 60, 5).await;
     assert_eq!(app.state.live.running(), 0);
-    let mut w = app.watch("quiet", &app.admin).await;
+    let mut w = watch(&app, "quiet", &app.admin).await;
     assert_eq!(w.next().await.0, "history");
     assert_eq!(app.state.live.running(), 1);
     drop(w);
@@ -495,17 +390,9 @@ async fn a_feed_runs_only_while_someone_watches() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And starts again for the next viewer, with its metrics exported.
-    let mut w = app.watch("quiet", &app.admin).await;
+    let mut w = watch(&app, "quiet", &app.admin).await;
     assert_eq!(w.next().await.0, "history");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get("/metrics", "").await.text().await.unwrap();
     for line in [
         "floodgate_queue_rate_per_minute{event=\"quiet\"} 60",
         "floodgate_queue_max_active{event=\"quiet\"} 5",
@@ -516,49 +403,34 @@ async fn a_feed_runs_only_while_someone_watches() {
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
-    app.cleanup(&["quiet"]).await;
+    app.purge(&["quiet"]).await;
 }
 
 #[tokio::test]
 async fn hosts_watch_their_events_read_only_and_strangers_not_at_all() {
-    let app = spawn_app(Duration::ZERO).await;
-    app.create_event(
-        "gig",
-        json!({"mode": "on", "rate_per_minute": 60, "max_active": 5}),
-    )
-    .await;
+    let app = spawn_with_queue("gig", 60, 5).await;
 
-    let anonymous = app
-        .http
-        .get(app.url("/console/api/events/gig/live"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = app.get("/console/api/events/gig/live", "").await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        app.open("gig", "fgo_forged").await.status(),
+        open(&app, "gig", "fgo_forged").await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        app.open("nope", &app.admin).await.status(),
+        open(&app, "nope", &app.admin).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        app.open("gig", &app.host).await.status(),
+        open(&app, "gig", &app.host).await.status(),
         StatusCode::NOT_FOUND,
         "a host sees only their own events"
     );
-    app.grant_host("gig").await;
-    let mut w = app.watch("gig", &app.host).await;
+    grant_host(&app, "gig").await;
+    let mut w = watch(&app, "gig", &app.host).await;
     assert_eq!(w.next().await.0, "history");
 
-    let page = |token: &str| {
-        app.http
-            .get(app.url("/console/events/gig/live"))
-            .bearer_auth(token)
-            .send()
-    };
-    let host_page = page(&app.host).await.unwrap();
+    let page = "/console/events/gig/live";
+    let host_page = app.get(page, &app.host).await;
     assert_eq!(host_page.status(), StatusCode::OK);
     assert!(
         host_page.headers()["content-security-policy"]
@@ -570,29 +442,16 @@ async fn hosts_watch_their_events_read_only_and_strangers_not_at_all() {
     assert!(html.contains("id=\"funnel\"") && html.contains("chart-waiting"));
     assert!(!html.contains("id=\"steer\""), "no controls for hosts");
     assert!(html.contains("Read-only view"));
-    let staff_html = page(&app.operator).await.unwrap().text().await.unwrap();
+    let staff_html = app.get(page, &app.operator).await.text().await.unwrap();
     assert!(staff_html.contains("id=\"steer\"") && staff_html.contains("id=\"pause\""));
     assert!(staff_html.contains("id=\"audit\""));
-    let anonymous_page = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .get(app.url("/console/events/gig/live"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous_page = app.get(page, "").await;
     assert!(anonymous_page.status().is_redirection());
     assert_eq!(anonymous_page.headers()["location"], "/console/login");
 
     // A host may watch but not steer.
-    let steer = app
-        .http
-        .put(app.url("/console/api/events/gig/admission"))
-        .bearer_auth(&app.host)
-        .json(&json!({"mode": "paused", "reason": "curious"}))
-        .send()
-        .await
-        .unwrap();
+    let pause = json!({"mode": "paused", "reason": "curious"});
+    let steer = app.set_queue("gig", &app.host, &pause).await;
     assert_eq!(steer.status(), StatusCode::FORBIDDEN);
 
     for (file, kind) in [
@@ -600,12 +459,7 @@ async fn hosts_watch_their_events_read_only_and_strangers_not_at_all() {
         ("control-room.css", "text/css"),
         ("uplot.min.js", "text/javascript"),
     ] {
-        let r = app
-            .http
-            .get(app.url(&format!("/console/assets/{file}")))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(&format!("/console/assets/{file}"), "").await;
         assert_eq!(r.status(), StatusCode::OK, "{file}");
         assert!(
             r.headers()["content-type"]
@@ -614,25 +468,15 @@ async fn hosts_watch_their_events_read_only_and_strangers_not_at_all() {
                 .starts_with(kind)
         );
     }
-    let missing = app
-        .http
-        .get(app.url("/console/assets/..%2Fsecret"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get("/console/assets/..%2Fsecret", "").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    app.cleanup(&["gig"]).await;
+    app.purge(&["gig"]).await;
 }
 
 #[tokio::test]
 async fn the_charts_reach_back_before_the_feed_started() {
     use fred::prelude::*;
-    let app = spawn_app(Duration::ZERO).await;
-    app.create_event(
-        "earlier",
-        json!({"mode": "on", "rate_per_minute": 60, "max_active": 50}),
-    )
-    .await;
+    let app = spawn_with_queue("earlier", 60, 50).await;
     let slug = EventSlug::parse("earlier").unwrap();
     let keys = app.room.keys(&slug);
     let m = chrono::Utc::now().timestamp() / 60;
@@ -657,7 +501,7 @@ async fn the_charts_reach_back_before_the_feed_started() {
         .await
         .unwrap();
 
-    let mut w = app.watch("earlier", &app.admin).await;
+    let mut w = watch(&app, "earlier", &app.admin).await;
     let (kind, h) = w.next().await;
     assert_eq!(kind, "history");
     let at = |t: i64, col: &str| {
@@ -686,5 +530,5 @@ async fn the_charts_reach_back_before_the_feed_started() {
         "quiet minutes before are left out"
     );
     assert_eq!(h["latest"]["waiting"], 25);
-    app.cleanup(&["earlier"]).await;
+    app.purge(&["earlier"]).await;
 }

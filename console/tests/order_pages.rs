@@ -5,24 +5,15 @@
 
 mod support;
 
-use console::auth::Role;
-use console::sessions::create_operator;
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use support::PASSWORD;
+use support::csrf_of;
 
 const SCRIPT: &str = "<script>alert(1)</script>";
 /// `SCRIPT` as the templates escape it.
 const SCRIPT_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;&#x2f;script&gt;";
 const IMG: &str = "<img src=x onerror=alert(2)>";
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
 
 /// No markup from the data got through: neither the script nor the image.
 fn assert_inert(html: &str) {
@@ -35,15 +26,7 @@ fn assert_inert(html: &str) {
 async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
     let c = support::spawn().await;
     let db = &c.db;
-    create_operator(
-        &db.pool,
-        "olga@floodgate.test",
-        "Olga",
-        Role::Operator,
-        PASSWORD,
-    )
-    .await
-    .unwrap();
+    support::create_operators(db).await;
     let event = support::seed_event(db, "xss", 1, 1).await;
     sqlx::query("UPDATE events SET title = $1 WHERE id = $2")
         .bind(SCRIPT)
@@ -72,34 +55,11 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
     .await
     .unwrap();
 
-    let h = http();
-    let r = h
-        .post(format!("http://{}/console/login", c.addr))
-        .form(&[("email", "olga@floodgate.test"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let session = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let get = |path: String| {
-        let req = h
-            .get(format!("http://{}{path}", c.addr))
-            .header("cookie", &session);
-        async move {
-            let r = req.send().await.unwrap();
-            (r.status(), r.text().await.unwrap())
-        }
-    };
+    let session = c.login("olga@floodgate.test").await;
 
     // The order's page: title, crumbs, heading, the email as sent (in its sandboxed
     // frame's srcdoc) and its error, all as text.
-    let (status, page) = get(format!("/console/orders/{order}")).await;
+    let (status, page) = c.page(&session, &format!("/console/orders/{order}")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_inert(&page);
     assert!(
@@ -130,32 +90,22 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
     // A refused refund (the event starts in two days, refunds end 72 h before) whose
     // reason is markup: the form comes back with it as typed, and the timeline shows
     // the refused attempt with it, all as text.
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let r = h
-        .post(format!("http://{}/console/orders/{order}/refund", c.addr))
-        .header("cookie", &session)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("action_key", "k1"),
-            ("amount", "20.00"),
-            ("reason", IMG),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    let refused = r.text().await.unwrap();
+    let csrf = csrf_of(&page);
+    let refund = [
+        ("csrf", csrf.as_str()),
+        ("action_key", "k1"),
+        ("amount", "20.00"),
+        ("reason", IMG),
+    ];
+    let url = format!("/console/orders/{order}/refund");
+    let (status, refused) = c.refused(&session, &url, &refund).await;
+    assert_eq!(status, StatusCode::CONFLICT);
     assert_inert(&refused);
     assert!(
         refused.contains("value=\"&lt;img src=x onerror=alert(2)&gt;\""),
         "{refused}"
     );
-    let (_, page) = get(format!("/console/orders/{order}")).await;
+    let (_, page) = c.page(&session, &format!("/console/orders/{order}")).await;
     assert_inert(&page);
     let timeline = &page[page.find("id=\"timeline\"").unwrap()..];
     assert!(
@@ -164,28 +114,16 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
     );
 
     // A refused transfer comes back open, marked, with what was typed, as text.
-    let ticket: Uuid = sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1")
-        .bind(order)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let r = h
-        .post(format!(
-            "http://{}/console/tickets/{ticket}/transfer",
-            c.addr
-        ))
-        .header("cookie", &session)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("action_key", "t1"),
-            ("email", "not-an-address"),
-            ("name", SCRIPT),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let refused = r.text().await.unwrap();
+    let ticket = c.ticket_of(order).await;
+    let transfer = [
+        ("csrf", csrf.as_str()),
+        ("action_key", "t1"),
+        ("email", "not-an-address"),
+        ("name", SCRIPT),
+    ];
+    let url = format!("/console/tickets/{ticket}/transfer");
+    let (status, refused) = c.refused(&session, &url, &transfer).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_inert(&refused);
     assert!(
         refused.contains(&format!(
@@ -195,11 +133,15 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
     );
 
     // The outcome banners say what the query says, as text.
-    let (_, page) = get(format!(
-        "/console/orders/{order}?done=resend&error={}",
-        urlencode(SCRIPT)
-    ))
-    .await;
+    let (_, page) = c
+        .page(
+            &session,
+            &format!(
+                "/console/orders/{order}?done=resend&error={}",
+                urlencode(SCRIPT)
+            ),
+        )
+        .await;
     assert_inert(&page);
     assert!(
         page.contains("<p class=\"banner\" role=\"status\">Done: the confirmation is on its way again, with the current links.</p>")
@@ -209,7 +151,9 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
 
     // The search: by the name, and by what was typed into the box, all as text.
     for q in ["script", SCRIPT] {
-        let (status, page) = get(format!("/console/?q={}", urlencode(q))).await;
+        let (status, page) = c
+            .page(&session, &format!("/console/?q={}", urlencode(q)))
+            .await;
         assert_eq!(status, StatusCode::OK);
         assert_inert(&page);
         assert!(page.contains("1 result(s)"), "{q}: {page}");
@@ -224,7 +168,9 @@ async fn markup_in_an_order_is_shown_as_text_on_its_page_and_in_the_search() {
             "the event's title: {page}"
         );
     }
-    let (_, page) = get(format!("/console/?q={}", urlencode(IMG))).await;
+    let (_, page) = c
+        .page(&session, &format!("/console/?q={}", urlencode(IMG)))
+        .await;
     assert_inert(&page);
     assert!(
         page.contains("value=\"&lt;img src=x onerror=alert(2)&gt;\""),
