@@ -9,23 +9,17 @@ use reqwest::StatusCode;
 
 #[tokio::test]
 async fn search_reads_the_configured_read_database() {
-    let db_url = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let c = support::spawn_with(|config| {
         // The same database by another connection string: a separate pool.
         let url = format!("{}?application_name=console-reads", config.database_url);
-        *db_url.lock().unwrap() = Some(url.clone());
         config.database_read_url = Some(url);
     })
     .await;
     assert!(c.state.reads_replica);
     support::seed_event(&c.db, "gig", 3, 1).await;
-    let tokens = support::tokens(&c.db).await;
-    let r = reqwest::Client::new()
-        .get(format!("http://{}/console/api/search?q=buyer2%40example.org", c.addr))
-        .bearer_auth(&tokens.operator)
-        .send()
-        .await
-        .unwrap();
+    let r = c
+        .get("/console/api/search?q=buyer2%40example.org", &c.operator)
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let hits: Vec<serde_json::Value> = r.json().await.unwrap();
     assert_eq!(hits.len(), 1, "{hits:?}");
@@ -38,5 +32,8 @@ async fn search_reads_the_configured_read_database() {
     .unwrap();
     assert!(reads >= 1, "no connection of the read pool");
     // A primary is not behind anything.
-    assert_eq!(platform::db::replica_lag(&c.state.reads).await.unwrap(), None);
+    assert_eq!(
+        platform::db::replica_lag(&c.state.reads).await.unwrap(),
+        None
+    );
 }
