@@ -8,9 +8,13 @@
 //! everything else. Batching costs a lone joiner nothing (an idle batcher sends at
 //! once) and a crowd one call per round trip instead of one per joiner.
 //!
-//! Fairness: one task takes arrivals off the channel in the order they came and Redis
+//! Fairness: one task takes arrivals off the channel in the order they came and hands
+//! them to their event's lane, which sends its batches one after another; Redis
 //! numbers each batch consecutively in that order, so no joiner overtakes an earlier
-//! one at the edge.
+//! one at the edge. Events do not wait for each other (one lane each).
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
@@ -69,24 +73,59 @@ impl Arrivals {
     }
 }
 
+/// How long one event's batch may take (a script and, on a cluster, the `WAIT` for a
+/// replica): past it its joiners get a 503 and the lane moves on.
+const JOIN_TIMEOUT: Duration = Duration::from_millis(800);
+/// A lane with no arrivals for this long ends (its event's sale is over or quiet).
+const LANE_IDLE: Duration = Duration::from_secs(60);
+
+/// Hands each arrival to its event's lane, in the order they came. Each event has its
+/// own lane (a task and a channel), so its batches go to Redis one after another —
+/// no joiner overtakes an earlier one — while events on other shards go on at their
+/// own pace: a slow or failed shard holds up only the events it stores.
 async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>, sizes: Histogram) {
-    let mut taken = Vec::with_capacity(JOIN_BATCH_MAX);
-    while rx.recv_many(&mut taken, JOIN_BATCH_MAX).await > 0 {
-        // Nearly always one event, so a linear scan; several are split keeping each
-        // one's order.
-        let mut by_event: Vec<(EventSlug, Vec<String>, Vec<Reply>)> = Vec::new();
-        for a in taken.drain(..) {
-            match by_event.iter_mut().find(|(e, _, _)| *e == a.event) {
-                Some((_, visitors, replies)) => {
-                    visitors.push(a.visitor);
-                    replies.push(a.reply);
-                }
-                None => by_event.push((a.event, vec![a.visitor], vec![a.reply])),
+    let mut lanes: HashMap<EventSlug, mpsc::Sender<Arrival>> = HashMap::new();
+    while let Some(arrival) = rx.recv().await {
+        let lane = lanes
+            .entry(arrival.event.clone())
+            .or_insert_with(|| open_lane(room.clone(), sizes.clone()));
+        let arrival = match lane.try_send(arrival) {
+            Ok(()) => continue,
+            Err(mpsc::error::TrySendError::Full(a)) => {
+                let _ = a.reply.send(Err(waitroom::Error::Protocol(
+                    "this event's join backlog is full".into(),
+                )));
+                continue;
             }
-        }
-        for (event, visitors, replies) in by_event {
+            // The lane ended after being idle: start it again.
+            Err(mpsc::error::TrySendError::Closed(a)) => a,
+        };
+        let fresh = open_lane(room.clone(), sizes.clone());
+        let event = arrival.event.clone();
+        let _ = fresh.try_send(arrival);
+        lanes.insert(event, fresh);
+        lanes.retain(|_, l| !l.is_closed());
+    }
+}
+
+/// One event's lane: batches of its arrivals, one Redis call each, in order.
+fn open_lane(room: Waitroom, sizes: Histogram) -> mpsc::Sender<Arrival> {
+    let (tx, mut rx) = mpsc::channel::<Arrival>(BACKLOG);
+    tokio::spawn(async move {
+        let mut taken = Vec::with_capacity(JOIN_BATCH_MAX);
+        loop {
+            match tokio::time::timeout(LANE_IDLE, rx.recv_many(&mut taken, JOIN_BATCH_MAX)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let event = taken[0].event.clone();
+            let (visitors, replies): (Vec<String>, Vec<Reply>) =
+                taken.drain(..).map(|a| (a.visitor, a.reply)).unzip();
             sizes.observe(visitors.len() as f64);
-            match room.join_many(&event, visitors).await {
+            let joined = tokio::time::timeout(JOIN_TIMEOUT, room.join_many(&event, visitors))
+                .await
+                .unwrap_or_else(|_| Err(waitroom::Error::Protocol("the join timed out".into())));
+            match joined {
                 Ok(joined) => {
                     for (reply, j) in replies.into_iter().zip(joined) {
                         // A joiner who gave up (client gone) leaves a place unused,
@@ -101,5 +140,6 @@ async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>, sizes: His
                 }
             }
         }
-    }
+    });
+    tx
 }
