@@ -107,6 +107,18 @@ if i < tonumber(l[3]) then return false end
 return tonumber(l[2]) + i + 1
 "#;
 
+// A named lease: taken if free, renewed if ours (ARGV[1]), for ARGV[2] ms.
+const LEASE: &str = r#"
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if owner then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
 /// What a join produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Joined {
@@ -546,6 +558,26 @@ impl Waitroom {
             Some("expired") => Ok(Claim::Expired),
             _ => Err(bad("claim")),
         }
+    }
+
+    /// Takes the lease `name` for `owner` if it is free, renews it if it is theirs, for
+    /// `ttl`; whether `owner` holds it now. For work one process of several should do
+    /// (the console's metrics export), the way the admitter leases each event.
+    pub async fn lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, Error> {
+        let held: i64 = self
+            .client
+            .eval(
+                LEASE,
+                vec![format!("{}:lease:{name}", self.prefix)],
+                vec![owner.to_owned(), ttl.as_millis().to_string()],
+            )
+            .await?;
+        Ok(held == 1)
     }
 
     /// The id of the admission place `seq` of `event` earns: a digest of the

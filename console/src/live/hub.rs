@@ -267,14 +267,37 @@ pub(super) async fn step(
 pub async fn export_forever(s: AppState, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let db = s.live.pool(&s.reads);
+    let owner = uuid::Uuid::new_v4().to_string();
     loop {
         tick.tick().await;
+        export_once(&s, &owner, every).await;
+    }
+}
+
+/// One round of the export, by the console `owner` if it holds (or can take) the
+/// exporter lease. With two consoles behind the load balancer, both would export
+/// the same per-event figures and a dashboard's `sum` would read twice the queue and
+/// twice the sales; one exports (a lease of three rounds, so a dead one is replaced
+/// within 45 s) and the other exports none of them. Redis away: keep doing as before.
+pub async fn export_once(s: &AppState, owner: &str, every: Duration) {
+    match s
+        .room
+        .lease("console-metrics-exporter", owner, every * 3)
+        .await
+    {
+        Ok(held) => s.live.metrics.set_exporting(held),
+        Err(e) => tracing::warn!(error = %e, "metrics export: the exporter lease is unreadable"),
+    }
+    if !s.live.metrics.exporting() {
+        return;
+    }
+    let db = s.live.pool(&s.reads);
+    {
         let events = match s.room.events().await {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics export: cannot list events");
-                continue;
+                return;
             }
         };
         for slug in events {

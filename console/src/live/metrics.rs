@@ -9,6 +9,10 @@ use super::snapshot::Sales;
 
 #[derive(Clone)]
 pub(super) struct LiveMetrics {
+    /// Whether this console exports the events' figures (it holds the exporter lease;
+    /// see `hub::export_forever`). Off, it exports none, so a sum over two consoles is
+    /// not twice the queue.
+    exporting: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub(super) viewers: IntGaugeVec,
     pub(super) feeds: IntGauge,
     pub(super) reads: IntCounterVec,
@@ -63,6 +67,8 @@ impl LiveMetrics {
         let ev = &["event"];
         let tier = &["event", "tier"];
         Self {
+            // One console alone exports; with several, `export_forever` settles who.
+            exporting: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             viewers: gauge(
                 r,
                 "floodgate_console_live_viewers",
@@ -157,7 +163,47 @@ impl LiveMetrics {
         }
     }
 
+    /// Takes up or gives up exporting the events' figures; giving up forgets every
+    /// figure exported so far (a scrape must not find stale copies).
+    pub(super) fn set_exporting(&self, on: bool) {
+        let was = self
+            .exporting
+            .swap(on, std::sync::atomic::Ordering::Relaxed);
+        if was && !on {
+            for g in [
+                &self.waiting,
+                &self.active,
+                &self.max_active,
+                &self.rate,
+                &self.mode,
+                &self.no_shows,
+                &self.tier_sold,
+                &self.tier_held,
+                &self.tier_capacity,
+                &self.deliveries_pending,
+                &self.deliveries_failed,
+            ] {
+                g.reset();
+            }
+            for c in [
+                &self.arrivals,
+                &self.admitted,
+                &self.orders_paid,
+                &self.payments_failed,
+            ] {
+                c.reset();
+            }
+        }
+    }
+
+    pub(super) fn exporting(&self) -> bool {
+        self.exporting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(super) fn export(&self, slug: &EventSlug, f: &Figures, s: &Sales) {
+        if !self.exporting() {
+            return;
+        }
         let ev = slug.as_str();
         let set = |g: &IntGaugeVec, v: u64| g.with_label_values(&[ev]).set(v as i64);
         set(&self.waiting, f.waiting());

@@ -73,7 +73,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/assets/{file}", get(crate::control_room::asset))
 }
 
-pub use hub::{Hub, Subscription, export_forever};
+pub use hub::{Hub, Subscription, export_forever, export_once};
 pub(crate) use snapshot::summarise;
 pub use snapshot::{CheckoutPace, Funnel, LiveSnapshot, Marker, TierFigures};
 
