@@ -180,6 +180,24 @@ fn viewer(mut w: Watcher, ready: mpsc::Sender<()>) -> Arc<AtomicUsize> {
     seen
 }
 
+/// How many reads of `store` the live feeds made, from the console's own metrics.
+fn feed_reads(app: &TestConsole, store: &str) -> u64 {
+    app.state
+        .metrics
+        .registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "floodgate_console_live_reads_total")
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "store" && l.value() == store)
+        })
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_watchers_cost_the_stores_what_one_does() {
     let app = spawn_with_queue("crowd", 0, 50).await;
@@ -242,7 +260,9 @@ async fn fifty_watchers_cost_the_stores_what_one_does() {
     // Every connection's own authentication is behind us; from here only the feed reads.
     tokio::time::sleep(settle).await;
     let before: Vec<usize> = viewers.iter().map(|v| v.load(Ordering::Relaxed)).collect();
+    let feed_reads_before = feed_reads(&app, "postgres");
     let (redis_fifty, pg_fifty) = measure().await;
+    let feed_reads_fifty = feed_reads(&app, "postgres") - feed_reads_before;
 
     eprintln!(
         "8 s with 1 viewer: {redis_one} redis commands, {pg_one} pg transactions; \
@@ -259,7 +279,12 @@ async fn fifty_watchers_cost_the_stores_what_one_does() {
         "postgres: {pg_fifty} with 50 viewers vs {pg_one} with one"
     );
     // About one read of each store per second, not one per viewer.
-    assert!(pg_fifty <= 8 + 4, "{pg_fifty} transactions in 8 s");
+    // The database's own count lags by whole flush intervals on a busy machine (it read
+    // 36 for one viewer beside a CI run); the feed's count of its reads does not.
+    assert!(
+        feed_reads_fifty <= 8 + 4,
+        "{feed_reads_fifty} Postgres reads by the feed in 8 s"
+    );
     for (i, (v, b)) in viewers.iter().zip(before).enumerate() {
         let got = v.load(Ordering::Relaxed) - b;
         assert!(
