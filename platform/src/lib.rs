@@ -18,6 +18,7 @@
 //! - [`db`] (feature `db`): the Postgres pool and the migrations every service applies.
 //! - [`listener`] (feature `http`): the listening socket with a deep accept queue.
 //! - [`metrics`] (feature `http`): per-route HTTP metrics in the service's own registry.
+//! - [`registry`] (feature `registry`): Prometheus metrics registered as they are made.
 //! - [`probes`] (feature `http`): `/healthz`, `/readyz` and `/metrics` for axum services.
 //! - [`poll`] (feature `poll`): waiting in tests for what happens on its own schedule.
 //! - [`testing`] (feature `testing`): a fresh, migrated database per test.
@@ -36,6 +37,8 @@ pub mod metrics;
 pub mod poll;
 #[cfg(feature = "http")]
 pub mod probes;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod shutdown;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -14,7 +14,6 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use waitroom::EventSlug;
 use waitroom::admission::Admitter;
-use waitroom::config::RedisConfig;
 use waitroom::queue::Waitroom;
 use waitroom::settings::{AdmissionSettings, Mode};
 use waitroom::tokens::{AdmissionClaims, QueueClaims, TokenSigner, audience, generate_keypair};
@@ -70,13 +69,8 @@ pub struct Setup<'a> {
 
 impl Gateway {
     pub async fn start(setup: Setup<'_>) -> Self {
-        let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
-        let redis = RedisConfig {
-            url: REDIS_URL.into(),
-            prefix: prefix.clone(),
-            ..RedisConfig::default()
-        };
-        let room = Waitroom::connect(&redis).await.unwrap();
+        let room = waitroom::testing::fresh_room().await;
+        let prefix = room.prefix().to_owned();
         let event = EventSlug::parse("gig").unwrap();
         room.apply_settings(&event, &setup.settings).await.unwrap();
         if let Some(title) = setup.title {

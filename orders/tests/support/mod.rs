@@ -63,13 +63,7 @@ pub async fn spawn_with_sandbox(faults: sandbox::Faults) -> (TestApp, sandbox::S
 
 pub async fn spawn_app(payments_base: &str) -> TestApp {
     let db = TestDb::new().await;
-    let room = Waitroom::connect(&RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
-        ..RedisConfig::default()
-    })
-    .await
-    .unwrap();
+    let room = waitroom::testing::fresh_room().await;
     let (sk, pk) = generate_keypair();
     let signer = TokenSigner::from_pem("t", sk.as_bytes()).unwrap();
     let verifier = TokenVerifier::new().with_key("t", pk.as_bytes()).unwrap();
