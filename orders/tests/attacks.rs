@@ -801,6 +801,9 @@ async fn settle_everything(app: &TestApp, orders: &[String], want: &[&str]) {
                 now.push(order_status(app, o).await);
             }
             if now.iter().map(String::as_str).eq(want.iter().copied()) {
+                // A webhook applied since the pass above (the last status read) scheduled
+                // its jobs with it: run them too, or a refund could still be pending.
+                orders::jobs::run_due(&app.state).await.unwrap();
                 return Ok(());
             }
             Err(format!("orders are {now:?}, want {want:?}"))
