@@ -112,7 +112,7 @@ async fn one_admission_holds_once_even_when_it_races_itself() {
         .await;
     let token = app.admission("once", 1);
     // Both tiers at once: two writers, one admission.
-    let tier = |i: u64| if i % 2 == 0 { "a" } else { "b" };
+    let tier = |i: u64| if i.is_multiple_of(2) { "a" } else { "b" };
     let answers = at_once(
         &app,
         "once",

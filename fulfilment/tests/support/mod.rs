@@ -283,7 +283,10 @@ impl Consuming {
 pub async fn until(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> bool) {
     let still = format!("timed out waiting for {what}");
     let every = Duration::from_millis(50);
-    eventually(timeout, every, async || probe().await.then_some(()).ok_or(&still)).await
+    eventually(timeout, every, async || {
+        probe().await.then_some(()).ok_or(&still)
+    })
+    .await
 }
 
 /// The part of `mail` of type `mime`, at any depth.
