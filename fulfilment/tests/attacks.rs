@@ -8,19 +8,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use icalendar::Component as _;
-use mailparse::ParsedMail;
 use reqwest::StatusCode;
-use support::{join_link, spawn};
+use support::{join_link, part, spawn};
 use tracing_subscriber::util::SubscriberInitExt as _;
-
-fn part<'a>(mail: &'a ParsedMail<'a>, mime: &str) -> Option<&'a ParsedMail<'a>> {
-    if mail.ctype.mimetype == mime {
-        return Some(mail);
-    }
-    mail.subparts.iter().find_map(|p| part(p, mime))
-}
 
 /// Every content line of an invite, unfolded; fails unless lines are CRLF-terminated
 /// and at most 75 octets.
@@ -67,9 +58,7 @@ const INVITE: [&str; 19] = [
 #[tokio::test]
 async fn a_title_with_line_breaks_adds_no_line_to_the_invite() {
     let t = spawn().await;
-    let event = t
-        .event("injected", Utc::now() + chrono::Duration::days(3))
-        .await;
+    let event = t.event_in("injected", chrono::Duration::days(3)).await;
     let title = "Gig\r\nATTENDEE:mailto:evil@x";
     sqlx::query("UPDATE events SET title = $2 WHERE id = $1")
         .bind(event)
@@ -78,9 +67,7 @@ async fn a_title_with_line_breaks_adds_no_line_to_the_invite() {
         .await
         .unwrap();
     let order = t.paid_order(event, "grace@example.org", 1).await;
-    fulfilment::deliveries::queue_confirmation(&t.state, order)
-        .await
-        .unwrap();
+    t.queue_confirmation(order).await;
     t.drain(Duration::from_secs(10)).await;
     let mails = t.sink.messages();
     assert_eq!(mails.len(), 1);
@@ -96,12 +83,8 @@ async fn a_title_with_line_breaks_adds_no_line_to_the_invite() {
         .get_body()
         .unwrap();
     let link = join_link(&part(&parsed, "text/plain").unwrap().get_body().unwrap());
-    let served = t
-        .http
-        .get(format!("{link}/calendar.ics"))
-        .send()
-        .await
-        .unwrap();
+    let served = t.http.get(format!("{link}/calendar.ics")).send().await;
+    let served = served.unwrap();
     assert_eq!(served.status(), StatusCode::OK);
     let served = served.text().await.unwrap();
     for (what, ics) in [("attached", attached), ("served", served)] {
@@ -157,18 +140,12 @@ async fn smtp_refusals_are_logged_and_kept_without_the_address() {
         .with_writer(move || writer.clone())
         .set_default();
     let t = spawn().await;
-    let event = t
-        .event("refusing", Utc::now() + chrono::Duration::days(3))
-        .await;
+    let event = t.event_in("refusing", chrono::Duration::days(3)).await;
     for to in ["bounce.ada@example.org", "greylist.bob@example.org"] {
         let order = t.paid_order(event, to, 1).await;
-        fulfilment::deliveries::queue_confirmation(&t.state, order)
-            .await
-            .unwrap();
+        t.queue_confirmation(order).await;
     }
-    fulfilment::deliveries::send_due(&t.state, 100)
-        .await
-        .unwrap();
+    t.send_due().await;
 
     let kept: Vec<(String, String, Option<String>)> =
         sqlx::query_as("SELECT recipient, status, last_error FROM deliveries ORDER BY recipient")

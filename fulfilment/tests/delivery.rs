@@ -2,41 +2,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use mailparse::{MailHeaderMap, ParsedMail};
+use mailparse::MailHeaderMap;
 use reqwest::StatusCode;
-use support::{TestFulfilment, join_link, spawn};
-
-/// Runs the consumer until the returned sender is dropped.
-fn consume(t: &TestFulfilment) -> tokio::sync::oneshot::Sender<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (state, js) = (t.state.clone(), t.js.clone());
-    tokio::spawn(async move {
-        fulfilment::consumer::run(state, js, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    stop
-}
-
-async fn until<F: AsyncFn() -> bool>(what: &str, timeout: Duration, probe: F) {
-    let deadline = Instant::now() + timeout;
-    while !probe().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn part<'a>(mail: &'a ParsedMail<'a>, mime: &str) -> Option<&'a ParsedMail<'a>> {
-    if mail.ctype.mimetype == mime {
-        return Some(mail);
-    }
-    mail.subparts.iter().find_map(|p| part(p, mime))
-}
+use support::{ALL_DELIVERIES, body_of, join_link, join_links, part, spawn, until};
 
 #[tokio::test]
 async fn a_paid_order_gets_one_email_with_a_working_link_and_a_valid_invite() {
@@ -44,15 +15,11 @@ async fn a_paid_order_gets_one_email_with_a_working_link_and_a_valid_invite() {
     let starts = Utc::now() + chrono::Duration::minutes(30);
     let event = t.event("live", starts).await;
     let order = t.paid_order(event, "grace@example.org", 2).await;
-    let stop = consume(&t);
-    assert_eq!(t.relay().await, 1);
-    until(
-        "the confirmation to be queued",
-        Duration::from_secs(10),
-        async || t.count("SELECT count(*) FROM deliveries").await == 1,
-    )
-    .await;
-    t.drain(Duration::from_secs(10)).await;
+    let consuming = t.consume();
+    let published = t
+        .relay_and_send("the confirmation to be queued", ALL_DELIVERIES, 1)
+        .await;
+    assert_eq!(published, 1);
 
     let mails = t.sink.messages();
     assert_eq!(mails.len(), 1, "exactly one email");
@@ -113,48 +80,27 @@ async fn a_paid_order_gets_one_email_with_a_working_link_and_a_valid_invite() {
         .await
         .unwrap();
     drop(conn);
-    let links_after: Vec<String> = text
-        .lines()
-        .filter(|l| l.contains("/join/"))
-        .map(join_link)
-        .collect();
-    let mut statuses = Vec::new();
-    for l in &links_after {
-        statuses.push(t.http.get(l).send().await.unwrap().status());
-    }
+    let statuses = t.visit(&join_links(&text)).await;
     assert!(statuses.contains(&StatusCode::GONE), "{statuses:?}");
-    let unknown = t
-        .http
-        .get(format!("{}/join/not-a-token", t.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let unknown = t.visit(&[format!("{}/join/not-a-token", t.base)]).await;
+    assert_eq!(unknown, [StatusCode::NOT_FOUND]);
     assert!(
         t.count("SELECT count(*) FROM redemptions").await >= 3,
         "every visit is recorded"
     );
     let _ = order;
-    drop(stop);
+    consuming.stop().await;
     t.cleanup().await;
 }
 
 #[tokio::test]
 async fn before_the_window_the_link_shows_the_start_and_does_not_redirect() {
     let t = spawn().await;
-    let event = t
-        .event("early", Utc::now() + chrono::Duration::hours(5))
-        .await;
+    let event = t.event_in("early", chrono::Duration::hours(5)).await;
     let order = t.paid_order(event, "grace@example.org", 1).await;
-    assert!(
-        fulfilment::deliveries::queue_confirmation(&t.state, order)
-            .await
-            .unwrap()
-    );
+    assert!(t.queue_confirmation(order).await);
     t.drain(Duration::from_secs(10)).await;
-    let mail = &t.sink.messages()[0];
-    let parsed = mailparse::parse_mail(mail.raw.as_bytes()).unwrap();
-    let link = join_link(&part(&parsed, "text/plain").unwrap().get_body().unwrap());
+    let link = join_link(&body_of(&t.sink.messages()[0].raw, "text/plain"));
     let r = t.http.get(&link).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let page = r.text().await.unwrap();
@@ -162,22 +108,15 @@ async fn before_the_window_the_link_shows_the_start_and_does_not_redirect() {
         page.contains("doors open") && page.contains("calendar.ics"),
         "{page}"
     );
-    let ics = t
-        .http
-        .get(format!("{link}/calendar.ics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ics.status(), StatusCode::OK);
+    let ics = t.visit(&[format!("{link}/calendar.ics")]).await;
+    assert_eq!(ics, [StatusCode::OK]);
     t.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_same_message_three_times_sends_one_email() {
     let t = spawn().await;
-    let event = t
-        .event("thrice", Utc::now() + chrono::Duration::days(3))
-        .await;
+    let event = t.event_in("thrice", chrono::Duration::days(3)).await;
     t.paid_order(event, "grace@example.org", 1).await;
     let payload: serde_json::Value = sqlx::query_scalar("SELECT payload FROM outbox")
         .fetch_one(&t.db.pool)
@@ -198,7 +137,7 @@ async fn the_same_message_three_times_sends_one_email() {
         .await
         .unwrap();
     }
-    let stop = consume(&t);
+    let consuming = t.consume();
     until(
         "three deliveries of the message",
         Duration::from_secs(10),
@@ -219,17 +158,15 @@ async fn the_same_message_three_times_sends_one_email() {
     .await;
     t.drain(Duration::from_secs(10)).await;
     assert_eq!(t.sink.messages().len(), 1);
-    assert_eq!(t.count("SELECT count(*) FROM deliveries").await, 1);
-    drop(stop);
+    assert_eq!(t.count(ALL_DELIVERIES).await, 1);
+    consuming.stop().await;
     t.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_smtp_outage_delays_mail_and_loses_none() {
     let t = spawn().await;
-    let event = t
-        .event("outage", Utc::now() + chrono::Duration::days(3))
-        .await;
+    let event = t.event_in("outage", chrono::Duration::days(3)).await;
     t.sink.set_refusing(true);
     let mut orders = Vec::new();
     for i in 0..5 {
@@ -239,13 +176,9 @@ async fn an_smtp_outage_delays_mail_and_loses_none() {
         );
     }
     for o in &orders {
-        fulfilment::deliveries::queue_confirmation(&t.state, *o)
-            .await
-            .unwrap();
+        t.queue_confirmation(*o).await;
     }
-    fulfilment::deliveries::send_due(&t.state, 100)
-        .await
-        .unwrap();
+    t.send_due().await;
     assert_eq!(t.sink.messages().len(), 0);
     assert_eq!(
         t.count("SELECT count(*) FROM deliveries WHERE status = 'queued' AND attempts = 1 AND last_error IS NOT NULL").await,
@@ -267,11 +200,8 @@ async fn an_smtp_outage_delays_mail_and_loses_none() {
             .map(|i| format!("buyer{i}@example.org"))
             .collect::<Vec<_>>()
     );
-    assert_eq!(
-        t.count("SELECT count(*) FROM deliveries WHERE status = 'sent'")
-            .await,
-        5
-    );
+    let sent = t.count("SELECT count(*) FROM deliveries WHERE status = 'sent'");
+    assert_eq!(sent.await, 5);
     t.cleanup().await;
 }
 
@@ -281,9 +211,7 @@ async fn reminders_fire_once_at_their_time_and_follow_a_reschedule() {
     let starts = Utc::now() + chrono::Duration::days(2);
     let event = t.event("remind", starts).await;
     let order = t.paid_order(event, "grace@example.org", 1).await;
-    fulfilment::deliveries::queue_confirmation(&t.state, order)
-        .await
-        .unwrap();
+    t.queue_confirmation(order).await;
     t.drain(Duration::from_secs(10)).await;
     let run = |now| fulfilment::reminders::run_due(&t.state, now);
     assert_eq!(run(Utc::now()).await.unwrap(), 0, "too early");
@@ -327,9 +255,7 @@ async fn reminders_fire_once_at_their_time_and_follow_a_reschedule() {
 #[tokio::test]
 async fn the_reconciler_finishes_an_order_whose_message_was_lost() {
     let t = spawn().await;
-    let event = t
-        .event("lostmsg", Utc::now() + chrono::Duration::days(3))
-        .await;
+    let event = t.event_in("lostmsg", chrono::Duration::days(3)).await;
     // Paid, but the outbox row never made it to NATS.
     let order = t.paid_order(event, "grace@example.org", 1).await;
     sqlx::query("UPDATE orders SET paid_at = now() - interval '1 hour' WHERE id = $1")
@@ -337,38 +263,30 @@ async fn the_reconciler_finishes_an_order_whose_message_was_lost() {
         .execute(&t.db.pool)
         .await
         .unwrap();
-    assert_eq!(
-        fulfilment::deliveries::reconcile(&t.state).await.unwrap(),
-        1
-    );
-    assert_eq!(
-        fulfilment::deliveries::reconcile(&t.state).await.unwrap(),
-        0
-    );
+    let reconcile = async || fulfilment::deliveries::reconcile(&t.state).await.unwrap();
+    assert_eq!(reconcile().await, 1);
+    assert_eq!(reconcile().await, 0);
     t.drain(Duration::from_secs(10)).await;
     assert_eq!(t.sink.messages().len(), 1);
     t.cleanup().await;
 }
 
+/// Every message the sink got for `to`.
+fn sent_to(t: &support::TestFulfilment, to: &str) -> Vec<fulfilment::sink::Received> {
+    let mut mails = t.sink.messages();
+    mails.retain(|m| m.to == [to]);
+    mails
+}
+
 #[tokio::test]
 async fn a_corrected_address_gets_new_links_and_the_old_ones_stop() {
     let t = spawn().await;
-    let event = t
-        .event("moved", Utc::now() + chrono::Duration::minutes(20))
-        .await;
+    let event = t.event_in("moved", chrono::Duration::minutes(20)).await;
     let order = t.paid_order(event, "grace@exmaple.org", 1).await;
-    let stop = consume(&t);
-    t.relay().await;
-    until(
-        "the first confirmation",
-        Duration::from_secs(10),
-        async || t.count("SELECT count(*) FROM deliveries").await == 1,
-    )
-    .await;
-    t.drain(Duration::from_secs(10)).await;
-    let first_raw = t.sink.messages()[0].raw.clone();
-    let first = mailparse::parse_mail(first_raw.as_bytes()).unwrap();
-    let old_link = join_link(&part(&first, "text/plain").unwrap().get_body().unwrap());
+    let consuming = t.consume();
+    t.relay_and_send("the first confirmation", ALL_DELIVERIES, 1)
+        .await;
+    let old_link = join_link(&body_of(&t.sink.messages()[0].raw, "text/plain"));
 
     let mut conn = t.db.pool.acquire().await.unwrap();
     let email = orders::buyers::Email::parse("grace@example.org").unwrap();
@@ -378,62 +296,34 @@ async fn a_corrected_address_gets_new_links_and_the_old_ones_stop() {
             .unwrap()
     );
     drop(conn);
-    t.relay().await;
-    until(
-        "the new confirmation and the notice",
-        Duration::from_secs(10),
-        async || t.count("SELECT count(*) FROM deliveries").await == 3,
-    )
-    .await;
-    t.drain(Duration::from_secs(10)).await;
+    let what = "the new confirmation and the notice";
+    t.relay_and_send(what, ALL_DELIVERIES, 3).await;
 
-    let mails = t.sink.messages();
-    assert_eq!(mails.len(), 3);
-    let to_new: Vec<_> = mails
-        .iter()
-        .filter(|m| m.to == vec!["grace@example.org".to_owned()])
-        .collect();
-    let to_old: Vec<_> = mails
-        .iter()
-        .filter(|m| m.to == vec!["grace@exmaple.org".to_owned()])
-        .collect();
+    assert_eq!(t.sink.messages().len(), 3);
+    let to_new = sent_to(&t, "grace@example.org");
+    let to_old = sent_to(&t, "grace@exmaple.org");
     assert_eq!(
         (to_new.len(), to_old.len()),
         (1, 2),
         "one new confirmation; the old address got the first and the notice"
     );
-    let new = mailparse::parse_mail(to_new[0].raw.as_bytes()).unwrap();
-    let new_link = join_link(&part(&new, "text/plain").unwrap().get_body().unwrap());
+    let new_link = join_link(&body_of(&to_new[0].raw, "text/plain"));
     assert_ne!(new_link, old_link);
-    assert_eq!(
-        t.http.get(&old_link).send().await.unwrap().status(),
-        StatusCode::GONE
-    );
-    assert_eq!(
-        t.http.get(&new_link).send().await.unwrap().status(),
-        StatusCode::SEE_OTHER
-    );
-    drop(stop);
+    let statuses = t.visit(&[old_link, new_link]).await;
+    assert_eq!(statuses, [StatusCode::GONE, StatusCode::SEE_OTHER]);
+    consuming.stop().await;
     t.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
     let t = spawn().await;
-    let event = t
-        .event("handover", Utc::now() + chrono::Duration::minutes(20))
-        .await;
+    let event = t.event_in("handover", chrono::Duration::minutes(20)).await;
     let order = t.paid_order(event, "grace@example.org", 2).await;
-    let stop = consume(&t);
-    t.relay().await;
-    until("the confirmation", Duration::from_secs(10), async || {
-        t.count("SELECT count(*) FROM deliveries").await == 1
-    })
-    .await;
-    t.drain(Duration::from_secs(10)).await;
-    let raw = t.sink.messages()[0].raw.clone();
-    let first = mailparse::parse_mail(raw.as_bytes()).unwrap();
-    let buyer_text = part(&first, "text/plain").unwrap().get_body().unwrap();
+    let consuming = t.consume();
+    t.relay_and_send("the confirmation", ALL_DELIVERIES, 1)
+        .await;
+    let buyer_text = body_of(&t.sink.messages()[0].raw, "text/plain");
 
     let ticket: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1 ORDER BY seat_no LIMIT 1")
@@ -452,44 +342,19 @@ async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
     .await
     .unwrap();
     drop(conn);
-    t.relay().await;
-    until(
-        "both transfer notices",
-        Duration::from_secs(10),
-        async || t.count("SELECT count(*) FROM deliveries").await == 3,
-    )
-    .await;
-    t.drain(Duration::from_secs(10)).await;
-    let ada_raw = t
-        .sink
-        .messages()
-        .iter()
-        .find(|m| m.to == vec!["ada@example.org".to_owned()])
-        .unwrap()
-        .raw
-        .clone();
-    let ada = mailparse::parse_mail(ada_raw.as_bytes()).unwrap();
-    let ada_text = part(&ada, "text/plain").unwrap().get_body().unwrap();
+    t.relay_and_send("both transfer notices", ALL_DELIVERIES, 3)
+        .await;
+    let to_ada = sent_to(&t, "ada@example.org");
+    let ada_text = body_of(&to_ada[0].raw, "text/plain");
     assert_eq!(
         ada_text.matches("/join/").count(),
         1,
         "only the transferred ticket: {ada_text}"
     );
-    let ada_link = join_link(&ada_text);
-    assert_eq!(
-        t.http.get(&ada_link).send().await.unwrap().status(),
-        StatusCode::SEE_OTHER
-    );
+    let ada = t.visit(&[join_link(&ada_text)]).await;
+    assert_eq!(ada, [StatusCode::SEE_OTHER]);
     // The buyer's link for that ticket is dead; their other one still works.
-    let buyer_links: Vec<String> = buyer_text
-        .lines()
-        .filter(|l| l.contains("/join/"))
-        .map(join_link)
-        .collect();
-    let mut statuses = Vec::new();
-    for l in &buyer_links {
-        statuses.push(t.http.get(l).send().await.unwrap().status());
-    }
+    let mut statuses = t.visit(&join_links(&buyer_text)).await;
     statuses.sort();
     assert_eq!(statuses, vec![StatusCode::SEE_OTHER, StatusCode::GONE]);
 
@@ -507,18 +372,8 @@ async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
     .await
     .unwrap();
     drop(conn);
-    t.relay().await;
-    until(
-        "the reschedule notices",
-        Duration::from_secs(10),
-        async || {
-            t.count("SELECT count(*) FROM deliveries WHERE kind = 'reschedule_notice'")
-                .await
-                == 2
-        },
-    )
-    .await;
-    t.drain(Duration::from_secs(10)).await;
+    let notices = "SELECT count(*) FROM deliveries WHERE kind = 'reschedule_notice'";
+    t.relay_and_send("the reschedule notices", notices, 2).await;
     let notices: Vec<_> = t
         .sink
         .messages()
@@ -527,8 +382,7 @@ async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
         .collect();
     assert_eq!(notices.len(), 2);
     for n in &notices {
-        let parsed = mailparse::parse_mail(n.raw.as_bytes()).unwrap();
-        let ics = part(&parsed, "text/calendar").unwrap().get_body().unwrap();
+        let ics = body_of(&n.raw, "text/calendar");
         assert!(
             ics.contains(&format!("DTSTART:{}", moved.format("%Y%m%dT%H%M%SZ"))),
             "{ics}"
@@ -538,6 +392,6 @@ async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
             "the update must supersede the first invite"
         );
     }
-    drop(stop);
+    consuming.stop().await;
     t.cleanup().await;
 }

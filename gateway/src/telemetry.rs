@@ -3,6 +3,7 @@
 //! the buyers' port: the figures (routes, refusals, latency) are for operators, and
 //! encoding the registry is work the crowd should not be able to ask for.
 
+use platform::registry::registered;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -18,42 +19,39 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "floodgate_gateway_requests_total",
-                "Requests by route and status",
+        let requests = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "floodgate_gateway_requests_total",
+                    "Requests by route and status",
+                ),
+                &["route", "status"],
             ),
-            &["route", "status"],
-        )
-        .expect("metric");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "floodgate_gateway_request_duration_seconds",
-                "Time to answer, by route",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
-            ]),
-            &["route"],
-        )
-        .expect("metric");
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
-                "floodgate_gateway_rate_limited_total",
-                "Requests refused with 429",
+        );
+        let duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "floodgate_gateway_request_duration_seconds",
+                    "Time to answer, by route",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+                ]),
+                &["route"],
             ),
-            &["route"],
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(rate_limited.clone()))
-            .expect("register");
+        );
+        let rate_limited = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "floodgate_gateway_rate_limited_total",
+                    "Requests refused with 429",
+                ),
+                &["route"],
+            ),
+        );
         Self {
             registry,
             requests,

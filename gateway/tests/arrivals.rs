@@ -9,19 +9,9 @@ use gateway::EdgeError;
 use gateway::arrivals::Arrivals;
 use tokio::task::JoinSet;
 use waitroom::EventSlug;
-use waitroom::config::RedisConfig;
-use waitroom::queue::{Joined, Waitroom};
+use waitroom::queue::Joined;
 use waitroom::settings::{AdmissionSettings, Mode};
-
-async fn room() -> Waitroom {
-    Waitroom::connect(&RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
-        ..RedisConfig::default()
-    })
-    .await
-    .unwrap()
-}
+use waitroom::testing::fresh_room as room;
 
 fn settings(mode: Mode) -> AdmissionSettings {
     AdmissionSettings {

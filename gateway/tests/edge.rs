@@ -6,38 +6,37 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use platform::poll::{eventually, eventually_by};
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
-use support::{Gateway, Setup};
-use waitroom::EventSlug;
+use support::{Gateway, Setup, flood_until_limited, in_mode, json, ms, on, serve};
 use waitroom::admission::Admitter;
 use waitroom::settings::{AdmissionSettings, Mode};
-use waitroom::tokens::{AdmissionClaims, TokenKind, TokenSigner, audience, generate_keypair};
+use waitroom::tokens::{TokenSigner, generate_keypair};
 
 /// The gateway under test (the shared harness), with its own small upstream.
 type Stack = Gateway;
 
+/// An upstream that says what reached it: the path, and the sizes of a cookie or body
+/// worth mentioning.
 async fn upstream() -> String {
-    let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
-        let path = req.uri().path().to_owned();
-        let cookie_len = req.headers().get("cookie").map_or(0, |v| v.len());
-        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        if body.is_empty() && cookie_len < 1000 {
-            format!("upstream saw {path}")
-        } else {
-            format!(
-                "upstream saw {path}: cookie {cookie_len} bytes, body {} bytes",
-                body.len()
-            )
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr.to_string()
+    serve(
+        axum::Router::new().fallback(|req: axum::extract::Request| async move {
+            let path = req.uri().path().to_owned();
+            let cookie_len = req.headers().get("cookie").map_or(0, |v| v.len());
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            if body.is_empty() && cookie_len < 1000 {
+                format!("upstream saw {path}")
+            } else {
+                format!(
+                    "upstream saw {path}: cookie {cookie_len} bytes, body {} bytes",
+                    body.len()
+                )
+            }
+        }),
+    )
+    .await
 }
 
 async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack {
@@ -51,159 +50,100 @@ async fn start(settings: AdmissionSettings, extra_env: &[(&str, &str)]) -> Stack
     .await
 }
 
-impl Stack {
-    async fn admit_all(&self) {
-        let admitter = Admitter::new(self.room.clone(), Duration::from_secs(2));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            admitter.step(&self.event).await.unwrap();
-            let s = self.room.snapshot(&self.event).await.unwrap();
-            if s.head == s.tail {
-                return;
-            }
-            assert!(Instant::now() < deadline, "admitter did not catch up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// The JWT payload of `token`, decoded (no signature checked).
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn on(rate: u32) -> AdmissionSettings {
-    AdmissionSettings {
-        mode: Mode::On,
-        rate_per_minute: rate,
-        max_active: 1000,
-        admission_ttl_seconds: 300,
-        opens_at: None,
-    }
-}
-
-async fn json(r: reqwest::Response) -> serde_json::Value {
-    r.json().await.unwrap()
+/// Polls `answer` (a status poll or a join) until its state is `state`: that answer.
+async fn until_state(
+    state: &str,
+    deadline: Instant,
+    answer: impl AsyncFn() -> serde_json::Value,
+) -> serde_json::Value {
+    eventually_by(deadline, ms(20), async || {
+        let r = answer().await;
+        (r["state"] == state)
+            .then_some(r.clone())
+            .ok_or(format!("still {r}"))
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_protected_path_sends_to_the_queue_until_admitted_then_proxies() {
     let s = start(on(60_000), &[]).await;
-    let c = client();
 
-    let page = c.get(s.url("/e/gig")).send().await.unwrap();
+    let page = s.get("/e/gig").send().await.unwrap();
     assert_eq!(page.status(), StatusCode::FOUND);
     assert_eq!(page.headers()["location"], "/queue/gig");
-    let api = c.get(s.url("/api/events/gig")).send().await.unwrap();
+    let api = s.get("/api/events/gig").send().await.unwrap();
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(json(api).await["error"], "missing_token");
 
-    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+    let joined = s.join().await;
     assert_eq!(joined["state"], "waiting");
     assert_eq!(joined["position"], 1);
     let queue_token = joined["queue_token"].as_str().unwrap().to_owned();
 
     // Joining again with the token keeps the place.
-    let again = json(
-        c.post(s.url("/queue/gig/join"))
-            .bearer_auth(&queue_token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let again = s.rejoin(&queue_token).await;
     assert_eq!(again["position"], 1);
-    assert_eq!(s.room.snapshot(&s.event).await.unwrap().tail, 1);
+    assert_eq!(s.counters().await.1, 1);
 
     s.admit_all().await;
     // The gateway's snapshot is refreshed within a few hundred ms.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let status = loop {
-        let r = c
-            .get(s.url("/queue/gig/status"))
-            .bearer_auth(&queue_token)
-            .send()
-            .await
-            .unwrap();
+    let status = eventually(Duration::from_secs(2), ms(50), async || {
+        let r = s.status(&queue_token).await;
         assert_eq!(r.status(), StatusCode::OK);
-        let cookies: Vec<String> = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
+        let admission_cookie = r.headers().get_all("set-cookie").iter().any(|v| {
+            let v = v.to_str().unwrap();
+            v.starts_with("fg_a_gig=") && v.contains("HttpOnly")
+        });
         let body = json(r).await;
-        if body["state"] == "admitted" {
-            assert!(
-                cookies
-                    .iter()
-                    .any(|c| c.starts_with("fg_a_gig=") && c.contains("HttpOnly"))
-            );
-            break body;
+        if body["state"] != "admitted" {
+            return Err(format!("not admitted: {body}"));
         }
-        assert!(Instant::now() < deadline, "not admitted: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        assert!(admission_cookie);
+        Ok(body)
+    })
+    .await;
     let admission = status["admission_token"].as_str().unwrap();
 
-    let proxied = c
-        .get(s.url("/e/gig"))
-        .bearer_auth(admission)
-        .send()
-        .await
-        .unwrap();
+    let proxied = s.get("/e/gig").bearer_auth(admission);
+    let proxied = proxied.send().await.unwrap();
     assert_eq!(proxied.status(), StatusCode::OK);
     assert_eq!(proxied.text().await.unwrap(), "upstream saw /e/gig");
-    let by_cookie = c
-        .get(s.url("/api/events/gig/holds"))
-        .header("cookie", format!("fg_a_gig={admission}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        by_cookie.text().await.unwrap(),
-        "upstream saw /api/events/gig/holds"
-    );
+    let by_cookie = s
+        .get("/api/events/gig/holds")
+        .header("cookie", format!("fg_a_gig={admission}"));
+    let by_cookie = by_cookie.send().await.unwrap().text().await.unwrap();
+    assert_eq!(by_cookie, "upstream saw /api/events/gig/holds");
 
     // The same admission is returned on later polls (one jti per place).
-    let later = json(
-        c.get(s.url("/queue/gig/status"))
-            .bearer_auth(&queue_token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let jti = |t: &str| -> serde_json::Value {
-        let payload = t.split('.').nth(1).unwrap();
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["jti"].clone()
-    };
-    assert_eq!(
-        jti(admission),
-        jti(later["admission_token"].as_str().unwrap())
-    );
+    let later = json(s.status(&queue_token).await).await;
+    let later = later["admission_token"].as_str().unwrap();
+    assert_eq!(claims_of(admission)["jti"], claims_of(later)["jti"]);
     s.cleanup().await;
 }
 
 #[tokio::test]
 async fn bad_tokens_get_401_and_change_nothing() {
+    use base64::Engine as _;
     let s = start(on(60_000), &[]).await;
-    let c = client();
-    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
-    let token = joined["queue_token"].as_str().unwrap().to_owned();
-    let before = s.room.snapshot(&s.event).await.unwrap();
+    let token = s.join_token().await;
+    let before = s.counters().await;
 
     // Tampered: move the place forward without re-signing.
     let parts: Vec<&str> = token.split('.').collect();
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut claims: serde_json::Value =
-        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    let mut claims = claims_of(&token);
     claims["seq"] = 0.into();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let tampered = format!(
         "{}.{}.{}",
         parts[0],
@@ -213,35 +153,19 @@ async fn bad_tokens_get_401_and_change_nothing() {
     // Signed by a key the gateway does not know.
     let (other_key, _) = generate_keypair();
     let foreign_key = TokenSigner::from_pem("k", other_key.as_bytes()).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    let admission = |event: &str, exp: i64| AdmissionClaims {
-        kind: TokenKind::Admission,
-        aud: audience(&EventSlug::parse(event).unwrap()),
-        evt: EventSlug::parse(event).unwrap(),
-        sub: "v".into(),
-        jti: "j".into(),
-        seq: 1,
-        iat: now,
-        exp,
-    };
-    let expired = s.signer.sign(&admission("gig", now - 60));
-    let other_event = s.signer.sign(&admission("other", now + 300));
-    let wrong_key = foreign_key.sign(&admission("gig", now + 300));
+    let expired = s.signer.sign(&s.admission_claims("gig", -60));
+    let other_event = s.signer.sign(&s.admission_claims("other", 300));
+    let wrong_key = foreign_key.sign(&s.admission_claims("gig", 300));
 
     for (what, t) in [
         ("tampered", tampered.as_str()),
         ("garbage", "not-a-token"),
         ("admission as queue token", other_event.as_str()),
     ] {
-        let r = c
-            .get(s.url("/queue/gig/status"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        let r = s.status(t).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
     }
-    let missing = c.get(s.url("/queue/gig/status")).send().await.unwrap();
+    let missing = s.get("/queue/gig/status").send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(json(missing).await["error"], "missing_token");
 
@@ -251,20 +175,12 @@ async fn bad_tokens_get_401_and_change_nothing() {
         ("unknown key", wrong_key.as_str(), "invalid_token"),
         ("queue token", token.as_str(), "invalid_token"),
     ] {
-        let r = c
-            .post(s.url("/api/events/gig/holds"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        let r = s.post("/api/events/gig/holds").bearer_auth(t);
+        let r = r.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
         assert_eq!(json(r).await["error"], code, "{what}");
     }
-    let after = s.room.snapshot(&s.event).await.unwrap();
-    assert_eq!(
-        (before.head, before.tail, before.claimed),
-        (after.head, after.tail, after.claimed)
-    );
+    assert_eq!(before, s.counters().await);
     s.cleanup().await;
 }
 
@@ -274,10 +190,9 @@ async fn requests_far_larger_than_the_read_buffer_pass_through_whole() {
     // headers and body beyond that must still reach the upstream intact, on a kept
     // connection too.
     let s = start(on(0), &[]).await;
-    let c = client();
     for (cookie_len, body_len) in [(6_000usize, 300_000usize), (100, 9_000), (7_000, 0)] {
-        let r = c
-            .post(s.url("/console/api/echo"))
+        let r = s
+            .post("/console/api/echo")
             .header("cookie", format!("big={}", "c".repeat(cookie_len - 4)))
             .body("b".repeat(body_len))
             .send()
@@ -305,33 +220,9 @@ async fn a_flood_from_one_address_gets_429() {
         ],
     )
     .await;
-    let c = client();
-    let mut limited = None;
-    for _ in 0..60 {
-        let r = c.post(s.url("/queue/gig/join")).send().await.unwrap();
-        if r.status() == StatusCode::TOO_MANY_REQUESTS {
-            limited = Some(r);
-            break;
-        }
-    }
-    let r = limited.expect("60 joins in a burst were never limited");
-    assert!(
-        r.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            >= 1
-    );
-    assert_eq!(json(r).await["error"], "rate_limited");
-    let metrics = c
-        .get(format!("{}/metrics", s.metrics_base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The refusal is checked there: a Retry-After of a second or more, `rate_limited`.
+    flood_until_limited("60 joins in a burst", 60, |_| s.post("/queue/gig/join")).await;
+    let metrics = s.metrics().await;
     assert!(metrics.contains("floodgate_gateway_rate_limited_total{route=\"join\"}"));
     s.cleanup().await;
 }
@@ -339,74 +230,35 @@ async fn a_flood_from_one_address_gets_429() {
 #[tokio::test]
 async fn settings_changes_reach_the_edge_within_a_second() {
     let s = start(on(0), &[]).await;
-    let c = client();
-    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
-    let token = joined["queue_token"].as_str().unwrap().to_owned();
+    let token = s.join_token().await;
 
-    let changed = Instant::now();
-    s.room
-        .apply_settings(
-            &s.event,
-            &AdmissionSettings {
-                mode: Mode::Paused,
-                ..on(0)
-            },
-        )
-        .await
-        .unwrap();
-    loop {
-        let r = json(
-            c.get(s.url("/queue/gig/status"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        if r["state"] == "paused" {
-            break;
-        }
-        assert!(
-            changed.elapsed() < Duration::from_secs(1),
-            "still {r} after 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let within_a_second = Instant::now() + Duration::from_secs(1);
+    let paused = in_mode(Mode::Paused);
+    s.room.apply_settings(&s.event, &paused).await.unwrap();
+    let status = async || json(s.status(&token).await).await;
+    until_state("paused", within_a_second, status).await;
 
     // Queue off: the protected page passes without any token.
-    s.room
-        .apply_settings(
-            &s.event,
-            &AdmissionSettings {
-                mode: Mode::Off,
-                ..on(0)
-            },
-        )
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        let r = c.get(s.url("/e/gig")).send().await.unwrap();
-        if r.status() == StatusCode::OK {
-            assert_eq!(r.text().await.unwrap(), "upstream saw /e/gig");
-            break;
+    let off = in_mode(Mode::Off);
+    s.room.apply_settings(&s.event, &off).await.unwrap();
+    eventually(Duration::from_secs(1), ms(20), async || {
+        let r = s.get("/e/gig").send().await.unwrap();
+        if r.status() != StatusCode::OK {
+            return Err("queue off not applied within 1 s");
         }
-        assert!(
-            Instant::now() < deadline,
-            "queue off not applied within 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        assert_eq!(r.text().await.unwrap(), "upstream saw /e/gig");
+        Ok(())
+    })
+    .await;
     s.cleanup().await;
 }
 
 #[tokio::test]
 async fn the_waiting_page_joins_and_shows_the_place() {
     let s = start(on(0), &[]).await;
-    let c = client();
     // Someone ahead.
-    c.post(s.url("/queue/gig/join")).send().await.unwrap();
-    let r = c.get(s.url("/queue/gig")).send().await.unwrap();
+    s.join().await;
+    let r = s.get("/queue/gig").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.headers()
@@ -420,7 +272,7 @@ async fn the_waiting_page_joins_and_shows_the_place() {
     assert!(html.contains(r#"<dd id="ahead">1</dd>"#));
     assert!(html.contains("aria-live"));
 
-    let unknown = c.get(s.url("/queue/nope")).send().await.unwrap();
+    let unknown = s.get("/queue/nope").send().await.unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     s.cleanup().await;
 }
@@ -430,15 +282,14 @@ async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
     let opens_at = chrono::Utc::now() + chrono::Duration::milliseconds(800);
     let s = start(
         AdmissionSettings {
-            mode: Mode::Prequeue,
             opens_at: Some(opens_at),
-            ..on(0)
+            ..in_mode(Mode::Prequeue)
         },
         &[],
     )
     .await;
-    let c = client();
-    let before = json(c.get(s.url("/queue/gig/lottery")).send().await.unwrap()).await;
+    let lottery = || async { json(s.get("/queue/gig/lottery").send().await.unwrap()).await };
+    let before = lottery().await;
     assert!(before["commitment"].is_string());
     assert!(
         before["seed"].is_null(),
@@ -447,38 +298,26 @@ async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
 
     let mut tokens = Vec::new();
     for _ in 0..20 {
-        let j = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+        let j = s.join().await;
         assert_eq!(j["state"], "prequeue");
         assert!(j["position"].is_null(), "no place before the draw");
         tokens.push(j["queue_token"].as_str().unwrap().to_owned());
     }
 
     let admitter = Admitter::new(s.room.clone(), Duration::from_secs(2));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while s.room.settings(&s.event).await.unwrap().unwrap().mode != Mode::On {
+    eventually(Duration::from_secs(5), ms(50), async || {
+        if s.room.settings(&s.event).await.unwrap().unwrap().mode == Mode::On {
+            return Ok(());
+        }
         admitter.step(&s.event).await.unwrap();
-        assert!(Instant::now() < deadline, "never drawn");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err("never drawn")
+    })
+    .await;
     // Every entrant now has a distinct place 1..=20 (rate 0: nobody admitted yet).
     let mut positions = Vec::new();
     for t in &tokens {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let st = loop {
-            let st = json(
-                c.get(s.url("/queue/gig/status"))
-                    .bearer_auth(t)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            if st["state"] == "waiting" {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "still {st}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let status = async || json(s.status(t).await).await;
+        let st = until_state("waiting", Instant::now() + Duration::from_secs(2), status).await;
         assert!(
             st["queue_token"].is_string(),
             "the drawn place comes as a new token"
@@ -488,14 +327,7 @@ async fn pre_queue_arrivals_get_lottery_places_that_anyone_can_verify() {
     positions.sort_unstable();
     assert_eq!(positions, (1..=20).collect::<Vec<u64>>());
 
-    let record: waitroom::lottery::LotteryRecord = c
-        .get(s.url("/queue/gig/lottery"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let record: waitroom::lottery::LotteryRecord = serde_json::from_value(lottery().await).unwrap();
     assert_eq!(record.commitment, before["commitment"].as_str().unwrap());
     record
         .verify()
@@ -509,46 +341,23 @@ async fn two_gateways_both_apply_a_settings_change_within_a_second() {
     // A second gateway process on the same queue (another replica behind the balancer).
     let b = a.replica("127.0.0.1:9").await;
     let b_base = b.base.clone();
-    let c = client();
-    let joined = json(c.post(a.url("/queue/gig/join")).send().await.unwrap()).await;
-    let token = joined["queue_token"].as_str().unwrap().to_owned();
+    let token = a.join_token().await;
+    let state_at = async |base: &str| json(a.status_at(base, &token).await).await["state"].clone();
     // Both have seen the event before the change.
     for base in [a.base.as_str(), b_base.as_str()] {
-        let r = json(
-            c.get(format!("{base}/queue/gig/status"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(r["state"], "waiting");
+        assert_eq!(state_at(base).await, "waiting");
     }
 
     let changed = Instant::now();
     a.room
-        .apply_settings(
-            &a.event,
-            &AdmissionSettings {
-                mode: Mode::Paused,
-                ..on(0)
-            },
-        )
+        .apply_settings(&a.event, &in_mode(Mode::Paused))
         .await
         .unwrap();
     let mut pending = vec![a.base.clone(), b_base.clone()];
     while !pending.is_empty() {
         let mut still = Vec::new();
         for base in pending {
-            let r = json(
-                c.get(format!("{base}/queue/gig/status"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await;
-            if r["state"] != "paused" {
+            if state_at(&base).await != "paused" {
                 still.push(base);
             }
         }
@@ -569,51 +378,36 @@ async fn two_gateways_both_apply_a_settings_change_within_a_second() {
 #[tokio::test]
 async fn a_queue_lost_from_redis_shows_paused_until_it_is_restored() {
     let s = start(on(0), &[]).await;
-    let c = client();
-    let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
+    let joined = s.join().await;
     assert_eq!(joined["state"], "waiting", "{joined}");
     let token = joined["queue_token"].as_str().unwrap().to_owned();
 
     s.room.purge(&s.event).await.unwrap();
-    let lost = Instant::now();
-    let status = loop {
-        let r = c
-            .get(s.url("/queue/gig/status"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+    let status = eventually(Duration::from_secs(2), ms(50), async || {
+        let r = s.status(&token).await;
         assert_eq!(r.status(), StatusCode::OK, "a known event must not vanish");
         let body = json(r).await;
-        if body["state"] == "paused" {
-            break body;
-        }
-        assert!(lost.elapsed() < Duration::from_secs(2), "still {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (body["state"] == "paused")
+            .then_some(body.clone())
+            .ok_or(format!("still {body}"))
+    })
+    .await;
     assert!(status["admission_token"].is_null(), "{status}");
     // Newcomers get no place (none can be handed out safely) and are told to retry.
-    let r = c.post(s.url("/queue/gig/join")).send().await.unwrap();
+    let r = s.post("/queue/gig/join").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let newcomer = json(r).await;
     assert_eq!(newcomer["state"], "paused", "{newcomer}");
     assert!(newcomer["queue_token"].is_null(), "{newcomer}");
     // The protected pages stay shut to anyone without an admission.
-    let r = c.get(s.url("/e/gig")).send().await.unwrap();
+    let r = s.get("/e/gig").send().await.unwrap();
     assert_ne!(r.status(), StatusCode::OK);
 
     // Restored (by the console, paused) and resumed: the edge follows.
     s.room.apply_settings(&s.event, &on(0)).await.unwrap();
-    let resumed = Instant::now();
-    loop {
-        let r = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
-        if r["state"] == "waiting" {
-            assert!(r["queue_token"].is_string(), "{r}");
-            break;
-        }
-        assert!(resumed.elapsed() < Duration::from_secs(2), "still {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let resumed = Instant::now() + Duration::from_secs(2);
+    let r = until_state("waiting", resumed, async || s.join().await).await;
+    assert!(r["queue_token"].is_string(), "{r}");
     s.cleanup().await;
 }
 
@@ -623,49 +417,22 @@ async fn a_queue_lost_from_redis_shows_paused_until_it_is_restored() {
 #[tokio::test]
 async fn an_old_place_beyond_the_restored_counter_is_never_handed_out_again() {
     let s = start(on(0), &[]).await;
-    let c = client();
-    let mut tokens = Vec::new();
-    for _ in 0..3 {
-        let joined = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
-        tokens.push(joined["queue_token"].as_str().unwrap().to_owned());
-    }
+    let tokens = s.join_tokens(3).await;
     s.room.purge(&s.event).await.unwrap();
     // Restored with nothing to go on (no mark): counters from zero.
-    let paused = waitroom::settings::AdmissionSettings {
-        mode: Mode::Paused,
-        ..on(0)
-    };
-    assert!(
-        s.room
-            .restore(&s.event, &paused, "Gig", 0, 0)
-            .await
-            .unwrap()
-    );
-    let polled = Instant::now();
-    loop {
-        let r = c
-            .get(s.url("/queue/gig/status"))
-            .bearer_auth(&tokens[2])
-            .send()
-            .await
-            .unwrap();
+    let paused = in_mode(Mode::Paused);
+    let restored = s.room.restore(&s.event, &paused, "Gig", 0, 0).await;
+    assert!(restored.unwrap());
+    eventually(Duration::from_secs(3), ms(50), async || {
+        let r = s.status(&tokens[2]).await;
         assert_eq!(r.status(), StatusCode::OK);
-        if s.room.snapshot(&s.event).await.unwrap().tail >= 3 {
-            break;
-        }
-        assert!(polled.elapsed() < Duration::from_secs(3), "tail not raised");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        let raised = s.counters().await.1 >= 3;
+        raised.then_some(()).ok_or("tail not raised")
+    })
+    .await;
     s.room.apply_settings(&s.event, &on(0)).await.unwrap();
-    let resumed = Instant::now();
-    let newcomer = loop {
-        let r = json(c.post(s.url("/queue/gig/join")).send().await.unwrap()).await;
-        if r["state"] == "waiting" {
-            break r;
-        }
-        assert!(resumed.elapsed() < Duration::from_secs(2), "still {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let resumed = Instant::now() + Duration::from_secs(2);
+    let newcomer = until_state("waiting", resumed, async || s.join().await).await;
     assert_eq!(newcomer["position"], 4, "{newcomer}");
     s.cleanup().await;
 }

@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use waitroom::EventSlug;
 use waitroom::admission::{Admitter, Step};
-use waitroom::config::RedisConfig;
-use waitroom::queue::Waitroom;
 use waitroom::settings::{AdmissionSettings, Mode};
 
 fn verify(path: &std::path::Path) -> std::process::Output {
@@ -20,13 +18,7 @@ fn verify(path: &std::path::Path) -> std::process::Output {
 
 #[tokio::test]
 async fn the_published_draw_is_reproduced_from_the_revealed_seed() {
-    let room = Waitroom::connect(&RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
-        ..RedisConfig::default()
-    })
-    .await
-    .unwrap();
+    let room = waitroom::testing::fresh_room().await;
     let event = EventSlug::parse("draw").unwrap();
     room.apply_settings(
         &event,

@@ -64,11 +64,7 @@ pub async fn checkout(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound("hold"))?;
-    if let Some(jti) = jti
-        && jti != hold.admission_jti
-    {
-        return Err(Error::Forbidden("this hold belongs to another admission"));
-    }
+    crate::holds::answers_to(&hold.admission_jti, jti)?;
     if hold.event_status == EventStatus::Cancelled {
         return Err(Error::Conflict(
             "event_cancelled",

@@ -399,6 +399,17 @@ pub struct ClosedHold {
     pub admission_seq: Option<i64>,
 }
 
+/// A hold answers only to the admission that made it (`admission_jti`): `jti` is the
+/// caller's admission, `None` when no admission is asked for (an operator).
+pub fn answers_to(admission_jti: &str, jti: Option<&str>) -> Result<(), Error> {
+    match jti {
+        Some(jti) if jti != admission_jti => {
+            Err(Error::Forbidden("this hold belongs to another admission"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Releases an active hold on the buyer's request; the seats return at once, and an
 /// order made from it (unpaid, or the hold would not be active) is cancelled with it.
 pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<ClosedHold, Error> {
@@ -412,11 +423,7 @@ pub async fn release(db: &PgPool, hold_id: Uuid, jti: Option<&str>) -> Result<Cl
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(Error::NotFound("hold"))?;
-    if let Some(jti) = jti
-        && jti != hold.admission_jti
-    {
-        return Err(Error::Forbidden("this hold belongs to another admission"));
-    }
+    answers_to(&hold.admission_jti, jti)?;
     if hold.status != HoldStatus::Active {
         return Err(Error::Conflict(
             "hold_not_active",

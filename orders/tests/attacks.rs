@@ -7,14 +7,17 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use platform::poll::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use support::{TestApp, WEBHOOK_SECRET, spawn_app, spawn_with_sandbox};
+use support::{
+    TestApp, WEBHOOK_SECRET, confirm_at_provider, hold_id_of, spawn_app, spawn_with_sandbox,
+};
 use waitroom::EventSlug;
 use waitroom::tokens::{
     AdmissionClaims, QueueClaims, TokenKind, TokenSigner, audience, generate_keypair,
@@ -72,6 +75,16 @@ fn bad_admissions(app: &TestApp, slug: &str) -> Vec<(String, String, &'static st
     let valid = app.signer.sign(&c);
     let now = chrono::Utc::now().timestamp();
     let event = EventSlug::parse(slug).unwrap();
+    let queue_token = app.signer.sign(&QueueClaims {
+        kind: TokenKind::Queue,
+        aud: audience(&event),
+        evt: event,
+        sub: "v".into(),
+        seq: Some(1),
+        pq: None,
+        iat: now,
+        exp: now + 600,
+    });
     let mut out: Vec<(String, String, &'static str)> = vec![
         (
             "alg none".into(),
@@ -139,38 +152,13 @@ fn bad_admissions(app: &TestApp, slug: &str) -> Vec<(String, String, &'static st
             }),
             "invalid_token",
         ),
-        (
-            "a queue token".into(),
-            app.signer.sign(&QueueClaims {
-                kind: TokenKind::Queue,
-                aud: audience(&event),
-                evt: event.clone(),
-                sub: "v".into(),
-                seq: Some(1),
-                pq: None,
-                iat: now,
-                exp: now + 600,
-            }),
-            "invalid_token",
-        ),
+        ("a queue token".into(), queue_token.clone(), "invalid_token"),
         (
             "a queue token's kind flipped to admission".into(),
-            with_payload(
-                &app.signer.sign(&QueueClaims {
-                    kind: TokenKind::Queue,
-                    aud: audience(&event),
-                    evt: event.clone(),
-                    sub: "v".into(),
-                    seq: Some(1),
-                    pq: None,
-                    iat: now,
-                    exp: now + 600,
-                }),
-                |p| {
-                    p["kind"] = json!("admission");
-                    p["jti"] = json!("j");
-                },
-            ),
+            with_payload(&queue_token, |p| {
+                p["kind"] = json!("admission");
+                p["jti"] = json!("j");
+            }),
             "invalid_token",
         ),
         ("garbage".into(), "x.y.z".into(), "invalid_token"),
@@ -185,8 +173,7 @@ fn bad_admissions(app: &TestApp, slug: &str) -> Vec<(String, String, &'static st
 
 async fn hold_with(app: &TestApp, slug: &str, auth: Auth<'_>) -> reqwest::Response {
     let req = app
-        .http
-        .post(app.url(&format!("/api/events/{slug}/holds")))
+        .post(&format!("/api/events/{slug}/holds"))
         .json(&json!({"tier": "ga", "quantity": 1, "email": "eve@example.org", "name": "Eve"}));
     auth.apply(req, slug).send().await.unwrap()
 }
@@ -250,10 +237,7 @@ async fn a_hold_obeys_only_its_own_admission() {
     let mine = app.admission("gig", 1);
     let r = hold_with(&app, "gig", Auth::Bearer(&mine)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let hold_id = r.json::<Value>().await.unwrap()["hold_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let hold_id = hold_id_of(r).await;
     let theirs = app.admission("gig", 2);
     let foreign = app.admission("elsewhere", 1);
     let mut intruders: Vec<(String, Auth<'_>, StatusCode, &str)> = vec![
@@ -285,37 +269,17 @@ async fn a_hold_obeys_only_its_own_admission() {
             code,
         ));
     }
+    let release = app.http.delete(app.url(&format!("/api/holds/{hold_id}")));
+    let checkout = app.post(&format!("/api/holds/{hold_id}/checkout"));
     for (what, auth, status, code) in intruders {
-        let release = auth
-            .apply(
-                app.http.delete(app.url(&format!("/api/holds/{hold_id}"))),
-                "gig",
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_error(release, status, code, &format!("release, {what}")).await;
-        let checkout = auth
-            .apply(
-                app.http
-                    .post(app.url(&format!("/api/holds/{hold_id}/checkout"))),
-                "gig",
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_error(checkout, status, code, &format!("checkout, {what}")).await;
+        for (action, req) in [("release", &release), ("checkout", &checkout)] {
+            let r = auth.apply(req.try_clone().unwrap(), "gig").send().await;
+            assert_error(r.unwrap(), status, code, &format!("{action}, {what}")).await;
+        }
     }
-    let status: String = sqlx::query_scalar("SELECT status FROM holds")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let status = app.text("SELECT status FROM holds").await;
     assert_eq!(status, "active");
-    assert_eq!(
-        app.count("SELECT sum(held)::int8 FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'gig'")
-            .await,
-        1
-    );
+    app.assert_count("SELECT sum(held)::int8 FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'gig'", 1).await;
     assert_eq!(app.count("SELECT count(*) FROM orders").await, 0);
     app.cleanup(&["gig", "elsewhere"]).await;
 }
@@ -323,19 +287,21 @@ async fn a_hold_obeys_only_its_own_admission() {
 /// Confirms an intent with a good card through the provider's API, as a client with
 /// the secret key (or a page that timed out after charging) would.
 async fn confirm_by_api(sandbox: &str, intent: &str) {
-    let r = reqwest::Client::new()
-        .post(format!("{sandbox}/v1/payment_intents/{intent}/confirm"))
-        .bearer_auth("sk_test_floodgate")
-        .form(&[("payment_method", "pm_card_visa")])
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "confirm: {}", r.status());
+    let patience = Duration::from_secs(30);
+    let r = confirm_at_provider(sandbox, intent, "pm_card_visa", patience).await;
+    let status = r.unwrap().status();
+    assert!(status.is_success(), "confirm: {status}");
 }
 
 /// The payment intent of an order.
 async fn intent_of(app: &TestApp, order_id: &str) -> String {
-    sqlx::query_scalar("SELECT payment_intent_id FROM orders WHERE id = $1::uuid")
+    order_field(app, "payment_intent_id", order_id).await
+}
+
+/// One text column of an order's row.
+async fn order_field(app: &TestApp, column: &str, order_id: &str) -> String {
+    let sql = format!("SELECT {column} FROM orders WHERE id = $1::uuid");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(order_id)
         .fetch_one(&app.db.pool)
         .await
@@ -345,42 +311,15 @@ async fn intent_of(app: &TestApp, order_id: &str) -> String {
 async fn pay(app: &TestApp, sandbox: &str, token: &str) -> (String, String) {
     let hold = hold_with(app, "gig", Auth::Bearer(token)).await;
     assert_eq!(hold.status(), StatusCode::CREATED);
-    let hold_id = hold.json::<Value>().await.unwrap()["hold_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let co: Value = app
-        .http
-        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hold_id = hold_id_of(hold).await;
+    let co: Value = app.checkout(&hold_id, token).await.json().await.unwrap();
     confirm_by_api(sandbox, co["payment"]["intent_id"].as_str().unwrap()).await;
     let (order_id, order_token) = (
         co["order_id"].as_str().unwrap().to_owned(),
         co["order_token"].as_str().unwrap().to_owned(),
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let o: Value = app
-            .http
-            .get(app.url(&format!("/api/orders/{order_id}?order_token={order_token}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if o["status"] == "paid" {
-            return (order_id, order_token);
-        }
-        assert!(Instant::now() < deadline, "never paid: {o}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.until_order_is(&order_id, &order_token, "paid").await;
+    (order_id, order_token)
 }
 
 /// An admission is a turn at the counter, not a season ticket: once it has bought, the
@@ -403,11 +342,8 @@ async fn an_admission_that_has_bought_cannot_buy_again() {
     )
     .await;
     assert_eq!(app.tier("ga").await, (50, 1, 0));
-    assert_eq!(
-        app.count("SELECT count(*) FROM holds WHERE status = 'active'")
-            .await,
-        0
-    );
+    app.assert_count("SELECT count(*) FROM holds WHERE status = 'active'", 0)
+        .await;
     app.cleanup(&["gig"]).await;
 }
 
@@ -420,21 +356,8 @@ async fn forged_and_malformed_webhooks_get_400_and_change_nothing() {
     let (app, _sandbox, _sandbox_base) = spawn_with_sandbox(sandbox::Faults::default()).await;
     app.event("gig", &[("ga", 10, 1000)]).await;
     let token = app.admission("gig", 1);
-    let hold = hold_with(&app, "gig", Auth::Bearer(&token)).await;
-    let hold_id = hold.json::<Value>().await.unwrap()["hold_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let co: Value = app
-        .http
-        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hold_id = hold_id_of(hold_with(&app, "gig", Auth::Bearer(&token)).await).await;
+    let co: Value = app.checkout(&hold_id, &token).await.json().await.unwrap();
     let (order_id, intent) = (
         co["order_id"].as_str().unwrap(),
         co["payment"]["intent_id"].as_str().unwrap(),
@@ -536,27 +459,14 @@ async fn forged_and_malformed_webhooks_get_400_and_change_nothing() {
         ));
     }
     for (what, body, header, code) in cases {
-        let r = app
-            .http
-            .post(app.url("/api/payments/webhook"))
-            .header("content-type", "application/json")
-            .header("stripe-signature", header)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = app.post_webhook(body, Some(&header)).await;
         assert_error(r, StatusCode::BAD_REQUEST, code, what).await;
     }
-    // Too big to be a webhook, whatever its signature says.
+    // Too big to be a webhook, whatever its signature says (and whatever its type).
     let big = format!("{{\"id\":\"evt_big\",\"pad\":\"{}\"}}", "a".repeat(200_000));
-    let r = app
-        .http
-        .post(app.url("/api/payments/webhook"))
-        .header("stripe-signature", signed(big.as_bytes(), now))
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/api/payments/webhook");
+    let r = r.header("stripe-signature", signed(big.as_bytes(), now));
+    let r = r.body(big).send().await.unwrap();
     assert_error(
         r,
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -566,16 +476,13 @@ async fn forged_and_malformed_webhooks_get_400_and_change_nothing() {
     .await;
 
     assert_eq!(app.count("SELECT count(*) FROM payment_events").await, 0);
-    let status: String = sqlx::query_scalar("SELECT status FROM orders")
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap();
+    let status = app.text("SELECT status FROM orders").await;
     assert_eq!(status, "pending_payment");
-    assert_eq!(
-        app.count("SELECT count(*) FROM outbox WHERE subject = 'orders.paid'")
-            .await,
-        0
-    );
+    app.assert_count(
+        "SELECT count(*) FROM outbox WHERE subject = 'orders.paid'",
+        0,
+    )
+    .await;
     app.cleanup(&["gig"]).await;
 }
 
@@ -806,12 +713,12 @@ async fn malformed_and_oversized_bodies_get_4xx_in_the_error_shape() {
             format!("/orders/{}", uuid::Uuid::new_v4()),
         ),
     ] {
-        let r = app.http.get(app.url(&path)).send().await.unwrap();
+        let r = app.get(&path).send().await.unwrap();
         assert!(r.status().is_client_error(), "{what}: {}", r.status());
     }
     assert_eq!(app.count("SELECT count(*) FROM holds").await, 0);
     assert_eq!(app.tier("ga").await, (10, 0, 0));
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get("/healthz").send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     app.cleanup(&["gig"]).await;
 }
@@ -846,25 +753,13 @@ async fn hold_and_check_out(
     email: &str,
 ) -> (String, String, String, String) {
     let hold = app
-        .http
-        .post(app.url(&format!("/api/events/{slug}/holds")))
+        .post(&format!("/api/events/{slug}/holds"))
         .bearer_auth(token)
-        .json(&json!({"tier": "ga", "quantity": 2, "email": email, "name": "Eve"}))
-        .send()
-        .await
-        .unwrap();
+        .json(&json!({"tier": "ga", "quantity": 2, "email": email, "name": "Eve"}));
+    let hold = hold.send().await.unwrap();
     assert_eq!(hold.status(), StatusCode::CREATED, "hold");
-    let hold_id = hold.json::<Value>().await.unwrap()["hold_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let co = app
-        .http
-        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let hold_id = hold_id_of(hold).await;
+    let co = app.checkout(&hold_id, token).await;
     assert_eq!(co.status(), StatusCode::CREATED, "checkout");
     let co: Value = co.json().await.unwrap();
     (
@@ -890,32 +785,31 @@ async fn pay_on_page(pay_url: &str) -> StatusCode {
 }
 
 async fn order_status(app: &TestApp, order_id: &str) -> String {
-    sqlx::query_scalar("SELECT status FROM orders WHERE id = $1::uuid")
-        .bind(order_id)
-        .fetch_one(&app.db.pool)
-        .await
-        .unwrap()
+    order_field(app, "status", order_id).await
 }
 
 /// Waits until no order of the test is waiting on news from the provider: every
 /// webhook sent has been applied and every job due has run.
 async fn settle_everything(app: &TestApp, orders: &[String], want: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        orders::jobs::run_due(&app.state).await.unwrap();
-        let mut now = Vec::new();
-        for o in orders {
-            now.push(order_status(app, o).await);
-        }
-        if now.iter().map(String::as_str).eq(want.iter().copied()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "orders are {now:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || {
+            orders::jobs::run_due(&app.state).await.unwrap();
+            let mut now = Vec::new();
+            for o in orders {
+                now.push(order_status(app, o).await);
+            }
+            if now.iter().map(String::as_str).eq(want.iter().copied()) {
+                // A webhook applied since the pass above (the last status read) scheduled
+                // its jobs with it: run them too, or a refund could still be pending.
+                orders::jobs::run_due(&app.state).await.unwrap();
+                return Ok(());
+            }
+            Err(format!("orders are {now:?}, want {want:?}"))
+        },
+    )
+    .await
 }
 
 /// One admission, one purchase (issue 15.1). The scalper's loop: hold, check out,
@@ -937,27 +831,14 @@ async fn release_and_hold_again_buys_once() {
     for round in 0..4 {
         let (hold_id, order_id, order_token, pay_url) =
             hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
-        let release = app
-            .http
-            .delete(app.url(&format!("/api/holds/{hold_id}")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let release = app.release(&hold_id, &token).await;
         assert_eq!(release.status(), StatusCode::NO_CONTENT, "round {round}");
         assert_eq!(order_status(&app, &order_id).await, "cancelled");
         if round == 0 {
             // Where the closed payment page sends the buyer back to: the order page says
             // nothing was charged and offers the way back to the tickets.
-            let page = app
-                .http
-                .get(app.url(&format!("/orders/{order_id}?order_token={order_token}")))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let page = format!("/orders/{order_id}?order_token={order_token}");
+            let page = app.get(&page).send().await.unwrap().text().await.unwrap();
             assert!(page.contains("Nothing was charged"), "{page}");
             assert!(page.contains("href=\"/e/gig\""), "{page}");
         }
@@ -1000,7 +881,7 @@ async fn release_and_hold_again_buys_once() {
     );
     // An order reads "refunded" once its refund is asked for; the provider's answer
     // (the refund succeeded) comes through the jobs a moment later.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         orders::jobs::run_due(&app.state).await.unwrap();
         let back = app
@@ -1010,7 +891,7 @@ async fn release_and_hold_again_buys_once() {
             break;
         }
         assert!(
-            Instant::now() < deadline,
+            std::time::Instant::now() < deadline,
             "both payments that beat the cancellation went back: {back} of 2"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1023,14 +904,17 @@ async fn release_and_hold_again_buys_once() {
     );
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 2);
     // Paid: the admission is spent and its slot freed (after the webhook's answer).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while active_slots(&app, "gig").await != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the paid admission kept its slot"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        async || {
+            let freed = active_slots(&app, "gig").await == 0;
+            freed
+                .then_some(())
+                .ok_or("the paid admission kept its slot")
+        },
+    )
+    .await;
     let again = hold_with(&app, "gig", Auth::Bearer(&token)).await;
     assert_error(
         again,
@@ -1057,14 +941,7 @@ async fn a_late_payment_never_takes_seats_a_later_hold_of_its_admission_took() {
     let blocked = hold_with(&app, "gig", Auth::Bearer(&token)).await;
     assert_eq!(blocked.status(), StatusCode::CONFLICT);
 
-    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
-        .bind(&hold_1)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    orders::holds::sweep_expired(&app.db.pool, 10)
-        .await
-        .unwrap();
+    app.lapse_hold(&hold_1).await;
     assert_eq!(order_status(&app, &order_1).await, "cancelled");
     let (_, order_2, _, page_2) = hold_and_check_out(&app, "gig", &token, "eve@example.org").await;
 
@@ -1140,13 +1017,9 @@ async fn without_a_queue_one_buyer_holds_only_a_few_times() {
         } else {
             "eve@example.org"
         };
-        let r = app
-            .http
-            .post(app.url("/api/events/gig/holds"))
-            .json(&json!({"tier": "ga", "quantity": 10, "email": email, "name": "Eve"}))
-            .send()
-            .await
-            .unwrap();
+        let hold = json!({"tier": "ga", "quantity": 10, "email": email, "name": "Eve"});
+        let r = app.post("/api/events/gig/holds").json(&hold);
+        let r = r.send().await.unwrap();
         if r.status() == StatusCode::CREATED {
             created += 1;
         } else {
@@ -1156,13 +1029,9 @@ async fn without_a_queue_one_buyer_holds_only_a_few_times() {
     assert_eq!(created, per_buyer);
     assert_eq!(app.tier("ga").await, (500, 0, 10 * per_buyer));
     // Another buyer is not affected.
-    let other = app
-        .http
-        .post(app.url("/api/events/gig/holds"))
-        .json(&json!({"tier": "ga", "quantity": 1, "email": "ann@example.org", "name": "Ann"}))
-        .send()
-        .await
-        .unwrap();
+    let ann = json!({"tier": "ga", "quantity": 1, "email": "ann@example.org", "name": "Ann"});
+    let other = app.post("/api/events/gig/holds").json(&ann);
+    let other = other.send().await.unwrap();
     assert_eq!(other.status(), StatusCode::CREATED);
     app.cleanup(&["gig"]).await;
 }
@@ -1180,30 +1049,15 @@ async fn a_webhook_header_full_of_signatures_is_refused_before_any_mac() {
     .unwrap();
     let t = chrono::Utc::now().timestamp();
     let header = format!("t={t}{}", format!(",v1={}", "ab".repeat(32)).repeat(1_000));
-    let r = app
-        .http
-        .post(app.url("/api/payments/webhook"))
-        .header("stripe-signature", header)
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_webhook(body.clone(), Some(&header)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"], "invalid_signature");
     assert!(e["message"].as_str().unwrap().contains("too many"), "{e}");
     assert_eq!(app.count("SELECT count(*) FROM payment_events").await, 0);
     // The real signature on the same body still verifies.
-    let ok = app
-        .http
-        .post(app.url("/api/payments/webhook"))
-        .header("stripe-signature", signed(&body, t))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let signature = signed(&body, t);
+    let ok = app.post_webhook(body, Some(&signature)).await;
     assert_eq!(ok.status(), StatusCode::OK);
     app.cleanup(&[]).await;
 }
@@ -1226,15 +1080,36 @@ async fn paid_order_of_two(app: &TestApp) -> (uuid::Uuid, Vec<uuid::Uuid>) {
 
 /// Waits until some statement of this test's database is waiting for a row lock.
 async fn someone_waits_for_a_lock(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-        .await
-        == 0
-    {
-        assert!(Instant::now() < deadline, "nobody ever waited for the lock");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        async || {
+            let waits = app.count(waiting).await > 0;
+            waits.then_some(()).ok_or("nobody ever waited for the lock")
+        },
+    )
+    .await
+}
+
+/// Commits `holding` once some statement waits for its locks (the `waiting` task's, in
+/// its own transaction), then lets that task finish: it must succeed.
+async fn commit_once_waited_on(
+    app: &TestApp,
+    holding: sqlx::Transaction<'_, sqlx::Postgres>,
+    waiting: tokio::task::JoinHandle<Result<(), orders::Error>>,
+) {
+    someone_waits_for_a_lock(app).await;
+    holding.commit().await.unwrap();
+    waiting.await.unwrap().unwrap();
+}
+
+/// How many of the order's tickets are valid.
+async fn valid_tickets(app: &TestApp, order: uuid::Uuid) -> i64 {
+    let sql =
+        format!("SELECT count(*) FROM tickets WHERE order_id = '{order}' AND status = 'valid'");
+    app.count(&sql).await
 }
 
 async fn transfer(
@@ -1283,18 +1158,10 @@ async fn a_transfer_racing_a_full_refund_leaves_no_valid_ticket() {
         tx.commit().await.unwrap();
         done.map(|_| ())
     });
-    someone_waits_for_a_lock(&app).await;
-    transferring.commit().await.unwrap();
-    refunding.await.unwrap().unwrap();
+    commit_once_waited_on(&app, transferring, refunding).await;
 
-    assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) FROM tickets WHERE order_id = '{order}' AND status = 'valid'"
-        ))
-        .await,
-        0,
-        "a refunded order has no valid ticket"
-    );
+    let valid = valid_tickets(&app, order).await;
+    assert_eq!(valid, 0, "a refunded order has no valid ticket");
     assert_eq!(app.tier("ga").await, (50, 0, 0), "both seats back");
     app.cleanup(&["gig"]).await;
 }
@@ -1317,16 +1184,8 @@ async fn two_transfers_on_one_order_at_once_both_land() {
         tx.commit().await.unwrap();
         done.map(|_| ())
     });
-    someone_waits_for_a_lock(&app).await;
-    first.commit().await.unwrap();
-    second.await.unwrap().unwrap();
-    assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) FROM tickets WHERE order_id = '{order}' AND status = 'valid'"
-        ))
-        .await,
-        2
-    );
+    commit_once_waited_on(&app, first, second).await;
+    assert_eq!(valid_tickets(&app, order).await, 2);
     app.cleanup(&["gig"]).await;
 }
 
@@ -1357,24 +1216,15 @@ async fn nothing_is_sold_for_a_cancelled_event() {
     // Paid through the API while the event was being cancelled: refunded, told.
     confirm_by_api(&sandbox_base, &intent_of(&app, &order).await).await;
     settle_everything(&app, std::slice::from_ref(&order), &["refunded"]).await;
-    assert_eq!(
-        app.count("SELECT count(*) FROM outbox WHERE payload->>'reason' = 'event_cancelled'")
-            .await,
-        1
-    );
+    app.assert_count(
+        "SELECT count(*) FROM outbox WHERE payload->>'reason' = 'event_cancelled'",
+        1,
+    )
+    .await;
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 0);
 
     // A hold from before the cancellation does not check out.
-    let co = app
-        .http
-        .post(app.url(&format!(
-            "/api/holds/{}/checkout",
-            held["hold_id"].as_str().unwrap()
-        )))
-        .bearer_auth(&late)
-        .send()
-        .await
-        .unwrap();
+    let co = app.checkout(held["hold_id"].as_str().unwrap(), &late).await;
     assert_error(
         co,
         StatusCode::CONFLICT,

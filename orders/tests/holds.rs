@@ -4,43 +4,58 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::spawn_app;
+use support::{TestApp, hold_id_of, spawn_app};
 use tokio::task::JoinSet;
 
 const NO_PAYMENTS: &str = "http://127.0.0.1:9";
+
+/// Sends `n` holds for `slug` at once, the `i`th with `admission(i)` and `body(i)`: each
+/// answer's status and body, in the order they came back.
+async fn at_once(
+    app: &TestApp,
+    slug: &str,
+    n: u64,
+    admission: impl Fn(u64) -> String,
+    body: impl Fn(u64) -> Value,
+) -> Vec<(StatusCode, Value)> {
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let req = app.post(&format!("/api/events/{slug}/holds"));
+        let req = req.bearer_auth(admission(i)).json(&body(i));
+        tasks.spawn(async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        answers.push(r.unwrap());
+    }
+    answers
+}
+
+/// `n` buyers at once, each with an admission and an address of their own, each
+/// holding `quantity` seats of `ga`.
+async fn buyers_at_once(
+    app: &TestApp,
+    slug: &str,
+    n: u64,
+    quantity: i64,
+) -> Vec<(StatusCode, Value)> {
+    let admission = |seq| app.admission(slug, seq);
+    let body = |seq| json!({"tier": "ga", "quantity": quantity, "email": format!("b{seq}@example.org"), "name": "B"});
+    at_once(app, slug, n, admission, body).await
+}
 
 #[tokio::test]
 async fn a_thousand_buyers_race_for_the_last_hundred_seats() {
     let app = spawn_app(NO_PAYMENTS).await;
     app.event("race", &[("ga", 1100, 2500)]).await;
     // 1,000 already sold: 100 left.
-    sqlx::query("UPDATE tiers SET sold = 1000")
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    app.exec("UPDATE tiers SET sold = 1000").await;
 
-    let mut tasks = JoinSet::new();
-    for seq in 0..1000 {
-        let (http, url, token) = (
-            app.http.clone(),
-            app.url("/api/events/race/holds"),
-            app.admission("race", seq),
-        );
-        tasks.spawn(async move {
-            let r = http
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"tier": "ga", "quantity": 1, "email": format!("b{seq}@example.org"), "name": "B"}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status();
-            (status, r.json::<Value>().await.unwrap())
-        });
-    }
     let (mut won, mut lost) = (0, 0);
-    while let Some(r) = tasks.join_next().await {
-        let (status, body) = r.unwrap();
+    for (status, body) in buyers_at_once(&app, "race", 1000, 1).await {
         match status {
             StatusCode::CREATED => won += 1,
             StatusCode::CONFLICT => {
@@ -52,16 +67,16 @@ async fn a_thousand_buyers_race_for_the_last_hundred_seats() {
     }
     assert_eq!((won, lost), (100, 900));
     assert_eq!(app.tier("ga").await, (1100, 1000, 100));
-    assert_eq!(
-        app.count("SELECT sum(quantity) FROM holds WHERE status = 'active'")
-            .await,
-        100
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM order_events WHERE action = 'hold.create'")
-            .await,
-        100
-    );
+    app.assert_count(
+        "SELECT sum(quantity) FROM holds WHERE status = 'active'",
+        100,
+    )
+    .await;
+    app.assert_count(
+        "SELECT count(*) FROM order_events WHERE action = 'hold.create'",
+        100,
+    )
+    .await;
 
     // And the database itself refuses an oversell, whatever the code does.
     let err = sqlx::query("UPDATE tiers SET held = held + 1")
@@ -79,29 +94,9 @@ async fn a_thousand_buyers_race_for_the_last_hundred_seats() {
 async fn one_seat_left_is_not_split_between_pairs() {
     let app = spawn_app(NO_PAYMENTS).await;
     app.event("last", &[("ga", 10, 2500)]).await;
-    sqlx::query("UPDATE tiers SET sold = 9")
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    let mut tasks = JoinSet::new();
-    for seq in 0..20 {
-        let (http, url, token) = (
-            app.http.clone(),
-            app.url("/api/events/last/holds"),
-            app.admission("last", seq),
-        );
-        tasks.spawn(async move {
-            http.post(url)
-                .bearer_auth(token)
-                .json(&json!({"tier": "ga", "quantity": 2, "email": format!("b{seq}@example.org"), "name": "B"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
-    while let Some(s) = tasks.join_next().await {
-        assert_eq!(s.unwrap(), StatusCode::CONFLICT);
+    app.exec("UPDATE tiers SET sold = 9").await;
+    for (status, body) in buyers_at_once(&app, "last", 20, 2).await {
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
     }
     assert_eq!(app.tier("ga").await, (10, 9, 0));
     let single = app.hold("last", &app.admission("last", 99), "ga", 1).await;
@@ -116,29 +111,18 @@ async fn one_admission_holds_once_even_when_it_races_itself() {
     app.event("once", &[("a", 100, 1000), ("b", 100, 1000)])
         .await;
     let token = app.admission("once", 1);
-    let mut tasks = JoinSet::new();
-    for i in 0..20 {
-        let (http, url, token) = (
-            app.http.clone(),
-            app.url("/api/events/once/holds"),
-            token.clone(),
-        );
-        // Both tiers at once: two writers, one admission.
-        let tier = if i % 2 == 0 { "a" } else { "b" };
-        tasks.spawn(async move {
-            let r = http
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"tier": tier, "quantity": 1, "email": "b@example.org", "name": "B"}))
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<Value>().await.unwrap())
-        });
-    }
+    // Both tiers at once: two writers, one admission.
+    let tier = |i: u64| if i.is_multiple_of(2) { "a" } else { "b" };
+    let answers = at_once(
+        &app,
+        "once",
+        20,
+        |_| token.clone(),
+        |i| json!({"tier": tier(i), "quantity": 1, "email": "b@example.org", "name": "B"}),
+    )
+    .await;
     let mut created = 0;
-    while let Some(r) = tasks.join_next().await {
-        let (status, body) = r.unwrap();
+    for (status, body) in answers {
         if status == StatusCode::CREATED {
             created += 1;
         } else {
@@ -165,67 +149,48 @@ async fn bad_requests_are_refused_and_write_nothing() {
     let token = app.admission("strict", 1);
     let url = app.url("/api/events/strict/holds");
     let body = |q: Value, tier: &str, email: &str| json!({"tier": tier, "quantity": q, "email": email, "name": "Ada"});
+    // A hold with this event's admission.
+    let admitted = || app.http.post(&url).bearer_auth(&token);
     let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
         (
             "quantity 0",
-            app.http
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body(json!(0), "ga", "a@example.org")),
+            admitted().json(&body(json!(0), "ga", "a@example.org")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
         ),
         (
             "negative",
-            app.http
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body(json!(-3), "ga", "a@example.org")),
+            admitted().json(&body(json!(-3), "ga", "a@example.org")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
         ),
         (
             "over the per-order limit",
-            app.http
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body(json!(11), "ga", "a@example.org")),
+            admitted().json(&body(json!(11), "ga", "a@example.org")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
         ),
         (
             "quantity not a number",
-            app.http.post(&url).bearer_auth(&token).json(&body(
-                json!("two"),
-                "ga",
-                "a@example.org",
-            )),
+            admitted().json(&body(json!("two"), "ga", "a@example.org")),
             StatusCode::BAD_REQUEST,
             "bad_request",
         ),
         (
             "unknown tier",
-            app.http
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body(json!(1), "vip", "a@example.org")),
+            admitted().json(&body(json!(1), "vip", "a@example.org")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
         ),
         (
             "malformed email",
-            app.http
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body(json!(1), "ga", "not-an-email")),
+            admitted().json(&body(json!(1), "ga", "not-an-email")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
         ),
         (
             "wrong content type",
-            app.http
-                .post(&url)
-                .bearer_auth(&token)
+            admitted()
                 .header("content-type", "text/plain")
                 .body("tier=ga"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -233,9 +198,7 @@ async fn bad_requests_are_refused_and_write_nothing() {
         ),
         (
             "oversized body",
-            app.http
-                .post(&url)
-                .bearer_auth(&token)
+            admitted()
                 .header("content-type", "application/json")
                 .body(vec![b' '; 200_000]),
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -306,25 +269,14 @@ async fn released_and_expired_holds_give_their_seats_back_and_keep_the_admission
     assert_eq!(app.room.snapshot(&event).await.unwrap().active, 2);
 
     let h1: Value = app.hold("back", &a, "ga", 1).await.json().await.unwrap();
-    let h2: Value = app.hold("back", &b, "ga", 1).await.json().await.unwrap();
+    let h2 = hold_id_of(app.hold("back", &b, "ga", 1).await).await;
     assert_eq!(app.tier("ga").await, (2, 0, 2));
 
     // Released by its buyer (with someone else's admission: refused).
-    let foreign = app
-        .http
-        .delete(app.url(&format!("/api/holds/{}", h1["hold_id"].as_str().unwrap())))
-        .bearer_auth(&b)
-        .send()
-        .await
-        .unwrap();
+    let h1 = h1["hold_id"].as_str().unwrap();
+    let foreign = app.release(h1, &b).await;
     assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
-    let released = app
-        .http
-        .delete(app.url(&format!("/api/holds/{}", h1["hold_id"].as_str().unwrap())))
-        .bearer_auth(&a)
-        .send()
-        .await
-        .unwrap();
+    let released = app.release(h1, &a).await;
     assert_eq!(released.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.tier("ga").await, (2, 0, 1));
     assert_eq!(
@@ -334,20 +286,7 @@ async fn released_and_expired_holds_give_their_seats_back_and_keep_the_admission
     );
 
     // Expired: the sweeper returns it.
-    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(
-            h2["hold_id"]
-                .as_str()
-                .unwrap()
-                .parse::<uuid::Uuid>()
-                .unwrap(),
-        )
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    let swept = orders::holds::sweep_expired(&app.db.pool, 100)
-        .await
-        .unwrap();
+    let swept = app.lapse_hold(&h2).await;
     assert_eq!(swept.len(), 1);
     for h in &swept {
         orders::admissions::hold_closed(&app.state, h)
@@ -360,16 +299,13 @@ async fn released_and_expired_holds_give_their_seats_back_and_keep_the_admission
         2,
         "admission 2 may still buy"
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM holds WHERE status = 'expired'")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM order_events WHERE action = 'hold.expire'")
-            .await,
-        1
-    );
+    app.assert_count("SELECT count(*) FROM holds WHERE status = 'expired'", 1)
+        .await;
+    app.assert_count(
+        "SELECT count(*) FROM order_events WHERE action = 'hold.expire'",
+        1,
+    )
+    .await;
     assert!(
         orders::holds::sweep_expired(&app.db.pool, 100)
             .await
@@ -398,14 +334,7 @@ async fn the_queue_follows_the_inventory_to_sold_out_and_back() {
     let mode = || async { app.room.settings(&event).await.unwrap().unwrap().mode };
     assert_eq!(mode().await, waitroom::settings::Mode::SoldOut);
     // The hold lapses: seats are back, and so is the queue.
-    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second'")
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    for h in orders::holds::sweep_expired(&app.db.pool, 10)
-        .await
-        .unwrap()
-    {
+    for h in app.lapse_holds().await {
         orders::admissions::hold_closed(&app.state, &h)
             .await
             .unwrap();

@@ -3,11 +3,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use platform::poll::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{TestApp, spawn_with_sandbox};
+use support::{TestApp, confirm_at_provider, hold_id_of, spawn_with_sandbox};
 
 struct Checkout {
     order_id: String,
@@ -20,28 +21,12 @@ async fn buy(app: &TestApp, slug: &str, seq: u64, quantity: i64) -> Checkout {
     let token = app.admission(slug, seq);
     let hold = app.hold(slug, &token, "ga", quantity).await;
     assert_eq!(hold.status(), StatusCode::CREATED);
-    let hold: Value = hold.json().await.unwrap();
-    let hold_id = hold["hold_id"].as_str().unwrap().to_owned();
-    let co = app
-        .http
-        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let hold_id = hold_id_of(hold).await;
+    let co = app.checkout(&hold_id, &token).await;
     assert_eq!(co.status(), StatusCode::CREATED);
     let co: Value = co.json().await.unwrap();
     // Checkout again: same order, same intent, same token.
-    let again: Value = app
-        .http
-        .post(app.url(&format!("/api/holds/{hold_id}/checkout")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.checkout(&hold_id, &token).await.json().await.unwrap();
     assert_eq!(co, again, "checkout is idempotent");
     assert!(co["payment"]["pay_url"].as_str().unwrap().contains("/pay/"));
     Checkout {
@@ -52,52 +37,20 @@ async fn buy(app: &TestApp, slug: &str, seq: u64, quantity: i64) -> Checkout {
     }
 }
 
-async fn confirm(
-    sandbox_base: &str,
-    intent: &str,
-    method: &str,
-    timeout: Duration,
-) -> Result<reqwest::Response, reqwest::Error> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .unwrap()
-        .post(format!(
-            "{sandbox_base}/v1/payment_intents/{intent}/confirm"
-        ))
-        .bearer_auth("sk_test_floodgate")
-        .form(&[("payment_method", method)])
-        .send()
-        .await
+/// Pays the checkout's intent with `method` at the provider, giving up after ten seconds.
+async fn confirm(sandbox_base: &str, c: &Checkout, method: &str) -> reqwest::Response {
+    let ten_seconds = Duration::from_secs(10);
+    let confirmed = confirm_at_provider(sandbox_base, &c.intent, method, ten_seconds).await;
+    confirmed.unwrap()
 }
 
 async fn order(app: &TestApp, c: &Checkout) -> Value {
-    app.http
-        .get(app.url(&format!(
-            "/api/orders/{}?order_token={}",
-            c.order_id, c.order_token
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.order(&c.order_id, &c.order_token).await
 }
 
 async fn until_status(app: &TestApp, c: &Checkout, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let o = order(app, c).await;
-        if o["status"] == status {
-            return o;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "order never became {status}: {o}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.until_order_is(&c.order_id, &c.order_token, status)
+        .await
 }
 
 #[tokio::test]
@@ -112,40 +65,37 @@ async fn duplicate_late_and_reordered_webhooks_leave_one_paid_order() {
     );
     let c = buy(&app, "pay", 1, 2).await;
     // First a decline, then a good card: the failure may well arrive last.
-    let declined = confirm(
-        &sb,
-        &c.intent,
-        "pm_card_chargeDeclined",
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let declined = confirm(&sb, &c, "pm_card_chargeDeclined").await;
     assert_eq!(declined.status(), StatusCode::PAYMENT_REQUIRED);
-    let ok = confirm(&sb, &c.intent, "pm_card_visa", Duration::from_secs(10))
-        .await
-        .unwrap();
+    let ok = confirm(&sb, &c, "pm_card_visa").await;
     assert!(ok.status().is_success());
 
     let paid = until_status(&app, &c, "paid").await;
     assert_eq!(paid["tickets"].as_array().unwrap().len(), 2);
     // Let every duplicate and straggler arrive, then look again.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while sandbox.deliveries().iter().any(|d| !d.delivered) {
-        assert!(Instant::now() < deadline, "webhooks never all delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        async || {
+            let delivered = sandbox.deliveries().iter().all(|d| d.delivered);
+            delivered
+                .then_some(())
+                .ok_or("webhooks never all delivered")
+        },
+    )
+    .await;
     assert_eq!(order(&app, &c).await["status"], "paid");
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 2);
-    assert_eq!(
-        app.count("SELECT count(*) FROM outbox WHERE subject = 'orders.paid'")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM order_events WHERE action = 'order.paid'")
-            .await,
-        1
-    );
+    app.assert_count(
+        "SELECT count(*) FROM outbox WHERE subject = 'orders.paid'",
+        1,
+    )
+    .await;
+    app.assert_count(
+        "SELECT count(*) FROM order_events WHERE action = 'order.paid'",
+        1,
+    )
+    .await;
     assert!(
         app.count("SELECT count(*) FROM payment_events").await >= 2,
         "both events recorded once each"
@@ -166,27 +116,25 @@ async fn a_charge_whose_page_timed_out_is_finished_by_the_reconciler() {
     app.event("lost", &[("ga", 10, 1500)]).await;
     let c = buy(&app, "lost", 1, 1).await;
     // The buyer's page gives up; the charge went through; no webhook ever comes.
-    assert!(
-        confirm(&sb, &c.intent, "pm_card_visa", Duration::from_millis(500))
-            .await
-            .is_err()
-    );
+    let half_a_second = Duration::from_millis(500);
+    let gave_up = confirm_at_provider(&sb, &c.intent, "pm_card_visa", half_a_second).await;
+    assert!(gave_up.is_err());
     assert_eq!(order(&app, &c).await["status"], "pending_payment");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while order(&app, &c).await["status"] != "paid" {
-        orders::jobs::reconcile_pending(&app.state).await.unwrap();
-        assert!(
-            Instant::now() < deadline,
-            "the reconciler never finished the order"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            if order(&app, &c).await["status"] == "paid" {
+                return Ok(());
+            }
+            orders::jobs::reconcile_pending(&app.state).await.unwrap();
+            Err("the reconciler never finished the order")
+        },
+    )
+    .await;
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 1);
-    assert_eq!(
-        app.count("SELECT count(*) FROM order_events WHERE action = 'order.paid' AND actor = 'system:reconciler'").await,
-        1
-    );
+    app.assert_count("SELECT count(*) FROM order_events WHERE action = 'order.paid' AND actor = 'system:reconciler'", 1).await;
     app.cleanup(&["lost"]).await;
 }
 
@@ -196,55 +144,38 @@ async fn paid_after_the_hold_expired_into_a_full_tier_is_refunded_and_the_buyer_
     app.event("late", &[("ga", 1, 1500)]).await;
     let slow = buy(&app, "late", 1, 1).await;
     // The slow buyer's hold lapses and someone else takes the seat.
-    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second'")
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    orders::holds::sweep_expired(&app.db.pool, 10)
-        .await
-        .unwrap();
+    app.lapse_holds().await;
     let fast = app.hold("late", &app.admission("late", 2), "ga", 1).await;
     assert_eq!(fast.status(), StatusCode::CREATED);
 
     // Now the slow buyer's money arrives.
-    confirm(&sb, &slow.intent, "pm_card_visa", Duration::from_secs(10))
-        .await
-        .unwrap();
+    confirm(&sb, &slow, "pm_card_visa").await;
     let refunded = until_status(&app, &slow, "refunded").await;
     assert!(refunded["tickets"].as_array().unwrap().is_empty());
     assert_eq!(app.tier("ga").await, (1, 0, 1), "never oversold");
 
     // The refund job sends the money back through the provider, once.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        orders::jobs::run_due(&app.state).await.unwrap();
-        if sandbox
-            .payment_intent(&slow.intent)
-            .unwrap()
-            .amount_refunded
-            == 1500
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the refund never reached the provider"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    orders::jobs::run_due(&app.state).await.unwrap();
-    assert_eq!(
+    let amount_refunded = || {
         sandbox
             .payment_intent(&slow.intent)
             .unwrap()
-            .amount_refunded,
-        1500
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM refunds WHERE status = 'succeeded'")
-            .await,
-        1
-    );
+            .amount_refunded
+    };
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            orders::jobs::run_due(&app.state).await.unwrap();
+            (amount_refunded() == 1500)
+                .then_some(())
+                .ok_or("the refund never reached the provider")
+        },
+    )
+    .await;
+    orders::jobs::run_due(&app.state).await.unwrap();
+    assert_eq!(amount_refunded(), 1500);
+    app.assert_count("SELECT count(*) FROM refunds WHERE status = 'succeeded'", 1)
+        .await;
     // The buyer is told: fulfilment sends what the outbox carries.
     let (reason, email): (String, String) = sqlx::query_as(
         "SELECT payload->>'reason', payload->>'buyer_email' FROM outbox WHERE subject = 'orders.refunded'",
@@ -267,16 +198,8 @@ async fn paid_after_expiry_with_a_seat_still_free_keeps_the_sale() {
     let (app, _sandbox, sb) = spawn_with_sandbox(sandbox::Faults::default()).await;
     app.event("free", &[("ga", 5, 1500)]).await;
     let c = buy(&app, "free", 1, 1).await;
-    sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second'")
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    orders::holds::sweep_expired(&app.db.pool, 10)
-        .await
-        .unwrap();
-    confirm(&sb, &c.intent, "pm_card_visa", Duration::from_secs(10))
-        .await
-        .unwrap();
+    app.lapse_holds().await;
+    confirm(&sb, &c, "pm_card_visa").await;
     let paid = until_status(&app, &c, "paid").await;
     assert_eq!(paid["tickets"].as_array().unwrap().len(), 1);
     assert_eq!(app.tier("ga").await, (5, 1, 0));
@@ -307,15 +230,7 @@ async fn webhooks_without_a_valid_signature_change_nothing() {
             )),
         ),
     ] {
-        let mut req = app
-            .http
-            .post(app.url("/api/payments/webhook"))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        if let Some(h) = header {
-            req = req.header("Stripe-Signature", h);
-        }
-        let r = req.send().await.unwrap();
+        let r = app.post_webhook(body.clone(), header.as_deref()).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
         assert_eq!(
             r.json::<Value>().await.unwrap()["error"],
@@ -327,12 +242,8 @@ async fn webhooks_without_a_valid_signature_change_nothing() {
     assert_eq!(app.count("SELECT count(*) FROM payment_events").await, 0);
 
     // The order page needs its token; a wrong one looks like no order at all.
-    let wrong = app
-        .http
-        .get(app.url(&format!("/api/orders/{}?order_token=00", c.order_id)))
-        .send()
-        .await
-        .unwrap();
+    let wrong = format!("/api/orders/{}?order_token=00", c.order_id);
+    let wrong = app.get(&wrong).send().await.unwrap();
     assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
     app.cleanup(&["sig"]).await;
 }

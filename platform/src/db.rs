@@ -20,6 +20,32 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
+/// Creates the database `name` on `server` (`postgres://user@host:port`, no database).
+/// The name is spliced into the statement: it must be ours (a uuid, say), never input.
+pub async fn create_database(server: &str, name: &str) -> Result<(), sqlx::Error> {
+    on_the_server(server, &format!("CREATE DATABASE {name}")).await
+}
+
+/// Drops the database `name` on `server` if it is there, ending whatever connections it
+/// still has. The name is spliced, as in [`create_database`].
+pub async fn drop_database(server: &str, name: &str) -> Result<(), sqlx::Error> {
+    on_the_server(
+        server,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await
+}
+
+/// Runs `statement` on the server's `postgres` database, over a connection of its own.
+async fn on_the_server(server: &str, statement: &str) -> Result<(), sqlx::Error> {
+    let admin = connect(&format!("{server}/postgres"), 1).await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(&admin)
+        .await;
+    admin.close().await;
+    done.map(|_| ())
+}
+
 /// Text Postgres cannot store (a NUL in `text`, `\u0000` in `jsonb`): input that got
 /// past the parsers because any string was allowed, so the client's fault, not ours.
 /// The last line of defence for every free-text field, the way the CHECKs are for counts.

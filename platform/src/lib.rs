@@ -9,6 +9,7 @@
 //! Layout:
 //! - [`env`]: settings from the environment — `var`, `parse`, `secret` (or `NAME_FILE`),
 //!   the never-printing [`env::Secret`] and [`env::ConfigError`].
+//! - [`blocking`]: async clean-up from a `Drop`, on a thread and runtime of its own.
 //! - [`shutdown`]: the one shutdown signal (ctrl-c or SIGTERM), and the [`shutdown::Shutdown`]
 //!   handle a process gives its server and every long-running task.
 //! - [`logs`]: tracing set-up, the same in every binary.
@@ -17,9 +18,12 @@
 //! - [`db`] (feature `db`): the Postgres pool and the migrations every service applies.
 //! - [`listener`] (feature `http`): the listening socket with a deep accept queue.
 //! - [`metrics`] (feature `http`): per-route HTTP metrics in the service's own registry.
+//! - [`registry`] (feature `registry`): Prometheus metrics registered as they are made.
 //! - [`probes`] (feature `http`): `/healthz`, `/readyz` and `/metrics` for axum services.
+//! - [`poll`] (feature `poll`): waiting in tests for what happens on its own schedule.
 //! - [`testing`] (feature `testing`): a fresh, migrated database per test.
 
+pub mod blocking;
 #[cfg(feature = "db")]
 pub mod db;
 pub mod env;
@@ -29,8 +33,12 @@ pub mod listener;
 pub mod logs;
 #[cfg(feature = "http")]
 pub mod metrics;
+#[cfg(feature = "poll")]
+pub mod poll;
 #[cfg(feature = "http")]
 pub mod probes;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod shutdown;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -8,6 +8,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use crate::registry::registered;
+
 #[derive(Clone)]
 pub struct HttpMetrics {
     pub registry: Registry,
@@ -19,31 +21,29 @@ impl HttpMetrics {
     /// `service` prefixes the metric names: `floodgate_{service}_http_requests_total`.
     pub fn new(service: &str) -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                format!("floodgate_{service}_http_requests_total"),
-                "HTTP requests by route and status class",
+        let requests = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    format!("floodgate_{service}_http_requests_total"),
+                    "HTTP requests by route and status class",
+                ),
+                &["route", "status"],
             ),
-            &["route", "status"],
-        )
-        .expect("metric");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                format!("floodgate_{service}_http_request_duration_seconds"),
-                "HTTP request duration by route",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-            ]),
-            &["route"],
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("register");
+        );
+        let duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    format!("floodgate_{service}_http_request_duration_seconds"),
+                    "HTTP request duration by route",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                ]),
+                &["route"],
+            ),
+        );
         Self {
             registry,
             requests,

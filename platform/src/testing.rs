@@ -3,7 +3,6 @@
 //! test panicked), so tests run in parallel and leave nothing behind.
 
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 /// The server tests create their databases on (`DATABASE_URL`'s server, or local).
 fn server_url() -> String {
@@ -25,18 +24,11 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new() -> Self {
         let server = server_url();
-        let name = format!("fg_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&format!("{server}/postgres"))
-            .await
-            .expect("connect to postgres");
         // The name is ours (a uuid), not input: safe to splice.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
+        let name = format!("fg_test_{}", uuid::Uuid::new_v4().simple());
+        crate::db::create_database(&server, &name)
             .await
             .expect("create test database");
-        admin.close().await;
         let url = format!("{server}/{name}");
         let pool = crate::db::connect(&url, 20)
             .await
@@ -55,29 +47,10 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let server = self.server.clone();
-        let name = self.name.clone();
-        // Drop cannot await; a short-lived runtime on its own thread does the clean-up,
-        // and FORCE ends the pool's connections.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(admin) = PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&format!("{server}/postgres"))
-                    .await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&admin)
-                    .await;
-                }
-            });
-        })
-        .join();
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop cannot await, and FORCE ends the pool's connections.
+        crate::blocking::block_on_own_thread(async move {
+            let _ = crate::db::drop_database(&server, &name).await;
+        });
     }
 }

@@ -15,6 +15,7 @@ use chrono::Utc;
 use fred::prelude::*;
 use fred::types::Value;
 use fred::types::scripts::Script;
+use platform::registry::registered;
 
 use crate::lottery::{self, Seed};
 use crate::queue::Waitroom;
@@ -170,25 +171,23 @@ pub struct AdmitterMetrics {
 impl AdmitterMetrics {
     fn new() -> Self {
         let registry = prometheus::Registry::new();
-        let admitted = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("floodgate_admitter_admitted_total", "Visitors admitted"),
-            &["event"],
-        )
-        .expect("metric");
-        let leader = prometheus::IntGaugeVec::new(
-            prometheus::Opts::new(
-                "floodgate_admitter_lease_held",
-                "1 when this admitter holds the event's lease",
+        let admitted = registered(
+            &registry,
+            prometheus::IntCounterVec::new(
+                prometheus::Opts::new("floodgate_admitter_admitted_total", "Visitors admitted"),
+                &["event"],
             ),
-            &["event"],
-        )
-        .expect("metric");
-        registry
-            .register(Box::new(admitted.clone()))
-            .expect("register");
-        registry
-            .register(Box::new(leader.clone()))
-            .expect("register");
+        );
+        let leader = registered(
+            &registry,
+            prometheus::IntGaugeVec::new(
+                prometheus::Opts::new(
+                    "floodgate_admitter_lease_held",
+                    "1 when this admitter holds the event's lease",
+                ),
+                &["event"],
+            ),
+        );
         Self {
             registry,
             admitted,

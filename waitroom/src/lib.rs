@@ -20,6 +20,7 @@
 //! - [`tokens`]: signing and verifying queue and admission tokens.
 //! - [`config`]: process settings read once from the environment.
 //! - [`health`]: the admitter's `/healthz`, `/readyz` and `/metrics`.
+//! - [`testing`] (feature `testing`): a waiting room under a fresh prefix, for tests.
 
 pub mod admission;
 pub mod config;
@@ -32,6 +33,8 @@ pub mod lottery;
 pub mod queue;
 pub mod recovery;
 pub mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tokens;
 
 pub use error::Error;

@@ -7,9 +7,9 @@ mod support;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use fred::interfaces::{HashesInterface, SortedSetsInterface};
-use support::{RunningAdmitter, Scope, eventually, settings};
+use support::{RunningAdmitter, Scope, eventually, prequeue_opening_in, settings};
 use tokio::task::JoinSet;
 use waitroom::Error;
 use waitroom::admission::{Admitter, Step};
@@ -57,6 +57,17 @@ async fn arrivals_counted(scope: &Scope) -> u64 {
         .sum()
 }
 
+/// Steps an admitter (within three seconds) until the first `head` places are admitted.
+async fn admit_until_head(scope: &Scope, head: u64) {
+    let admitter = Admitter::new(scope.room.clone(), LEASE);
+    let what = format!("{head} admissions");
+    eventually(&what, Duration::from_secs(3), || async {
+        admitter.step(&scope.event).await.expect("step");
+        (scope.snapshot().await.head == head).then_some(())
+    })
+    .await;
+}
+
 // 1. ---------------------------------------------------------------------------------
 
 /// With replicas to wait for, a join and a claim are answered after `WAIT` (here a
@@ -82,18 +93,9 @@ async fn joins_and_claims_wait_for_replicas_and_still_answer_when_they_lag() {
         "the short wait was counted"
     );
 
-    let admitter = Admitter::new(scope.room.clone(), LEASE);
-    eventually("one admission", Duration::from_secs(3), || async {
-        admitter.step(&scope.event).await.expect("step");
-        (scope.snapshot().await.head == 1).then_some(())
-    })
-    .await;
+    admit_until_head(&scope, 1).await;
     let first = room.claim(&scope.event, 1, 60).await.expect("claim");
-    let again = scope
-        .room
-        .claim(&scope.event, 1, 60)
-        .await
-        .expect("claim again");
+    let again = scope.claim(1, 60).await;
     assert_eq!(first, again);
     assert!(
         matches!(first, Claim::Granted { ref jti, .. } if *jti == room.admission_id(&scope.event, 1))
@@ -450,19 +452,13 @@ async fn paused_admits_nobody_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_prequeue_is_drawn_by_a_verifiable_lottery() {
     // Whole milliseconds, as Redis stores them.
-    let opens_at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis() + 1500)
-        .expect("a valid instant");
-    let pq = AdmissionSettings {
-        opens_at: Some(opens_at),
-        ..settings(Mode::Prequeue, 600, 100_000)
-    };
+    let pq = prequeue_opening_in(1500);
+    let opens_at = pq.opens_at.expect("an opening time");
     let scope = Scope::with(&pq).await;
 
     let committed = scope
-        .room
-        .lottery_record(&scope.event)
+        .lottery()
         .await
-        .expect("lottery record")
         .expect("a commitment exists before the first arrival");
 
     let mut tasks = JoinSet::new();
@@ -500,12 +496,7 @@ async fn the_prequeue_is_drawn_by_a_verifiable_lottery() {
 
     // Re-applying the pre-queue settings (an operator tweak) keeps the commitment.
     scope.apply(&pq).await;
-    let before = scope
-        .room
-        .lottery_record(&scope.event)
-        .await
-        .expect("lottery record")
-        .expect("record");
+    let before = scope.lottery().await.expect("record");
     assert_eq!(before.commitment, committed.commitment);
     assert_eq!(before.commitment.len(), 64);
     assert!(before.seed.is_none(), "seed revealed before the draw");
@@ -545,20 +536,10 @@ async fn the_prequeue_is_drawn_by_a_verifiable_lottery() {
         opened.1
     );
 
-    let s = scope
-        .room
-        .settings(&scope.event)
-        .await
-        .expect("settings")
-        .expect("some");
+    let s = scope.settings().await.expect("some");
     assert_eq!(s.mode, Mode::On);
 
-    let record = scope
-        .room
-        .lottery_record(&scope.event)
-        .await
-        .expect("lottery record")
-        .expect("record");
+    let record = scope.lottery().await.expect("record");
     assert_eq!(record.commitment, committed.commitment);
     assert!(record.seed.is_some(), "seed not revealed after the draw");
     assert_eq!(record.base, 0);
@@ -623,15 +604,10 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
     let scope = Scope::with(&settings(Mode::On, 60_000, 3)).await;
     scope.join_many(5).await;
 
-    let admitter = Admitter::new(scope.room.clone(), LEASE);
-    eventually("three admissions", Duration::from_secs(3), || async {
-        admitter.step(&scope.event).await.expect("step");
-        (scope.snapshot().await.head == 3).then_some(())
-    })
-    .await;
+    admit_until_head(&scope, 3).await;
 
     let now = Utc::now().timestamp();
-    let first = scope.room.claim(&scope.event, 1, 60).await.expect("claim");
+    let first = scope.claim(1, 60).await;
     let Claim::Granted { jti, exp } = first.clone() else {
         panic!("expected Granted, got {first:?}");
     };
@@ -640,11 +616,7 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
     assert!((now + 59..=now + 61).contains(&exp), "exp {exp}, now {now}");
 
     // A second poll gets the same token back, not a new one.
-    let again = scope
-        .room
-        .claim(&scope.event, 1, 60)
-        .await
-        .expect("claim again");
+    let again = scope.claim(1, 60).await;
     assert_eq!(again, first);
     assert_eq!(
         scope.snapshot().await.claimed,
@@ -653,25 +625,11 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
     );
 
     // Not admitted (seq > head): no admission.
-    assert_eq!(
-        scope
-            .room
-            .claim(&scope.event, 4, 60)
-            .await
-            .expect("claim 4"),
-        Claim::Expired
-    );
-    assert_eq!(
-        scope
-            .room
-            .claim(&scope.event, 99, 60)
-            .await
-            .expect("claim 99"),
-        Claim::Expired
-    );
+    assert_eq!(scope.claim(4, 60).await, Claim::Expired);
+    assert_eq!(scope.claim(99, 60).await, Claim::Expired);
 
     // An admission that has run out is not handed out again.
-    let zero = scope.room.claim(&scope.event, 2, 0).await.expect("claim 2");
+    let zero = scope.claim(2, 0).await;
     assert!(
         matches!(zero, Claim::Granted { ref jti, .. } if *jti == scope.room.admission_id(&scope.event, 2)),
         "{zero:?}"
@@ -680,11 +638,7 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
         "the zero-TTL admission to lapse",
         Duration::from_secs(3),
         || async {
-            let c = scope
-                .room
-                .claim(&scope.event, 2, 60)
-                .await
-                .expect("claim 2 again");
+            let c = scope.claim(2, 60).await;
             (c == Claim::Expired).then_some(())
         },
     )
@@ -692,14 +646,7 @@ async fn claiming_an_admission_is_idempotent_and_needs_a_slot() {
 
     // A finished slot cannot be claimed afresh either.
     scope.room.finish(&scope.event, 3).await.expect("finish");
-    assert_eq!(
-        scope
-            .room
-            .claim(&scope.event, 3, 60)
-            .await
-            .expect("claim 3"),
-        Claim::Expired
-    );
+    assert_eq!(scope.claim(3, 60).await, Claim::Expired);
     assert_eq!(scope.snapshot().await.claimed, 2);
 
     scope.cleanup().await;
@@ -721,14 +668,7 @@ async fn unknown_closed_sold_out_and_off_events_queue_nobody() {
         scope.room.snapshot(&scope.event).await,
         Err(Error::UnknownEvent)
     ));
-    assert!(
-        scope
-            .room
-            .settings(&scope.event)
-            .await
-            .expect("settings")
-            .is_none()
-    );
+    assert!(scope.settings().await.is_none());
 
     scope.apply(&settings(Mode::On, 600, 100)).await;
     assert_eq!(scope.join_many(3).await, vec![1, 2, 3]);
@@ -797,17 +737,9 @@ async fn invalid_settings_are_refused_and_change_nothing() {
             "{s:?} accepted"
         );
     }
-    assert_eq!(
-        scope.room.settings(&scope.event).await.expect("settings"),
-        Some(good)
-    );
+    assert_eq!(scope.settings().await, Some(good));
     assert!(
-        scope
-            .room
-            .lottery_record(&scope.event)
-            .await
-            .expect("lottery")
-            .is_none(),
+        scope.lottery().await.is_none(),
         "a refused pre-queue committed a seed"
     );
     let registered: HashSet<String> = scope
@@ -825,12 +757,7 @@ async fn invalid_settings_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn a_steady_stream_of_arrivals_cannot_postpone_the_draw() {
-    let opens_at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis() + 300)
-        .expect("a valid instant");
-    let pq = AdmissionSettings {
-        opens_at: Some(opens_at),
-        ..settings(Mode::Prequeue, 600, 100_000)
-    };
+    let pq = prequeue_opening_in(300);
     let scope = Scope::with(&pq).await;
     for i in 0..500 {
         scope
@@ -867,12 +794,7 @@ async fn a_steady_stream_of_arrivals_cannot_postpone_the_draw() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     trickle.await.unwrap();
 
-    let record = scope
-        .room
-        .lottery_record(&scope.event)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = scope.lottery().await.unwrap();
     record
         .verify()
         .expect("the draw verifies, late arrivals queued behind it");
@@ -880,25 +802,10 @@ async fn a_steady_stream_of_arrivals_cannot_postpone_the_draw() {
     // A second pre-queue would reuse the revealed seed: refused, nothing changed.
     let again = scope
         .room
-        .apply_settings(
-            &scope.event,
-            &AdmissionSettings {
-                opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
-                ..settings(Mode::Prequeue, 600, 100_000)
-            },
-        )
+        .apply_settings(&scope.event, &prequeue_opening_in(60_000))
         .await;
     assert!(matches!(again, Err(Error::InvalidSettings(_))), "{again:?}");
-    assert_eq!(
-        scope
-            .room
-            .settings(&scope.event)
-            .await
-            .unwrap()
-            .unwrap()
-            .mode,
-        Mode::On
-    );
+    assert_eq!(scope.settings().await.unwrap().mode, Mode::On);
     scope.cleanup().await;
 }
 
@@ -948,11 +855,7 @@ async fn a_batch_of_joins_takes_consecutive_places_in_the_order_given() {
 
 #[tokio::test]
 async fn a_batch_of_prequeue_arrivals_enters_the_draw_in_the_order_given() {
-    let scope = Scope::with(&AdmissionSettings {
-        opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
-        ..settings(Mode::Prequeue, 600, 100_000)
-    })
-    .await;
+    let scope = Scope::with(&prequeue_opening_in(60_000)).await;
     scope.room.join(&scope.event, "first").await.unwrap();
     let visitors: Vec<String> = (0..4).map(|i| format!("batch-{i}")).collect();
     let joined = scope
@@ -966,12 +869,7 @@ async fn a_batch_of_prequeue_arrivals_enters_the_draw_in_the_order_given() {
             .map(|index| Joined::Prequeued { index })
             .collect::<Vec<_>>()
     );
-    let record = scope
-        .room
-        .lottery_record(&scope.event)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = scope.lottery().await.unwrap();
     let mut expected = vec!["first".to_owned()];
     expected.extend(visitors);
     assert_eq!(record.entrants, expected);

@@ -85,6 +85,38 @@ impl PrivateRedis {
     }
 }
 
+impl PrivateRedis {
+    /// A connection under `prefix` and its event `slug`, with `settings` applied.
+    async fn event(
+        &self,
+        prefix: &str,
+        slug: &str,
+        settings: &AdmissionSettings,
+    ) -> (Waitroom, EventSlug) {
+        let room = self.room(prefix).await;
+        let event = EventSlug::parse(slug).unwrap();
+        room.apply_settings(&event, settings).await.unwrap();
+        (room, event)
+    }
+}
+
+/// Steps `admitter` (within ten seconds, failing with `what`) until the first `head`
+/// places of `event` are admitted.
+async fn admit_through(
+    admitter: &waitroom::admission::Admitter,
+    room: &Waitroom,
+    event: &EventSlug,
+    head: u64,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while room.snapshot(event).await.unwrap().head < head {
+        assert!(Instant::now() < deadline, "{what}");
+        admitter.step(event).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn on(rate_per_minute: u32, max_active: u32) -> AdmissionSettings {
     AdmissionSettings {
         mode: Mode::On,
@@ -105,10 +137,7 @@ impl Drop for PrivateRedis {
 #[tokio::test]
 async fn a_client_reconnects_after_redis_restarts_and_finds_the_queue_gone() {
     let mut redis = PrivateRedis::start();
-    let room = redis.room("loss").await;
-    let event = EventSlug::parse("lost-gig").unwrap();
-    let settings = on(60, 10);
-    room.apply_settings(&event, &settings).await.unwrap();
+    let (room, event) = redis.event("loss", "lost-gig", &on(60, 10)).await;
     assert!(matches!(
         room.join(&event, "v1").await.unwrap(),
         Joined::Queued { seq: 1 }
@@ -150,10 +179,8 @@ async fn a_lost_queue_is_restored_from_its_mark_paused_and_behind_every_old_plac
     use waitroom::queue::Claim;
 
     let mut redis = PrivateRedis::start();
-    let room = redis.room("mark").await;
-    let event = EventSlug::parse("marked-gig").unwrap();
     let on = on(60_000, 3);
-    room.apply_settings(&event, &on).await.unwrap();
+    let (room, event) = redis.event("mark", "marked-gig", &on).await;
     for v in 1..=5 {
         assert!(matches!(
             room.join(&event, &format!("v{v}")).await.unwrap(),
@@ -161,12 +188,7 @@ async fn a_lost_queue_is_restored_from_its_mark_paused_and_behind_every_old_plac
         ));
     }
     let admitter = Admitter::new(room.clone(), Duration::from_secs(5));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while room.snapshot(&event).await.unwrap().head < 3 {
-        assert!(Instant::now() < deadline, "admitter did not admit 3");
-        admitter.step(&event).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    admit_through(&admitter, &room, &event, 3, "admitter did not admit 3").await;
     for seq in [1, 2] {
         assert!(matches!(
             room.claim(&event, seq, 600).await.unwrap(),
@@ -212,12 +234,14 @@ async fn a_lost_queue_is_restored_from_its_mark_paused_and_behind_every_old_plac
     ));
     // Resumed, the admitter hands out 3 again (its holder never got a token).
     room.apply_settings(&event, &on).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while room.snapshot(&event).await.unwrap().head < 3 {
-        assert!(Instant::now() < deadline, "admitter did not admit 3 again");
-        admitter.step(&event).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    admit_through(
+        &admitter,
+        &room,
+        &event,
+        3,
+        "admitter did not admit 3 again",
+    )
+    .await;
     assert!(matches!(
         room.claim(&event, 3, 600).await.unwrap(),
         Claim::Granted { .. }
@@ -233,10 +257,7 @@ async fn the_production_redis_config_keeps_the_queue_across_a_crash() {
         .canonicalize()
         .unwrap();
     let mut redis = PrivateRedis::start_with(Some(conf));
-    let room = redis.room("aof").await;
-    let event = EventSlug::parse("kept-gig").unwrap();
-    let settings = on(60, 10);
-    room.apply_settings(&event, &settings).await.unwrap();
+    let (room, event) = redis.event("aof", "kept-gig", &on(60, 10)).await;
     for v in 1..=3 {
         room.join(&event, &format!("v{v}")).await.unwrap();
     }

@@ -12,13 +12,16 @@ use fulfilment::app::AppState;
 use fulfilment::config::FulfilmentConfig;
 use fulfilment::sink::Sink;
 use fulfilment::startup::Application;
+use mailparse::ParsedMail;
 use orders::buyers::{BuyerName, Email};
 use orders::events::NewEventRequest;
 use orders::holds::{HoldDesk, HoldRequest};
 use orders::settlement::{self, Source};
 use platform::env::Secret;
+use platform::poll::eventually;
 use platform::shutdown::{Shutdown, Trigger};
 use platform::testing::TestDb;
+use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -100,6 +103,11 @@ impl TestFulfilment {
         e.id
     }
 
+    /// An event starting `starts_in` from now with one tier.
+    pub async fn event_in(&self, slug: &str, starts_in: chrono::Duration) -> Uuid {
+        self.event(slug, Utc::now() + starts_in).await
+    }
+
     /// A paid order of `quantity` tickets, made by the orders crate's own code paths.
     pub async fn paid_order(&self, event_id: Uuid, email: &str, quantity: i32) -> Uuid {
         let tier_id: Uuid = sqlx::query_scalar("SELECT id FROM tiers WHERE event_id = $1")
@@ -177,6 +185,56 @@ impl TestFulfilment {
         }
     }
 
+    /// Queues `order`'s confirmation as the consumer would on its message.
+    pub async fn queue_confirmation(&self, order: Uuid) -> bool {
+        fulfilment::deliveries::queue_confirmation(&self.state, order)
+            .await
+            .unwrap()
+    }
+
+    /// One pass of the sender over what is due (the tests run no sender of their own).
+    pub async fn send_due(&self) {
+        fulfilment::deliveries::send_due(&self.state, 100)
+            .await
+            .unwrap();
+    }
+
+    /// Runs the consumer until [`Consuming::stop`].
+    pub fn consume(&self) -> Consuming {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (state, js) = (self.state.clone(), self.js.clone());
+        let task = tokio::spawn(async move {
+            fulfilment::consumer::run(state, js, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Consuming { stop, task }
+    }
+
+    /// Publishes the outbox (how many rows it published), waits until the consumer has
+    /// queued deliveries enough for `sql` to count `n` (`what`, if it never does), and
+    /// sends them.
+    pub async fn relay_and_send(&self, what: &str, sql: &str, n: i64) -> usize {
+        let published = self.relay().await;
+        until(what, Duration::from_secs(10), async || {
+            self.count(sql).await == n
+        })
+        .await;
+        self.drain(Duration::from_secs(10)).await;
+        published
+    }
+
+    /// What visiting each link answers, in order.
+    pub async fn visit(&self, links: &[String]) -> Vec<StatusCode> {
+        let mut statuses = Vec::new();
+        for l in links {
+            statuses.push(self.http.get(l).send().await.unwrap().status());
+        }
+        statuses
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_one(&self.db.pool)
@@ -201,4 +259,55 @@ pub fn join_link(raw: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+/// Every delivery fulfilment has queued, for [`TestFulfilment::relay_and_send`].
+pub const ALL_DELIVERIES: &str = "SELECT count(*) FROM deliveries";
+
+/// The consumer of [`TestFulfilment::consume`], running until stopped.
+pub struct Consuming {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Consuming {
+    /// Stops the consumer; it must end cleanly.
+    pub async fn stop(self) {
+        drop(self.stop);
+        self.task.await.unwrap();
+    }
+}
+
+/// Polls `probe` every 50 ms until it holds; fails the test, naming `what`, after
+/// `timeout`.
+pub async fn until(what: &str, timeout: Duration, mut probe: impl AsyncFnMut() -> bool) {
+    let still = format!("timed out waiting for {what}");
+    let every = Duration::from_millis(50);
+    eventually(timeout, every, async || {
+        probe().await.then_some(()).ok_or(&still)
+    })
+    .await
+}
+
+/// The part of `mail` of type `mime`, at any depth.
+pub fn part<'a>(mail: &'a ParsedMail<'a>, mime: &str) -> Option<&'a ParsedMail<'a>> {
+    if mail.ctype.mimetype == mime {
+        return Some(mail);
+    }
+    mail.subparts.iter().find_map(|p| part(p, mime))
+}
+
+/// The body of the `mime` part of the raw message `raw`.
+pub fn body_of(raw: &str, mime: &str) -> String {
+    let parsed = mailparse::parse_mail(raw.as_bytes()).unwrap();
+    let found = part(&parsed, mime).unwrap_or_else(|| panic!("no {mime} part"));
+    found.get_body().unwrap()
+}
+
+/// Every `/join/...` link in an email's plain-text part, one per line it is on.
+pub fn join_links(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains("/join/"))
+        .map(join_link)
+        .collect()
 }

@@ -208,7 +208,7 @@ async fn against_server(
         ));
     }
     let timeline = timeline(pool, tier_id, db_start).await?;
-    let mut m = measurement(
+    Ok(measurement(
         (
             "d",
             "orders HTTP API POST /api/events/{slug}/holds, in-process server",
@@ -217,9 +217,8 @@ async fn against_server(
         elapsed,
         batches,
         notes,
-    );
-    m.timeline = Some(timeline);
-    Ok(m)
+        timeline,
+    ))
 }
 
 async fn post_hold(

@@ -178,6 +178,7 @@ pub(super) fn measurement(
     (elapsed, (machine_cpu_busy_pct, load_avg_before)): (Duration, (f64, f64)),
     batches: u64,
     mut notes: Vec<String>,
+    timeline: Vec<i64>,
 ) -> Measurement {
     let mut latencies = tally.latencies;
     let avg = if latencies.is_empty() {
@@ -203,7 +204,7 @@ pub(super) fn measurement(
         batches: Some(batches),
         avg_batch: (batches > 0).then(|| round2(tally.ok as f64 / batches as f64)),
         batch_ms: (batches > 0).then(|| round2(secs * 1000.0 / batches as f64)),
-        timeline: None,
+        timeline: Some(timeline),
         machine_cpu_busy_pct,
         load_avg_before,
         notes,

@@ -2,11 +2,9 @@
 //! databases that drop themselves, the benchmarked event and its buyers.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
 pub(super) const NAME: &str = "Ada Lovelace";
@@ -53,10 +51,7 @@ pub(super) async fn server_settings(server: &str) -> anyhow::Result<BTreeMap<Str
 }
 
 async fn admin_pool(server: &str) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&format!("{server}/postgres"))
+    platform::db::connect(&format!("{server}/postgres"), 1)
         .await
         .with_context(|| format!("connecting to {server}/postgres"))
 }
@@ -76,14 +71,11 @@ impl ScratchDb {
         migrate: bool,
         max_connections: u32,
     ) -> anyhow::Result<Self> {
-        let name = format!("fg_bench_{}", Uuid::new_v4().simple());
-        let admin = admin_pool(server).await?;
         // The name is ours (a uuid), not input: safe to splice.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
+        let name = format!("fg_bench_{}", Uuid::new_v4().simple());
+        platform::db::create_database(server, &name)
             .await
-            .context("creating a scratch database")?;
-        admin.close().await;
+            .with_context(|| format!("creating a scratch database on {server}"))?;
         // From here on the guard exists, so a failure below still drops the database.
         let mut db = Self {
             pool: None,
@@ -110,35 +102,14 @@ impl ScratchDb {
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
-        let server = self.server.clone();
-        let name = self.name.clone();
-        let pool = self.pool.take();
-        // Drop cannot await: a short-lived runtime on its own thread does the clean-up,
-        // and FORCE ends whatever connections are left.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                drop(pool);
-                match admin_pool(&server).await {
-                    Ok(admin) => {
-                        let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&admin)
-                        .await;
-                        if let Err(e) = dropped {
-                            eprintln!("warning: could not drop scratch database {name}: {e}");
-                        }
-                        admin.close().await;
-                    }
-                    Err(e) => eprintln!("warning: could not drop scratch database {name}: {e:#}"),
-                }
-            });
-        })
-        .join();
+        let (server, name, pool) = (self.server.clone(), self.name.clone(), self.pool.take());
+        // Drop cannot await; FORCE ends whatever connections are left.
+        platform::blocking::block_on_own_thread(async move {
+            drop(pool);
+            if let Err(e) = platform::db::drop_database(&server, &name).await {
+                eprintln!("warning: could not drop scratch database {name}: {e}");
+            }
+        });
     }
 }
 

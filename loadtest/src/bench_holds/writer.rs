@@ -99,7 +99,7 @@ pub(super) async fn run(
     )];
     drop(desk);
     drop(pool);
-    let mut m = measurement(
+    Ok(measurement(
         (
             case,
             if case == "c" {
@@ -112,7 +112,6 @@ pub(super) async fn run(
         elapsed,
         batches,
         notes,
-    );
-    m.timeline = Some(timeline);
-    Ok(m)
+        timeline,
+    ))
 }

@@ -237,6 +237,38 @@ pub struct Record {
     pub samples: Vec<Sample>,
 }
 
+impl Record {
+    /// A buyer as it arrives, before its first request: nothing done, nothing known.
+    pub fn arriving(plan: Plan, email: String) -> Self {
+        Self {
+            n: plan.n,
+            arrival_ms: plan.arrival_ms,
+            plan,
+            email,
+            joined_ms: None,
+            join_position: None,
+            seq: None,
+            requeued: false,
+            admitted_ms: None,
+            admission_seq: None,
+            last_waiting_sent_ms: None,
+            last_poll_interval_ms: None,
+            polls: 0,
+            refresh: None,
+            hold_id: None,
+            tier: None,
+            quantity: None,
+            order_id: None,
+            charged: false,
+            injected_timeouts: 0,
+            charged_ms: None,
+            paid_seen_ms: None,
+            outcome: Outcome::Unfinished,
+            samples: Vec::new(),
+        }
+    }
+}
+
 /// A call's result: the status (0 = no answer) and the JSON body if any.
 struct Answer {
     status: u16,
@@ -761,32 +793,7 @@ impl Drop for InFlight<'_> {
 /// One buyer, from arrival to the end of its visit.
 pub async fn buyer(ctx: Arc<Ctx>, plan: Plan) -> Record {
     let email = format!("buyer-{}-{}@loadtest.invalid", plan.n, ctx.run_id);
-    let mut rec = Record {
-        n: plan.n,
-        plan: plan.clone(),
-        email,
-        arrival_ms: plan.arrival_ms,
-        joined_ms: None,
-        join_position: None,
-        seq: None,
-        requeued: false,
-        admitted_ms: None,
-        admission_seq: None,
-        last_waiting_sent_ms: None,
-        last_poll_interval_ms: None,
-        polls: 0,
-        refresh: None,
-        hold_id: None,
-        tier: None,
-        quantity: None,
-        order_id: None,
-        charged: false,
-        injected_timeouts: 0,
-        charged_ms: None,
-        paid_seen_ms: None,
-        outcome: Outcome::Unfinished,
-        samples: Vec::new(),
-    };
+    let mut rec = Record::arriving(plan.clone(), email);
     tokio::time::sleep_until((ctx.start + Duration::from_millis(plan.arrival_ms)).into()).await;
     inc(&ctx.counters.arrived);
     let http = match Client::builder()

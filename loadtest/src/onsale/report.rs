@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use plotters::chart::{ChartContext, SeriesAnno};
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -80,12 +82,60 @@ type CdfSeries<'a> = (&'a str, RGBColor, &'a [(f64, f64)]);
 const W: u32 = 860;
 const H: u32 = 360;
 
-/// Lines over time: `series` = (label, colour, points).
-fn time_chart(title: &str, y_desc: &str, series: &[Series<'_>]) -> String {
+/// What a chart is drawn on.
+type Root<'s> = DrawingArea<SVGBackend<'s>, plotters::coord::Shift>;
+
+/// A `W`×`H` SVG on white, drawn by `draw`: the plot inlined in the report, or a note
+/// in its place that it failed (the rest of the report is still worth having).
+fn svg_chart(draw: impl FnOnce(&Root<'_>) -> PlotResult) -> String {
     let mut svg = String::new();
-    let r: PlotResult = (|| {
+    let drawn: PlotResult = (|| {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
         root.fill(&WHITE)?;
+        draw(&root)?;
+        root.present()?;
+        Ok(())
+    })();
+    match drawn {
+        Ok(()) => svg,
+        Err(e) => format!("<p>plot failed: {}</p>", esc(&e.to_string())),
+    }
+}
+
+/// A chart on `root` in the report's style, titled `title`, for its axes to be added.
+fn chart_on<'a, 's>(root: &'a Root<'s>, title: &str) -> ChartBuilder<'a, 'static, SVGBackend<'s>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56);
+    builder
+}
+
+/// Names a line just drawn in the legend, with a stroke of its colour.
+fn in_legend(line: &mut SeriesAnno<'_, SVGBackend<'_>>, label: &str, colour: RGBColor) {
+    line.label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+}
+
+/// The legend box, placed `at`.
+fn draw_legend<'s, CT: CoordTranslate>(
+    chart: &mut ChartContext<'s, SVGBackend<'s>, CT>,
+    at: SeriesLabelPosition,
+) -> PlotResult {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// Lines over time: `series` = (label, colour, points).
+fn time_chart(title: &str, y_desc: &str, series: &[Series<'_>]) -> String {
+    svg_chart(|root| {
         let x_max = series
             .iter()
             .flat_map(|s| s.2.iter().map(|p| p.0))
@@ -95,47 +145,23 @@ fn time_chart(title: &str, y_desc: &str, series: &[Series<'_>]) -> String {
             .flat_map(|s| s.2.iter().map(|p| p.1))
             .fold(1.0f64, f64::max)
             * 1.05;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+        let mut chart = chart_on(root, title).build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
         chart
             .configure_mesh()
             .x_desc("seconds since opening")
             .y_desc(y_desc)
             .draw()?;
         for (label, colour, points) in series {
-            let c = *colour;
-            chart
-                .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))?
-                .label(*label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
+            let line = LineSeries::new(points.iter().copied(), colour.stroke_width(2));
+            in_legend(chart.draw_series(line)?, label, *colour);
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    })();
-    if let Err(e) = r {
-        return format!("<p>plot failed: {}</p>", esc(&e.to_string()));
-    }
-    svg
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
+    })
 }
 
 /// Cumulative distributions on a log latency axis.
 fn cdf_chart(title: &str, series: &[CdfSeries<'_>]) -> String {
-    let mut svg = String::new();
-    let r: PlotResult = (|| {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE)?;
+    svg_chart(|root| {
         let all = || series.iter().flat_map(|s| s.2.iter().map(|p| p.0));
         let x_min = all().filter(|v| *v > 0.0).fold(f64::MAX, f64::min).min(1.0) * 0.8;
         let x_max = all().fold(1.0f64, f64::max) * 1.25;
@@ -144,12 +170,8 @@ fn cdf_chart(title: &str, series: &[CdfSeries<'_>]) -> String {
         } else {
             0.01
         };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d((x_min..x_max).log_scale(), 0f64..1.0)?;
+        let mut chart =
+            chart_on(root, title).build_cartesian_2d((x_min..x_max).log_scale(), 0f64..1.0)?;
         chart
             .configure_mesh()
             .x_desc("milliseconds (log)")
@@ -159,30 +181,14 @@ fn cdf_chart(title: &str, series: &[CdfSeries<'_>]) -> String {
             if points.is_empty() {
                 continue;
             }
-            let c = *colour;
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|(v, q)| (v.max(x_min), *q)),
-                    c.stroke_width(2),
-                ))?
-                .label(*label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
+            let line = LineSeries::new(
+                points.iter().map(|(v, q)| (v.max(x_min), *q)),
+                colour.stroke_width(2),
+            );
+            in_legend(chart.draw_series(line)?, label, *colour);
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    })();
-    if let Err(e) = r {
-        return format!("<p>plot failed: {}</p>", esc(&e.to_string()));
-    }
-    svg
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)
+    })
 }
 
 const PALETTE: [RGBColor; 8] = [
@@ -199,15 +205,17 @@ const PALETTE: [RGBColor; 8] = [
 pub fn html(r: &Report) -> String {
     let secs = |p: &Point| p.t_ms as f64 / 1000.0;
     let tl = &r.timeline;
+    // One count of the timeline as a line.
+    let line =
+        |label: &'static str, colour: RGBColor, count: fn(&Point) -> u64| -> Series<'static> {
+            let points = tl.iter().map(|p| (secs(p), count(p) as f64)).collect();
+            (label, colour, points)
+        };
     let depth = time_chart(
         "Queue depth over time",
         "buyers waiting",
         &[
-            (
-                "waiting (crowd)",
-                PALETTE[0],
-                tl.iter().map(|p| (secs(p), p.waiting as f64)).collect(),
-            ),
+            line("waiting (crowd)", PALETTE[0], |p| p.waiting),
             (
                 "waiting (server)",
                 PALETTE[1],
@@ -215,42 +223,18 @@ pub fn html(r: &Report) -> String {
                     .filter_map(|p| Some((secs(p), p.server_waiting? as f64)))
                     .collect(),
             ),
-            (
-                "watching sold out",
-                PALETTE[4],
-                tl.iter().map(|p| (secs(p), p.watching as f64)).collect(),
-            ),
-            (
-                "buying now",
-                PALETTE[3],
-                tl.iter().map(|p| (secs(p), p.in_flight as f64)).collect(),
-            ),
+            line("watching sold out", PALETTE[4], |p| p.watching),
+            line("buying now", PALETTE[3], |p| p.in_flight),
         ],
     );
     let flow = time_chart(
         "Admitted vs arrivals",
         "buyers (cumulative)",
         &[
-            (
-                "arrived",
-                PALETTE[0],
-                tl.iter().map(|p| (secs(p), p.arrived as f64)).collect(),
-            ),
-            (
-                "admitted",
-                PALETTE[2],
-                tl.iter().map(|p| (secs(p), p.admitted as f64)).collect(),
-            ),
-            (
-                "held",
-                PALETTE[1],
-                tl.iter().map(|p| (secs(p), p.held as f64)).collect(),
-            ),
-            (
-                "paid",
-                PALETTE[3],
-                tl.iter().map(|p| (secs(p), p.paid as f64)).collect(),
-            ),
+            line("arrived", PALETTE[0], |p| p.arrived),
+            line("admitted", PALETTE[2], |p| p.admitted),
+            line("held", PALETTE[1], |p| p.held),
+            line("paid", PALETTE[3], |p| p.paid),
         ],
     );
     let req_series: Vec<CdfSeries<'_>> = Step::REQUESTS

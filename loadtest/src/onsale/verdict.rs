@@ -604,42 +604,28 @@ mod tests {
     use crate::onsale::crowd::Outcome;
 
     fn rec(n: usize, seq: u64, admitted_ms: Option<u64>, last_wait: Option<u64>) -> Record {
-        Record {
+        let plan = crate::onsale::crowd::Plan {
             n,
-            plan: crate::onsale::crowd::Plan {
-                n,
-                arrival_ms: 0,
-                quantity: 1,
-                tier: 0,
-                abandon_queue_after_ms: None,
-                abandon_checkout: false,
-                declined_card: false,
-                retries_after_decline: false,
-                refresh_after_polls: None,
-                think_ms: 0,
-            },
-            email: format!("b{n}@loadtest.invalid"),
             arrival_ms: 0,
+            quantity: 1,
+            tier: 0,
+            abandon_queue_after_ms: None,
+            abandon_checkout: false,
+            declined_card: false,
+            retries_after_decline: false,
+            refresh_after_polls: None,
+            think_ms: 0,
+        };
+        Record {
             joined_ms: Some(0),
             join_position: Some(seq),
             seq: Some(seq),
-            requeued: false,
             admitted_ms,
             admission_seq: admitted_ms.map(|_| seq),
             last_waiting_sent_ms: last_wait,
-            last_poll_interval_ms: None,
             polls: 1,
-            refresh: None,
-            hold_id: None,
-            tier: None,
-            quantity: None,
-            order_id: None,
-            charged: false,
-            injected_timeouts: 0,
-            charged_ms: None,
-            paid_seen_ms: None,
             outcome: Outcome::Paid,
-            samples: Vec::new(),
+            ..Record::arriving(plan, format!("b{n}@loadtest.invalid"))
         }
     }
 

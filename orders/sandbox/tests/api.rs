@@ -142,14 +142,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let still = format!("timed out waiting for {what}");
+    let (within, every) = (Duration::from_secs(15), Duration::from_millis(20));
+    platform::poll::eventually(within, every, async || check().await.ok_or(&still)).await
 }
 
 struct TestApp {
@@ -207,24 +202,68 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(KEY)
     }
 
+    /// `POST path` with the key and a form body.
+    async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post(path).form(form).send().await.unwrap()
+    }
+
+    /// `POST path` with the key and a JSON body.
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post(path).json(body).send().await.unwrap()
+    }
+
+    /// `GET path` with the key: the answer's JSON, whatever the status.
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// `GET path` as a browser or a scraper does it, without the key: the answer.
+    async fn visit(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The text of [`TestApp::visit`]'s answer.
+    async fn page(&self, path: &str) -> String {
+        self.visit(path).await.text().await.unwrap()
+    }
+
+    /// A submit of the hosted payment page of `intent` with `card`.
+    async fn pay(&self, intent: &str, card: &str) -> reqwest::Response {
+        let form = [("card_number", card)];
+        let page = self.client.post(self.url(&format!("/pay/{intent}")));
+        page.form(&form).send().await.unwrap()
+    }
+
+    /// `POST /v1/refunds` with `form`.
+    async fn refund(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_form("/v1/refunds", form).await
+    }
+
     /// Creates an intent for €15.00 (form-encoded) and returns its id.
     async fn intent(&self, extra: &[(&str, &str)]) -> String {
         let mut form = vec![("amount", "1500"), ("currency", "eur")];
         form.extend_from_slice(extra);
-        let response = self
-            .post("/v1/payment_intents")
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let response = self.post_form("/v1/payment_intents", &form).await;
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().to_owned()
     }
 
     async fn confirm(&self, id: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_form(&format!("/v1/payment_intents/{id}/confirm"), form)
+            .await
+    }
+
+    /// Confirms `id` with the test payment method `pm` (`pm_card_visa` pays).
+    async fn confirm_with(&self, id: &str, pm: &str) -> reqwest::Response {
+        self.confirm(id, &[("payment_method", pm)]).await
+    }
+
+    /// Confirms `id` with `pm_card_visa` under the idempotency key `key`.
+    async fn confirm_keyed(&self, id: &str, key: &str) -> reqwest::Response {
         self.post(&format!("/v1/payment_intents/{id}/confirm"))
-            .form(form)
+            .header("Idempotency-Key", key)
+            .form(&[("payment_method", "pm_card_visa")])
             .send()
             .await
             .unwrap()
@@ -232,12 +271,7 @@ impl TestApp {
 
     async fn paid_intent(&self) -> String {
         let id = self.intent(&[]).await;
-        assert_eq!(
-            self.confirm(&id, &[("payment_method", "pm_card_visa")])
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(self.confirm_with(&id, "pm_card_visa").await.status(), 200);
         id
     }
 
@@ -261,15 +295,7 @@ impl TestApp {
     }
 
     async fn deliveries(&self) -> Vec<Value> {
-        let list: Value = self
-            .client
-            .get(self.url("/admin/webhooks"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = self.visit("/admin/webhooks").await.json().await.unwrap();
         list["data"].as_array().unwrap().clone()
     }
 
@@ -288,25 +314,25 @@ async fn error_of(response: reqwest::Response) -> Value {
     body["error"].clone()
 }
 
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.unwrap()
+}
+
 // ---------------------------------------------------------------- intents
 
 #[tokio::test]
 async fn creates_intents_from_form_and_from_json() {
     let app = spawn(Faults::default()).await;
 
-    let response = app
-        .post("/v1/payment_intents")
-        .form(&[
-            ("amount", "1500"),
-            ("currency", "EUR"),
-            ("metadata[order_id]", "ord_1"),
-            ("return_url", "https://shop.test/orders/ord_1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let form = [
+        ("amount", "1500"),
+        ("currency", "EUR"),
+        ("metadata[order_id]", "ord_1"),
+        ("return_url", "https://shop.test/orders/ord_1"),
+    ];
+    let response = app.post_form("/v1/payment_intents", &form).await;
     assert_eq!(response.status(), 200);
-    let pi: Value = response.json().await.unwrap();
+    let pi = json_of(response).await;
     let id = pi["id"].as_str().unwrap();
     assert!(id.starts_with("pi_") && id.len() == 27, "{id}");
     assert!(id[3..].chars().all(|c| c.is_ascii_alphanumeric()));
@@ -326,17 +352,13 @@ async fn creates_intents_from_form_and_from_json() {
     assert!(pi["latest_charge"].is_null());
     assert_eq!(pi["amount_refunded"], 0);
 
-    let response = app
-        .post("/v1/payment_intents")
-        .json(&json!({
-            "amount": 2500, "currency": "usd",
-            "metadata": {"order_id": "ord_2"}, "return_url": "https://shop.test/orders/ord_2",
-        }))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({
+        "amount": 2500, "currency": "usd",
+        "metadata": {"order_id": "ord_2"}, "return_url": "https://shop.test/orders/ord_2",
+    });
+    let response = app.post_json("/v1/payment_intents", &body).await;
     assert_eq!(response.status(), 200);
-    let pi2: Value = response.json().await.unwrap();
+    let pi2 = json_of(response).await;
     assert_eq!(pi2["amount"], 2500);
     assert_eq!(pi2["currency"], "usd");
     assert_eq!(pi2["metadata"]["order_id"], "ord_2");
@@ -354,61 +376,50 @@ async fn creates_intents_from_form_and_from_json() {
 #[tokio::test]
 async fn refuses_bad_amounts_currencies_and_parameters() {
     let app = spawn(Faults::default()).await;
+    // Each body is a valid intent but for the one field under test.
+    let with = |field: &str, value: Value| {
+        let mut body = json!({"amount": 1500, "currency": "eur"});
+        body[field] = value;
+        body
+    };
     let cases = [
+        (with("amount", json!(0)), "amount", "amount_too_small"),
+        (with("amount", json!(-5)), "amount", "amount_too_small"),
         (
-            json!({"amount": 0, "currency": "eur"}),
-            "amount",
-            "amount_too_small",
-        ),
-        (
-            json!({"amount": -5, "currency": "eur"}),
-            "amount",
-            "amount_too_small",
-        ),
-        (
-            json!({"amount": 100_000_000, "currency": "eur"}),
+            with("amount", json!(100_000_000)),
             "amount",
             "amount_too_large",
         ),
         (
-            json!({"amount": 12.5, "currency": "eur"}),
+            with("amount", json!(12.5)),
             "amount",
             "parameter_invalid_integer",
         ),
         (
-            json!({"amount": "ten", "currency": "eur"}),
+            with("amount", json!("ten")),
             "amount",
             "parameter_invalid_integer",
         ),
         (json!({"currency": "eur"}), "amount", "parameter_missing"),
         (
-            json!({"amount": 1500, "currency": "eu1"}),
+            with("currency", json!("eu1")),
             "currency",
             "parameter_invalid_string",
         ),
         (
-            json!({"amount": 1500, "currency": "euro"}),
+            with("currency", json!("euro")),
             "currency",
             "parameter_invalid_string",
         ),
         (
-            json!({"amount": 1500, "currency": "eur", "return_url": "javascript:x"}),
+            with("return_url", json!("javascript:x")),
             "return_url",
             "url_invalid",
         ),
-        (
-            json!({"amount": 1500, "currency": "eur", "amont": 1}),
-            "amont",
-            "parameter_unknown",
-        ),
+        (with("amont", json!(1)), "amont", "parameter_unknown"),
     ];
     for (body, param, code) in cases {
-        let response = app
-            .post("/v1/payment_intents")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_json("/v1/payment_intents", &body).await;
         assert_eq!(response.status(), 400, "{body}");
         let error = error_of(response).await;
         assert_eq!(error["type"], "invalid_request_error", "{body}");
@@ -444,26 +455,21 @@ async fn an_idempotency_key_returns_the_same_intent_and_refuses_other_params() {
     let first = create("order-ord_1", "1500").await.unwrap();
     assert_eq!(first.status(), 200);
     assert!(first.headers().get("idempotent-replayed").is_none());
-    let first: Value = first.json().await.unwrap();
+    let first = json_of(first).await;
 
     let again = create("order-ord_1", "1500").await.unwrap();
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    let again: Value = again.json().await.unwrap();
+    let again = json_of(again).await;
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["client_secret"], first["client_secret"]);
 
     // The same request in JSON is the same request.
-    let as_json: Value = app
+    let as_json = app
         .post("/v1/payment_intents")
         .header("Idempotency-Key", "order-ord_1")
-        .json(&json!({"amount": 1500, "currency": "eur", "metadata": {"order_id": "ord_1"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json(&json!({"amount": 1500, "currency": "eur", "metadata": {"order_id": "ord_1"}}));
+    let as_json = json_of(as_json.send().await.unwrap()).await;
     assert_eq!(as_json["id"], first["id"]);
 
     let conflict = create("order-ord_1", "1600").await.unwrap();
@@ -472,13 +478,7 @@ async fn an_idempotency_key_returns_the_same_intent_and_refuses_other_params() {
 
     // A key belongs to one endpoint.
     let id = first["id"].as_str().unwrap();
-    let other_endpoint = app
-        .post(&format!("/v1/payment_intents/{id}/confirm"))
-        .header("Idempotency-Key", "order-ord_1")
-        .form(&[("payment_method", "pm_card_visa")])
-        .send()
-        .await
-        .unwrap();
+    let other_endpoint = app.confirm_keyed(id, "order-ord_1").await;
     assert_eq!(other_endpoint.status(), 400);
     assert_eq!(error_of(other_endpoint).await["type"], "idempotency_error");
     assert_eq!(
@@ -501,11 +501,9 @@ async fn a_confirm_charges_and_sends_a_signed_webhook() {
     let app = spawn(Faults::default()).await;
     let id = app.intent(&[("metadata[order_id]", "ord_9")]).await;
 
-    let response = app
-        .confirm(&id, &[("payment_method", "pm_card_visa")])
-        .await;
+    let response = app.confirm_with(&id, "pm_card_visa").await;
     assert_eq!(response.status(), 200);
-    let pi: Value = response.json().await.unwrap();
+    let pi = json_of(response).await;
     assert_eq!(pi["status"], "succeeded");
     assert!(pi["latest_charge"].as_str().unwrap().starts_with("ch_"));
     assert!(pi["last_payment_error"].is_null());
@@ -544,15 +542,7 @@ async fn a_confirm_charges_and_sends_a_signed_webhook() {
     assert_eq!(deliveries[0]["attempts"], 1);
     assert_eq!(deliveries[0]["last_status"], 200);
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.page("/metrics").await;
     assert!(
         metrics.contains("floodgate_sandbox_payment_intents_created_total 1"),
         "{metrics}"
@@ -566,12 +556,9 @@ async fn a_declined_card_leaves_the_intent_payable() {
     let app = spawn(Faults::default()).await;
     let id = app.intent(&[]).await;
 
-    let response = app
-        .post(&format!("/v1/payment_intents/{id}/confirm"))
-        .json(&json!({"card_number": "4000 0000 0000 0002"}))
-        .send()
-        .await
-        .unwrap();
+    let declining = json!({"card_number": "4000 0000 0000 0002"});
+    let path = format!("/v1/payment_intents/{id}/confirm");
+    let response = app.post_json(&path, &declining).await;
     assert_eq!(response.status(), 402);
     let error = error_of(response).await;
     assert_eq!(error["type"], "card_error");
@@ -601,23 +588,21 @@ async fn a_declined_card_leaves_the_intent_payable() {
         .confirm(&id, &[("card_number", "4242424242424242")])
         .await;
     assert_eq!(retry.status(), 200);
-    let pi: Value = retry.json().await.unwrap();
+    let pi = json_of(retry).await;
     assert_eq!(pi["status"], "succeeded");
     assert!(pi["last_payment_error"].is_null());
 
     // The declining test payment method, and a number that is not a card number
     // (refused before anything is attempted: no event).
     let other = app.intent(&[]).await;
-    let declined = app
-        .confirm(&other, &[("payment_method", "pm_card_chargeDeclined")])
-        .await;
+    let declined = app.confirm_with(&other, "pm_card_chargeDeclined").await;
     assert_eq!(declined.status(), 402);
     let events_before = app.deliveries().await.len();
     let garbage = app.confirm(&other, &[("card_number", "1234 5678")]).await;
     assert_eq!(garbage.status(), 402);
     assert_eq!(error_of(garbage).await["code"], "incorrect_number");
     assert_eq!(app.deliveries().await.len(), events_before);
-    let unknown_pm = app.confirm(&other, &[("payment_method", "pm_bogus")]).await;
+    let unknown_pm = app.confirm_with(&other, "pm_bogus").await;
     assert_eq!(unknown_pm.status(), 400);
 }
 
@@ -625,17 +610,10 @@ async fn a_declined_card_leaves_the_intent_payable() {
 async fn a_second_confirm_is_refused_without_a_second_charge() {
     let app = spawn(Faults::default()).await;
     let id = app.intent(&[]).await;
-    let first: Value = app
-        .confirm(&id, &[("payment_method", "pm_card_visa")])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first = json_of(app.confirm_with(&id, "pm_card_visa").await).await;
     let charge = first["latest_charge"].clone();
 
-    let second = app
-        .confirm(&id, &[("payment_method", "pm_card_visa")])
-        .await;
+    let second = app.confirm_with(&id, "pm_card_visa").await;
     assert_eq!(second.status(), 400);
     let error = error_of(second).await;
     assert_eq!(error["code"], "payment_intent_unexpected_state");
@@ -662,29 +640,20 @@ async fn refunds_update_the_intent_and_send_charge_refunded() {
     let app = spawn(Faults::default()).await;
     let id = app.intent(&[]).await;
 
-    let early = app
-        .post("/v1/refunds")
-        .form(&[("payment_intent", id.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let early = app.refund(&[("payment_intent", id.as_str())]).await;
     assert_eq!(early.status(), 400);
     assert_eq!(
         error_of(early).await["code"],
         "payment_intent_unexpected_state"
     );
 
-    app.confirm(&id, &[("payment_method", "pm_card_visa")])
-        .await;
+    app.confirm_with(&id, "pm_card_visa").await;
 
     let response = app
-        .post("/v1/refunds")
-        .form(&[("payment_intent", id.as_str()), ("amount", "500")])
-        .send()
-        .await
-        .unwrap();
+        .refund(&[("payment_intent", id.as_str()), ("amount", "500")])
+        .await;
     assert_eq!(response.status(), 200);
-    let refund: Value = response.json().await.unwrap();
+    let refund = json_of(response).await;
     assert!(refund["id"].as_str().unwrap().starts_with("re_"));
     assert_eq!(refund["object"], "refund");
     assert_eq!(refund["amount"], 500);
@@ -708,51 +677,33 @@ async fn refunds_update_the_intent_and_send_charge_refunded() {
             .form(&[("payment_intent", id.as_str()), ("amount", "300")])
             .send()
     };
-    let a: Value = keyed().await.unwrap().json().await.unwrap();
-    let b: Value = keyed().await.unwrap().json().await.unwrap();
+    let a = json_of(keyed().await.unwrap()).await;
+    let b = json_of(keyed().await.unwrap()).await;
     assert_eq!(a["id"], b["id"]);
     assert_eq!(app.payment_intent(&id).await["amount_refunded"], 800);
 
     let over = app
-        .post("/v1/refunds")
-        .form(&[("payment_intent", id.as_str()), ("amount", "701")])
-        .send()
-        .await
-        .unwrap();
+        .refund(&[("payment_intent", id.as_str()), ("amount", "701")])
+        .await;
     assert_eq!(over.status(), 400);
     assert_eq!(error_of(over).await["code"], "amount_too_large");
 
     // No amount: the rest.
-    let rest: Value = app
-        .post("/v1/refunds")
-        .json(&json!({"payment_intent": id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest = app
+        .post_json("/v1/refunds", &json!({"payment_intent": id}))
+        .await;
+    let rest = json_of(rest).await;
     assert_eq!(rest["amount"], 700);
     assert_eq!(app.payment_intent(&id).await["amount_refunded"], 1500);
     let hooks = app.webhook("charge.refunded", &id, 3).await;
     assert_eq!(hooks[2].event["data"]["object"]["refunded"], true);
     assert_eq!(hooks[2].event["data"]["object"]["amount_refunded"], 1500);
 
-    let again = app
-        .post("/v1/refunds")
-        .form(&[("payment_intent", id.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let again = app.refund(&[("payment_intent", id.as_str())]).await;
     assert_eq!(again.status(), 400);
-    let fetched: Value = app
-        .get(&format!("/v1/refunds/{}", rest["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched = app
+        .get_json(&format!("/v1/refunds/{}", rest["id"].as_str().unwrap()))
+        .await;
     assert_eq!(fetched, rest);
 }
 
@@ -762,25 +713,14 @@ async fn refunds_update_the_intent_and_send_charge_refunded() {
 async fn requests_without_the_key_are_refused() {
     let app = spawn(Faults::default()).await;
     let form = [("amount", "1500"), ("currency", "eur")];
+    let create = || app.client.post(app.url("/v1/payment_intents"));
 
-    let none = app
-        .client
-        .post(app.url("/v1/payment_intents"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let none = create().form(&form).send().await.unwrap();
     assert_eq!(none.status(), 401);
     assert_eq!(error_of(none).await["type"], "invalid_request_error");
 
-    let wrong = app
-        .client
-        .post(app.url("/v1/payment_intents"))
-        .bearer_auth("sk_test_wrong_key_1234")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let wrong = create().bearer_auth("sk_test_wrong_key_1234").form(&form);
+    let wrong = wrong.send().await.unwrap();
     assert_eq!(wrong.status(), 401);
     let message = error_of(wrong).await["message"]
         .as_str()
@@ -788,37 +728,16 @@ async fn requests_without_the_key_are_refused() {
         .to_owned();
     assert!(!message.contains("sk_test_wrong_key_1234"), "{message}");
 
-    let unknown = app
-        .client
-        .get(app.url("/v1/customers"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = app.visit("/v1/customers").await;
     assert_eq!(unknown.status(), 401);
     assert_eq!(app.get("/v1/customers").send().await.unwrap().status(), 404);
 
     // Basic auth with the key as the user name, as `curl -u sk_test_...:` sends it.
-    let basic = app
-        .client
-        .post(app.url("/v1/payment_intents"))
-        .basic_auth(KEY, Some(""))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(basic.status(), 200);
+    let basic = create().basic_auth(KEY, Some("")).form(&form);
+    assert_eq!(basic.send().await.unwrap().status(), 200);
 
     for probe in ["/healthz", "/readyz", "/metrics"] {
-        assert_eq!(
-            app.client
-                .get(app.url(probe))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200,
-            "{probe}"
-        );
+        assert_eq!(app.visit(probe).await.status(), 200, "{probe}");
     }
 }
 
@@ -903,16 +822,10 @@ async fn a_timed_out_confirm_has_still_charged() {
 
     // The merchant's retry under the same key gets the original answer, at once, and
     // charges nothing more.
-    let retry = app
-        .post(&format!("/v1/payment_intents/{id}/confirm"))
-        .header("Idempotency-Key", "confirm-1")
-        .form(&[("payment_method", "pm_card_visa")])
-        .send()
-        .await
-        .unwrap();
+    let retry = app.confirm_keyed(&id, "confirm-1").await;
     assert_eq!(retry.status(), 200);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
-    let replayed: Value = retry.json().await.unwrap();
+    let replayed = json_of(retry).await;
     assert_eq!(replayed["latest_charge"], pi["latest_charge"]);
     assert_eq!(app.deliveries().await.len(), 1);
 
@@ -960,24 +873,14 @@ async fn failed_webhook_deliveries_are_retried_until_accepted() {
 #[tokio::test]
 async fn decline_rate_and_latency_apply_at_run_time() {
     let app = spawn(Faults::default()).await;
-    let faults: Value = app
-        .client
-        .get(app.url("/admin/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let faults = json_of(app.visit("/admin/faults").await).await;
     assert_eq!(faults["decline_rate"], 0.0);
     assert_eq!(faults["timeout_hold_ms"], 30_000);
 
-    let changed: Value = app
+    let changed = app
         .faults(json!({"decline_rate": 1, "latency_ms": 300}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
+    let changed = json_of(changed).await;
     assert_eq!(changed["decline_rate"], 1.0);
     assert_eq!(changed["latency_ms"], 300);
     assert_eq!(changed["timeout_hold_ms"], 30_000);
@@ -988,12 +891,10 @@ async fn decline_rate_and_latency_apply_at_run_time() {
     // No decisive card: the decline rate decides.
     assert_eq!(app.confirm(&id, &[]).await.status(), 402);
     // A decisive card is not subject to it.
-    assert_eq!(
-        app.confirm(&id, &[("card_number", "4242 4242 4242 4242")])
-            .await
-            .status(),
-        200
-    );
+    let decisive = app
+        .confirm(&id, &[("card_number", "4242 4242 4242 4242")])
+        .await;
+    assert_eq!(decisive.status(), 200);
 
     for bad in [
         json!({"decline_rate": 2}),
@@ -1031,6 +932,9 @@ async fn delayed_and_reordered_webhooks_all_arrive() {
 
 // ---------------------------------------------------------------- hosted page
 
+const DECLINING_CARD: &str = "4000 0000 0000 0002";
+const PAYING_CARD: &str = "4242 4242 4242 4242";
+
 #[tokio::test]
 async fn the_hosted_page_takes_a_test_card_and_returns_the_buyer() {
     let app = spawn(Faults::default()).await;
@@ -1041,9 +945,9 @@ async fn the_hosted_page_takes_a_test_card_and_returns_the_buyer() {
             ("description", "<script>alert(1)</script> Early bird"),
         ])
         .await;
-    let page_url = app.url(&format!("/pay/{id}"));
+    let page_path = format!("/pay/{id}");
 
-    let page = app.client.get(&page_url).send().await.unwrap();
+    let page = app.visit(&page_path).await;
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-type"]
@@ -1056,79 +960,42 @@ async fn the_hosted_page_takes_a_test_card_and_returns_the_buyer() {
     assert!(html.contains("name=\"card_number\""));
     assert!(html.contains("value=\"\""));
     assert!(html.contains(">Pay</button>"));
-    assert!(html.contains("4242 4242 4242 4242") && html.contains("4000 0000 0000 0002"));
+    assert!(html.contains(PAYING_CARD) && html.contains(DECLINING_CARD));
     assert!(html.contains("width=device-width"));
     assert!(!html.contains("<script>alert"));
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; Early bird"));
     assert!(html.contains("https://shop.test/orders/ord_1?token=a&amp;b=c"));
 
-    let declined = app
-        .client
-        .post(&page_url)
-        .form(&[("card_number", "4000 0000 0000 0002")])
-        .send()
-        .await
-        .unwrap();
+    let declined = app.pay(&id, DECLINING_CARD).await;
     assert_eq!(declined.status(), 402);
     let html = declined.text().await.unwrap();
     assert!(html.contains("Your card was declined."));
     assert!(html.contains("name=\"card_number\""));
     assert!(
-        !html.contains("4000 0000 0000 0002\""),
+        !html.contains(&format!("{DECLINING_CARD}\"")),
         "the number is not echoed"
     );
     app.webhook("payment_intent.payment_failed", &id, 1).await;
 
-    let paid = app
-        .client
-        .post(&page_url)
-        .form(&[("card_number", "4242 4242 4242 4242")])
-        .send()
-        .await
-        .unwrap();
+    let paid = app.pay(&id, PAYING_CARD).await;
     assert_eq!(paid.status(), 303);
     assert_eq!(paid.headers()["location"], return_url);
     assert_eq!(app.payment_intent(&id).await["status"], "succeeded");
     app.webhook("payment_intent.succeeded", &id, 1).await;
 
     // A second submit (double click, back button) charges nothing and lands the same.
-    let again = app
-        .client
-        .post(&page_url)
-        .form(&[("card_number", "4242 4242 4242 4242")])
-        .send()
-        .await
-        .unwrap();
+    let again = app.pay(&id, PAYING_CARD).await;
     assert_eq!(again.status(), 303);
     assert_eq!(app.deliveries().await.len(), 2);
-    let html = app
-        .client
-        .get(&page_url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.page(&page_path).await;
     assert!(html.contains("Payment received"));
 
     // Without a return URL the buyer sees the result; unknown intents are a 404.
     let plain = app.intent(&[]).await;
-    let result = app
-        .client
-        .post(app.url(&format!("/pay/{plain}")))
-        .form(&[("card_number", "4242424242424242")])
-        .send()
-        .await
-        .unwrap();
+    let result = app.pay(&plain, "4242424242424242").await;
     assert_eq!(result.status(), 200);
     assert!(result.text().await.unwrap().contains("Payment received"));
-    let missing = app
-        .client
-        .get(app.url("/pay/pi_nope"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.visit("/pay/pi_nope").await;
     assert_eq!(missing.status(), 404);
 }
 
@@ -1146,27 +1013,19 @@ async fn a_restarted_sandbox_remembers_its_books_from_the_journal() {
             .form(&[("amount", "1500"), ("currency", "eur")])
             .send()
     };
-    let paid: Value = create(&before).await.unwrap().json().await.unwrap();
+    let paid = json_of(create(&before).await.unwrap()).await;
     let paid = paid["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        before
-            .confirm(&paid, &[("payment_method", "pm_card_visa")])
-            .await
-            .status(),
-        200
-    );
+    let confirmed = before.confirm_with(&paid, "pm_card_visa").await;
+    assert_eq!(confirmed.status(), 200);
     let declined = before.intent(&[]).await;
     before
-        .confirm(&declined, &[("payment_method", "pm_card_chargeDeclined")])
+        .confirm_with(&declined, "pm_card_chargeDeclined")
         .await;
     let refund = before
-        .post("/v1/refunds")
-        .form(&[("payment_intent", paid.as_str()), ("amount", "500")])
-        .send()
-        .await
-        .unwrap();
+        .refund(&[("payment_intent", paid.as_str()), ("amount", "500")])
+        .await;
     assert_eq!(refund.status(), 200);
-    let refund: Value = refund.json().await.unwrap();
+    let refund = json_of(refund).await;
 
     // A new process on the same journal.
     let after = spawn_configured(Faults::default(), 0, Some(path.clone())).await;
@@ -1174,26 +1033,17 @@ async fn a_restarted_sandbox_remembers_its_books_from_the_journal() {
     assert_eq!(intent["status"], "succeeded");
     assert_eq!(intent["amount_refunded"], 500);
     let refund_id = refund["id"].as_str().unwrap();
-    let r: Value = after
-        .get(&format!("/v1/refunds/{refund_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = after.get_json(&format!("/v1/refunds/{refund_id}")).await;
     assert_eq!(r["amount"], 500);
     assert_eq!(
         after.payment_intent(&declined).await["last_payment_error"]["decline_code"],
         "generic_decline"
     );
     // The idempotency record survived: the same request is the same intent.
-    let again: Value = create(&after).await.unwrap().json().await.unwrap();
+    let again = json_of(create(&after).await.unwrap()).await;
     assert_eq!(again["id"], paid.as_str());
     // And the charge: a second confirm is refused, not a second charge.
-    let second = after
-        .confirm(&paid, &[("payment_method", "pm_card_visa")])
-        .await;
+    let second = after.confirm_with(&paid, "pm_card_visa").await;
     assert_eq!(second.status(), 400);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,7 @@ use orders::config::{OrdersConfig, PaymentsConfig};
 use orders::events::NewEventRequest;
 use orders::startup::Application;
 use platform::env::Secret;
+use platform::poll::eventually;
 use platform::shutdown::{Shutdown, Trigger};
 use platform::testing::TestDb;
 use serde_json::{Value, json};
@@ -62,13 +63,7 @@ pub async fn spawn_with_sandbox(faults: sandbox::Faults) -> (TestApp, sandbox::S
 
 pub async fn spawn_app(payments_base: &str) -> TestApp {
     let db = TestDb::new().await;
-    let room = Waitroom::connect(&RedisConfig {
-        url: "redis://127.0.0.1:6379".into(),
-        prefix: format!("t-{}", uuid::Uuid::new_v4().simple()),
-        ..RedisConfig::default()
-    })
-    .await
-    .unwrap();
+    let room = waitroom::testing::fresh_room().await;
     let (sk, pk) = generate_keypair();
     let signer = TokenSigner::from_pem("t", sk.as_bytes()).unwrap();
     let verifier = TokenVerifier::new().with_key("t", pk.as_bytes()).unwrap();
@@ -115,6 +110,90 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    /// `POST /api/holds/{hold_id}/checkout` as the holder of `token`.
+    pub async fn checkout(&self, hold_id: &str, token: &str) -> reqwest::Response {
+        let path = format!("/api/holds/{hold_id}/checkout");
+        self.post(&path).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// `DELETE /api/holds/{hold_id}` as the holder of `token`.
+    pub async fn release(&self, hold_id: &str, token: &str) -> reqwest::Response {
+        let path = format!("/api/holds/{hold_id}");
+        let req = self.http.delete(self.url(&path)).bearer_auth(token);
+        req.send().await.unwrap()
+    }
+
+    /// The order as its buyer sees it (`GET /api/orders/{id}` with the order token).
+    pub async fn order(&self, order_id: &str, order_token: &str) -> Value {
+        let path = format!("/api/orders/{order_id}?order_token={order_token}");
+        self.get(&path).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Polls the order until its status is `status`: the order then.
+    pub async fn until_order_is(&self, order_id: &str, order_token: &str, status: &str) -> Value {
+        eventually(
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            async || {
+                let o = self.order(order_id, order_token).await;
+                (o["status"] == status)
+                    .then_some(o.clone())
+                    .ok_or(format!("order never became {status}: {o}"))
+            },
+        )
+        .await
+    }
+
+    /// A webhook as the provider posts it: a JSON body, signed with `signature` if any.
+    pub async fn post_webhook(
+        &self,
+        body: impl Into<reqwest::Body>,
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .post("/api/payments/webhook")
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            req = req.header("stripe-signature", signature);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Lets every hold lapse, as time would, and sweeps them: what was swept.
+    pub async fn lapse_holds(&self) -> Vec<orders::holds::ClosedHold> {
+        sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second'")
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+        self.sweep().await
+    }
+
+    /// [`TestApp::lapse_holds`] for one hold.
+    pub async fn lapse_hold(&self, hold_id: &str) -> Vec<orders::holds::ClosedHold> {
+        let hold: uuid::Uuid = hold_id.parse().unwrap();
+        sqlx::query("UPDATE holds SET expires_at = now() - interval '1 second' WHERE id = $1")
+            .bind(hold)
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+        self.sweep().await
+    }
+
+    async fn sweep(&self) -> Vec<orders::holds::ClosedHold> {
+        orders::holds::sweep_expired(&self.db.pool, 100)
+            .await
+            .unwrap()
     }
 
     /// Creates an event (queue `on`) with the given tiers `(code, capacity, price)`.
@@ -190,6 +269,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Runs one statement on the test's database: the state a test starts from, set by
+    /// hand.
+    pub async fn exec(&self, sql: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+    }
+
+    /// The one text value `sql` selects.
+    pub async fn text(&self, sql: &str) -> String {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Fails unless `sql` counts `n`.
+    pub async fn assert_count(&self, sql: &str, n: i64) {
+        assert_eq!(self.count(sql).await, n, "{sql}");
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_one(&self.db.pool)
@@ -205,4 +306,30 @@ impl TestApp {
                 .unwrap();
         }
     }
+}
+
+/// The `hold_id` of a created hold's answer.
+pub async fn hold_id_of(created: reqwest::Response) -> String {
+    let hold: Value = created.json().await.unwrap();
+    hold["hold_id"].as_str().unwrap().to_owned()
+}
+
+/// Confirms `intent` at the payment sandbox with the test payment method `method`,
+/// through its API as a client with the secret key (or a page that gave up after
+/// `timeout`) would.
+pub async fn confirm_at_provider(
+    sandbox_base: &str,
+    intent: &str,
+    method: &str,
+    timeout: Duration,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let client = reqwest::Client::builder().timeout(timeout).build().unwrap();
+    client
+        .post(format!(
+            "{sandbox_base}/v1/payment_intents/{intent}/confirm"
+        ))
+        .bearer_auth("sk_test_floodgate")
+        .form(&[("payment_method", method)])
+        .send()
+        .await
 }

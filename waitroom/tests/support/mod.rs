@@ -3,7 +3,7 @@
 //! test panics, bounded polling instead of sleeps, and an admitter running in a task.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::config::Config;
@@ -29,6 +29,18 @@ pub fn settings(mode: Mode, rate_per_minute: u32, max_active: u32) -> AdmissionS
         max_active,
         admission_ttl_seconds: 900,
         opens_at: None,
+    }
+}
+
+/// A pre-queue opening `ms` milliseconds from now (in whole milliseconds, as Redis
+/// stores it), otherwise as [`settings`] with room for everyone.
+pub fn prequeue_opening_in(ms: i64) -> AdmissionSettings {
+    let opens_at =
+        chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis() + ms)
+            .expect("a valid instant");
+    AdmissionSettings {
+        opens_at: Some(opens_at),
+        ..settings(Mode::Prequeue, 600, 100_000)
     }
 }
 
@@ -102,6 +114,23 @@ impl Scope {
         self.room.snapshot(&self.event).await.expect("snapshot")
     }
 
+    /// The event's lottery record, if a pre-queue has committed one.
+    pub async fn lottery(&self) -> Option<waitroom::lottery::LotteryRecord> {
+        let record = self.room.lottery_record(&self.event).await;
+        record.expect("lottery record")
+    }
+
+    /// The event's settings as stored, if any.
+    pub async fn settings(&self) -> Option<AdmissionSettings> {
+        self.room.settings(&self.event).await.expect("settings")
+    }
+
+    /// Claims the admission of place `seq`, to live `ttl_seconds`.
+    pub async fn claim(&self, seq: u64, ttl_seconds: u32) -> waitroom::queue::Claim {
+        let claimed = self.room.claim(&self.event, seq, ttl_seconds).await;
+        claimed.unwrap_or_else(|e| panic!("claim {seq}: {e}"))
+    }
+
     /// Joins `n` visitors one after the other and returns their sequence numbers.
     pub async fn join_many(&self, n: usize) -> Vec<u64> {
         let mut seqs = Vec::with_capacity(n);
@@ -157,39 +186,32 @@ impl Drop for Scope {
         let keys = self.all_keys();
         let pattern = format!("{}:*", self.prefix);
         let url = redis_url();
-        let cleaner = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            rt.block_on(async move {
-                let Ok(config) = Config::from_url(&url) else {
-                    return;
-                };
-                let Ok(client) = Builder::from_config(config).build() else {
-                    return;
-                };
-                if client.init().await.is_err() {
-                    return;
-                }
-                for _ in 0..2 {
-                    // The known keys, and anything else under the prefix in case the
-                    // crate's own key list is what broke.
-                    let mut doomed = keys.clone();
-                    let found: Result<Vec<String>, _> = client
-                        .custom(
-                            CustomCommand::new_static("KEYS", None::<u16>, false),
-                            vec![pattern.clone()],
-                        )
-                        .await;
-                    doomed.extend(found.unwrap_or_default());
-                    let _: Result<i64, _> = client.del(doomed).await;
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-                let _ = client.quit().await;
-            });
+        platform::blocking::block_on_own_thread(async move {
+            let Ok(config) = Config::from_url(&url) else {
+                return;
+            };
+            let Ok(client) = Builder::from_config(config).build() else {
+                return;
+            };
+            if client.init().await.is_err() {
+                return;
+            }
+            for _ in 0..2 {
+                // The known keys, and anything else under the prefix in case the
+                // crate's own key list is what broke.
+                let mut doomed = keys.clone();
+                let found: Result<Vec<String>, _> = client
+                    .custom(
+                        CustomCommand::new_static("KEYS", None::<u16>, false),
+                        vec![pattern.clone()],
+                    )
+                    .await;
+                doomed.extend(found.unwrap_or_default());
+                let _: Result<i64, _> = client.del(doomed).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let _ = client.quit().await;
         });
-        let _ = cleaner.join();
     }
 }
 
@@ -199,17 +221,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let still = format!("timed out after {timeout:?} waiting for {what}");
+    let every = Duration::from_millis(20);
+    platform::poll::eventually(timeout, every, async || probe().await.ok_or(&still)).await
 }
 
 /// An admitter running `run(tick, shutdown)` in a task. Dropping it aborts the task.
