@@ -2,8 +2,9 @@
 //! arrives in.
 //!
 //! Webhooks and the reconciliation poll both end here. Each provider event is recorded
-//! under a unique key first, so a duplicate is a no-op; the order row is locked, so two
-//! deliveries of "succeeded" racing each other settle once; and only a
+//! under a unique key first, so a duplicate is a no-op; the order's hold and then the
+//! order row are locked (the hold before the event is recorded), so two deliveries of
+//! "succeeded" racing each other settle once, one after the other; and only a
 //! `pending_payment` order can become paid, so a late "failed" after "succeeded" changes
 //! nothing. A charge that lands after its hold expired takes a seat if one is free and
 //! its admission has not held or bought since, and is otherwise refunded automatically;
@@ -89,6 +90,15 @@ pub async fn apply_event(
             .and_then(|v| v.as_str())
             .and_then(|s| s.parse().ok())
     });
+    // Every writer locks a hold before its order. The payment_events row below takes a
+    // key-share lock on its order (the foreign key), so a settlement locks the hold
+    // first, before that insert: two settlements of one payment at once (the webhook
+    // and the reconciler, or the reconcilers of two orders replicas) then queue on the
+    // hold instead of deadlocking on the order.
+    let hold = match (event.kind.as_str(), order_id) {
+        ("payment_intent.succeeded", Some(order_id)) => Some(lock_hold(&mut tx, order_id).await?),
+        _ => None,
+    };
     let payload = serde_json::to_value(object).expect("json");
     let inserted = sqlx::query_scalar!(
         r#"INSERT INTO payment_events (provider, provider_event_id, order_id, type, payload)
@@ -105,11 +115,11 @@ pub async fn apply_event(
     if inserted.is_none() {
         return Ok(Settled::Duplicate);
     }
-    let outcome = match (event.kind.as_str(), order_id) {
-        ("payment_intent.succeeded", Some(order_id)) => {
-            settle_paid(&mut tx, order_id, intent_id.as_deref(), source).await?
+    let outcome = match (event.kind.as_str(), order_id, hold) {
+        ("payment_intent.succeeded", Some(order_id), Some(hold)) => {
+            settle_locked(&mut tx, order_id, hold, intent_id.as_deref(), source).await?
         }
-        ("payment_intent.payment_failed", Some(order_id)) => {
+        ("payment_intent.payment_failed", Some(order_id), _) => {
             let reason = object
                 .pointer("/last_payment_error/code")
                 .and_then(|v| v.as_str())
@@ -125,7 +135,7 @@ pub async fn apply_event(
             .await?;
             Settled::Noted
         }
-        ("charge.refunded", Some(order_id)) => {
+        ("charge.refunded", Some(order_id), _) => {
             sqlx::query!(
                 r#"INSERT INTO order_events (order_id, actor, action, after)
                    VALUES ($1, $2, 'payment.refund_confirmed', $3)"#,
@@ -183,6 +193,34 @@ pub const REFUND_EVENT_CANCELLED: &str = "event_cancelled";
 pub const REFUND_CANCELLED_BEFORE_PAYMENT: &str = "cancelled_before_payment";
 pub const REFUND_ADMISSION_USED: &str = "admission_used_elsewhere";
 
+/// An order's hold, locked (`FOR UPDATE`) in the settling transaction.
+struct LockedHold {
+    id: Uuid,
+    status: HoldStatus,
+    admission_jti: String,
+}
+
+/// Locks the hold of `order_id` inside `tx`: the first lock a settlement takes (every
+/// writer locks a hold before its order; the sweeper and a release do too).
+async fn lock_hold(tx: &mut PgConnection, order_id: Uuid) -> Result<LockedHold, Error> {
+    // Which hold, without a lock; then the lock.
+    let id = sqlx::query_scalar!("SELECT hold_id FROM orders WHERE id = $1", order_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound("order"))?;
+    let hold = sqlx::query!(
+        r#"SELECT status AS "status: HoldStatus", admission_jti FROM holds WHERE id = $1 FOR UPDATE"#,
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(LockedHold {
+        id,
+        status: hold.status,
+        admission_jti: hold.admission_jti,
+    })
+}
+
 /// Moves a pending order to paid (or to an automatic refund) inside `tx`. An order
 /// cancelled unpaid (its hold ended) whose money comes anyway is settled here too: its
 /// charge is refunded — unless its hold merely lapsed, its admission has not held or
@@ -194,18 +232,19 @@ pub async fn settle_paid(
     intent_id: Option<&str>,
     source: Source,
 ) -> Result<Settled, Error> {
-    // Every writer locks a hold before its order (the sweeper and a release do), so
-    // look up which hold without a lock, then lock both in that order.
-    let hold_id = sqlx::query_scalar!("SELECT hold_id FROM orders WHERE id = $1", order_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound("order"))?;
-    let hold = sqlx::query!(
-        r#"SELECT status AS "status: HoldStatus", admission_jti FROM holds WHERE id = $1 FOR UPDATE"#,
-        hold_id
-    )
-    .fetch_one(&mut *tx)
-    .await?;
+    let hold = lock_hold(tx, order_id).await?;
+    settle_locked(tx, order_id, hold, intent_id, source).await
+}
+
+/// [`settle_paid`] with the order's hold already locked by [`lock_hold`].
+async fn settle_locked(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    hold: LockedHold,
+    intent_id: Option<&str>,
+    source: Source,
+) -> Result<Settled, Error> {
+    let hold_id = hold.id;
     let order = sqlx::query!(
         r#"SELECT o.id, o.status AS "status: OrderStatus", o.hold_id, o.tier_id, o.quantity, o.amount_cents, o.currency,
                   o.buyer_email, o.buyer_name, o.event_id, o.paid_at, e.slug,

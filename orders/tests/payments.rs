@@ -247,3 +247,69 @@ async fn webhooks_without_a_valid_signature_change_nothing() {
     assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
     app.cleanup(&["sig"]).await;
 }
+
+#[tokio::test]
+async fn two_settlements_of_one_payment_at_once_settle_it_once_without_a_deadlock() {
+    // The webhook and the reconciler (or the reconcilers of two orders replicas) may
+    // settle the same charge at the same moment, under different event ids. Both must
+    // get through: one sells, the other finds it sold. Neither may die in a deadlock.
+    let (app, sandbox, sb) = spawn_with_sandbox(sandbox::Faults::default()).await;
+    // No webhook: the test delivers both settlements itself, at once.
+    sandbox.set_faults(serde_json::from_value(json!({"webhook_drop_rate": 1.0})).unwrap());
+    app.event("race", &[("ga", 10, 1500)]).await;
+    let mut paid = Vec::new();
+    for seq in 1..=6 {
+        let c = buy(&app, "race", seq, 1).await;
+        let ok = confirm(&sb, &c.intent, "pm_card_visa", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(ok.status().is_success());
+        paid.push(c);
+    }
+    for c in &paid {
+        let event = |id: String| orders::webhooks::WebhookEvent {
+            id,
+            kind: "payment_intent.succeeded".into(),
+            data: orders::webhooks::WebhookData {
+                object: json!({"id": c.intent, "metadata": {"order_id": c.order_id}}),
+            },
+        };
+        let (webhook, reconciler) = (
+            event(format!("evt_{}", c.intent)),
+            event(format!("reconcile:{}", c.intent)),
+        );
+        let (a, b) = tokio::join!(
+            orders::settlement::apply_event(
+                &app.state.db,
+                "sandbox",
+                &webhook,
+                orders::settlement::Source::Webhook
+            ),
+            orders::settlement::apply_event(
+                &app.state.db,
+                "sandbox",
+                &reconciler,
+                orders::settlement::Source::Reconciler
+            ),
+        );
+        let outcomes = [a.unwrap(), b.unwrap()];
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| matches!(o, orders::settlement::Settled::Paid { .. }))
+                .count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert_eq!(
+            until_status(&app, c, "paid").await["tickets"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 6);
+    assert_eq!(app.tier("ga").await, (10, 6, 0));
+    app.cleanup(&["race"]).await;
+}
