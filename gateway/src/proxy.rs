@@ -43,6 +43,10 @@ pub struct Ctx {
     started: Instant,
     client: Option<IpAddr>,
     backend: Option<Backend>,
+    /// The backend of the attempt under way.
+    trying: Option<Backend>,
+    /// Backends this request could not connect to: a retry goes elsewhere if it can.
+    refused: Vec<Backend>,
     /// Failed connection attempts for this request.
     connect_failures: u8,
 }
@@ -54,6 +58,15 @@ const CONNECT_RETRIES: u8 = 2;
 pub struct Built {
     pub gateway: Gateway,
     pub health_checks: Vec<GenBackgroundService<LoadBalancer<RoundRobin>>>,
+}
+
+/// The backend for a retry after failed connects: a healthy one this request has not
+/// been refused by, else (every replica refused it, or only one exists) whatever the
+/// pool picks. Round robin alone may hand a retry the replica that just refused it
+/// until the health check (once a second) has seen it die.
+fn pick_for_retry(pool: &LoadBalancer<RoundRobin>, refused: &[Backend]) -> Option<Backend> {
+    pool.select_with(b"", 256, |b, healthy| healthy && !refused.contains(b))
+        .or_else(|| pool.select(b"", 256))
 }
 
 fn upstream_pool(
@@ -223,6 +236,8 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             client: None,
             backend: None,
+            trying: None,
+            refused: Vec::new(),
             connect_failures: 0,
         }
     }
@@ -282,17 +297,18 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> pingora::Result<Box<HttpPeer>> {
         // The first attempt uses the backend chosen in `request_filter`; a retry after a
-        // failed connect picks again (possibly another replica).
+        // failed connect picks again, another replica than the ones that refused.
         let backend = match ctx.backend.take() {
             Some(b) => Some(b),
             None => ctx
                 .route
                 .upstream()
-                .and_then(|u| self.pool(u).select(b"", 256)),
+                .and_then(|u| pick_for_retry(self.pool(u), &ctx.refused)),
         }
         .ok_or_else(|| {
             pingora::Error::explain(pingora::ErrorType::InternalError, "no upstream selected")
         })?;
+        ctx.trying = Some(backend.clone());
         let mut peer = HttpPeer::new(backend, false, String::new());
         peer.options.connection_timeout = Some(Duration::from_secs(2));
         peer.options.read_timeout = Some(Duration::from_secs(30));
@@ -307,6 +323,9 @@ impl ProxyHttp for Gateway {
         mut e: Box<pingora::Error>,
     ) -> Box<pingora::Error> {
         ctx.connect_failures += 1;
+        if let Some(b) = ctx.trying.take() {
+            ctx.refused.push(b);
+        }
         if ctx.connect_failures <= CONNECT_RETRIES {
             e.set_retry(true);
         }
@@ -357,6 +376,40 @@ fn status_class(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn pool(addrs: &[&str]) -> LoadBalancer<RoundRobin> {
+        // No health check has run: every backend counts as healthy, as in the second
+        // before the check sees a replica die.
+        LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn a_retry_goes_to_a_replica_that_has_not_refused_the_request() {
+        let lb = pool(&["127.0.0.1:1", "127.0.0.1:2"]);
+        let dead = lb.select(b"", 256).unwrap();
+        for _ in 0..20 {
+            // Other requests move the round robin on meanwhile; the retry never lands
+            // on the replica that refused it.
+            lb.select(b"", 256);
+            let again = pick_for_retry(&lb, std::slice::from_ref(&dead)).unwrap();
+            assert_ne!(again, dead);
+        }
+    }
+
+    #[test]
+    fn with_every_replica_refused_a_retry_still_gets_one() {
+        let single = pool(&["127.0.0.1:1"]);
+        let only = single.select(b"", 256).unwrap();
+        assert_eq!(
+            pick_for_retry(&single, std::slice::from_ref(&only)),
+            Some(only)
+        );
+        let two = pool(&["127.0.0.1:1", "127.0.0.1:2"]);
+        let both: Vec<Backend> = two.backends().get_backend().iter().cloned().collect();
+        assert!(pick_for_retry(&two, &both).is_some());
+    }
+
     /// The document served at /openapi.json is OpenAPI and covers every path of the
     /// public contract (API.md), so outside clients and schemathesis see all of it.
     #[test]

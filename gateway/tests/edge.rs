@@ -436,3 +436,57 @@ async fn an_old_place_beyond_the_restored_counter_is_never_handed_out_again() {
     assert_eq!(newcomer["position"], 4, "{newcomer}");
     s.cleanup().await;
 }
+
+/// An upstream on a runtime of its own, so that the test can kill it outright: stopping
+/// the runtime closes its listener and every connection, as a SIGKILL would.
+fn killable_upstream(reply: &'static str) -> (String, impl FnOnce()) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(move || async move { reply });
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            let _ = stopped.await;
+        });
+    });
+    (addr, move || {
+        stop.send(()).unwrap();
+        thread.join().unwrap();
+    })
+}
+
+#[tokio::test]
+async fn a_request_refused_by_a_dead_replica_is_retried_on_the_other_one() {
+    // Two orders replicas; one dies before the gateway's health check (once a second)
+    // can notice. Every request the dead one refuses must be answered by the other,
+    // however the round robin turns meanwhile: none may end in a 502.
+    let (dying, kill) = killable_upstream("dying");
+    let living = upstream().await;
+    let orders = format!("{dying},{living}");
+    let s = start(
+        AdmissionSettings {
+            mode: Mode::Off,
+            ..on(0)
+        },
+        &[("FLOODGATE_UPSTREAM_ORDERS", &orders)],
+    )
+    .await;
+    kill();
+    let c = client();
+    let answers = futures::future::join_all(
+        (0..64).map(|_| async { c.get(s.url("/e/gig")).send().await.unwrap() }),
+    )
+    .await;
+    for r in answers {
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "upstream saw /e/gig");
+    }
+    s.cleanup().await;
+}
