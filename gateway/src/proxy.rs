@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::ErrorType;
+use pingora::http::{Method, RequestHeader, ResponseHeader};
 use pingora::lb::{Backend, LoadBalancer, health_check, selection::RoundRobin};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
@@ -49,10 +50,16 @@ pub struct Ctx {
     refused: Vec<Backend>,
     /// Failed connection attempts for this request.
     connect_failures: u8,
+    /// Times this request was sent again after a replica dropped it unanswered.
+    replays: u8,
 }
 
 /// A connection that never opened carried no request: it is safe to try again.
 const CONNECT_RETRIES: u8 = 2;
+
+/// A GET or HEAD whose replica closed or reset the connection before answering (a crash,
+/// a restart) is sent once more, to another replica: reading twice changes nothing.
+const REPLAYS: u8 = 1;
 
 /// The gateway plus the background services (upstream health checks) it depends on.
 pub struct Built {
@@ -239,6 +246,7 @@ impl ProxyHttp for Gateway {
             trying: None,
             refused: Vec::new(),
             connect_failures: 0,
+            replays: 0,
         }
     }
 
@@ -328,6 +336,40 @@ impl ProxyHttp for Gateway {
         }
         if ctx.connect_failures <= CONNECT_RETRIES {
             e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<pingora::Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let method = &session.req_header().method;
+        if !method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else if (*method == Method::GET || *method == Method::HEAD)
+            && matches!(
+                e.etype,
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+            && session.response_written().is_none()
+            && ctx.replays < REPLAYS
+        {
+            // The replica went away under a read it had not begun to answer: another
+            // one answers it (Pingora alone retries only on a reused connection).
+            ctx.replays += 1;
+            if let Some(b) = ctx.trying.take() {
+                ctx.refused.push(b);
+            }
+            e.set_retry(true);
+        } else {
+            // Pingora's own rule: a failure on a reused connection may be retried.
+            e.retry.decide_reuse(client_reused);
         }
         e
     }

@@ -490,3 +490,57 @@ async fn a_request_refused_by_a_dead_replica_is_retried_on_the_other_one() {
     }
     s.cleanup().await;
 }
+
+/// An upstream that takes each request and hangs up without a word, as a replica does
+/// when it dies under the requests it was given. Its port still accepts, so the health
+/// check keeps it in the pool.
+async fn swallowing_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_read_dropped_unanswered_by_one_replica_is_answered_by_the_other() {
+    let swallowing = swallowing_upstream().await;
+    let living = upstream().await;
+    let orders = format!("{swallowing},{living}");
+    let s = start(
+        AdmissionSettings {
+            mode: Mode::Off,
+            ..on(0)
+        },
+        &[("FLOODGATE_UPSTREAM_ORDERS", &orders)],
+    )
+    .await;
+    let c = client();
+    let answers = futures::future::join_all(
+        (0..32).map(|_| async { c.get(s.url("/e/gig")).send().await.unwrap() }),
+    )
+    .await;
+    for r in answers {
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "upstream saw /e/gig");
+    }
+    // A write is not sent twice: the replica may have acted on it before it died.
+    let mut failed = 0;
+    for _ in 0..8 {
+        let r = c.post(s.url("/api/events/gig/holds")).send().await.unwrap();
+        if r.status() == StatusCode::BAD_GATEWAY {
+            failed += 1;
+        } else {
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    }
+    assert!(failed > 0, "no write met the swallowing replica");
+    s.cleanup().await;
+}
