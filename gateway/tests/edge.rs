@@ -479,7 +479,7 @@ async fn a_request_refused_by_a_dead_replica_is_retried_on_the_other_one() {
     )
     .await;
     kill();
-    let c = client();
+    let c = support::client();
     let answers = futures::future::join_all(
         (0..64).map(|_| async { c.get(s.url("/e/gig")).send().await.unwrap() }),
     )
@@ -522,7 +522,7 @@ async fn a_read_dropped_unanswered_by_one_replica_is_answered_by_the_other() {
         &[("FLOODGATE_UPSTREAM_ORDERS", &orders)],
     )
     .await;
-    let c = client();
+    let c = support::client();
     let answers = futures::future::join_all(
         (0..32).map(|_| async { c.get(s.url("/e/gig")).send().await.unwrap() }),
     )

@@ -260,9 +260,7 @@ async fn two_settlements_of_one_payment_at_once_settle_it_once_without_a_deadloc
     let mut paid = Vec::new();
     for seq in 1..=6 {
         let c = buy(&app, "race", seq, 1).await;
-        let ok = confirm(&sb, &c.intent, "pm_card_visa", Duration::from_secs(10))
-            .await
-            .unwrap();
+        let ok = confirm(&sb, &c, "pm_card_visa").await;
         assert!(ok.status().is_success());
         paid.push(c);
     }
