@@ -5,7 +5,7 @@
 #![no_main]
 
 use console::admission::AdmissionChange;
-use console::pages::{CsrfForm, LoginForm};
+use console::pages::LoginForm;
 use console::support::{CancelBody, EmailBody, RefundBody, RescheduleBody, TransferBody};
 use libfuzzer_sys::fuzz_target;
 use orders::buyers::{BuyerName, Email};
@@ -71,7 +71,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = BuyerName::parse(&b.name);
     }
     let _ = serde_urlencoded::from_bytes::<LoginForm>(data);
-    let _ = serde_urlencoded::from_bytes::<CsrfForm>(data);
     // The fix forms are read as name → value pairs, then field by field.
     let _ = serde_urlencoded::from_bytes::<std::collections::HashMap<String, String>>(data);
 });
