@@ -12,14 +12,20 @@
 //! them to their event's lane, which sends its batches one after another; Redis
 //! numbers each batch consecutively in that order, so no joiner overtakes an earlier
 //! one at the edge. Events do not wait for each other (one lane each).
+//!
+//! The per-client join limit is charged in the same call (`Waitroom::join_many_limited`),
+//! in the event's shard: every gateway counts the same joins, so two gateways behind a
+//! round-robin balancer do not give a script twice the places, and it costs no round
+//! trip of its own.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use waitroom::EventSlug;
-use waitroom::queue::{JOIN_BATCH_MAX, Joined, Waitroom};
+use waitroom::queue::{JOIN_BATCH_MAX, JoinLimit, Joined, Waitroom};
 
 use crate::EdgeError;
 
@@ -28,6 +34,8 @@ type Reply = oneshot::Sender<Result<Joined, waitroom::Error>>;
 struct Arrival {
     event: EventSlug,
     visitor: String,
+    /// The client's limit bucket; `None` for one never limited.
+    client: Option<String>,
     reply: Reply,
 }
 
@@ -45,19 +53,33 @@ const BACKLOG: usize = 16 * JOIN_BATCH_MAX;
 impl Arrivals {
     /// Starts the batching task on the current Tokio runtime, which should be the
     /// one the Redis client's connection lives on (the gateway's I/O runtime).
-    pub fn start(room: Waitroom) -> Self {
+    /// `per_client_per_min` is the shared join limit (`None`: joins are not limited
+    /// per client here).
+    pub fn start(room: Waitroom, per_client_per_min: Option<NonZeroU32>) -> Self {
         let (tx, rx) = mpsc::channel(BACKLOG);
         let batch_sizes = crate::telemetry::join_batch_histogram();
-        tokio::spawn(batch_joins(room, rx, batch_sizes.clone()));
+        let lanes = Lanes {
+            room,
+            sizes: batch_sizes.clone(),
+            per_client_per_min,
+        };
+        tokio::spawn(batch_joins(lanes, rx));
         Self { tx, batch_sizes }
     }
 
-    /// Takes a place for `visitor`, batched with whoever else arrives meanwhile.
-    pub async fn join(&self, event: &EventSlug, visitor: String) -> Result<Joined, EdgeError> {
+    /// Takes a place for `visitor`, batched with whoever else arrives meanwhile;
+    /// `client` is the limit bucket it is charged to (`None`: never limited).
+    pub async fn join(
+        &self,
+        event: &EventSlug,
+        visitor: String,
+        client: Option<String>,
+    ) -> Result<Joined, EdgeError> {
         let (reply, answer) = oneshot::channel();
         let arrival = Arrival {
             event: event.clone(),
             visitor,
+            client,
             reply,
         };
         self.tx.try_send(arrival).map_err(|e| {
@@ -83,12 +105,12 @@ const LANE_IDLE: Duration = Duration::from_secs(60);
 /// own lane (a task and a channel), so its batches go to Redis one after another —
 /// no joiner overtakes an earlier one — while events on other shards go on at their
 /// own pace: a slow or failed shard holds up only the events it stores.
-async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>, sizes: Histogram) {
+async fn batch_joins(how: Lanes, mut rx: mpsc::Receiver<Arrival>) {
     let mut lanes: HashMap<EventSlug, mpsc::Sender<Arrival>> = HashMap::new();
     while let Some(arrival) = rx.recv().await {
         let lane = lanes
             .entry(arrival.event.clone())
-            .or_insert_with(|| open_lane(room.clone(), sizes.clone()));
+            .or_insert_with(|| open_lane(how.clone()));
         let arrival = match lane.try_send(arrival) {
             Ok(()) => continue,
             Err(mpsc::error::TrySendError::Full(a)) => {
@@ -100,7 +122,7 @@ async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>, sizes: His
             // The lane ended after being idle: start it again.
             Err(mpsc::error::TrySendError::Closed(a)) => a,
         };
-        let fresh = open_lane(room.clone(), sizes.clone());
+        let fresh = open_lane(how.clone());
         let event = arrival.event.clone();
         let _ = fresh.try_send(arrival);
         lanes.insert(event, fresh);
@@ -108,8 +130,21 @@ async fn batch_joins(room: Waitroom, mut rx: mpsc::Receiver<Arrival>, sizes: His
     }
 }
 
+/// What every lane is started with.
+#[derive(Clone)]
+struct Lanes {
+    room: Waitroom,
+    sizes: Histogram,
+    per_client_per_min: Option<NonZeroU32>,
+}
+
 /// One event's lane: batches of its arrivals, one Redis call each, in order.
-fn open_lane(room: Waitroom, sizes: Histogram) -> mpsc::Sender<Arrival> {
+fn open_lane(how: Lanes) -> mpsc::Sender<Arrival> {
+    let Lanes {
+        room,
+        sizes,
+        per_client_per_min,
+    } = how;
     let (tx, mut rx) = mpsc::channel::<Arrival>(BACKLOG);
     tokio::spawn(async move {
         let mut taken = Vec::with_capacity(JOIN_BATCH_MAX);
@@ -119,10 +154,21 @@ fn open_lane(room: Waitroom, sizes: Histogram) -> mpsc::Sender<Arrival> {
                 Ok(_) => {}
             }
             let event = taken[0].event.clone();
-            let (visitors, replies): (Vec<String>, Vec<Reply>) =
-                taken.drain(..).map(|a| (a.visitor, a.reply)).unzip();
+            let mut visitors = Vec::with_capacity(taken.len());
+            let mut clients = Vec::with_capacity(taken.len());
+            let mut replies = Vec::with_capacity(taken.len());
+            for a in taken.drain(..) {
+                visitors.push(a.visitor);
+                clients.push(a.client);
+                replies.push(a.reply);
+            }
             sizes.observe(visitors.len() as f64);
-            let joined = tokio::time::timeout(JOIN_TIMEOUT, room.join_many(&event, visitors))
+            let limit = per_client_per_min.map(|per_minute| JoinLimit {
+                per_minute,
+                clients,
+            });
+            let batch = room.join_many_limited(&event, visitors, limit);
+            let joined = tokio::time::timeout(JOIN_TIMEOUT, batch)
                 .await
                 .unwrap_or_else(|_| Err(waitroom::Error::Protocol("the join timed out".into())));
             match joined {

@@ -7,6 +7,12 @@
 //! last header, the one our proxy added, is read first; a client's own header in
 //! front of it never counts.
 //!
+//! Each limit is kept in the gateway's memory, so with several gateways behind a
+//! round-robin balancer a client gets it once per gateway. That is right for what
+//! these protect — each gateway's own work — except for taking places in line: the
+//! join limit is also charged in Redis, in the event's shard, as part of the join
+//! itself (`crate::arrivals`), so that one holds whatever the number of gateways.
+//!
 //! A client is limited under its bucket: an IPv4 address, or the IPv6 network of the
 //! configured prefix (a /64 by default) its address is in. An ISP hands one customer
 //! a /64 or more, so keying on the whole IPv6 address would give one client 2^64
@@ -90,6 +96,12 @@ impl Limits {
             return Ok(());
         }
         limiter.check(bucket(ip, self.ipv6_bucket_prefix))
+    }
+
+    /// The bucket a limit shared by every gateway (the join limit, counted in Redis)
+    /// charges `ip` to; `None` for an allow-listed client.
+    pub fn shared_bucket(&self, ip: IpAddr) -> Option<String> {
+        (!self.allowed(ip)).then(|| bucket(ip, self.ipv6_bucket_prefix).to_string())
     }
 
     pub fn forget_idle(&self) {

@@ -251,7 +251,11 @@ impl Waiting {
     ) -> Result<Result<(QueueClaims, String), Mode>, EdgeError> {
         self.limits.check(&self.limits.join, client)?;
         let visitor = uuid::Uuid::new_v4().simple().to_string();
-        let (seq, pq) = match self.arrivals.join(event, visitor.clone()).await {
+        let shared = self.limits.shared_bucket(client);
+        let (seq, pq) = match self.arrivals.join(event, visitor.clone(), shared).await {
+            Ok(Joined::Limited { retry_after_secs }) => {
+                return Err(EdgeError::RateLimited { retry_after_secs });
+            }
             Ok(Joined::Queued { seq }) => (Some(seq), None),
             Ok(Joined::Prequeued { index }) => (None, Some(index)),
             Ok(Joined::NotQueued(mode)) => return Ok(Err(mode)),

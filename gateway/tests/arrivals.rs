@@ -37,7 +37,7 @@ async fn a_crowd_of_joins_on_two_events_gets_distinct_consecutive_places() {
     let b = EventSlug::parse("gig-b").unwrap();
     room.apply_settings(&a, &settings(Mode::On)).await.unwrap();
     room.apply_settings(&b, &settings(Mode::On)).await.unwrap();
-    let arrivals = std::sync::Arc::new(Arrivals::start(room.clone()));
+    let arrivals = std::sync::Arc::new(Arrivals::start(room.clone(), None));
 
     // More joiners than one batch holds, the two events interleaved.
     let mut tasks = JoinSet::new();
@@ -45,7 +45,7 @@ async fn a_crowd_of_joins_on_two_events_gets_distinct_consecutive_places() {
         let arrivals = arrivals.clone();
         let event = if i % 3 == 0 { b.clone() } else { a.clone() };
         tasks.spawn(async move {
-            let j = arrivals.join(&event, format!("v{i}")).await.unwrap();
+            let j = arrivals.join(&event, format!("v{i}"), None).await.unwrap();
             (event, seq(j))
         });
     }
@@ -71,7 +71,7 @@ async fn a_crowd_of_joins_on_two_events_gets_distinct_consecutive_places() {
     // One after another, each joiner is placed behind the one before.
     let mut last = 800;
     for i in 0..20 {
-        let s = seq(arrivals.join(&a, format!("late{i}")).await.unwrap());
+        let s = seq(arrivals.join(&a, format!("late{i}"), None).await.unwrap());
         assert_eq!(s, last + 1);
         last = s;
     }
@@ -87,7 +87,7 @@ async fn every_joiner_in_a_batch_gets_the_queues_answer() {
         .await
         .unwrap();
     let unknown = EventSlug::parse("no-such-gig").unwrap();
-    let arrivals = std::sync::Arc::new(Arrivals::start(room.clone()));
+    let arrivals = std::sync::Arc::new(Arrivals::start(room.clone(), None));
 
     let mut tasks = JoinSet::new();
     for i in 0..100 {
@@ -95,9 +95,12 @@ async fn every_joiner_in_a_batch_gets_the_queues_answer() {
         let (closed, unknown) = (closed.clone(), unknown.clone());
         tasks.spawn(async move {
             if i % 2 == 0 {
-                Ok(arrivals.join(&closed, format!("v{i}")).await.unwrap())
+                Ok(arrivals.join(&closed, format!("v{i}"), None).await.unwrap())
             } else {
-                Err(arrivals.join(&unknown, format!("v{i}")).await.unwrap_err())
+                Err(arrivals
+                    .join(&unknown, format!("v{i}"), None)
+                    .await
+                    .unwrap_err())
             }
         });
     }
@@ -109,4 +112,61 @@ async fn every_joiner_in_a_batch_gets_the_queues_answer() {
     }
     assert_eq!(room.snapshot(&closed).await.unwrap().tail, 0);
     room.purge(&closed).await.unwrap();
+}
+
+/// The join limit is counted in the event's shard, so two gateways (two batchers on
+/// one Redis) behind a round-robin balancer give one client the limit once, not
+/// twice (issue 17); other clients and allow-listed ones are not touched, and the
+/// places handed out stay consecutive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_charge_one_join_limit_per_client() {
+    let room = room().await;
+    let event = EventSlug::parse("limited-gig").unwrap();
+    room.apply_settings(&event, &settings(Mode::On))
+        .await
+        .unwrap();
+    let per_min = std::num::NonZeroU32::new(10);
+    let gateways = [
+        std::sync::Arc::new(Arrivals::start(room.clone(), per_min)),
+        std::sync::Arc::new(Arrivals::start(room.clone(), per_min)),
+    ];
+
+    let mut tasks = JoinSet::new();
+    for i in 0..100usize {
+        let gateway = gateways[i % 2].clone();
+        let event = event.clone();
+        let client = match i % 5 {
+            0..=2 => Some("198.51.100.7".to_owned()),
+            3 => Some("203.0.113.9".to_owned()),
+            _ => None,
+        };
+        tasks.spawn(async move {
+            let who = client.clone().unwrap_or_default();
+            (
+                who,
+                gateway.join(&event, format!("v{i}"), client).await.unwrap(),
+            )
+        });
+    }
+    let mut seated: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seqs = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            (who, Joined::Queued { seq }) => {
+                *seated.entry(who).or_default() += 1;
+                seqs.push(seq);
+            }
+            (_, Joined::Limited { retry_after_secs }) => {
+                assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}");
+            }
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seated["198.51.100.7"], 10, "{seated:?}");
+    assert_eq!(seated["203.0.113.9"], 10, "{seated:?}");
+    assert_eq!(seated[""], 20, "{seated:?}");
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+    assert_eq!(room.snapshot(&event).await.unwrap().tail, 40);
+    room.purge(&event).await.unwrap();
 }

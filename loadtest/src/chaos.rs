@@ -7,6 +7,12 @@
 //! buyer, nobody admitted out of turn, every buyer finished); errors are forgiven
 //! only while the fault is on and shortly after.
 //!
+//! On the cluster topology (`--cluster`, `infra/chaos run --cluster`) the matrix is
+//! the distributed engines' faults instead: the Redis primary of the on-sale's event
+//! killed or hung (its replica takes over), the JetStream stream's leader killed, the
+//! Postgres primary killed and the synchronous standby promoted, and one of each
+//! doubled service killed at once.
+//!
 //! Processes and services are driven through a control program (`infra/chaos`),
 //! which knows how the stack and the private Redis/NATS/PostgreSQL were started; this
 //! module only decides when, measures, and judges. Results: one report per fault
@@ -33,6 +39,13 @@ pub struct Args {
     /// The shorter matrix CI runs (used when --faults is not given).
     #[arg(long)]
     pub short: bool,
+    /// The cluster topology's matrix (`infra/cluster`; used when --faults is not
+    /// given).
+    #[arg(long)]
+    pub cluster: bool,
+    /// Seconds a hung (SIGSTOPped) node stays stopped.
+    #[arg(long, default_value_t = 4.0)]
+    pub hang: f64,
     /// Print the faults and exit.
     #[arg(long)]
     pub list: bool,
@@ -62,7 +75,46 @@ enum Fault {
     /// The whole run: 10 % of confirms time out after taking effect, every webhook
     /// is delivered twice and out of order.
     ProviderFaults,
+    /// Cluster: SIGKILL the Redis primary serving the event's slot; its replica is
+    /// promoted; the node is started again after `--down` s and rejoins as a replica.
+    RedisPrimaryKilled,
+    /// Cluster: SIGSTOP that primary for `--hang` s (the port accepts, nothing
+    /// answers; the replica is promoted), then SIGCONT.
+    RedisPrimaryHung,
+    /// Cluster: SIGKILL the leader of the JetStream stream; started after `--down` s.
+    NatsLeaderKilled,
+    /// Cluster: SIGKILL the Postgres primary, promote the synchronous standby
+    /// (pgbouncer repointed), then rebuild the old primary as the new standby.
+    PostgresFailover,
+    /// Cluster: SIGKILL one of each doubled service at once (`DOUBLED`), start them
+    /// again after `--down` s.
+    OneOfEachKilled,
 }
+
+/// The services `infra/cluster` runs two of; `OneOfEachKilled` strikes the first.
+const DOUBLED: [&str; 5] = [
+    "gateway-1",
+    "admitter-1",
+    "orders-1",
+    "relay-1",
+    "fulfilment-1",
+];
+
+/// The cluster topology's matrix.
+const CLUSTER: [Fault; 5] = [
+    Fault::RedisPrimaryKilled,
+    Fault::RedisPrimaryHung,
+    Fault::NatsLeaderKilled,
+    Fault::PostgresFailover,
+    Fault::OneOfEachKilled,
+];
+
+/// The cluster's short matrix: a node of each engine lost.
+const CLUSTER_SHORT: [Fault; 3] = [
+    Fault::RedisPrimaryKilled,
+    Fault::NatsLeaderKilled,
+    Fault::PostgresFailover,
+];
 
 const ALL: [Fault; 12] = [
     Fault::Kill("gateway"),
@@ -98,6 +150,11 @@ impl Fault {
             Fault::Restart(s) => format!("restart-{s}"),
             Fault::SmtpRefuses => "smtp-refuses".into(),
             Fault::ProviderFaults => "provider-faults".into(),
+            Fault::RedisPrimaryKilled => "kill-redis-primary".into(),
+            Fault::RedisPrimaryHung => "stop-redis-primary".into(),
+            Fault::NatsLeaderKilled => "kill-nats-leader".into(),
+            Fault::PostgresFailover => "failover-postgres".into(),
+            Fault::OneOfEachKilled => "kill-one-of-each".into(),
         }
     }
 
@@ -116,17 +173,37 @@ impl Fault {
                 "sandbox: 10 % confirm timeouts, duplicate and out-of-order webhooks, whole run"
                     .into()
             }
+            Fault::RedisPrimaryKilled => format!(
+                "`kill -9` the event's Redis primary (replica promoted), back as a replica after {} s",
+                a.down
+            ),
+            Fault::RedisPrimaryHung => format!(
+                "SIGSTOP the event's Redis primary for {} s (replica promoted), then SIGCONT",
+                a.hang
+            ),
+            Fault::NatsLeaderKilled => format!(
+                "`kill -9` the JetStream stream's leader, started again after {} s",
+                a.down
+            ),
+            Fault::PostgresFailover => {
+                "`kill -9` the Postgres primary, sync standby promoted, old primary rebuilt as standby"
+                    .into()
+            }
+            Fault::OneOfEachKilled => format!(
+                "`kill -9` {} at once, started again after {} s",
+                DOUBLED.join(", "),
+                a.down
+            ),
         }
     }
 
     fn parse(s: &str) -> anyhow::Result<Self> {
         ALL.into_iter()
+            .chain(CLUSTER)
             .find(|f| f.name() == s.trim())
             .with_context(|| {
-                format!(
-                    "unknown fault {s:?}; one of: {}",
-                    ALL.map(|f| f.name()).join(", ")
-                )
+                let names: Vec<String> = ALL.into_iter().chain(CLUSTER).map(Fault::name).collect();
+                format!("unknown fault {s:?}; one of: {}", names.join(", "))
             })
     }
 }
@@ -152,7 +229,7 @@ struct Row {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.list {
-        for f in ALL {
+        for f in ALL.into_iter().chain(CLUSTER) {
             println!("{:18} {}", f.name(), f.describe(&args));
         }
         return Ok(());
@@ -162,16 +239,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|f| Fault::parse(f))
             .collect::<anyhow::Result<_>>()?
-    } else if args.short {
-        SHORT.to_vec()
     } else {
-        ALL.to_vec()
+        match (args.cluster, args.short) {
+            (true, true) => CLUSTER_SHORT.to_vec(),
+            (true, false) => CLUSTER.to_vec(),
+            (false, true) => SHORT.to_vec(),
+            (false, false) => ALL.to_vec(),
+        }
     };
     // A matrix of no faults would print a table of nothing and pass.
     ensure!(!faults.is_empty(), "no fault to inject");
     ensure!(
-        args.at >= 0.0 && args.down >= 0.0,
-        "--at and --down are seconds"
+        args.at >= 0.0 && args.down >= 0.0 && args.hang >= 0.0,
+        "--at, --down and --hang are seconds"
     );
     let ctl = Ctl(args.ctl.clone());
     ctl.healthy(Duration::from_secs(30))
@@ -328,6 +408,11 @@ struct Ctl(PathBuf);
 
 impl Ctl {
     async fn call(&self, args: &[&str]) -> anyhow::Result<()> {
+        self.output(args).await.map(drop)
+    }
+
+    /// Runs the control program; its standard output, trimmed.
+    async fn output(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = tokio::process::Command::new(&self.0)
             .args(args)
             .output()
@@ -341,7 +426,37 @@ impl Ctl {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Polls `which` until another node than `was` holds `what`, for at most
+    /// `within`: that node and the seconds it took.
+    async fn moved_from(
+        &self,
+        what: &[&str],
+        was: &str,
+        within: Duration,
+    ) -> Option<(String, f64)> {
+        let since = Instant::now();
+        while since.elapsed() < within {
+            if let Ok(node) = self.which(what).await
+                && node != was
+            {
+                return Some((node, since.elapsed().as_secs_f64()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// The node that holds `what` now (`which redis-primary KEY`, ...).
+    async fn which(&self, what: &[&str]) -> anyhow::Result<String> {
+        let mut args = vec!["which"];
+        args.extend_from_slice(what);
+        let node = self.output(&args).await?;
+        let node = node.lines().last().unwrap_or_default().trim().to_owned();
+        ensure!(!node.is_empty(), "`which {}` named no node", what.join(" "));
+        Ok(node)
     }
 
     /// Waits until every process answers its health check.
@@ -368,6 +483,7 @@ fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
     let at = Duration::from_secs_f64(args.at);
     let down = Duration::from_secs_f64(args.down);
     let refuse = Duration::from_secs(args.smtp_refuse);
+    let hang = Duration::from_secs_f64(args.hang);
     Box::new(move |d: DisruptionCtx| {
         Box::pin(async move {
             if fault == Fault::ProviderFaults {
@@ -407,6 +523,72 @@ fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
                     "confirmations queued and retried".into()
                 }
                 Fault::ProviderFaults => unreachable!("handled above"),
+                Fault::RedisPrimaryKilled | Fault::RedisPrimaryHung => {
+                    // The event's keys all carry `{slug}`: its slot is that tag's.
+                    let tag = format!("{{{}}}", d.slug);
+                    let node = ctl.which(&["redis-primary", &tag]).await?;
+                    let (off, on, pause) = if fault == Fault::RedisPrimaryKilled {
+                        ("kill", "start", down)
+                    } else {
+                        ("stop", "cont", hang)
+                    };
+                    ctl.call(&[off, &node]).await?;
+                    let struck = Instant::now();
+                    let took_over = ctl.moved_from(&["redis-primary", &tag], &node, pause).await;
+                    tokio::time::sleep(pause.saturating_sub(struck.elapsed())).await;
+                    ctl.call(&[on, &node]).await?;
+                    format!(
+                        "{node} {}; {}",
+                        if off == "kill" { "killed" } else { "stopped" },
+                        match took_over {
+                            Some((by, secs)) =>
+                                format!("{by} primary for the slot after {secs:.1} s"),
+                            None => format!(
+                                "no other primary for the slot within {:.0} s",
+                                pause.as_secs_f64()
+                            ),
+                        }
+                    )
+                }
+                Fault::NatsLeaderKilled => {
+                    let node = ctl.which(&["nats-leader"]).await?;
+                    ctl.call(&["kill", &node]).await?;
+                    let struck = Instant::now();
+                    let took_over = ctl.moved_from(&["nats-leader"], &node, down).await;
+                    tokio::time::sleep(down.saturating_sub(struck.elapsed())).await;
+                    ctl.call(&["start", &node]).await?;
+                    match took_over {
+                        Some((by, secs)) => {
+                            format!("leader {node} killed; {by} led after {secs:.1} s")
+                        }
+                        None => format!(
+                            "leader {node} killed; no new leader within {:.0} s",
+                            down.as_secs_f64()
+                        ),
+                    }
+                }
+                Fault::PostgresFailover => {
+                    let node = ctl.which(&["pg-primary"]).await?;
+                    ctl.call(&["kill", &node]).await?;
+                    let promoting = Instant::now();
+                    ctl.call(&["promote"]).await?;
+                    let promoted = promoting.elapsed().as_secs_f64();
+                    let primary = ctl.which(&["pg-primary"]).await?;
+                    ctl.call(&["rebuild-standby", &node]).await?;
+                    format!(
+                        "{node} killed; {primary} promoted in {promoted:.1} s; {node} rebuilt as standby"
+                    )
+                }
+                Fault::OneOfEachKilled => {
+                    for name in DOUBLED {
+                        ctl.call(&["kill", name]).await?;
+                    }
+                    tokio::time::sleep(down).await;
+                    for name in DOUBLED {
+                        ctl.call(&["start", name]).await?;
+                    }
+                    String::new()
+                }
             };
             ctl.healthy(Duration::from_secs(120)).await?;
             Ok(Disrupted {
@@ -513,5 +695,12 @@ mod tests {
         }
         assert!(Fault::parse("kill-everything").is_err());
         assert!(SHORT.iter().all(|f| ALL.contains(f)));
+        let cluster: std::collections::BTreeSet<String> = CLUSTER.map(|f| f.name()).into();
+        assert_eq!(cluster.len(), CLUSTER.len());
+        assert!(cluster.is_disjoint(&names));
+        for f in CLUSTER {
+            assert_eq!(Fault::parse(&f.name()).unwrap(), f);
+        }
+        assert!(CLUSTER_SHORT.iter().all(|f| CLUSTER.contains(f)));
     }
 }

@@ -223,7 +223,7 @@ async fn write_batches(db: PgPool, turn: Turn, take_turns: bool, policy: Policy)
 /// A lone hold that still fails on the unique index is a second hold for one admission.
 fn map_single_failure(e: sqlx::Error) -> Error {
     match &e {
-        sqlx::Error::Database(d) if d.constraint() == Some("holds_one_active_per_admission") => {
+        sqlx::Error::Database(d) if d.constraint() == Some("holds_one_live_per_admission") => {
             Error::HoldExists
         }
         sqlx::Error::Database(d) if d.constraint() == Some("tiers_no_oversell") => Error::SoldOut,

@@ -998,6 +998,49 @@ async fn one_admission_has_one_live_order_in_the_database() {
     app.cleanup(&["gig"]).await;
 }
 
+/// A hold of an admission whose other hold is being converted (paid, in another
+/// replica's transaction) waits for that transaction, and is then refused as a spent
+/// admission (issue 17). With only "one *active* hold" unique, the waiting insert found
+/// the active row gone when the conversion committed, its snapshot had not seen the
+/// conversion, and it held: a second purchase for one place.
+#[tokio::test]
+async fn a_hold_racing_the_conversion_of_its_admissions_hold_is_refused() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let token = app.admission("gig", 1);
+    let first = hold_id_of(app.hold("gig", &token, "ga", 1).await).await;
+
+    let mut converting = app.db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE holds SET status = 'converted', closed_at = now() WHERE id = $1::uuid")
+        .bind(&first)
+        .execute(&mut *converting)
+        .await
+        .unwrap();
+    let (second, ()) = tokio::join!(app.hold("gig", &token, "ga", 1), async {
+        someone_waits_for_a_lock(&app).await;
+        converting.commit().await.unwrap();
+    });
+    assert_error(
+        second,
+        StatusCode::UNAUTHORIZED,
+        "admission_used",
+        "held while its admission's hold was converted",
+    )
+    .await;
+    app.assert_count("SELECT count(*) FROM holds WHERE status = 'active'", 0)
+        .await;
+    let both = "INSERT INTO holds (id, event_id, tier_id, quantity, admission_jti, buyer_email, \
+                buyer_name, status, expires_at) \
+                SELECT gen_random_uuid(), event_id, tier_id, 1, admission_jti, buyer_email, \
+                buyer_name, 'active', now() + interval '1 minute' FROM holds";
+    let refused = sqlx::query(both).execute(&app.db.pool).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("holds_one_live_per_admission"),
+        "{refused}"
+    );
+    app.cleanup(&["gig"]).await;
+}
+
 /// With the queue off nobody is admitted one at a time, so the cap per buyer is what
 /// keeps one e-mail from holding the house (issue 15.4): past it, a clear 409.
 #[tokio::test]

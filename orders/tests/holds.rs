@@ -141,6 +141,79 @@ async fn one_admission_holds_once_even_when_it_races_itself() {
     app.cleanup(&["once"]).await;
 }
 
+/// Two orders replicas, each with its own hold writer per tier, on one database: the
+/// seats and the one-hold-per-admission rule are kept by the database (the tier row
+/// lock, `tiers_no_oversell`, `holds_one_live_per_admission`), not by one writer
+/// being the only one (issue 17).
+#[tokio::test]
+async fn two_replicas_writing_holds_keep_every_invariant() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    let replica = app.replica().await;
+    app.event("pair", &[("a", 1100, 2500), ("b", 1100, 2500)])
+        .await;
+    app.exec("UPDATE tiers SET sold = 1000").await;
+    let bases = [app.base.clone(), replica.base.clone()];
+
+    // One admission sent 20 times at once, to both replicas and both tiers; then 800
+    // buyers for the 199 seats left, spread the same way.
+    let twice = app.admission("pair", 9999);
+    let send = |i: u64, token: String, email: String| {
+        let tier = if i.is_multiple_of(2) { "a" } else { "b" };
+        let base = &bases[(i / 2 % 2) as usize];
+        let req = app
+            .http
+            .post(format!("{base}/api/events/pair/holds"))
+            .bearer_auth(token)
+            .json(&json!({"tier": tier, "quantity": 1, "email": email, "name": "B"}));
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        tasks.spawn(send(i, twice.clone(), "twice@example.org".into()));
+    }
+    let mut created = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            (StatusCode::CREATED, _) => created += 1,
+            (status, body) => assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::CONFLICT, Some("hold_exists")),
+                "{body}"
+            ),
+        }
+    }
+    assert_eq!(created, 1, "one admission, one hold across replicas");
+
+    for i in 0..800u64 {
+        tasks.spawn(send(
+            i,
+            app.admission("pair", i),
+            format!("b{i}@example.org"),
+        ));
+    }
+    let (mut won, mut sold_out) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            (StatusCode::CREATED, _) => won += 1,
+            (StatusCode::CONFLICT, body) if body["error"] == "sold_out" => sold_out += 1,
+            (status, body) => panic!("unexpected {status}: {body}"),
+        }
+    }
+    assert_eq!((won, sold_out), (199, 601));
+    assert_eq!(app.tier("a").await, (1100, 1000, 100));
+    assert_eq!(app.tier("b").await, (1100, 1000, 100));
+    app.assert_count(
+        "SELECT count(*) FROM (SELECT admission_jti FROM holds \
+         GROUP BY admission_jti HAVING count(*) > 1) twice",
+        0,
+    )
+    .await;
+    app.cleanup(&["pair"]).await;
+}
+
 #[tokio::test]
 async fn bad_requests_are_refused_and_write_nothing() {
     let app = spawn_app(NO_PAYMENTS).await;

@@ -59,8 +59,17 @@ impl EventKeys {
         format!("{}:counters", self.base)
     }
 
+    /// Hashes, one per parity of the minute: client bucket -> places taken in that
+    /// minute, plus `minute` (which minute the hash counts). The per-client join limit
+    /// reads this minute's and the last one's, so every gateway counts the same joins.
+    pub fn joiners(&self, parity: u8) -> String {
+        format!("{}:joiners:{}", self.base, parity % 2)
+    }
+
     pub fn all(&self) -> Vec<String> {
         vec![
+            self.joiners(0),
+            self.joiners(1),
             self.queue(),
             self.settings(),
             self.active(),

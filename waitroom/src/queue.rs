@@ -48,23 +48,66 @@ struct Scripts {
     claim: Script,
 }
 
-// Takes places for a batch of visitors (one argument per visitor; the minute an
-// arrival is counted in is the primary's `TIME`) in one step: their sequence numbers, or pre-queue indices, are consecutive
-// in the order given.
+// Takes places for a batch of visitors in one step: their sequence numbers, or
+// pre-queue indices, are consecutive in the order given. ARGV[1] is the per-client
+// limit of places a minute (0: none); then the visitor ids; with a limit, then each
+// visitor's client bucket ('' for one never limited). A client is over the limit when
+// its places in this minute, plus last minute's weighted by how much of it still lies
+// in the last 60 s, would pass it: a sliding minute, counted in the event's shard, so
+// every gateway sees the same count. The minute is the primary's `TIME`.
 const JOIN: &str = r#"
 local mode = redis.call('HGET', KEYS[1], 'mode')
 if not mode then return {'unknown'} end
-local n = #ARGV
-local minute = math.floor(tonumber(redis.call('TIME')[1]) / 60)
-if mode == 'prequeue' then
-  local len = redis.call('RPUSH', KEYS[3], unpack(ARGV))
-  redis.call('HINCRBY', KEYS[4], 'arrivals:' .. minute, n)
-  return {'prequeue', len - n}
-end
 if mode == 'off' or mode == 'closed' or mode == 'sold_out' then return {mode} end
-local last = redis.call('HINCRBY', KEYS[2], 'tail', n)
-redis.call('HINCRBY', KEYS[4], 'arrivals:' .. minute, n)
-return {'queued', last - n + 1}
+local limit = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local secs = tonumber(t[1])
+local minute = math.floor(secs / 60)
+local visitors = {}
+local flags = ''
+local retry = 0
+if limit == 0 then
+  for i = 2, #ARGV do visitors[#visitors + 1] = ARGV[i] end
+else
+  local n = (#ARGV - 1) / 2
+  local cur = KEYS[5 + minute % 2]
+  local prev = KEYS[5 + (minute + 1) % 2]
+  if redis.call('HGET', cur, 'minute') ~= tostring(minute) then
+    redis.call('DEL', cur)
+    redis.call('HSET', cur, 'minute', tostring(minute))
+    redis.call('EXPIRE', cur, 150)
+  end
+  local into = ((secs % 60) + tonumber(t[2]) / 1000000) / 60
+  local weight = 0
+  if redis.call('HGET', prev, 'minute') == tostring(minute - 1) then weight = 1 - into end
+  for i = 1, n do
+    local client = ARGV[1 + n + i]
+    local over = false
+    if client ~= '' then
+      local now = tonumber(redis.call('HGET', cur, client) or '0')
+      local before = 0
+      if weight > 0 then before = tonumber(redis.call('HGET', prev, client) or '0') end
+      over = before * weight + now + 1 > limit
+      if not over then redis.call('HINCRBY', cur, client, 1) end
+    end
+    if over then
+      flags = flags .. '1'
+      retry = math.max(1, math.ceil(60 - (secs % 60)))
+    else
+      flags = flags .. '0'
+      visitors[#visitors + 1] = ARGV[1 + i]
+    end
+  end
+end
+local m = #visitors
+if m == 0 then return {'limited', 0, flags, retry} end
+redis.call('HINCRBY', KEYS[4], 'arrivals:' .. minute, m)
+if mode == 'prequeue' then
+  local len = redis.call('RPUSH', KEYS[3], unpack(visitors))
+  return {'prequeue', len - m, flags, retry}
+end
+local last = redis.call('HINCRBY', KEYS[2], 'tail', m)
+return {'queued', last - m + 1, flags, retry}
 "#;
 
 const SNAPSHOT: &str = r#"
@@ -128,6 +171,18 @@ pub enum Joined {
     Prequeued { index: u64 },
     /// No place was taken: the queue is off, closed or sold out.
     NotQueued(Mode),
+    /// No place was taken: this visitor's client took as many places in the last
+    /// minute as the limit allows ([`Waitroom::join_many_limited`]).
+    Limited { retry_after_secs: u64 },
+}
+
+/// The per-client join limit of [`Waitroom::join_many_limited`]: at most `per_minute`
+/// places a minute for each client bucket; one client per visitor, `None` for one
+/// that is never limited (an allow-listed network).
+#[derive(Clone, Debug)]
+pub struct JoinLimit {
+    pub per_minute: std::num::NonZeroU32,
+    pub clients: Vec<Option<String>>,
 }
 
 /// One event's queue as seen at one instant; gateways cache it for a few hundred ms.
@@ -445,21 +500,60 @@ impl Waitroom {
         event: &EventSlug,
         visitors: Vec<String>,
     ) -> Result<Vec<Joined>, Error> {
-        if visitors.is_empty() || visitors.len() > JOIN_BATCH_MAX {
+        self.join_many_limited(event, visitors, None).await
+    }
+
+    /// [`Waitroom::join_many`] under a per-client limit of places a minute, counted in
+    /// the event's shard so that every gateway charges the same count: a visitor
+    /// whose client is over it gets [`Joined::Limited`] and takes no place, and the
+    /// others' places stay consecutive in the order given.
+    pub async fn join_many_limited(
+        &self,
+        event: &EventSlug,
+        visitors: Vec<String>,
+        limit: Option<JoinLimit>,
+    ) -> Result<Vec<Joined>, Error> {
+        let n = visitors.len();
+        if n == 0 || n > JOIN_BATCH_MAX {
             return Err(Error::Protocol(format!(
-                "a join batch holds 1 to {JOIN_BATCH_MAX} visitors, not {}",
-                visitors.len()
+                "a join batch holds 1 to {JOIN_BATCH_MAX} visitors, not {n}"
             )));
         }
         let k = self.keys(event);
-        let n = visitors.len();
-        let args = visitors;
+        let mut args = Vec::with_capacity(1 + 2 * n);
+        match limit {
+            Some(JoinLimit {
+                per_minute,
+                clients,
+            }) => {
+                if clients.len() != n {
+                    return Err(Error::Protocol(format!(
+                        "{} clients for {n} joining visitors",
+                        clients.len()
+                    )));
+                }
+                args.push(per_minute.get().to_string());
+                args.extend(visitors);
+                args.extend(clients.into_iter().map(Option::unwrap_or_default));
+            }
+            None => {
+                args.push("0".to_owned());
+                args.extend(visitors);
+            }
+        }
         let reply: Vec<Value> = self
             .scripts
             .join
             .evalsha_with_reload(
                 &self.client,
-                vec![k.settings(), k.queue(), k.prequeue(), k.counters()],
+                vec![
+                    k.settings(),
+                    k.queue(),
+                    k.prequeue(),
+                    k.counters(),
+                    k.joiners(0),
+                    k.joiners(1),
+                ],
                 args,
             )
             .await?;
@@ -468,13 +562,28 @@ impl Waitroom {
             .first()
             .and_then(Value::as_str)
             .ok_or_else(|| bad("join"))?;
-        let places = || {
-            let first = reply.get(1).ok_or_else(|| bad("join")).and_then(int)?;
-            Ok::<_, Error>(first..first + n as u64)
+        let place = |seated: fn(u64) -> Joined| -> Result<Vec<Joined>, Error> {
+            let mut next = reply.get(1).ok_or_else(|| bad("join")).and_then(int)?;
+            let flags = reply.get(2).and_then(Value::as_str).unwrap_or_default();
+            let retry_after_secs = reply.get(3).map(int).transpose()?.unwrap_or(60);
+            let limited = |i: usize| flags.as_bytes().get(i) == Some(&b'1');
+            Ok((0..n)
+                .map(|i| {
+                    if limited(i) {
+                        Joined::Limited { retry_after_secs }
+                    } else {
+                        next += 1;
+                        seated(next - 1)
+                    }
+                })
+                .collect())
         };
         Ok(match &*tag {
-            "queued" => places()?.map(|seq| Joined::Queued { seq }).collect(),
-            "prequeue" => places()?.map(|index| Joined::Prequeued { index }).collect(),
+            "queued" => place(|seq| Joined::Queued { seq })?,
+            "prequeue" => place(|index| Joined::Prequeued { index })?,
+            "limited" => place(|_| Joined::Limited {
+                retry_after_secs: 60,
+            })?,
             "unknown" => return Err(Error::UnknownEvent),
             mode => vec![Joined::NotQueued(mode.parse()?); n],
         })

@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let room = io.block_on(Waitroom::connect(&cfg.redis))?;
     let arrivals = {
         let _io = io.enter();
-        Arrivals::start(room.clone())
+        Arrivals::start(room.clone(), Some(cfg.join_per_min))
     };
     let snapshots = Arc::new(Snapshots::new(room));
     let built = gateway::proxy::build(&cfg, snapshots.clone(), arrivals, signer, verifier)?;

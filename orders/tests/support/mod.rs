@@ -37,6 +37,7 @@ pub struct TestApp {
     pub signer: TokenSigner,
     /// The verifying key as PEM: public, so attack tests may use it as an attacker would.
     pub public_pem: String,
+    pub payments_base: String,
     pub state: AppState,
     pub http: reqwest::Client,
     /// Stops the service when the test drops it.
@@ -66,16 +67,39 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
     let room = waitroom::testing::fresh_room().await;
     let (sk, pk) = generate_keypair();
     let signer = TokenSigner::from_pem("t", sk.as_bytes()).unwrap();
-    let verifier = TokenVerifier::new().with_key("t", pk.as_bytes()).unwrap();
+    let (base, state, stop) = start(&db.url, room.prefix(), payments_base, &pk).await;
+    TestApp {
+        base,
+        db,
+        room,
+        signer,
+        public_pem: pk,
+        payments_base: payments_base.to_owned(),
+        state,
+        http: reqwest::Client::new(),
+        _stop: stop,
+    }
+}
+
+/// One orders service on port 0 over the given database and Redis prefix.
+async fn start(
+    database_url: &str,
+    prefix: &str,
+    payments_base: &str,
+    public_pem: &str,
+) -> (String, AppState, Trigger) {
+    let verifier = TokenVerifier::new()
+        .with_key("t", public_pem.as_bytes())
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let config = OrdersConfig {
-        database_url: db.url.clone(),
+        database_url: database_url.to_owned(),
         listen: addr.to_string(),
         public_url: format!("http://{addr}"),
         redis: RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
-            prefix: room.prefix().to_owned(),
+            prefix: prefix.to_owned(),
             ..RedisConfig::default()
         },
         payments: PaymentsConfig {
@@ -95,19 +119,29 @@ pub async fn spawn_app(payments_base: &str) -> TestApp {
     let state = app.state().clone();
     let (stop, shutdown) = Shutdown::new();
     app.spawn(shutdown);
-    TestApp {
-        base: format!("http://{addr}"),
-        db,
-        room,
-        signer,
-        public_pem: pk,
-        state,
-        http: reqwest::Client::new(),
-        _stop: stop,
-    }
+    (format!("http://{addr}"), state, stop)
+}
+
+/// A second orders replica beside a [`TestApp`]: same database, Redis prefix and
+/// keys, its own process state (its own hold writers); it stops when dropped.
+pub struct Replica {
+    pub base: String,
+    _stop: Trigger,
 }
 
 impl TestApp {
+    /// Starts another replica of this service, as a second `orders` process would be.
+    pub async fn replica(&self) -> Replica {
+        let (base, _, stop) = start(
+            &self.db.url,
+            self.room.prefix(),
+            &self.payments_base,
+            &self.public_pem,
+        )
+        .await;
+        Replica { base, _stop: stop }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
