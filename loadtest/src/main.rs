@@ -23,6 +23,7 @@ mod chaos;
 mod onsale;
 mod poll_load;
 mod search_bench;
+mod settings_lag;
 
 #[derive(Parser)]
 #[command(about = "Floodgate on-sale simulator and verifiers")]
@@ -104,6 +105,9 @@ enum Command {
     /// Status polls per second reaching the gateway with 10,000 and with 100,000
     /// waiting at one admission rate, and their ratio (issue 7's target: at most 1.3x).
     PollLoad(Box<poll_load::Args>),
+    /// How long a pause or resume through the console takes to reach every gateway
+    /// (issue 17), over `--trials` rounds; the worst case and every change as JSON.
+    SettingsLag(Box<settings_lag::Args>),
 }
 
 #[tokio::main]
@@ -176,5 +180,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchMail(args) => bench_mail::run(*args).await,
         Command::BenchSearch(args) => search_bench::run(*args).await,
         Command::PollLoad(args) => poll_load::run(*args).await,
+        Command::SettingsLag(args) => settings_lag::run(*args).await,
     }
 }

@@ -450,7 +450,7 @@ async fn admission(
     Ok(r.json().await?)
 }
 
-async fn set_admission(
+pub(crate) async fn set_admission(
     http: &reqwest::Client,
     url: &str,
     token: &str,
