@@ -404,10 +404,10 @@ fn table(rows: &[Row], args: &Args) -> String {
 
 /// The control program.
 #[derive(Clone)]
-struct Ctl(PathBuf);
+pub(crate) struct Ctl(pub(crate) PathBuf);
 
 impl Ctl {
-    async fn call(&self, args: &[&str]) -> anyhow::Result<()> {
+    pub(crate) async fn call(&self, args: &[&str]) -> anyhow::Result<()> {
         self.output(args).await.map(drop)
     }
 
@@ -450,7 +450,7 @@ impl Ctl {
     }
 
     /// The node that holds `what` now (`which redis-primary KEY`, ...).
-    async fn which(&self, what: &[&str]) -> anyhow::Result<String> {
+    pub(crate) async fn which(&self, what: &[&str]) -> anyhow::Result<String> {
         let mut args = vec!["which"];
         args.extend_from_slice(what);
         let node = self.output(&args).await?;

@@ -16,6 +16,7 @@ use waitroom::lottery::LotteryRecord;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod admitter_failover;
 mod bench;
 mod bench_holds;
 mod bench_mail;
@@ -108,6 +109,9 @@ enum Command {
     /// How long a pause or resume through the console takes to reach every gateway
     /// (issue 17), over `--trials` rounds; the worst case and every change as JSON.
     SettingsLag(Box<settings_lag::Args>),
+    /// The longest gap in admissions when the admitter holding an event's lease is
+    /// killed, over `--trials` kills on `infra/cluster` (issue 17).
+    AdmitterFailover(Box<admitter_failover::Args>),
 }
 
 #[tokio::main]
@@ -181,5 +185,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchSearch(args) => search_bench::run(*args).await,
         Command::PollLoad(args) => poll_load::run(*args).await,
         Command::SettingsLag(args) => settings_lag::run(*args).await,
+        Command::AdmitterFailover(args) => admitter_failover::run(*args).await,
     }
 }
