@@ -5,7 +5,7 @@
 
 use platform::registry::registered;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -14,6 +14,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
     pub rate_limited: IntCounterVec,
+    /// Mirrors `waitroom::queue::short_waits` (a process-wide count) when scraped.
+    short_waits: IntCounter,
 }
 
 impl Metrics {
@@ -52,11 +54,19 @@ impl Metrics {
                 &["route"],
             ),
         );
+        let short_waits = registered(
+            &registry,
+            IntCounter::new(
+                "floodgate_gateway_redis_short_waits_total",
+                "Joins and claims answered before the Redis replicas they wait for confirmed them",
+            ),
+        );
         Self {
             registry,
             requests,
             duration,
             rate_limited,
+            short_waits,
         }
     }
 
@@ -68,6 +78,8 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        let behind = waitroom::queue::short_waits().saturating_sub(self.short_waits.get());
+        self.short_waits.inc_by(behind);
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

@@ -702,6 +702,12 @@ async fn the_metrics_are_not_served_on_the_buyers_port() {
             .ok_or("the metrics listener does not serve the request count")
     })
     .await;
+    // Writes answered before a Redis replica confirmed them (none on one node).
+    assert!(
+        s.metrics()
+            .await
+            .contains("floodgate_gateway_redis_short_waits_total 0")
+    );
     s.cleanup().await;
 }
 
