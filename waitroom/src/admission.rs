@@ -9,6 +9,7 @@
 //! long pause never turns into a burst.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -87,24 +88,29 @@ end
 return {admitted, mode, s[5] or '0'}
 "#;
 
-// Writes one chunk of the drawn sequence numbers (ARGV[2] the first entrant's index,
-// then one number per entrant), only while the lease is ours and the pre-queue is not
-// drawn yet. Chunks keep each script short: a million entrants are a hundred steps of
+// Writes one chunk of the drawn sequence numbers (ARGV[2] the lease in ms, ARGV[3] the
+// first entrant's index, then one number per entrant), only while no other admitter
+// holds the lease and the pre-queue is not drawn yet; each chunk renews the lease, as
+// the step it interrupts would have (a million entrants take seconds, the lease is
+// shorter). Chunks keep each script short: a million entrants are a hundred steps of
 // a few milliseconds, not one that blocks the shard (and every other event on it) for
 // seconds. A chunk written by an attempt that did not finish is overwritten by the
 // next one, which covers at least as many entrants with the same seed.
 const WRITE_SEQS: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if redis.call('HGET', KEYS[2], 'mode') ~= 'prequeue' then return -2 end
 if redis.call('HGET', KEYS[4], 'revealed') == '1' then return -2 end
-local first = tonumber(ARGV[2])
-for i = 3, #ARGV do
-  redis.call('HSET', KEYS[3], first + i - 3, ARGV[i])
+local first = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  redis.call('HSET', KEYS[3], first + i - 4, ARGV[i])
 end
-return #ARGV - 2
+return #ARGV - 3
 "#;
 
-// Opens the queue once every chunk is written, only if the lease is still ours, the
+// Opens the queue once every chunk is written, only if no other admitter took the
+// lease meanwhile (ours may have lapsed during a long draw: nobody else has it), the
 // event is still in the pre-queue and the tail is still the base the numbers were
 // drawn from. The draw covers the `n` entrants that were read (all of whom arrived
 // before the admitter saw `opens_at` pass, give or take one step); anyone who arrived
@@ -112,7 +118,8 @@ return #ARGV - 2
 // arrival order (entrant k gets base + k + 1, computed where it is read). So a steady
 // stream of arrivals can never postpone the draw.
 const OPEN: &str = r#"
-if redis.call('GET', KEYS[6]) ~= ARGV[1] then return -1 end
+local holder = redis.call('GET', KEYS[6])
+if holder and holder ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'mode') ~= 'prequeue' then return -2 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -152,6 +159,9 @@ pub struct Admitter {
     /// The events last read from the registry, stepped when it cannot be read (its
     /// key lives on one shard; losing that shard must not stop every event).
     known: std::sync::Mutex<Vec<EventSlug>>,
+    /// Events whose step has not finished (a draw takes seconds): not stepped again
+    /// until it has, and not waited for by the other events' ticks.
+    busy: std::sync::Mutex<std::collections::HashSet<EventSlug>>,
 }
 
 /// How long one event's step may take before the admitter gives up on it for this
@@ -205,6 +215,7 @@ impl Admitter {
             advance: Script::from_lua(ADVANCE),
             metrics: AdmitterMetrics::new(),
             known: std::sync::Mutex::new(Vec::new()),
+            busy: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -221,7 +232,7 @@ impl Admitter {
     }
 
     /// Steps every registered event every `tick` until `shutdown` resolves.
-    pub async fn run(&self, tick: Duration, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self: &Arc<Self>, tick: Duration, shutdown: impl Future<Output = ()>) {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -237,8 +248,10 @@ impl Admitter {
         }
     }
 
-    /// Steps every registered event, concurrently, each within [`STEP_TIMEOUT`].
-    pub async fn step_all(&self) -> Result<(), Error> {
+    /// Steps every registered event, concurrently, each within [`STEP_TIMEOUT`]; an
+    /// event whose last step is still going (a pre-queue being drawn) is left to it,
+    /// and no event's tick waits for it.
+    pub async fn step_all(self: &Arc<Self>) -> Result<(), Error> {
         let events = match tokio::time::timeout(STEP_TIMEOUT, self.room.events()).await {
             Ok(Ok(events)) => {
                 *self.known.lock().expect("known events") = events.clone();
@@ -253,7 +266,19 @@ impl Admitter {
                 self.known.lock().expect("known events").clone()
             }
         };
-        futures::future::join_all(events.iter().map(|event| self.step_reported(event))).await;
+        let mut steps = Vec::with_capacity(events.len());
+        for event in events {
+            if !self.busy.lock().expect("busy events").insert(event.clone()) {
+                continue;
+            }
+            let this = self.clone();
+            steps.push(tokio::spawn(async move {
+                this.step_reported(&event).await;
+                this.busy.lock().expect("busy events").remove(&event);
+            }));
+        }
+        // The ordinary step is one script under STEP_TIMEOUT; a draw goes on alone.
+        let _ = tokio::time::timeout(STEP_TIMEOUT, futures::future::join_all(steps)).await;
         Ok(())
     }
 
@@ -353,8 +378,9 @@ impl Admitter {
         .await
         .map_err(|e| Error::Protocol(format!("the draw failed: {e}")))?;
         for (chunk, part) in seqs.chunks(DRAW_CHUNK).enumerate() {
-            let mut args = Vec::with_capacity(part.len() + 2);
+            let mut args = Vec::with_capacity(part.len() + 3);
             args.push(self.owner.clone());
+            args.push(self.lease.as_millis().to_string());
             args.push((chunk * DRAW_CHUNK).to_string());
             args.extend(part.iter().map(u64::to_string));
             let written: i64 = client

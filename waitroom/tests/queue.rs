@@ -877,6 +877,47 @@ async fn a_batch_of_prequeue_arrivals_enters_the_draw_in_the_order_given() {
     scope.cleanup().await;
 }
 
+/// A draw outlasts the lease it started under (a million entrants take seconds; the
+/// lease is 1.5 s): each chunk renews it, so the draw finishes instead of starting
+/// over at every step. Here the lease is a millisecond, shorter than any draw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draw_longer_than_the_lease_still_opens_the_queue() {
+    let scope = Scope::with(&AdmissionSettings {
+        opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+        ..settings(Mode::Prequeue, 600, 100_000)
+    })
+    .await;
+    const N: usize = 30_000;
+    for batch in 0..N.div_ceil(waitroom::queue::JOIN_BATCH_MAX) {
+        let from = batch * waitroom::queue::JOIN_BATCH_MAX;
+        let to = (from + waitroom::queue::JOIN_BATCH_MAX).min(N);
+        let visitors: Vec<String> = (from..to).map(|i| format!("v{i}")).collect();
+        scope.room.join_many(&scope.event, visitors).await.unwrap();
+    }
+    scope
+        .apply(&AdmissionSettings {
+            opens_at: Some(Utc::now() - chrono::Duration::seconds(1)),
+            ..settings(Mode::Prequeue, 600, 100_000)
+        })
+        .await;
+    let admitter = Admitter::new(scope.room.clone(), Duration::from_millis(1));
+    let opened = eventually("the draw", Duration::from_secs(20), || async {
+        match admitter.step(&scope.event).await.expect("step") {
+            Step::Opened(n) => Some(n),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(opened, N as u64);
+    scope
+        .lottery()
+        .await
+        .unwrap()
+        .verify()
+        .expect("the draw verifies");
+    scope.cleanup().await;
+}
+
 /// A pre-queue larger than one chunk of the draw opens with every entrant's number
 /// drawn exactly once (a permutation of the places after the base), the chunks
 /// together equal to the one-step draw anyone can recompute from the seed, and a late

@@ -235,7 +235,7 @@ pub struct RunningAdmitter {
 impl RunningAdmitter {
     pub fn spawn(room: Waitroom, lease: Duration, tick: Duration) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
-        let admitter = Admitter::new(room, lease);
+        let admitter = std::sync::Arc::new(Admitter::new(room, lease));
         let task = tokio::spawn(async move {
             admitter
                 .run(tick, async {
