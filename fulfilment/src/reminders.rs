@@ -2,8 +2,11 @@
 //!
 //! A reminder job names the start time it was scheduled for (in its dedup key and
 //! payload). When the event moves, new jobs are scheduled for the new time and the old
-//! ones, on running, see the start no longer matches and retire without sending. The
-//! clock is a parameter so tests can stand at T−24 h without waiting a day.
+//! ones, on running, see the start no longer matches and retire without sending. A
+//! reminder whose moment passed more than [`GRACE`] ago (an event set up or bought
+//! for at short notice, or a mailer that was down) is skipped and logged, never sent
+//! late with words that are no longer true ("starts tomorrow" half an hour before).
+//! The clock is a parameter so tests can stand at T−24 h without waiting a day.
 
 use chrono::{DateTime, Duration, Utc};
 use contract::states::EventStatus;
@@ -17,6 +20,9 @@ pub const KIND: &str = "reminder";
 
 /// Offsets before the start, with the words the email uses.
 pub const OFFSETS: [(i64, &str); 2] = [(24 * 3600, "tomorrow"), (3600, "in an hour")];
+
+/// How late a reminder may still go out: its words stay true within it.
+pub const GRACE: Duration = Duration::minutes(15);
 
 /// Schedules the event's reminders for its current start (idempotent).
 pub async fn schedule(conn: &mut PgConnection, event_id: Uuid) -> Result<(), Error> {
@@ -44,7 +50,7 @@ pub async fn schedule(conn: &mut PgConnection, event_id: Uuid) -> Result<(), Err
 pub async fn run_due(s: &AppState, now: DateTime<Utc>) -> Result<usize, Error> {
     let mut tx = s.db.begin().await?;
     let due = sqlx::query!(
-        r#"SELECT id, payload FROM jobs
+        r#"SELECT id, payload, run_at FROM jobs
            WHERE kind = $1 AND done_at IS NULL AND run_at <= $2
            ORDER BY run_at LIMIT 20 FOR UPDATE SKIP LOCKED"#,
         KIND,
@@ -76,10 +82,20 @@ pub async fn run_due(s: &AppState, now: DateTime<Utc>) -> Result<usize, Error> {
             )
             .fetch_one(&mut *tx)
             .await?;
+            let late = now - job.run_at;
+            if late > GRACE {
+                tracing::info!(
+                    %event_id,
+                    offset_seconds = offset,
+                    late_minutes = late.num_minutes(),
+                    "reminder skipped: its moment has passed"
+                );
+            }
             // Moved or cancelled since scheduling: this reminder retires silently.
             if current.starts_at == planned
                 && current.status == EventStatus::Scheduled
                 && now < current.starts_at
+                && late <= GRACE
             {
                 let when = OFFSETS
                     .iter()

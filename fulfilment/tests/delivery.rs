@@ -246,8 +246,45 @@ async fn reminders_fire_once_at_their_time_and_follow_a_reschedule() {
     );
     assert_eq!(
         run(moved - chrono::Duration::minutes(59)).await.unwrap(),
-        2,
-        "both new reminders come due"
+        1,
+        "the hour-before goes out; the day-before, 23 hours late, is skipped"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM jobs WHERE kind = 'reminder' AND done_at IS NULL")
+            .await,
+        0,
+        "the skipped reminder is done with, not retried"
+    );
+    t.cleanup().await;
+}
+
+/// Bought half an hour before the start (issue 19.5): the confirmation goes out, and
+/// neither "starts tomorrow" nor "starts in an hour", whose moments have passed.
+#[tokio::test]
+async fn a_reminder_whose_moment_passed_is_never_sent() {
+    let t = spawn().await;
+    let event = t
+        .event_in("lastminute", chrono::Duration::minutes(30))
+        .await;
+    let order = t.paid_order(event, "grace@example.org", 1).await;
+    t.queue_confirmation(order).await;
+    t.drain(Duration::from_secs(10)).await;
+    assert_eq!(
+        fulfilment::reminders::run_due(&t.state, Utc::now())
+            .await
+            .unwrap(),
+        0
+    );
+    t.drain(Duration::from_secs(10)).await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM deliveries WHERE kind = 'reminder'")
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM deliveries WHERE kind = 'confirmation' AND status = 'sent'")
+            .await,
+        1
     );
     t.cleanup().await;
 }
