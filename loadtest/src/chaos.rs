@@ -534,27 +534,35 @@ fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
                     };
                     ctl.call(&[off, &node]).await?;
                     let struck = Instant::now();
-                    let took_over = ctl.moved_from(&["redis-primary", &tag], &node, pause).await;
+                    let asked = ["redis-primary", tag.as_str()];
+                    let (took_over, joins) = tokio::join!(
+                        ctl.moved_from(&asked, &node, pause),
+                        joins_resume(&d, Duration::from_secs(15)),
+                    );
                     tokio::time::sleep(pause.saturating_sub(struck.elapsed())).await;
                     ctl.call(&[on, &node]).await?;
-                    format!(
-                        "{node} {}; {}",
-                        if off == "kill" { "killed" } else { "stopped" },
-                        match took_over {
-                            Some((by, secs)) =>
-                                format!("{by} primary for the slot after {secs:.1} s"),
-                            None => format!(
-                                "no other primary for the slot within {:.0} s",
-                                pause.as_secs_f64()
-                            ),
-                        }
-                    )
+                    let took_over = match took_over {
+                        Some((by, secs)) => format!("{by} primary for the slot after {secs:.1} s"),
+                        None => format!(
+                            "no other primary for the slot within {:.0} s",
+                            pause.as_secs_f64()
+                        ),
+                    };
+                    let joins = match joins {
+                        Some(secs) => format!("a probe's joins answered again after {secs:.1} s"),
+                        None => "a probe's joins were not answered within 15 s".into(),
+                    };
+                    let what = if off == "kill" { "killed" } else { "stopped" };
+                    format!("{node} {what}; {took_over}; {joins}")
                 }
                 Fault::NatsLeaderKilled => {
                     let node = ctl.which(&["nats-leader"]).await?;
                     ctl.call(&["kill", &node]).await?;
                     let struck = Instant::now();
-                    let took_over = ctl.moved_from(&["nats-leader"], &node, down).await;
+                    // Down until another server leads (JetStream elects in seconds), or
+                    // `--down`, whichever is longer.
+                    let within = down.max(Duration::from_secs(15));
+                    let took_over = ctl.moved_from(&["nats-leader"], &node, within).await;
                     tokio::time::sleep(down.saturating_sub(struck.elapsed())).await;
                     ctl.call(&["start", &node]).await?;
                     match took_over {
@@ -563,7 +571,7 @@ fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
                         }
                         None => format!(
                             "leader {node} killed; no new leader within {:.0} s",
-                            down.as_secs_f64()
+                            within.as_secs_f64()
                         ),
                     }
                 }
@@ -600,6 +608,33 @@ fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
             })
         })
     })
+}
+
+/// A probe visitor joining the event every 100 ms from the moment a fault strikes:
+/// the seconds until a join is answered 200 again after one was not (0 when none
+/// failed), or `None` if none was within `within`.
+async fn joins_resume(d: &DisruptionCtx, within: Duration) -> Option<f64> {
+    let url = format!("{}/queue/{}/join", d.base, d.slug);
+    let start = Instant::now();
+    let mut failed = false;
+    while start.elapsed() < within {
+        let ok = d
+            .http
+            .post(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        match (ok, failed) {
+            (true, true) => return Some(start.elapsed().as_secs_f64()),
+            // Answered before the node was noticed gone: keep probing a little.
+            (true, false) if start.elapsed() > Duration::from_secs(3) => return Some(0.0),
+            (true, false) => {}
+            (false, _) => failed = true,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 /// The operator's part after Redis lost the queue: the console restores the event
