@@ -12,7 +12,7 @@ use pingora::lb::{Backend, LoadBalancer, health_check, selection::RoundRobin};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::services::background::{GenBackgroundService, background_service};
-use waitroom::tokens::{TokenSigner, TokenVerifier};
+use waitroom::tokens::{QueueKeys, TokenSigner, TokenVerifier};
 
 use crate::EdgeError;
 use crate::arrivals::Arrivals;
@@ -92,7 +92,13 @@ pub fn build(
     arrivals: Arrivals,
     signer: TokenSigner,
     verifier: TokenVerifier,
+    queue_keys: QueueKeys,
 ) -> anyhow::Result<Built> {
+    // One key id for two kinds of token would make a reader's choice of key depend on
+    // the algorithm a token claims; keep the two sets apart.
+    if let Some(kid) = queue_keys.kids().find(|k| verifier.kids().any(|v| v == *k)) {
+        anyhow::bail!("key id {kid:?} names both a queue-token key and an admission key");
+    }
     let orders = upstream_pool("orders health check", &cfg.orders_upstreams)?;
     let console = upstream_pool("console health check", &cfg.console_upstreams)?;
     let fulfilment = upstream_pool("fulfilment health check", &cfg.fulfilment_upstreams)?;
@@ -106,7 +112,7 @@ pub fn build(
             snapshots,
             arrivals,
             signer,
-            queue_tokens: VerifiedQueueTokens::new(verifier, verified::CAPACITY),
+            queue_tokens: VerifiedQueueTokens::new(queue_keys, verifier, verified::CAPACITY),
             queue_token_ttl: cfg.queue_token_ttl,
             secure_cookies: cfg.secure_cookies(),
         },

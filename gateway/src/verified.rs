@@ -2,7 +2,8 @@
 //!
 //! A waiting visitor presents the same queue token on every poll, and checking its
 //! Ed25519 signature was half of the gateway's CPU per status poll (PERFORMANCE, edge
-//! profile). So a token that verified once is remembered, keyed by the whole token
+//! profile; queue tokens now carry an HMAC, cheaper but not free: a JSON parse and a
+//! MAC per poll). So a token that verified once is remembered, keyed by the whole token
 //! string: only a visitor presenting those exact bytes finds it, and the claims it
 //! maps to are the ones the signature vouched for. A remembered token is used only for
 //! the event it was verified for and only before its expiry; anything else — and every
@@ -14,23 +15,32 @@
 use chrono::Utc;
 use quick_cache::sync::Cache;
 use waitroom::EventSlug;
-use waitroom::tokens::{QueueClaims, TokenError, TokenVerifier};
+use waitroom::tokens::{QueueClaims, QueueKeys, TokenError, TokenVerifier};
 
 /// Entries kept: one per visitor polling, so this covers a line of this many people;
 /// at a few hundred bytes each, tens of megabytes at most.
 pub const CAPACITY: usize = 200_000;
 
+/// The edge's tokens: queue tokens made and read with the gateways' shared keys
+/// (remembered once verified), admissions read with the public keys.
 pub struct VerifiedQueueTokens {
+    keys: QueueKeys,
     verifier: TokenVerifier,
     seen: Cache<String, QueueClaims>,
 }
 
 impl VerifiedQueueTokens {
-    pub fn new(verifier: TokenVerifier, capacity: usize) -> Self {
+    pub fn new(keys: QueueKeys, verifier: TokenVerifier, capacity: usize) -> Self {
         Self {
+            keys,
             verifier,
             seen: Cache::new(capacity.max(1)),
         }
+    }
+
+    /// A new queue token for `claims`.
+    pub fn issue(&self, claims: &QueueClaims) -> String {
+        self.keys.sign(claims)
     }
 
     /// The token's claims, from memory when this exact token verified before for this
@@ -42,11 +52,12 @@ impl VerifiedQueueTokens {
         {
             return Ok(claims);
         }
-        let claims = self.verifier.verify_queue(token, event)?;
+        let claims = self.keys.verify(token, event)?;
         self.seen.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 
+    /// The admission tokens' verifier.
     pub fn verifier(&self) -> &TokenVerifier {
         &self.verifier
     }
@@ -55,13 +66,14 @@ impl VerifiedQueueTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use waitroom::tokens::{TokenKind, TokenSigner, audience, generate_keypair};
+    use waitroom::tokens::{TokenKind, audience, generate_keypair, generate_queue_secret};
 
-    fn setup(capacity: usize) -> (TokenSigner, VerifiedQueueTokens) {
-        let (sk, pk) = generate_keypair();
-        let signer = TokenSigner::from_pem("k1", sk.as_bytes()).unwrap();
+    fn setup(capacity: usize) -> (QueueKeys, VerifiedQueueTokens) {
+        let keys = QueueKeys::new("q1", generate_queue_secret().as_bytes()).unwrap();
+        let (_, pk) = generate_keypair();
         let verifier = TokenVerifier::new().with_key("k1", pk.as_bytes()).unwrap();
-        (signer, VerifiedQueueTokens::new(verifier, capacity))
+        let tokens = VerifiedQueueTokens::new(keys.clone(), verifier, capacity);
+        (keys, tokens)
     }
 
     fn place(event: &str, seq: u64, exp_in: i64) -> QueueClaims {

@@ -53,8 +53,10 @@ pub struct Waiting {
     pub limits: Arc<Limits>,
     /// New places, taken in batches (see [`crate::arrivals`]).
     pub arrivals: Arrivals,
+    /// Signs admission tokens (EdDSA: orders verifies them with the public key).
     pub signer: TokenSigner,
-    /// Verifies queue tokens, remembering the good ones (see [`crate::verified`]).
+    /// Issues and verifies queue tokens (HMAC, the gateways' shared key), remembering
+    /// the good ones (see [`crate::verified`]); holds the admissions' verifier.
     pub queue_tokens: VerifiedQueueTokens,
     pub queue_token_ttl: Duration,
     pub secure_cookies: bool,
@@ -193,7 +195,7 @@ impl Waiting {
                 Some(seq) => {
                     claims.pq = None;
                     claims.seq = Some(seq);
-                    token = self.signer.sign(&claims);
+                    token = self.queue_tokens.issue(&claims);
                     fresh = true;
                 }
             }
@@ -275,7 +277,7 @@ impl Waiting {
             iat: now,
             exp: now + self.queue_token_ttl.as_secs() as i64,
         };
-        let token = self.signer.sign(&claims);
+        let token = self.queue_tokens.issue(&claims);
         Ok(Ok((claims, token)))
     }
 

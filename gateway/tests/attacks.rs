@@ -28,7 +28,7 @@ use support::{
     serve,
 };
 use waitroom::settings::{AdmissionSettings, Mode};
-use waitroom::tokens::{TokenSigner, generate_keypair};
+use waitroom::tokens::{QueueKeys, generate_queue_secret};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -177,8 +177,23 @@ async fn algorithm_confusion_tokens_are_refused_and_nothing_is_proxied() {
 
     // A queue token claiming the very front (seq 0 is admitted whatever the head is).
     let front = s.queue_claims("gig", 0, 3600);
-    let valid_queue = s.signer.sign(&s.queue_claims("gig", 1, 3600));
-    for (what, token) in confused(&front, &s.public_pem, &valid_queue) {
+    let valid_queue = s.queue_keys.sign(&s.queue_claims("gig", 1, 3600));
+    let mut attempts = confused(&front, &s.public_pem, &valid_queue);
+    // Queue tokens carry an HMAC: the public key as its secret under the queue key's
+    // id, and a place signed with the admission key, are refused too.
+    attempts.push((
+        "HS256 under the queue key's id, keyed with the public PEM".into(),
+        hand_made(
+            &json!({"alg": "HS256", "typ": "JWT", "kid": "q"}),
+            &front,
+            Some(s.public_pem.as_bytes()),
+        ),
+    ));
+    attempts.push((
+        "a place signed with the admission key (EdDSA)".into(),
+        s.signer.sign(&front),
+    ));
+    for (what, token) in attempts {
         let r = s.status(&token).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "status with {what}");
         let b = body(r).await;
@@ -211,24 +226,28 @@ async fn queue_tokens_forged_expired_or_foreign_are_refused_at_status() {
     let s = start(on(0), &[]).await;
     s.join().await;
     let before = s.counters().await;
-    let (other_sk, _) = generate_keypair();
-    let stranger = TokenSigner::from_pem("k", other_sk.as_bytes()).unwrap();
-    let unknown_kid = TokenSigner::from_pem("k2", other_sk.as_bytes()).unwrap();
+    let stranger = QueueKeys::new("q", generate_queue_secret().as_bytes()).unwrap();
+    let unknown_kid = QueueKeys::new("q2", generate_queue_secret().as_bytes()).unwrap();
     let (front, expired) = (
         s.queue_claims("gig", 0, 3600),
         s.queue_claims("gig", 1, -60),
     );
     let cases = [
         (
-            "signed by another key under our kid",
+            "made with another secret under our kid",
             stranger.sign(&front),
             "invalid_token",
         ),
         ("unknown kid", unknown_kid.sign(&front), "invalid_token"),
-        ("expired", s.signer.sign(&expired), "token_expired"),
+        ("expired", s.queue_keys.sign(&expired), "token_expired"),
         (
             "another event's queue token",
-            s.signer.sign(&s.queue_claims("other", 0, 3600)),
+            s.queue_keys.sign(&s.queue_claims("other", 0, 3600)),
+            "invalid_token",
+        ),
+        (
+            "a place signed with the admission key",
+            s.signer.sign(&front),
             "invalid_token",
         ),
         (

@@ -9,7 +9,7 @@
 #   SVC_STATE       state: operator-token, admin-password
 #   SVC_LOG_DIR     one <name>.log per process
 #   SVC_PID_DIR     one <name>.pid per process
-#   SVC_KEY_DIR     the signing key, order-token and link secrets (ensure_keys)
+#   SVC_KEY_DIR     the signing key, queue-token, order-token and link secrets (ensure_keys)
 #   SVC_STRICT      1: a port answered by a process the caller did not start is fatal
 #   GATEWAY         where API calls go (the demo event, the token check)
 #   PROCS           one entry per process, started in order, stopped in reverse:
@@ -121,6 +121,10 @@ ensure_keys() {
         (umask 077 && openssl rand -hex 32 >"$SVC_KEY_DIR/order-token.secret")
     fi
     # The key that derives access-link tokens (fulfilment refuses to start without one).
+    if [[ ! -f $SVC_KEY_DIR/queue-1.secret ]]; then
+        # The gateways' shared queue-token key (HMAC): only gateways read it.
+        (umask 077 && openssl rand -hex 32 >"$SVC_KEY_DIR/queue-1.secret")
+    fi
     if [[ ! -f $SVC_KEY_DIR/link.secret ]]; then
         (umask 077 && openssl rand -hex 32 >"$SVC_KEY_DIR/link.secret")
     fi

@@ -5,7 +5,7 @@ use std::time::Duration;
 use platform::env::{ConfigError, parse, var};
 
 use crate::Error;
-use crate::tokens::{TokenSigner, TokenVerifier};
+use crate::tokens::{QueueKeys, TokenSigner, TokenVerifier};
 
 /// Where Redis is, how keys are prefixed, and how durable an answer must be.
 #[derive(Clone, Debug)]
@@ -68,6 +68,15 @@ pub fn verifier_from_env() -> Result<TokenVerifier, Error> {
     let spec = std::env::var("FLOODGATE_VERIFY_KEYS")
         .map_err(|_| Error::Config("FLOODGATE_VERIFY_KEYS is not set".into()))?;
     TokenVerifier::from_spec(&spec)
+}
+
+/// The gateways' queue-token keys: `FLOODGATE_QUEUE_KEYS` (`kid=path,...`; the first
+/// signs, every one verifies; each file a secret of at least 32 bytes, shared by every
+/// gateway and by nothing else).
+pub fn queue_keys_from_env() -> Result<QueueKeys, Error> {
+    let spec = std::env::var("FLOODGATE_QUEUE_KEYS")
+        .map_err(|_| Error::Config("FLOODGATE_QUEUE_KEYS is not set".into()))?;
+    QueueKeys::from_spec(&spec)
 }
 
 /// The admitter process.

@@ -1,20 +1,29 @@
-//! Queue and admission tokens: EdDSA-signed JWTs.
+//! Queue and admission tokens: JWTs of two kinds, each read with exactly one algorithm.
 //!
-//! Signing needs the private key (gateway only); verifying needs only public keys, so
-//! `orders` can check an admission without any secret. Each token names its key in the
-//! header's `kid`, and the verifier holds every key still in rotation. Only `EdDSA` is
-//! accepted: a token claiming `none` or `HS256` (the classic confusion with a public
-//! key used as an HMAC secret) is refused before any key is consulted.
+//! Admission tokens are EdDSA-signed: signing needs the private key (gateway only);
+//! verifying needs only public keys, so `orders` can check an admission without any
+//! secret. Queue tokens are issued and read only by gateways, so they carry an HMAC
+//! (`HS256`) under a key the gateways share ([`QueueKeys`]): a MAC costs a microsecond
+//! where an Ed25519 signature cost a quarter of a join's CPU (PERFORMANCE, edge).
+//!
+//! Each token names its key in the header's `kid`, and each reader holds every key of
+//! its kind still in rotation. [`TokenVerifier`] accepts only `EdDSA`, [`QueueKeys`]
+//! only `HS256`, each only its own key ids (the gateway refuses to start when the two
+//! share one), so no token of one kind verifies as the other, and a token claiming
+//! `none`, or `HS256` keyed with a public key (the classic confusion), is refused
+//! before any key is consulted.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::EventSlug;
 
@@ -178,18 +187,9 @@ impl TokenVerifier {
         Ok(v)
     }
 
-    pub fn verify_queue(&self, token: &str, event: &EventSlug) -> Result<QueueClaims, TokenError> {
-        let c: QueueClaims = self.verify(token, event)?;
-        if c.kind != TokenKind::Queue {
-            return Err(TokenError::WrongKind);
-        }
-        if &c.evt != event {
-            return Err(TokenError::WrongEvent);
-        }
-        if c.seq.is_none() && c.pq.is_none() {
-            return Err(TokenError::Malformed);
-        }
-        Ok(c)
+    /// The key ids this verifier knows.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
     }
 
     pub fn verify_admission(
@@ -208,32 +208,166 @@ impl TokenVerifier {
     }
 
     fn verify<T: DeserializeOwned>(&self, token: &str, event: &EventSlug) -> Result<T, TokenError> {
-        if token.is_empty() {
-            return Err(TokenError::Missing);
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(TokenError::UnknownKey);
-        }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.keys.get(kid))
-            .ok_or(TokenError::UnknownKey)?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = 2;
-        validation.set_audience(&[audience(event)]);
-        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
-        jsonwebtoken::decode::<T>(token, key, &validation)
-            .map(|d| d.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::InvalidAudience => TokenError::WrongEvent,
-                ErrorKind::InvalidSignature => TokenError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidEddsaKey => TokenError::UnknownKey,
-                _ => TokenError::Malformed,
-            })
+        decode(token, event, Algorithm::EdDSA, &self.keys)
     }
+}
+
+/// Reads a token of algorithm `alg` only, under one of `keys` (by `kid`), for `event`.
+fn decode<T: DeserializeOwned>(
+    token: &str,
+    event: &EventSlug,
+    alg: Algorithm,
+    keys: &HashMap<String, DecodingKey>,
+) -> Result<T, TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+    if header.alg != alg {
+        return Err(TokenError::UnknownKey);
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.get(kid))
+        .ok_or(TokenError::UnknownKey)?;
+    let mut validation = Validation::new(alg);
+    validation.leeway = 2;
+    validation.set_audience(&[audience(event)]);
+    validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+    jsonwebtoken::decode::<T>(token, key, &validation)
+        .map(|d| d.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::InvalidAudience => TokenError::WrongEvent,
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidEddsaKey => TokenError::UnknownKey,
+            _ => TokenError::Malformed,
+        })
+}
+
+/// The fewest bytes a queue-token key may have: HS256's own output size.
+pub const QUEUE_KEY_MIN_BYTES: usize = 32;
+
+/// The gateways' shared keys for queue tokens (`HS256`): the first signs, all verify,
+/// so a new key is rolled out by adding it second on every gateway, then moving it
+/// first, then dropping the old one once its tokens have expired.
+#[derive(Clone)]
+pub struct QueueKeys {
+    kid: String,
+    /// The signing key's MAC, keyed once; each token starts from a clone of it.
+    mac: Hmac<Sha256>,
+    /// The encoded header, the same for every token of the signing key.
+    header: String,
+    keys: HashMap<String, DecodingKey>,
+}
+
+impl std::fmt::Debug for QueueKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueKeys")
+            .field("kid", &self.kid)
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueKeys {
+    /// Signs with `secret` under `kid` (and verifies with it).
+    pub fn new(kid: &str, secret: &[u8]) -> Result<Self, crate::Error> {
+        let mac = Self::check(kid, secret)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.to_owned());
+        let header = serde_json::to_vec(&header)
+            .map_err(|e| crate::Error::Config(format!("queue key {kid}: {e}")))?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            mac,
+            header: URL_SAFE_NO_PAD.encode(header),
+            keys: HashMap::from([(kid.to_owned(), DecodingKey::from_secret(secret))]),
+        })
+    }
+
+    /// Also accepts tokens made with `secret` under `kid` (a key being rotated in or out).
+    pub fn accepting(mut self, kid: &str, secret: &[u8]) -> Result<Self, crate::Error> {
+        Self::check(kid, secret)?;
+        if self.keys.contains_key(kid) {
+            return Err(crate::Error::Config(format!("queue key {kid} given twice")));
+        }
+        self.keys
+            .insert(kid.to_owned(), DecodingKey::from_secret(secret));
+        Ok(self)
+    }
+
+    fn check(kid: &str, secret: &[u8]) -> Result<Hmac<Sha256>, crate::Error> {
+        if kid.is_empty() || secret.len() < QUEUE_KEY_MIN_BYTES {
+            return Err(crate::Error::Config(format!(
+                "queue key {kid:?}: a key id and at least {QUEUE_KEY_MIN_BYTES} bytes of secret"
+            )));
+        }
+        Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|e| crate::Error::Config(format!("queue key {kid}: {e}")))
+    }
+
+    /// Parses `kid=path,kid=path` as used by `FLOODGATE_QUEUE_KEYS`: the first signs.
+    /// Each file holds the secret (surrounding whitespace is not part of it).
+    pub fn from_spec(spec: &str) -> Result<Self, crate::Error> {
+        let mut keys: Option<Self> = None;
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (kid, path) = part
+                .split_once('=')
+                .ok_or_else(|| crate::Error::Config(format!("expected kid=path, got {part:?}")))?;
+            let secret = std::fs::read(path)
+                .map_err(|e| crate::Error::Config(format!("reading {path}: {e}")))?;
+            let secret = secret.trim_ascii();
+            keys = Some(match keys {
+                None => Self::new(kid, secret)?,
+                Some(k) => k.accepting(kid, secret)?,
+            });
+        }
+        keys.ok_or_else(|| crate::Error::Config("no queue-token keys".into()))
+    }
+
+    /// The key ids accepted.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    pub fn sign(&self, claims: &QueueClaims) -> String {
+        // Our own struct of strings and numbers: serialising cannot fail.
+        let payload = serde_json::to_vec(claims).expect("claims serialise to JSON");
+        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 50);
+        token.push_str(&self.header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let mut mac = self.mac.clone();
+        mac.update(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);
+        token
+    }
+
+    /// A queue token of this event with a place, made with one of these keys.
+    pub fn verify(&self, token: &str, event: &EventSlug) -> Result<QueueClaims, TokenError> {
+        let c: QueueClaims = decode(token, event, Algorithm::HS256, &self.keys)?;
+        if c.kind != TokenKind::Queue {
+            return Err(TokenError::WrongKind);
+        }
+        if &c.evt != event {
+            return Err(TokenError::WrongEvent);
+        }
+        if c.seq.is_none() && c.pq.is_none() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(c)
+    }
+}
+
+/// A fresh random queue-token secret (hex, 64 characters), for tests and set-up.
+pub fn generate_queue_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// A fresh Ed25519 key pair as (private PKCS#8 PEM, public SPKI PEM), for tests and
@@ -351,7 +485,6 @@ mod tests {
             v.verify_admission(&token, &ev("other")),
             Err(TokenError::WrongEvent)
         );
-        assert_eq!(v.verify_queue(&token, &e), Err(TokenError::WrongKind));
         assert_eq!(v.verify_admission("", &e), Err(TokenError::Missing));
         assert_eq!(v.verify_admission("abc", &e), Err(TokenError::Malformed));
     }
@@ -381,6 +514,162 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v.verify_admission(&hs, &e), Err(TokenError::UnknownKey));
+    }
+
+    fn place(event: &EventSlug, exp_in: i64) -> QueueClaims {
+        let now = chrono::Utc::now().timestamp();
+        QueueClaims {
+            kind: TokenKind::Queue,
+            aud: audience(event),
+            evt: event.clone(),
+            sub: "v1".into(),
+            seq: Some(7),
+            pq: None,
+            iat: now,
+            exp: now + exp_in,
+        }
+    }
+
+    fn queue_keys(kid: &str) -> QueueKeys {
+        QueueKeys::new(kid, generate_queue_secret().as_bytes()).unwrap()
+    }
+
+    /// The MAC is built by hand: what it makes must be a standard HS256 JWS that
+    /// `jsonwebtoken` reads with the same secret, and no other.
+    #[test]
+    fn queue_tokens_are_standard_hs256_jws() {
+        let secret = generate_queue_secret();
+        let keys = QueueKeys::new("q1", secret.as_bytes()).unwrap();
+        let e = ev("gig");
+        let claims = place(&e, 300);
+        let token = keys.sign(&claims);
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::HS256);
+        assert_eq!(header.kid.as_deref(), Some("q1"));
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[audience(&e)]);
+        let key = DecodingKey::from_secret(secret.as_bytes());
+        let read = jsonwebtoken::decode::<QueueClaims>(&token, &key, &validation).unwrap();
+        assert_eq!(read.claims, claims);
+        assert_eq!(keys.verify(&token, &e).unwrap(), claims);
+        let other = DecodingKey::from_secret(generate_queue_secret().as_bytes());
+        assert!(jsonwebtoken::decode::<QueueClaims>(&token, &other, &validation).is_err());
+    }
+
+    #[test]
+    fn queue_tokens_tampered_expired_foreign_or_of_another_key_are_refused() {
+        let keys = queue_keys("q1");
+        let e = ev("gig");
+        let token = keys.sign(&place(&e, 300));
+        let parts: Vec<&str> = token.split('.').collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        payload["seq"] = 0.into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(serde_json::to_vec(&payload).unwrap()),
+            parts[2]
+        );
+        assert_eq!(keys.verify(&forged, &e), Err(TokenError::BadSignature));
+        assert_eq!(
+            keys.verify(&keys.sign(&place(&e, -60)), &e),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            keys.verify(&token, &ev("other")),
+            Err(TokenError::WrongEvent)
+        );
+        // Same key id, another secret: a gateway of another deployment.
+        assert_eq!(
+            keys.verify(&queue_keys("q1").sign(&place(&e, 300)), &e),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            keys.verify(&queue_keys("q2").sign(&place(&e, 300)), &e),
+            Err(TokenError::UnknownKey)
+        );
+        let mut no_place = place(&e, 300);
+        no_place.seq = None;
+        assert_eq!(
+            keys.verify(&keys.sign(&no_place), &e),
+            Err(TokenError::Malformed)
+        );
+        assert!(
+            QueueKeys::new("q", b"short").is_err(),
+            "a short secret is refused"
+        );
+    }
+
+    /// Neither kind verifies as the other, whichever algorithm, key id or key a
+    /// forger picks: queue tokens are read as HS256 only, admissions as EdDSA only.
+    #[test]
+    fn a_token_of_one_kind_never_verifies_as_the_other() {
+        let (signer, verifier) = pair("k1");
+        let keys = queue_keys("q1");
+        let e = ev("gig");
+        // A genuine queue token presented as an admission, and the reverse.
+        let queue = keys.sign(&place(&e, 300));
+        assert_eq!(
+            verifier.verify_admission(&queue, &e),
+            Err(TokenError::UnknownKey)
+        );
+        let admitted = signer.sign(&admission(&e, 300));
+        assert_eq!(keys.verify(&admitted, &e), Err(TokenError::UnknownKey));
+        // An EdDSA-signed queue token (as gateways made before), even under the MAC's kid.
+        let eddsa_queue = TokenSigner::from_pem("q1", generate_keypair().0.as_bytes())
+            .unwrap()
+            .sign(&place(&e, 300));
+        assert_eq!(keys.verify(&eddsa_queue, &e), Err(TokenError::UnknownKey));
+        assert_eq!(
+            keys.verify(&signer.sign(&place(&e, 300)), &e),
+            Err(TokenError::UnknownKey)
+        );
+        // An admission claim under an HS256 header with the queue key's id and secret
+        // (a gateway's own key misused): still not an admission.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = b64.encode(serde_json::to_vec(&admission(&e, 300)).unwrap());
+        let header = b64.encode(r#"{"alg":"HS256","typ":"JWT","kid":"q1"}"#);
+        let mut mac = keys.mac.clone();
+        mac.update(format!("{header}.{body}").as_bytes());
+        let sig = b64.encode(mac.finalize().into_bytes());
+        let hs_admission = format!("{header}.{body}.{sig}");
+        assert_eq!(
+            verifier.verify_admission(&hs_admission, &e),
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(keys.verify(&hs_admission, &e), Err(TokenError::WrongKind));
+        // alg none under the queue key's id.
+        let none = format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","kid":"q1"}"#),
+            b64.encode(serde_json::to_vec(&place(&e, 300)).unwrap())
+        );
+        assert_ne!(keys.verify(&none, &e).map(|_| ()), Ok(()));
+    }
+
+    #[test]
+    fn queue_key_rotation_keeps_old_tokens_valid() {
+        let old = generate_queue_secret();
+        let new = generate_queue_secret();
+        let before = QueueKeys::new("old", old.as_bytes()).unwrap();
+        let during = QueueKeys::new("new", new.as_bytes())
+            .unwrap()
+            .accepting("old", old.as_bytes())
+            .unwrap();
+        let e = ev("gig");
+        let c = place(&e, 300);
+        assert!(during.verify(&before.sign(&c), &e).is_ok());
+        assert!(during.verify(&during.sign(&c), &e).is_ok());
+        assert_eq!(
+            before.verify(&during.sign(&c), &e),
+            Err(TokenError::UnknownKey)
+        );
+        assert!(
+            during.accepting("old", old.as_bytes()).is_err(),
+            "a kid twice"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let cfg = GatewayConfig::from_env()?;
     let signer = waitroom::config::signer_from_env()?;
     let verifier = waitroom::config::verifier_from_env()?;
+    let queue_keys = waitroom::config::queue_keys_from_env()?;
 
     // Pingora owns its runtimes and never returns; Redis I/O and the snapshot refresher
     // get a small runtime of their own on a separate thread.
@@ -44,7 +45,14 @@ fn main() -> anyhow::Result<()> {
         Arrivals::start(room.clone(), Some(cfg.join_per_min))
     };
     let snapshots = Arc::new(Snapshots::new(room));
-    let built = gateway::proxy::build(&cfg, snapshots.clone(), arrivals, signer, verifier)?;
+    let built = gateway::proxy::build(
+        &cfg,
+        snapshots.clone(),
+        arrivals,
+        signer,
+        verifier,
+        queue_keys,
+    )?;
     let refresh = cfg.snapshot_refresh;
     io.spawn({
         let snapshots = snapshots.clone();

@@ -16,7 +16,10 @@ use waitroom::EventSlug;
 use waitroom::admission::Admitter;
 use waitroom::queue::Waitroom;
 use waitroom::settings::{AdmissionSettings, Mode};
-use waitroom::tokens::{AdmissionClaims, QueueClaims, TokenSigner, audience, generate_keypair};
+use waitroom::tokens::{
+    AdmissionClaims, QueueClaims, QueueKeys, TokenSigner, audience, generate_keypair,
+    generate_queue_secret,
+};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -33,6 +36,9 @@ pub struct Gateway {
     /// A signer with the gateway's own key: tokens valid but for the one thing under
     /// test (expired, another event, another kind), as no attacker can make them.
     pub signer: TokenSigner,
+    /// The gateway's queue-token key: queue tokens made with it are valid but for the
+    /// one thing under test.
+    pub queue_keys: QueueKeys,
     /// The gateway's public key as PEM, which any attacker may know.
     pub public_pem: String,
     /// The test's client of the gateway (see [`client`]).
@@ -82,6 +88,8 @@ impl Gateway {
         let (sk, pk) = generate_keypair();
         std::fs::write(dir.join("k.key.pem"), &sk).unwrap();
         std::fs::write(dir.join("k.pub.pem"), &pk).unwrap();
+        let queue_secret = generate_queue_secret();
+        std::fs::write(dir.join("q.key"), &queue_secret).unwrap();
         let (port, metrics_port) = (free_port(), free_port());
         let child = command(&prefix, &dir, port, metrics_port, setup.upstream, setup.env)
             .spawn()
@@ -94,6 +102,7 @@ impl Gateway {
             room,
             event,
             signer: TokenSigner::from_pem("k", sk.as_bytes()).unwrap(),
+            queue_keys: QueueKeys::new("q", queue_secret.as_bytes()).unwrap(),
             public_pem: pk,
             http: client(),
             dir,
@@ -202,7 +211,7 @@ impl Gateway {
     }
 
     /// Queue claims for place `seq` in `event`'s line, expiring `exp_in` seconds from now:
-    /// signed by [`Gateway::signer`] they are valid but for what the test changes.
+    /// made with [`Gateway::queue_keys`] they are valid but for what the test changes.
     pub fn queue_claims(&self, event: &str, seq: u64, exp_in: i64) -> QueueClaims {
         claims("queue", event, exp_in, json!({"seq": seq}))
     }
@@ -247,6 +256,10 @@ fn command(
         .env("REDIS_URL", REDIS_URL)
         .env("FLOODGATE_REDIS_PREFIX", prefix)
         .env("FLOODGATE_SIGNING_KEY", dir.join("k.key.pem"))
+        .env(
+            "FLOODGATE_QUEUE_KEYS",
+            format!("q={}", dir.join("q.key").display()),
+        )
         .env("FLOODGATE_SIGNING_KID", "k")
         .env(
             "FLOODGATE_VERIFY_KEYS",
