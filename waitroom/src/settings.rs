@@ -145,16 +145,18 @@ impl AdmissionSettings {
 
 /// Writes the settings and, when entering the pre-queue, commits to a lottery seed in
 /// the same atomic step, so no arrival can be collected before the commitment exists.
+/// 1 for an event that had no settings yet, 2 for one that had.
 const APPLY: &str = r#"
 if ARGV[1] == 'prequeue' and redis.call('HGET', KEYS[2], 'revealed') == '1' then
   return -1
 end
 redis.call('HSET', KEYS[1], 'mode', ARGV[1], 'rate_per_minute', ARGV[2], 'max_active', ARGV[3],
   'admission_ttl_seconds', ARGV[4], 'opens_at_ms', ARGV[5])
-redis.call('HINCRBY', KEYS[1], 'version', 1)
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 if ARGV[1] == 'prequeue' and redis.call('HEXISTS', KEYS[2], 'commit') == 0 then
   redis.call('HSET', KEYS[2], 'commit', ARGV[6], 'seed', ARGV[7], 'revealed', '0')
 end
+if version > 1 then return 2 end
 return 1
 "#;
 
@@ -237,11 +239,20 @@ impl Waitroom {
             ));
         }
         // The registry spans events (another cluster slot), so it is a separate step;
-        // registering twice is harmless.
-        let _: i64 = self
+        // registering twice is harmless. An event that had settings was registered when
+        // it got them: a registry shard that is away (failing over) must not turn an
+        // operator's change, already made, into an error that says nothing changed.
+        let registered: Result<i64, _> = self
             .client
             .sadd(keys::registry(&self.prefix), event.to_string())
-            .await?;
-        Ok(())
+            .await;
+        match registered {
+            Ok(_) => Ok(()),
+            Err(e) if applied == 2 => {
+                tracing::warn!(%event, error = %e, "settings applied; the event registry was not reachable");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -981,3 +981,65 @@ async fn a_large_prequeue_is_drawn_in_chunks_into_one_permutation() {
     );
     scope.cleanup().await;
 }
+
+/// An operator's change to an event that already has settings is made, and said to
+/// be made, while the event registry's shard is away (on a cluster the registry is
+/// another slot, failing over for a second or two); a new event is refused, since it
+/// could not be registered and no admitter would step it. The registry's shard is
+/// played by a Redis user that may not write the registry (issue 17: a pause failed
+/// with "nothing was changed" while another shard was stopped, after changing it).
+#[tokio::test]
+async fn a_change_is_made_and_reported_when_only_the_registry_is_unreachable() {
+    use fred::prelude::*;
+    use fred::types::CustomCommand;
+    let scope = Scope::with(&settings(Mode::On, 60, 100)).await;
+    let prefix = scope.room.prefix().to_owned();
+    let user = format!("noreg-{}", uuid::Uuid::new_v4().simple());
+    let acl = |args: Vec<String>| {
+        let client = scope.room.client().clone();
+        async move {
+            client
+                .custom::<Value, _>(CustomCommand::new_static("ACL", None::<u16>, false), args)
+                .await
+                .expect("ACL")
+        }
+    };
+    // Everything, but only reading the registry.
+    acl(vec![
+        "SETUSER".into(),
+        user.clone(),
+        "on".into(),
+        ">pw-0123456789".into(),
+        "+@all".into(),
+        format!("~{prefix}:{{*"),
+        format!("%R~{prefix}:events"),
+    ])
+    .await;
+    let url =
+        support::redis_url().replacen("redis://", &format!("redis://{user}:pw-0123456789@"), 1);
+    let cut_off = waitroom::queue::Waitroom::connect(&waitroom::config::RedisConfig {
+        url,
+        prefix: prefix.clone(),
+        ..waitroom::config::RedisConfig::default()
+    })
+    .await
+    .unwrap();
+
+    cut_off
+        .apply_settings(&scope.event, &settings(Mode::Paused, 60, 100))
+        .await
+        .expect("the existing event's change is made");
+    assert_eq!(scope.settings().await.unwrap().mode, Mode::Paused);
+    let new = waitroom::EventSlug::parse("brand-new").unwrap();
+    assert!(
+        cut_off
+            .apply_settings(&new, &settings(Mode::On, 60, 100))
+            .await
+            .is_err(),
+        "an event that cannot be registered is refused"
+    );
+
+    acl(vec!["DELUSER".into(), user]).await;
+    scope.room.purge(&new).await.unwrap();
+    scope.cleanup().await;
+}
