@@ -537,7 +537,7 @@ fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
                     let asked = ["redis-primary", tag.as_str()];
                     let (took_over, joins) = tokio::join!(
                         ctl.moved_from(&asked, &node, pause),
-                        joins_resume(&d, Duration::from_secs(15)),
+                        joins_resume(&d, pause + Duration::from_secs(6)),
                     );
                     tokio::time::sleep(pause.saturating_sub(struck.elapsed())).await;
                     ctl.call(&[on, &node]).await?;
@@ -550,7 +550,10 @@ fn disruption(fault: Fault, args: &Args, ctl: Ctl) -> Disruption {
                     };
                     let joins = match joins {
                         Some(secs) => format!("a probe's joins answered again after {secs:.1} s"),
-                        None => "a probe's joins were not answered within 15 s".into(),
+                        None => format!(
+                            "a probe's joins were not answered within {:.0} s",
+                            (pause + Duration::from_secs(6)).as_secs_f64()
+                        ),
                     };
                     let what = if off == "kill" { "killed" } else { "stopped" };
                     format!("{node} {what}; {took_over}; {joins}")

@@ -400,9 +400,14 @@ impl Waitroom {
         // fred does not reconnect unless told to: without a policy, one Redis restart
         // leaves every later command waiting forever. Commands also give up after a
         // few seconds, so a request meets an error it can answer (503), not a hang.
+        // A node that does not answer within `unresponsive` is treated as gone whether
+        // fred is connecting to it, asking it for the cluster's map (`CLUSTER SLOTS`,
+        // the health check: 10 s by default, which kept joins failing for 10-20 s after
+        // a primary failed over in 1 s) or sending it a command.
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
-                c.connection_timeout = std::time::Duration::from_secs(3);
+                c.connection_timeout = cfg.unresponsive;
+                c.internal_command_timeout = cfg.unresponsive;
                 c.unresponsive = UnresponsiveConfig {
                     max_timeout: Some(cfg.unresponsive),
                     interval: cfg.unresponsive / 4,
