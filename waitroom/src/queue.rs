@@ -416,7 +416,10 @@ impl Waitroom {
             .with_performance_config(|p| {
                 p.default_command_timeout = std::time::Duration::from_secs(3);
             })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2))
+            // Retries stay a quarter second apart at most: a failed-over node's
+            // replacement is found at the first attempt after the failover, not up to a
+            // second later.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 250, 2))
             .build()?;
         client.init().await?;
         let mut room = Self::from_client(client, &cfg.prefix);
