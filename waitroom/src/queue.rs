@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
-use fred::types::config::{Options, UnresponsiveConfig};
+use fred::types::config::{ClusterDiscoveryPolicy, Options, ServerConfig, UnresponsiveConfig};
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, Value};
 use serde::Serialize;
@@ -396,7 +396,13 @@ fn int(v: &Value) -> Result<u64, Error> {
 
 impl Waitroom {
     pub async fn connect(cfg: &crate::config::RedisConfig) -> Result<Self, Error> {
-        let config = Config::from_url(&cfg.url)?;
+        let mut config = Config::from_url(&cfg.url)?;
+        // On a cluster, find the map again through every node last seen as well as
+        // the configured seeds: a seed may be the very node that just died, and asking
+        // it first costs each resync a timeout.
+        if let ServerConfig::Clustered { policy, .. } = &mut config.server {
+            *policy = ClusterDiscoveryPolicy::UseCache;
+        }
         // fred does not reconnect unless told to: without a policy, one Redis restart
         // leaves every later command waiting forever. Commands also give up after a
         // few seconds, so a request meets an error it can answer (503), not a hang.
