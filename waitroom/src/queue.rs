@@ -39,6 +39,10 @@ pub fn short_waits() -> u64 {
     SHORT_WAITS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// How long one join call may wait for Redis before it is given up (and never sent
+/// again): under the gateway's 800 ms per batch.
+pub const JOIN_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(700);
+
 /// The most visitors one [`Waitroom::join_many`] call takes.
 pub const JOIN_BATCH_MAX: usize = 256;
 
@@ -555,22 +559,40 @@ impl Waitroom {
                 args.extend(visitors);
             }
         }
-        let reply: Vec<Value> = self
-            .scripts
-            .join
-            .evalsha_with_reload(
-                &self.client,
-                vec![
-                    k.settings(),
-                    k.queue(),
-                    k.prequeue(),
-                    k.counters(),
-                    k.joiners(0),
-                    k.joiners(1),
-                ],
-                args,
-            )
-            .await?;
+        let keys = vec![
+            k.settings(),
+            k.queue(),
+            k.prequeue(),
+            k.counters(),
+            k.joiners(0),
+            k.joiners(1),
+        ];
+        // A join is sent once and given up within JOIN_COMMAND_TIMEOUT: fred would
+        // otherwise keep a join it could not deliver (a primary failing over) and send
+        // it again once reconnected, long after the gateway answered 503 and the
+        // visitor retried, handing out places nobody holds. Those ghost places are
+        // admitted in turn and keep `max_active` slots busy until their TTL.
+        let once = Options {
+            max_attempts: Some(1),
+            timeout: Some(JOIN_COMMAND_TIMEOUT),
+            ..Options::default()
+        };
+        let script = &self.scripts.join;
+        let sent = self
+            .client
+            .with_options(&once)
+            .evalsha(script.sha1().clone(), keys.clone(), args.clone())
+            .await;
+        let reply: Vec<Value> = match sent {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                script.load(&self.client).await?;
+                self.client
+                    .with_options(&once)
+                    .evalsha(script.sha1().clone(), keys, args)
+                    .await?
+            }
+            other => other?,
+        };
         self.durable(&k.queue()).await?;
         let tag = reply
             .first()
