@@ -138,6 +138,20 @@ return m
 /// Entrants per chunk of a draw.
 const DRAW_CHUNK: usize = 10_000;
 
+/// An event marked as being stepped, unmarked when dropped.
+struct Busy<'a>(
+    &'a std::sync::Mutex<std::collections::HashSet<EventSlug>>,
+    &'a EventSlug,
+);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        // Poisoned or not, the set is only ever added to and removed from.
+        let mut busy = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        busy.remove(self.1);
+    }
+}
+
 /// What one step did for one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -268,13 +282,20 @@ impl Admitter {
         };
         let mut steps = Vec::with_capacity(events.len());
         for event in events {
-            if !self.busy.lock().expect("busy events").insert(event.clone()) {
+            let marked = self
+                .busy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(event.clone());
+            if !marked {
                 continue;
             }
             let this = self.clone();
             steps.push(tokio::spawn(async move {
+                // Freed however the step ends (a panic too): a step that never freed its
+                // event would leave that event unstepped for the life of the process.
+                let _busy = Busy(&this.busy, &event);
                 this.step_reported(&event).await;
-                this.busy.lock().expect("busy events").remove(&event);
             }));
         }
         // The ordinary step is one script under STEP_TIMEOUT; a draw goes on alone.

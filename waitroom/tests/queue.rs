@@ -877,20 +877,16 @@ async fn a_batch_of_prequeue_arrivals_enters_the_draw_in_the_order_given() {
     scope.cleanup().await;
 }
 
-/// A draw outlasts the lease it started under (a million entrants take seconds; the
-/// lease is 1.5 s): each chunk renews it, so the draw finishes instead of starting
-/// over at every step. Here the lease is a millisecond, shorter than any draw.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_draw_longer_than_the_lease_still_opens_the_queue() {
+/// A pre-queue of `n` entrants (joined in batches) whose opening time has just passed.
+async fn prequeue_past_its_opening(n: usize) -> Scope {
     let scope = Scope::with(&AdmissionSettings {
         opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
         ..settings(Mode::Prequeue, 600, 100_000)
     })
     .await;
-    const N: usize = 30_000;
-    for batch in 0..N.div_ceil(waitroom::queue::JOIN_BATCH_MAX) {
+    for batch in 0..n.div_ceil(waitroom::queue::JOIN_BATCH_MAX) {
         let from = batch * waitroom::queue::JOIN_BATCH_MAX;
-        let to = (from + waitroom::queue::JOIN_BATCH_MAX).min(N);
+        let to = (from + waitroom::queue::JOIN_BATCH_MAX).min(n);
         let visitors: Vec<String> = (from..to).map(|i| format!("v{i}")).collect();
         scope.room.join_many(&scope.event, visitors).await.unwrap();
     }
@@ -900,14 +896,29 @@ async fn a_draw_longer_than_the_lease_still_opens_the_queue() {
             ..settings(Mode::Prequeue, 600, 100_000)
         })
         .await;
-    let admitter = Admitter::new(scope.room.clone(), Duration::from_millis(1));
-    let opened = eventually("the draw", Duration::from_secs(20), || async {
+    scope
+}
+
+/// Steps `admitter` until it draws the pre-queue and opens the queue: the entrants.
+async fn draw(scope: &Scope, admitter: &Admitter, within: Duration) -> u64 {
+    eventually("the draw", within, || async {
         match admitter.step(&scope.event).await.expect("step") {
             Step::Opened(n) => Some(n),
             _ => None,
         }
     })
-    .await;
+    .await
+}
+
+/// A draw outlasts the lease it started under (a million entrants take seconds; the
+/// lease is 1.5 s): each chunk renews it, so the draw finishes instead of starting
+/// over at every step. Here the lease is a millisecond, shorter than any draw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draw_longer_than_the_lease_still_opens_the_queue() {
+    const N: usize = 30_000;
+    let scope = prequeue_past_its_opening(N).await;
+    let admitter = Admitter::new(scope.room.clone(), Duration::from_millis(1));
+    let opened = draw(&scope, &admitter, Duration::from_secs(20)).await;
     assert_eq!(opened, N as u64);
     scope
         .lottery()
@@ -924,32 +935,10 @@ async fn a_draw_longer_than_the_lease_still_opens_the_queue() {
 /// arrival numbered after the drawn ones without being written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_prequeue_is_drawn_in_chunks_into_one_permutation() {
-    let scope = Scope::with(&AdmissionSettings {
-        opens_at: Some(Utc::now() + chrono::Duration::seconds(60)),
-        ..settings(Mode::Prequeue, 600, 100_000)
-    })
-    .await;
     const N: usize = 25_000;
-    for batch in 0..N.div_ceil(waitroom::queue::JOIN_BATCH_MAX) {
-        let from = batch * waitroom::queue::JOIN_BATCH_MAX;
-        let to = (from + waitroom::queue::JOIN_BATCH_MAX).min(N);
-        let visitors: Vec<String> = (from..to).map(|i| format!("v{i}")).collect();
-        scope.room.join_many(&scope.event, visitors).await.unwrap();
-    }
-    scope
-        .apply(&AdmissionSettings {
-            opens_at: Some(Utc::now() - chrono::Duration::seconds(1)),
-            ..settings(Mode::Prequeue, 600, 100_000)
-        })
-        .await;
+    let scope = prequeue_past_its_opening(N).await;
     let admitter = Admitter::new(scope.room.clone(), LEASE);
-    let opened = eventually("the draw", Duration::from_secs(30), || async {
-        match admitter.step(&scope.event).await.expect("step") {
-            Step::Opened(n) => Some(n),
-            _ => None,
-        }
-    })
-    .await;
+    let opened = draw(&scope, &admitter, Duration::from_secs(30)).await;
     assert_eq!(opened, N as u64);
     let late = scope.room.join(&scope.event, "late").await.unwrap();
     let record = scope
