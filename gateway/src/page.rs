@@ -22,7 +22,8 @@ pub struct View<'a> {
     pub state: &'a str,
     pub position: Option<u64>,
     pub ahead: Option<u64>,
-    pub eta_seconds: Option<u64>,
+    /// The wait as a range, `(min, max)` seconds ([`waitroom::estimate`]).
+    pub eta: Option<(u64, u64)>,
     pub progress_percent: u8,
     pub retry_after_ms: u64,
 }
@@ -40,20 +41,33 @@ struct Page<'a> {
     retry_ms: u64,
     /// Raw figures for the script's countdown between polls (empty when unknown).
     position_n: String,
-    eta_seconds: String,
+    eta_min: String,
+    eta_max: String,
     refresh_seconds: u64,
 }
 
-fn eta_text(eta: Option<u64>) -> String {
+fn minutes_text(m: u64) -> String {
+    if m < 60 {
+        format!("{m} min")
+    } else {
+        format!("{} h {} min", m / 60, m % 60)
+    }
+}
+
+/// The wait as people say it: "under 1 min", "about 3 min", "2–4 min". The script's
+/// `eta()` says the same.
+fn eta_text(eta: Option<(u64, u64)>) -> String {
     match eta {
         None => "—".into(),
-        Some(s) if s < 60 => "under 1 min".into(),
-        Some(s) => {
-            let m = (s + 30) / 60;
-            if m < 60 {
-                format!("{m} min")
+        Some((_, hi)) if hi < 60 => "under 1 min".into(),
+        Some((lo, hi)) => {
+            let (lo, hi) = ((lo / 60).max(1), hi.div_ceil(60));
+            if lo >= hi {
+                format!("about {}", minutes_text(hi))
+            } else if hi < 60 {
+                format!("{lo}–{hi} min")
             } else {
-                format!("{} h {} min", m / 60, m % 60)
+                format!("{}–{}", minutes_text(lo), minutes_text(hi))
             }
         }
     }
@@ -62,7 +76,7 @@ fn eta_text(eta: Option<u64>) -> String {
 pub fn render(v: &View<'_>) -> String {
     let num = |n: Option<u64>| n.map_or_else(|| "—".to_owned(), |n| n.to_string());
     let eta = if v.state == "waiting" {
-        eta_text(v.eta_seconds)
+        eta_text(v.eta)
     } else {
         "—".into()
     };
@@ -79,7 +93,8 @@ pub fn render(v: &View<'_>) -> String {
             progress: v.progress_percent.min(100),
             retry_ms: v.retry_after_ms,
             position_n: v.position.map_or_else(String::new, |p| p.to_string()),
-            eta_seconds: v.eta_seconds.map_or_else(String::new, |e| e.to_string()),
+            eta_min: v.eta.map_or_else(String::new, |e| e.0.to_string()),
+            eta_max: v.eta.map_or_else(String::new, |e| e.1.to_string()),
             refresh_seconds: v.retry_after_ms.div_ceil(1000).max(1),
         },
     )
@@ -98,7 +113,7 @@ mod tests {
             state: "waiting",
             position: Some(42),
             ahead: Some(41),
-            eta_seconds: Some(125),
+            eta: Some((100, 157)),
             progress_percent: 30,
             retry_after_ms: 4_200,
         });
@@ -109,12 +124,28 @@ mod tests {
             html.contains(r#"content="5""#),
             "meta refresh follows retry_after"
         );
-        assert!(html.contains("2 min"));
+        assert!(html.contains(r#"<dd id="eta">1–3 min</dd>"#), "{html}");
         assert!(
-            html.contains(r#"data-position="42" data-eta="125""#),
+            html.contains(r#"data-position="42" data-eta-min="100" data-eta-max="157""#),
             "the countdown starts from the rendered place and wait"
         );
         assert!(!html.contains("{{"), "unfilled placeholder");
+    }
+
+    #[test]
+    fn the_wait_reads_as_a_range_in_plain_minutes() {
+        for (eta, text) in [
+            (None, "—"),
+            (Some((20, 25)), "under 1 min"),
+            (Some((40, 70)), "1–2 min"),
+            (Some((130, 170)), "2–3 min"),
+            (Some((120, 120)), "about 2 min"),
+            (Some((3_000, 3_500)), "50–59 min"),
+            (Some((3_000, 4_000)), "50 min–1 h 7 min"),
+            (Some((3_700, 4_800)), "1 h 1 min–1 h 20 min"),
+        ] {
+            assert_eq!(eta_text(eta), text, "{eta:?}");
+        }
     }
 
     #[test]
@@ -126,7 +157,7 @@ mod tests {
             state: "paused",
             position: Some(3),
             ahead: Some(2),
-            eta_seconds: None,
+            eta: None,
             progress_percent: 10,
             retry_after_ms: 1_000,
         });

@@ -28,6 +28,7 @@ use crate::verified::{self, VerifiedQueueTokens};
 use crate::waiting::{Visit, Waiting};
 
 const OPENAPI: &str = include_str!("../assets/openapi.json");
+const FAVICON: &[u8] = include_bytes!("../assets/favicon.ico");
 
 pub struct Gateway {
     pub waiting: Waiting,
@@ -161,6 +162,10 @@ impl Gateway {
                     Err(e) => EdgeError::Unavailable(e).reply(),
                 }),
                 Route::OpenApi => Some(Reply::new(200, "application/json", OPENAPI)),
+                Route::Favicon => Some(
+                    Reply::new(200, "image/x-icon", FAVICON)
+                        .header("Cache-Control", "public, max-age=86400"),
+                ),
                 // Every waiting-room request counts against the status limit; one that
                 // takes a new place also against the join limit, charged where the place
                 // is taken (`Waiting::new_place`), whichever of these it came by.
@@ -466,6 +471,7 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
         let paths = doc["paths"].as_object().unwrap();
         for path in [
+            "/favicon.ico",
             "/queue/{event}",
             "/queue/{event}/join",
             "/queue/{event}/status",

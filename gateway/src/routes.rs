@@ -7,6 +7,8 @@ pub enum Route {
     Healthz,
     Readyz,
     OpenApi,
+    /// `GET /favicon.ico`, which every browser asks for.
+    Favicon,
     /// `GET /queue/{event}`: the waiting page.
     QueuePage(EventSlug),
     /// `POST /queue/{event}/join`.
@@ -48,6 +50,7 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::OpenApi => "openapi",
+            Route::Favicon => "favicon",
             Route::QueuePage(_) => "queue_page",
             Route::Join(_) => "join",
             Route::Status(_) => "status",
@@ -87,6 +90,7 @@ pub fn classify(method: &str, path: &str) -> Route {
         ["healthz"] => Route::Healthz,
         ["readyz"] => Route::Readyz,
         ["openapi.json"] => Route::OpenApi,
+        ["favicon.ico"] => only(get, Route::Favicon),
         ["queue", ev] => slug(ev).map_or(Route::NotFound, |e| only(get, Route::QueuePage(e))),
         ["queue", ev, "join"] => {
             slug(ev).map_or(Route::NotFound, |e| only(method == "POST", Route::Join(e)))
@@ -164,6 +168,8 @@ mod tests {
         );
         assert_eq!(classify("POST", "/api/payments/webhook"), Route::Webhook);
         assert_eq!(classify("GET", "/metrics"), Route::NotFound);
+        assert_eq!(classify("GET", "/favicon.ico"), Route::Favicon);
+        assert_eq!(classify("POST", "/favicon.ico"), Route::MethodNotAllowed);
         assert_eq!(
             classify("DELETE", "/api/holds/1"),
             Route::Upstream(Upstream::Orders)

@@ -86,6 +86,7 @@ mod tests {
             sub: format!("visitor-{seq}"),
             seq: Some(seq),
             pq: None,
+            from: None,
             iat: now,
             exp: now + exp_in,
         }

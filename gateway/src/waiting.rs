@@ -118,7 +118,7 @@ impl Waiting {
                     state: not_queued_state(*mode),
                     position: None,
                     ahead: None,
-                    eta_seconds: None,
+                    eta: None,
                     progress_percent: 0,
                     retry_after_ms: 30_000,
                 }),
@@ -135,7 +135,7 @@ impl Waiting {
                     state: status.state,
                     position: status.position,
                     ahead: status.ahead,
-                    eta_seconds: status.eta_seconds,
+                    eta: status.eta_min_seconds.zip(status.eta_max_seconds),
                     progress_percent: *progress_percent,
                     retry_after_ms: status.retry_after_ms,
                 }),
@@ -170,7 +170,7 @@ impl Waiting {
         };
         let (mut claims, mut token, mut fresh) = match verified {
             Some((claims, token)) => (claims, token, false),
-            None => match self.new_place(event, visit.client).await? {
+            None => match self.new_place(event, visit.client, snapshot.head).await? {
                 Ok((claims, token)) => (claims, token, true),
                 Err(mode) => return Ok(Place::NotQueued(mode)),
             },
@@ -219,7 +219,7 @@ impl Waiting {
                 }
                 Claim::Expired => {
                     // The admission lapsed unused: a new place at the back, not a refusal.
-                    match self.new_place(event, visit.client).await? {
+                    match self.new_place(event, visit.client, snapshot.head).await? {
                         Ok((c, t)) => {
                             claims = c;
                             token = t;
@@ -236,7 +236,7 @@ impl Waiting {
             status,
             queue_token: token,
             fresh,
-            progress_percent: progress(&snapshot, Some(seq)),
+            progress_percent: progress(&snapshot, seq, claims.from),
             admission,
         })
     }
@@ -250,6 +250,7 @@ impl Waiting {
         &self,
         event: &EventSlug,
         client: IpAddr,
+        head: u64,
     ) -> Result<Result<(QueueClaims, String), Mode>, EdgeError> {
         self.limits.check(&self.limits.join, client)?;
         let visitor = uuid::Uuid::new_v4().simple().to_string();
@@ -274,6 +275,7 @@ impl Waiting {
             sub: visitor,
             seq,
             pq,
+            from: seq.map(|_| head),
             iat: now,
             exp: now + self.queue_token_ttl.as_secs() as i64,
         };
@@ -308,6 +310,8 @@ impl Waiting {
                 "position": null,
                 "ahead": null,
                 "eta_seconds": null,
+                "eta_min_seconds": null,
+                "eta_max_seconds": null,
                 "retry_after_ms": 30_000,
             }),
             Place::InLine {
@@ -379,10 +383,46 @@ impl Waiting {
     }
 }
 
-/// Share of the line ahead of this visitor at arrival that has been admitted since.
-fn progress(snapshot: &Snapshot, seq: Option<u64>) -> u8 {
-    match seq {
-        Some(seq) if seq > 0 => ((snapshot.head.min(seq) * 100) / seq) as u8,
-        _ => 0,
+/// Share of the line ahead of this visitor when they joined that has been admitted
+/// since: someone who just joined at the back starts at 0 %, however far the queue has
+/// come. `from` is the head the gateway saw at the join (in the queue token); a place
+/// without one (drawn in the pre-queue lottery) counts from the start of the queue.
+fn progress(snapshot: &Snapshot, seq: u64, from: Option<u64>) -> u8 {
+    let from = from.unwrap_or(0).min(seq.saturating_sub(1));
+    let done = snapshot.head.clamp(from, seq) - from;
+    match seq - from {
+        0 => 0,
+        line => (done * 100 / line) as u8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(head: u64) -> Snapshot {
+        Snapshot {
+            settings: Default::default(),
+            head,
+            tail: 10_000,
+            observed_per_min: 0.0,
+            active: 0,
+            claimed: 0,
+            title: None,
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn progress_counts_from_the_visitors_own_join() {
+        // Joined at place 1,000 when 900 were already in: nothing moved yet is 0 %.
+        assert_eq!(progress(&at(900), 1_000, Some(900)), 0);
+        assert_eq!(progress(&at(950), 1_000, Some(900)), 50);
+        assert_eq!(progress(&at(1_000), 1_000, Some(900)), 100);
+        // A head the gateway saw late (behind the one at the join) is no negative.
+        assert_eq!(progress(&at(850), 1_000, Some(900)), 0);
+        // No join head in the token: from the start of the queue.
+        assert_eq!(progress(&at(500), 1_000, None), 50);
+        assert_eq!(progress(&at(0), 1, Some(0)), 0);
     }
 }

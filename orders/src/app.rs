@@ -27,7 +27,7 @@ use crate::events::{Event, PublicEvent, Tier};
 use crate::holds::{HoldCreated, HoldDesk, HoldRequest};
 use crate::payments::PaymentProvider;
 use crate::settlement::{self, Source};
-use crate::{Error, admissions, holds, jobs, pages, webhooks};
+use crate::{Error, admissions, dead_ends, holds, jobs, pages, webhooks};
 use contract::states::{EventStatus, HoldStatus, OrderStatus, TicketStatus};
 
 #[derive(Clone)]
@@ -308,8 +308,10 @@ async fn order_view(
     let order = sqlx::query!(
         r#"SELECT o.status AS "status: OrderStatus", o.amount_cents, o.currency, o.quantity,
                   o.refunded_cents, o.payment_intent_id, o.paid_at IS NOT NULL AS "ever_paid!",
-                  t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone
+                  t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone,
+                  h.expires_at AS held_until
            FROM orders o JOIN tiers t ON t.id = o.tier_id JOIN events e ON e.id = o.event_id
+                JOIN holds h ON h.id = o.hold_id
            WHERE o.id = $1"#,
         order_id
     )
@@ -343,7 +345,33 @@ async fn order_view(
             .as_deref()
             .map(|id| s.provider.pay_url(id)),
         ever_paid: order.ever_paid,
+        payment_intent_id: order.payment_intent_id,
+        held_until: order.held_until,
+        payment: pages::Payment::Unasked,
     })
+}
+
+/// Whether an order waiting for payment has been paid at the provider (the news is on
+/// its way) or not (the buyer came back without paying, or the card was declined): the
+/// page must not say "waiting for your payment" when nothing is coming.
+async fn payment_state(s: &AppState, view: &pages::OrderView) -> pages::Payment {
+    let Some(intent_id) = view
+        .payment_intent_id
+        .as_deref()
+        .filter(|_| view.status == OrderStatus::PendingPayment)
+    else {
+        return pages::Payment::Unasked;
+    };
+    match s.provider.intent(intent_id).await {
+        Ok(i) if matches!(i.status.as_str(), "succeeded" | "processing") => {
+            pages::Payment::Confirming
+        }
+        Ok(_) => pages::Payment::NotPaid,
+        Err(e) => {
+            tracing::warn!(error = %e, "payment state unknown for the order page");
+            pages::Payment::Unasked
+        }
+    }
 }
 
 async fn order_json(
@@ -387,12 +415,63 @@ async fn webhook(
 
 // ---- buyer pages: the same operations, as forms, with HTML errors --------------------
 
-fn page_error(e: Error) -> Response {
+/// A buyer page that cannot go on: plain words and the one thing to do
+/// ([`dead_ends`]), with the API's status code.
+fn page_error(s: &AppState, e: Error, at: dead_ends::Context<'_>) -> Response {
     let status = e.status();
     if status.is_server_error() {
         tracing::error!(error = %e, "page failed");
     }
-    (status, Html(pages::error(status, &e.public_message()))).into_response()
+    let d = dead_ends::dead_end(&e, at);
+    let mut response = (status, Html(pages::error(&d))).into_response();
+    if let (true, Some(slug)) = (d.forget_turn, at.slug) {
+        let secure = if s.config.public_url.starts_with("https:") {
+            "; Secure"
+        } else {
+            ""
+        };
+        // The gateway's queue and admission cookies (same name, path and flags), expired.
+        for name in [format!("fg_q_{slug}"), format!("fg_a_{slug}")] {
+            let cookie = format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}");
+            if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+                response
+                    .headers_mut()
+                    .append(axum::http::header::SET_COOKIE, v);
+            }
+        }
+    }
+    response
+}
+
+fn at(slug: &str) -> dead_ends::Context<'_> {
+    dead_ends::Context {
+        slug: Some(slug),
+        resume: None,
+    }
+}
+
+/// Where the buyer's turn already has something going: its live order (to pay), or
+/// its active hold (to finish checking out).
+async fn in_progress(s: &AppState, event: &Event, headers: &HeaderMap) -> Option<String> {
+    let jti = admission(s, event, headers).ok()??.jti;
+    let row = sqlx::query!(
+        r#"SELECT h.id AS hold_id, o.id AS "order_id?"
+           FROM holds h LEFT JOIN orders o ON o.hold_id = h.id AND o.status = 'pending_payment'
+           WHERE h.event_id = $1 AND h.admission_jti = $2 AND h.status IN ('active', 'converted')
+           ORDER BY h.created_at DESC LIMIT 1"#,
+        event.id,
+        jti
+    )
+    .fetch_optional(&s.db)
+    .await
+    .ok()??;
+    Some(match row.order_id {
+        Some(order_id) => format!(
+            "/orders/{order_id}?order_token={}",
+            checkout::order_token(&s.config.order_token_secret, order_id)
+        ),
+        None => format!("/e/{}/holds/{}", event.slug, row.hold_id),
+    })
 }
 
 async fn event_page(State(s): State<AppState>, Path(slug): Path<String>) -> Response {
@@ -400,7 +479,7 @@ async fn event_page(State(s): State<AppState>, Path(slug): Path<String>) -> Resp
         Ok((event, tiers)) => {
             Html(pages::event(&PublicEvent::new(&event, &tiers), None, None)).into_response()
         }
-        Err(e) => page_error(e),
+        Err(e) => page_error(&s, e, at(&slug)),
     }
 }
 
@@ -412,7 +491,7 @@ async fn hold_form(
 ) -> Response {
     let body = match form {
         Ok(Form(b)) => b,
-        Err(r) => return page_error(Error::BadRequest(r.body_text())),
+        Err(r) => return page_error(&s, Error::BadRequest(r.body_text()), at(&slug)),
     };
     let prefill = pages::Prefill {
         tier: body.tier.clone(),
@@ -422,21 +501,31 @@ async fn hold_form(
     };
     match hold(&s, &slug, &headers, body).await {
         Ok(h) => Redirect::to(&format!("/e/{slug}/holds/{}", h.hold_id)).into_response(),
-        Err(e @ (Error::SoldOut | Error::Invalid(_) | Error::HoldExists)) => {
-            match load_event(&s, &slug).await {
-                Ok((event, tiers)) => (
-                    e.status(),
-                    Html(pages::event(
-                        &PublicEvent::new(&event, &tiers),
-                        Some(&e.public_message()),
-                        Some(&prefill),
-                    )),
-                )
-                    .into_response(),
-                Err(e) => page_error(e),
-            }
+        // What the buyer typed can be put right on the same form.
+        Err(e @ (Error::SoldOut | Error::Invalid(_))) => match load_event(&s, &slug).await {
+            Ok((event, tiers)) => (
+                e.status(),
+                Html(pages::event(
+                    &PublicEvent::new(&event, &tiers),
+                    Some(&e.public_message()),
+                    Some(&prefill),
+                )),
+            )
+                .into_response(),
+            Err(e) => page_error(&s, e, at(&slug)),
+        },
+        Err(e @ (Error::HoldExists | Error::OrderPending)) => {
+            let resume = match load_event(&s, &slug).await {
+                Ok((event, _)) => in_progress(&s, &event, &headers).await,
+                Err(_) => None,
+            };
+            let here = dead_ends::Context {
+                slug: Some(&slug),
+                resume: resume.as_deref(),
+            };
+            page_error(&s, e, here)
         }
-        Err(e) => page_error(e),
+        Err(e) => page_error(&s, e, at(&slug)),
     }
 }
 
@@ -484,8 +573,8 @@ async fn hold_page(
             expires_at: h.expires_at,
         }))
         .into_response(),
-        Ok(None) => page_error(Error::NotFound("hold")),
-        Err(e) => page_error(e),
+        Ok(None) => page_error(&s, Error::NotFound("hold"), at(&slug)),
+        Err(e) => page_error(&s, e, at(&slug)),
     }
 }
 
@@ -506,13 +595,13 @@ async fn release_form(
             }
             Redirect::to(&format!("/e/{slug}")).into_response()
         }
-        Err(e) => page_error(e),
+        Err(e) => page_error(&s, e, at(&slug)),
     }
 }
 
 async fn pay_form(
     State(s): State<AppState>,
-    Path((_slug, hold_id)): Path<(String, Uuid)>,
+    Path((slug, hold_id)): Path<(String, Uuid)>,
     headers: HeaderMap,
 ) -> Response {
     let result = async {
@@ -522,7 +611,7 @@ async fn pay_form(
     .await;
     match result {
         Ok(view) => Redirect::to(&view.payment.pay_url).into_response(),
-        Err(e) => page_error(e),
+        Err(e) => page_error(&s, e, at(&slug)),
     }
 }
 
@@ -532,7 +621,10 @@ async fn order_page(
     Query(q): Query<OrderTokenQuery>,
 ) -> Response {
     match order_view(&s, order_id, q.order_token.as_deref()).await {
-        Ok(view) => Html(pages::order(&view)).into_response(),
-        Err(e) => page_error(e),
+        Ok(mut view) => {
+            view.payment = payment_state(&s, &view).await;
+            Html(pages::order(&view)).into_response()
+        }
+        Err(e) => page_error(&s, e, dead_ends::Context::default()),
     }
 }

@@ -27,6 +27,7 @@
 //! - [`app`]: the axum router (API, pages, probes).
 //! - [`startup`]: building and running the service, for the binary, tests and benches.
 //! - [`pages`]: buyer HTML pages.
+//! - [`dead_ends`]: what a buyer page says when it cannot go on, and the one thing to do.
 //! - [`error`]: the crate's error enum and its mapping to the API error shape.
 
 pub mod admissions;
@@ -36,6 +37,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod corrections;
+pub mod dead_ends;
 pub mod error;
 pub mod events;
 pub mod holds;

@@ -39,8 +39,12 @@ fn render<C: Serialize>(name: &str, context: C) -> String {
     platform::html::render(&PAGES, name, context)
 }
 
+fn zone(timezone: &str) -> chrono_tz::Tz {
+    timezone.parse().unwrap_or(chrono_tz::UTC)
+}
+
 fn when(starts_at: DateTime<Utc>, timezone: &str) -> String {
-    let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
+    let tz = zone(timezone);
     format!(
         "{} ({timezone})",
         starts_at.with_timezone(&tz).format("%A %-d %B %Y, %H:%M")
@@ -63,7 +67,14 @@ pub fn event(e: &PublicEvent, error: Option<&str>, prefill: Option<&Prefill>) ->
         ..Prefill::default()
     };
     let p = prefill.unwrap_or(&blank);
-    let max = e.tiers.iter().map(|t| t.max_per_order).max().unwrap_or(1);
+    // Never offer more than one order may take or than is left in any tier.
+    let max = e
+        .tiers
+        .iter()
+        .map(|t| i64::from(t.max_per_order).min(i64::from(t.available)))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     // Point assistive technology at the field the message is about.
     let invalid = |field: &str| error.is_some_and(|m| m.contains(field));
     render(
@@ -79,7 +90,7 @@ pub fn event(e: &PublicEvent, error: Option<&str>, prefill: Option<&Prefill>) ->
             },
             on_sale => e.tiers.iter().any(|t| t.available > 0),
             prefill => p,
-            quantity => p.quantity.clamp(1, i64::from(max)),
+            quantity => p.quantity.clamp(1, max),
             max,
         },
     )
@@ -137,12 +148,19 @@ pub fn hold(h: &HoldView<'_>) -> String {
             buyer_name => h.buyer_name,
             buyer_email => h.buyer_email,
             active => h.active,
-            minutes => (h.expires_at - Utc::now()).num_minutes().max(0),
+            left => time_left(h.expires_at - Utc::now()),
             expires_at => h.expires_at.to_rfc3339(),
             expires_local => h.expires_at.with_timezone(&tz).format("%H:%M").to_string(),
             timezone => h.timezone,
         },
     )
+}
+
+/// Time left as a countdown reads it, `m:ss`: a one-minute hold is "1:00", never
+/// "about 0 minutes".
+fn time_left(left: chrono::Duration) -> String {
+    let s = left.num_seconds().max(0);
+    format!("{}:{:02}", s / 60, s % 60)
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -173,18 +191,45 @@ pub struct OrderView {
     /// It was paid at some point (a cancelled order without is a checkout given up).
     #[serde(skip)]
     pub ever_paid: bool,
+    #[serde(skip)]
+    pub payment_intent_id: Option<String>,
+    /// When the order's seats go back on sale if it is not paid.
+    #[serde(skip)]
+    pub held_until: DateTime<Utc>,
+    /// What the provider says of an order waiting for payment (the page asks it).
+    #[serde(skip)]
+    pub payment: Payment,
+}
+
+/// An unpaid order's payment as the provider reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Payment {
+    /// Not asked (the order is not waiting), or the provider did not answer.
+    #[default]
+    Unasked,
+    /// Paid at the provider; its news is on the way.
+    Confirming,
+    /// Nothing paid: the buyer came back without paying, or the card was declined.
+    NotPaid,
 }
 
 /// The order page: refreshes itself while the payment is on its way.
 pub fn order(o: &OrderView) -> String {
+    let now = Utc::now();
     let banner = match o.status {
         OrderStatus::Paid => "paid",
-        OrderStatus::PendingPayment => "pending",
+        OrderStatus::PendingPayment => match o.payment {
+            Payment::Confirming => "pending",
+            Payment::NotPaid if o.held_until > now => "not_paid",
+            Payment::NotPaid => "ran_out",
+            Payment::Unasked => "unsure",
+        },
         OrderStatus::Refunded => "refunded",
         OrderStatus::PartiallyRefunded => "partially_refunded",
         OrderStatus::Cancelled if !o.ever_paid => "given_up",
         OrderStatus::Cancelled => "cancelled",
     };
+    let tz = zone(&o.timezone);
     let tickets: Vec<_> = o
         .tickets
         .iter()
@@ -203,17 +248,22 @@ pub fn order(o: &OrderView) -> String {
             currency => o.currency,
             tickets,
             pay_url => o.pay_url.as_deref().filter(|_| o.status == OrderStatus::PendingPayment),
+            held_until => o.held_until.to_rfc3339(),
+            held_until_local => o.held_until.with_timezone(&tz).format("%H:%M").to_string(),
+            timezone => o.timezone,
             order_id => o.order_id.to_string(),
         },
     )
 }
 
-pub fn error(status: axum::http::StatusCode, message: &str) -> String {
+/// The page for a dead end: what happened and the one thing to do.
+pub fn error(d: &crate::dead_ends::DeadEnd) -> String {
     render(
         "error.html",
         context! {
-            reason => status.canonical_reason().unwrap_or("Error"),
-            message,
+            heading => d.heading,
+            message => d.message,
+            action => d.action,
         },
     )
 }
@@ -248,7 +298,7 @@ mod tests {
     }
 
     fn assert_escaped(html: &str, times: usize) {
-        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains(SCRIPT), "{html}");
         assert_eq!(html.matches(ESCAPED).count(), times, "{html}");
     }
 
@@ -300,9 +350,18 @@ mod tests {
             deliveries: vec![],
             pay_url: Some(format!("https://pay.example/{SCRIPT}")),
             ever_paid: false,
+            payment_intent_id: None,
+            held_until: Utc::now(),
+            payment: Payment::Unasked,
         };
         assert_escaped(&order(&o), 4);
-        assert_escaped(&error(axum::http::StatusCode::NOT_FOUND, SCRIPT), 1);
+        let link = crate::dead_ends::DeadEnd {
+            heading: "h",
+            message: "m.",
+            action: Some((format!("/e/{SCRIPT}"), "go")),
+            forget_turn: false,
+        };
+        assert_escaped(&error(&link), 1);
     }
 
     #[test]
@@ -340,35 +399,92 @@ mod tests {
             deliveries: vec![],
             pay_url: Some("https://pay.example/pi_1".into()),
             ever_paid: true,
+            payment_intent_id: Some("pi_1".into()),
+            held_until: Utc::now(),
+            payment: Payment::Unasked,
         };
+        let soon = Utc::now() + chrono::Duration::minutes(5);
         let cases = [
-            (OrderStatus::Paid, true, "Paid. Your access link"),
+            (
+                OrderStatus::Paid,
+                true,
+                Payment::Unasked,
+                "Paid. Your access link",
+            ),
             (
                 OrderStatus::PendingPayment,
                 false,
-                "Waiting for your payment",
+                Payment::Confirming,
+                "Payment received, confirming it",
             ),
-            (OrderStatus::Refunded, true, "refunded in full"),
-            (OrderStatus::PartiallyRefunded, true, "Part of this order"),
-            (OrderStatus::Cancelled, false, "Nothing was charged."),
-            (OrderStatus::Cancelled, true, "This order was cancelled."),
+            (
+                OrderStatus::PendingPayment,
+                false,
+                Payment::NotPaid,
+                "Not paid — your seats are held until",
+            ),
+            (
+                OrderStatus::PendingPayment,
+                false,
+                Payment::Unasked,
+                "Not paid yet, or your payment is still being confirmed",
+            ),
+            (
+                OrderStatus::Refunded,
+                true,
+                Payment::Unasked,
+                "refunded in full",
+            ),
+            (
+                OrderStatus::PartiallyRefunded,
+                true,
+                Payment::Unasked,
+                "Part of this order",
+            ),
+            (
+                OrderStatus::Cancelled,
+                false,
+                Payment::Unasked,
+                "Nothing was charged.",
+            ),
+            (
+                OrderStatus::Cancelled,
+                true,
+                Payment::Unasked,
+                "This order was cancelled.",
+            ),
         ];
-        for (status, ever_paid, banner) in cases {
+        for (status, ever_paid, payment, banner) in cases {
             o.status = status;
             o.ever_paid = ever_paid;
+            o.payment = payment;
+            o.held_until = soon;
             let html = order(&o);
             assert!(html.contains(banner), "{status:?}: {html}");
-            let pending = status == OrderStatus::PendingPayment;
+            let waiting = status == OrderStatus::PendingPayment && payment != Payment::NotPaid;
             assert_eq!(
                 html.contains(r#"<meta http-equiv="refresh" content="3">"#),
-                pending
+                waiting,
+                "{status:?} {payment:?}: refreshes only while news may come"
             );
-            assert_eq!(html.contains("Complete your payment"), pending);
+            assert!(!html.contains("Waiting for your payment"), "{html}");
+            assert_eq!(
+                html.contains(">Try again</a>"),
+                payment == Payment::NotPaid,
+                "{status:?} {payment:?}"
+            );
             assert!(
                 html.contains(
                     r#"<td class="ticket">FG-AAAA-BBBB-CC</td><td class="num">Valid</td>"#
                 )
             );
         }
+        // Not paid and the seats already gone: no "held until" in the past.
+        o.status = OrderStatus::PendingPayment;
+        o.payment = Payment::NotPaid;
+        o.held_until = Utc::now() - chrono::Duration::minutes(1);
+        let html = order(&o);
+        assert!(html.contains("the time to pay has run out"), "{html}");
+        assert!(!html.contains("held until"), "{html}");
     }
 }

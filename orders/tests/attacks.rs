@@ -82,6 +82,7 @@ fn bad_admissions(app: &TestApp, slug: &str) -> Vec<(String, String, &'static st
         sub: "v".into(),
         seq: Some(1),
         pq: None,
+        from: None,
         iat: now,
         exp: now + 600,
     });

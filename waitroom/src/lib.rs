@@ -4,7 +4,7 @@
 //! the arrival counter and admission pointer in Redis, the live admission settings an
 //! operator tunes, the pre-queue lottery that orders early arrivals fairly and
 //! verifiably, the single admitter (a Redis lease) that advances the pointer at the
-//! configured rate, and the EdDSA-signed queue and admission tokens that carry a
+//! configured rate, and the signed queue (HMAC) and admission (EdDSA) tokens that carry a
 //! visitor's place and permission. The gateway uses it at the edge; `orders` uses only
 //! the token verifier; the console uses the settings.
 //!
@@ -13,6 +13,7 @@
 //! - [`keys`]: Redis key names, all hash-tagged `{event}` so one event is one cluster slot.
 //! - [`settings`]: admission mode, rate, max active, token TTL; read and written atomically.
 //! - [`queue`]: join, status snapshots, claiming an admission slot, finishing.
+//! - [`estimate`]: the wait a visitor is shown, as a range.
 //! - [`recovery`]: marks of live queues and restoring one Redis has lost.
 //! - [`figures`]: the crowd's figures for the console's live control room, read atomically.
 //! - [`admission`]: the admitter loop and its lease.
@@ -25,6 +26,7 @@
 pub mod admission;
 pub mod config;
 mod error;
+pub mod estimate;
 pub mod event;
 pub mod figures;
 pub mod health;

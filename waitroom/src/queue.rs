@@ -211,6 +211,9 @@ pub struct Status {
     pub position: Option<u64>,
     pub ahead: Option<u64>,
     pub eta_seconds: Option<u64>,
+    /// The range the wait is shown as ([`crate::estimate`]).
+    pub eta_min_seconds: Option<u64>,
+    pub eta_max_seconds: Option<u64>,
     pub retry_after_ms: u64,
 }
 
@@ -239,6 +242,8 @@ impl Snapshot {
             position: None,
             ahead: None,
             eta_seconds: None,
+            eta_min_seconds: None,
+            eta_max_seconds: None,
             retry_after_ms: MAX_POLL_MS / 2,
         };
         match self.settings.mode {
@@ -253,12 +258,17 @@ impl Snapshot {
                 position: Some(0),
                 ahead: Some(0),
                 eta_seconds: Some(0),
+                eta_min_seconds: Some(0),
+                eta_max_seconds: Some(0),
                 retry_after_ms: MIN_POLL_MS,
             };
         }
         let position = seq - self.head;
-        let eta = (self.observed_per_min > 0.0)
-            .then(|| (position as f64 * 60.0 / self.observed_per_min).ceil() as u64);
+        let eta = if self.settings.mode == Mode::Paused {
+            None
+        } else {
+            self.eta(position)
+        };
         Status {
             state: if self.settings.mode == Mode::Paused {
                 "paused"
@@ -267,11 +277,9 @@ impl Snapshot {
             },
             position: Some(position),
             ahead: Some(position - 1),
-            eta_seconds: if self.settings.mode == Mode::Paused {
-                None
-            } else {
-                eta
-            },
+            eta_seconds: eta.map(|e| e.seconds),
+            eta_min_seconds: eta.map(|e| e.min_seconds),
+            eta_max_seconds: eta.map(|e| e.max_seconds),
             retry_after_ms: retry_after_ms(seq, position, self.observed_per_min, &self.settings),
         }
     }
@@ -287,6 +295,8 @@ impl Snapshot {
             position: None,
             ahead: None,
             eta_seconds: eta,
+            eta_min_seconds: eta,
+            eta_max_seconds: eta,
             // Poll a little after opening, spread so the draw is not met by a stampede.
             retry_after_ms: eta
                 .map(|e| (e * 1000).clamp(MIN_POLL_MS, MAX_POLL_MS))
@@ -842,12 +852,17 @@ mod tests {
             ("waiting", Some(50), Some(49))
         );
         assert_eq!(st.eta_seconds, Some(5), "50 people at 10/s");
+        assert_eq!((st.eta_min_seconds, st.eta_max_seconds), (Some(5), Some(7)));
         assert_eq!(s.status_of(100).state, "admitted");
         assert_eq!(
             snap(Mode::Paused, 100, 600.0).status_of(150).eta_seconds,
             None
         );
-        assert_eq!(snap(Mode::On, 100, 0.0).status_of(150).eta_seconds, None);
+        assert_eq!(
+            snap(Mode::On, 100, 0.0).status_of(150).eta_seconds,
+            Some(5),
+            "nothing observed yet: the configured rate (600/min) counts"
+        );
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct QueueClaims {
     pub seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pq: Option<u64>,
+    /// The head of the queue the gateway saw when the place was taken, so the waiting
+    /// page shows progress since this visitor joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
     pub iat: i64,
     pub exp: i64,
 }
@@ -403,6 +407,7 @@ mod tests {
             sub: "v".into(),
             seq: Some(3),
             pq: None,
+            from: None,
             iat: 1,
             exp: chrono::Utc::now().timestamp() + 60,
         };
@@ -525,6 +530,7 @@ mod tests {
             sub: "v1".into(),
             seq: Some(7),
             pq: None,
+            from: None,
             iat: now,
             exp: now + exp_in,
         }

@@ -1,0 +1,249 @@
+//! The buyer's pages as a browser without JavaScript gets them: every dead end says
+//! what happened in plain words and offers the one thing to do (issue 19.2), and an
+//! unpaid order says so instead of waiting for a payment nobody made (19.3).
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{LOCATION, SET_COOKIE};
+use serde_json::Value;
+use support::{TestApp, hold_id_of, spawn_app, spawn_with_sandbox};
+
+const NO_PAYMENTS: &str = "http://127.0.0.1:9";
+
+/// A browser without redirects followed, so each answer is seen as sent.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `POST /e/{slug}/hold`, the event page's form, with the turn's cookie.
+async fn hold_form(app: &TestApp, slug: &str, turn: &str) -> reqwest::Response {
+    browser()
+        .post(app.url(&format!("/e/{slug}/hold")))
+        .header("cookie", format!("fg_a_{slug}={turn}"))
+        .form(&[
+            ("tier", "ga"),
+            ("quantity", "1"),
+            ("name", "Ada Lovelace"),
+            ("email", "ada@example.org"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The page's heading, and the href and label of its one action.
+struct DeadEnd {
+    status: StatusCode,
+    heading: String,
+    action: Option<(String, String)>,
+    cookies: Vec<String>,
+    html: String,
+}
+
+async fn dead_end(r: reqwest::Response) -> DeadEnd {
+    let status = r.status();
+    let cookies = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let html = r.text().await.unwrap();
+    let between = |from: &str, to: &str| {
+        let start = html.find(from)? + from.len();
+        Some(html[start..start + html[start..].find(to)?].to_owned())
+    };
+    let heading = between("<h1>", "</h1>")
+        .unwrap_or_default()
+        .replace("&#39;", "'");
+    let action = between(r#"<a class="button" href=""#, "</a>").map(|a| {
+        let (href, label) = a.split_once(r#"">"#).unwrap();
+        (href.replace("&#x2f;", "/"), label.to_owned())
+    });
+    DeadEnd {
+        status,
+        heading,
+        action,
+        cookies,
+        html,
+    }
+}
+
+fn action(d: &DeadEnd) -> (&str, &str) {
+    let (href, label) = d.action.as_ref().expect("one thing to do");
+    (href.as_str(), label.as_str())
+}
+
+fn assert_plain(d: &DeadEnd, what: &str) {
+    let lower = d.html.to_lowercase();
+    for word in ["admission", "unauthorized", "conflict", "forbidden"] {
+        assert!(!lower.contains(word), "{what}: {word:?} in {}", d.html);
+    }
+    assert!(!d.html.contains("history.back"), "{what}: a real link");
+}
+
+#[tokio::test]
+async fn every_dead_end_says_what_happened_and_offers_the_one_thing_to_do() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let turn = app.admission("gig", 1);
+
+    // Hold through the form: on to the checkout page.
+    let held = hold_form(&app, "gig", &turn).await;
+    assert_eq!(held.status(), StatusCode::SEE_OTHER);
+    let checkout = held.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(checkout.starts_with("/e/gig/holds/"), "{checkout}");
+
+    // The same turn holds again (a second tab): back to the checkout it already has.
+    let again = dead_end(hold_form(&app, "gig", &turn).await).await;
+    assert_plain(&again, "held twice");
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.heading, "You already have seats held");
+    assert_eq!(action(&again), (checkout.as_str(), "Resume your checkout"));
+
+    // The checkout page without the turn that made it: join the queue.
+    let page = browser().get(app.url(&checkout)).send().await.unwrap();
+    let stranger = dead_end(page).await;
+    assert_plain(&stranger, "no turn");
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stranger.heading, "Join the queue first");
+    assert_eq!(action(&stranger), ("/queue/gig", "Join the queue"));
+
+    // The hold ran out while its page was open, then Pay: hold seats again.
+    let hold_id = checkout.rsplit('/').next().unwrap();
+    app.lapse_hold(hold_id).await;
+    let pay = browser()
+        .post(app.url(&format!("{checkout}/pay")))
+        .header("cookie", format!("fg_a_gig={turn}"))
+        .send()
+        .await
+        .unwrap();
+    let lapsed = dead_end(pay).await;
+    assert_plain(&lapsed, "lapsed");
+    assert_eq!(lapsed.status, StatusCode::CONFLICT);
+    assert_eq!(lapsed.heading, "Your seats were released");
+    assert_eq!(action(&lapsed), ("/e/gig", "Hold seats again"));
+
+    // The turn was spent on an order: join again, with the spent place forgotten so
+    // the link takes a new one.
+    let spent = app.admission("gig", 2);
+    let bought = hold_id_of(app.hold("gig", &spent, "ga", 1).await).await;
+    app.exec(&format!(
+        "UPDATE holds SET status = 'converted', closed_at = now() WHERE id = '{bought}'"
+    ))
+    .await;
+    let used = dead_end(hold_form(&app, "gig", &spent).await).await;
+    assert_plain(&used, "spent");
+    assert_eq!(used.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(used.heading, "You have already bought with this turn");
+    assert_eq!(action(&used), ("/queue/gig", "Join the queue again"));
+    for name in ["fg_q_gig", "fg_a_gig"] {
+        assert!(
+            used.cookies
+                .iter()
+                .any(|c| c.starts_with(&format!("{name}=;")) && c.contains("Max-Age=0")),
+            "{name} dropped: {:?}",
+            used.cookies
+        );
+    }
+
+    // An order link without its code.
+    let order = browser()
+        .get(app.url(&format!("/orders/{}", uuid::Uuid::nil())))
+        .send()
+        .await
+        .unwrap();
+    let lost = dead_end(order).await;
+    assert_plain(&lost, "order");
+    assert_eq!(lost.heading, "We can't find this order");
+    assert!(lost.html.contains("confirmation email"), "{}", lost.html);
+    app.cleanup(&["gig"]).await;
+}
+
+/// The quantity box offers no more than the tier has left.
+#[tokio::test]
+async fn the_quantity_box_never_offers_more_than_is_left() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    app.event("gig", &[("ga", 3, 1000)]).await;
+    let turn = app.admission("gig", 1);
+    let held = hold_id_of(app.hold("gig", &turn, "ga", 1).await).await;
+    assert!(!held.is_empty());
+    // The event page reads a catalogue cached for a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let html = app
+            .get("/e/gig")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if html.contains(r#"name="quantity" type="number" min="1" max="2""#) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "2 left of 3, 10 per order allowed: {html}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.cleanup(&["gig"]).await;
+}
+
+/// A buyer who came back from the payment page without paying (a declined card, or
+/// "Cancel and return") reads "not paid" and until when the seats are held, with a
+/// button to try again; the page does not keep refreshing for a payment that is not
+/// coming. Once paid, the page says so.
+#[tokio::test]
+async fn an_order_nobody_paid_says_not_paid_and_offers_to_try_again() {
+    let (app, _sandbox, sandbox_base) = spawn_with_sandbox(Default::default()).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let turn = app.admission("gig", 1);
+    let hold_id = hold_id_of(app.hold("gig", &turn, "ga", 1).await).await;
+    let co: Value = app.checkout(&hold_id, &turn).await.json().await.unwrap();
+    let page = format!(
+        "/orders/{}?order_token={}",
+        co["order_id"].as_str().unwrap(),
+        co["order_token"].as_str().unwrap()
+    );
+    let html = app.get(&page).send().await.unwrap().text().await.unwrap();
+    let html = html.replace("&#x2f;", "/");
+    assert!(
+        html.contains("Not paid — your seats are held until"),
+        "{html}"
+    );
+    let pay_url = co["payment"]["pay_url"].as_str().unwrap();
+    assert!(
+        html.contains(&format!(
+            r#"<a class="button" href="{pay_url}">Try again</a>"#
+        )),
+        "{html}"
+    );
+    assert!(!html.contains("http-equiv=\"refresh\""), "{html}");
+    assert!(!html.to_lowercase().contains("waiting for your payment"));
+
+    let intent = co["payment"]["intent_id"].as_str().unwrap();
+    let paid = support::confirm_at_provider(
+        &sandbox_base,
+        intent,
+        "pm_card_visa",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(paid.status().is_success());
+    let order_id = co["order_id"].as_str().unwrap();
+    app.until_order_is(order_id, co["order_token"].as_str().unwrap(), "paid")
+        .await;
+    let html = app.get(&page).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Paid. Your access link"), "{html}");
+    assert!(!html.contains("Try again"), "{html}");
+    app.cleanup(&["gig"]).await;
+}
