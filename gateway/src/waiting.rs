@@ -406,6 +406,8 @@ mod tests {
             head,
             tail: 10_000,
             observed_per_min: 0.0,
+            finished_per_min: 0.0,
+            finished_in_window: 0,
             active: 0,
             claimed: 0,
             title: None,

@@ -23,6 +23,7 @@ use sqlx::postgres::PgPoolOptions;
 
 mod crowd;
 pub(crate) mod edge;
+mod estimates;
 mod lag;
 mod report;
 mod stats;
@@ -912,6 +913,7 @@ pub async fn judge(args: Args, disruption: Option<Disruption>) -> anyhow::Result
         edge_unread: edge.as_ref().err().cloned(),
         edge: edge.unwrap_or_default(),
         timeline,
+        eta_at_join: estimates::accuracy(&records),
         notable_buyers: records
             .iter()
             .filter(|r| {

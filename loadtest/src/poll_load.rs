@@ -791,6 +791,8 @@ pub fn expected(n: u64, rate: u32, admission_ttl: u32) -> (f64, f64) {
         head: 0,
         tail: n,
         observed_per_min: f64::from(rate),
+        finished_per_min: 0.0,
+        finished_in_window: 0,
         active: 0,
         claimed: 0,
         title: None,

@@ -74,16 +74,27 @@ end
 redis.call('HSET', KEYS[3], 'last_tick', now, 'carry', carry)
 local ls = tonumber(q[5] or '0')
 if now - ls >= 1000 then
-  redis.call('ZADD', KEYS[5], now, now .. ':' .. head)
+  -- Samples are `time:active:head`: admissions over the window are the head's move,
+  -- slots freed (finished or lapsed) are those admissions less the growth of active.
+  local act = redis.call('ZCARD', KEYS[4])
+  redis.call('ZADD', KEYS[5], now, now .. ':' .. act .. ':' .. head)
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 60000)
   local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-  local obs = 0
+  local obs, freed, done = 0, 0, 0
   if first[1] then
     local t0 = tonumber(first[2])
-    local h0 = tonumber(string.match(first[1], ':(%d+)$'))
-    if now - t0 >= 1000 then obs = (head - h0) * 60000 / (now - t0) end
+    local a0, h0 = string.match(first[1], '^%d+:(%d+):(%d+)$')
+    if not h0 then h0 = string.match(first[1], ':(%d+)$') end
+    if now - t0 >= 1000 then
+      obs = (head - tonumber(h0)) * 60000 / (now - t0)
+      if a0 then
+        freed = math.max(0, (head - tonumber(h0)) - (act - tonumber(a0)))
+        done = freed * 60000 / (now - t0)
+      end
+    end
   end
-  redis.call('HSET', KEYS[3], 'last_sample', now, 'obs_per_min', string.format('%.1f', obs))
+  redis.call('HSET', KEYS[3], 'last_sample', now, 'obs_per_min', string.format('%.1f', obs),
+    'done_per_min', string.format('%.1f', done), 'done_in_window', freed)
 end
 return {admitted, mode, s[5] or '0'}
 "#;

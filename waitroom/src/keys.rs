@@ -50,7 +50,8 @@ impl EventKeys {
     pub fn lease(&self) -> String {
         format!("{}:lease", self.base)
     }
-    /// Sorted set of `ts:head` samples for the observed admission rate.
+    /// Sorted set of `ts:active:head` samples for the observed admission and
+    /// completion rates.
     pub fn samples(&self) -> String {
         format!("{}:samples", self.base)
     }

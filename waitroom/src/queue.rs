@@ -116,9 +116,10 @@ return {'queued', last - m + 1, flags, retry}
 
 const SNAPSHOT: &str = r#"
 local s = redis.call('HGETALL', KEYS[1])
-local q = redis.call('HMGET', KEYS[2], 'head', 'tail', 'obs_per_min', 'claimed')
+local q = redis.call('HMGET', KEYS[2], 'head', 'tail', 'obs_per_min', 'claimed', 'done_per_min',
+  'done_in_window')
 local active = redis.call('ZCARD', KEYS[3])
-return {s, q[1] or '0', q[2] or '0', q[3] or '0', q[4] or '0', active}
+return {s, q[1] or '0', q[2] or '0', q[3] or '0', q[4] or '0', active, q[5] or '0', q[6] or '0'}
 "#;
 
 // A slot exists from admission until its deadline; the first claim turns it into a
@@ -197,6 +198,10 @@ pub struct Snapshot {
     pub tail: u64,
     /// Admissions per minute actually made over the last minute.
     pub observed_per_min: f64,
+    /// Checkout slots freed per minute over the last minute (finished or lapsed).
+    pub finished_per_min: f64,
+    /// How many slots that rate was measured over.
+    pub finished_in_window: u64,
     pub active: u64,
     pub claimed: u64,
     /// The event's display name, for the waiting page.
@@ -647,8 +652,8 @@ impl Waitroom {
                 Vec::<String>::new(),
             )
             .await?;
-        let [settings, head, tail, obs, claimed, active] =
-            <[Value; 6]>::try_from(reply).map_err(|_| bad("snapshot shape"))?;
+        let [settings, head, tail, obs, claimed, active, done, done_n] =
+            <[Value; 8]>::try_from(reply).map_err(|_| bad("snapshot shape"))?;
         let pairs: Vec<String> = match settings {
             Value::Array(items) => items.into_iter().filter_map(|v| v.into_string()).collect(),
             _ => return Err(bad("snapshot settings")),
@@ -664,6 +669,8 @@ impl Waitroom {
             head: int(&head)?,
             tail: int(&tail)?,
             observed_per_min: obs.as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+            finished_per_min: done.as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+            finished_in_window: int(&done_n)?,
             active: int(&active)?,
             claimed: int(&claimed)?,
             title,
@@ -836,6 +843,8 @@ mod tests {
             head,
             tail: 10_000,
             observed_per_min: obs,
+            finished_per_min: 0.0,
+            finished_in_window: 0,
             active: 0,
             claimed: 0,
             title: None,

@@ -165,6 +165,36 @@ async fn a_thousand_concurrent_joins_get_distinct_consecutive_seqs() {
     scope.cleanup().await;
 }
 
+/// Slots freed are counted as they happen (the waiting page's estimate uses them): a
+/// line whose admitted visitors finish at once frees slots as fast as it admits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_freed_per_minute_follow_the_checkouts_that_finish() {
+    let scope = Scope::with(&settings(Mode::On, 1_200, 100_000)).await;
+    scope.join_many(500).await;
+    let admitter = RunningAdmitter::spawn(scope.room.clone(), LEASE, TICK);
+    let start = Instant::now();
+    let mut finished = 0u64;
+    while start.elapsed() < Duration::from_secs(4) {
+        let head = scope.snapshot().await.head;
+        for seq in finished + 1..=head {
+            scope.room.finish(&scope.event, seq).await.unwrap();
+        }
+        finished = head;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admitter.stop().await;
+    let snap = scope.snapshot().await;
+    assert!(snap.observed_per_min > 0.0, "{snap:?}");
+    let ratio = snap.finished_per_min / snap.observed_per_min;
+    assert!(
+        (0.8..=1.05).contains(&ratio),
+        "finished {} vs admitted {} per minute",
+        snap.finished_per_min,
+        snap.observed_per_min
+    );
+    scope.cleanup().await;
+}
+
 // 2. ---------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +275,7 @@ async fn admission_follows_arrival_order_at_the_configured_rate() {
         "observed rate {} per minute, expected 600 ± 20 %",
         snap.observed_per_min
     );
+    assert_eq!(snap.finished_per_min, 0.0, "nobody finished a checkout");
     // Exactly the first `head` arrivals hold slots.
     let active = active_members(&scope).await;
     let final_head = scope.snapshot().await.head;

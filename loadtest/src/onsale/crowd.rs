@@ -84,7 +84,7 @@ fn dec(c: &AtomicU64) {
 }
 
 /// Who a buyer is, drawn before the run so a seed reproduces the crowd.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub n: usize,
     /// Arrival, ms after the opening.
@@ -208,6 +208,8 @@ pub struct Record {
     pub joined_ms: Option<u64>,
     /// `position` in the join answer.
     pub join_position: Option<u64>,
+    /// The wait the join answer estimated (`eta_seconds`), for a buyer told to wait.
+    pub join_eta_ms: Option<u64>,
     /// `seq` of the queue token in effect (the place in line).
     pub seq: Option<u64>,
     /// Set when the place changed other than by a reload (e.g. a lapsed admission).
@@ -247,6 +249,7 @@ impl Record {
             email,
             joined_ms: None,
             join_position: None,
+            join_eta_ms: None,
             seq: None,
             requeued: false,
             admitted_ms: None,
@@ -423,6 +426,7 @@ impl Buyer<'_> {
         if state != "admitted" {
             // Told to wait: an observation for the fairness check, like a poll's.
             self.rec.last_waiting_sent_ms = Some(sent);
+            self.rec.join_eta_ms = a.body["eta_seconds"].as_u64().map(|s| s * 1000);
         }
         let mut retry = Duration::from_millis(a.body["retry_after_ms"].as_u64().unwrap_or(1000));
 

@@ -54,6 +54,8 @@ pub struct Report {
     /// Why there are no edge figures: the gateway's metrics could not be read.
     pub edge_unread: Option<String>,
     pub timeline: Vec<Point>,
+    /// How often the wait shown at the join was met (issue 19.1).
+    pub eta_at_join: Option<super::estimates::EtaAccuracy>,
     /// Buyers whose visit failed, timed out or did not finish (at most 50), in full.
     pub notable_buyers: Vec<super::crowd::Record>,
     /// The fault injected during the run (`loadtest chaos`), if any.
@@ -313,6 +315,9 @@ code {{ font-size: 0.85rem; }}
         );
     }
     h.push_str("</table><p>Derived steps: <code>queue_wait</code> join → admitted; <code>order_paid</code> payment confirmed → order page says paid; <code>email</code> <code>paid_at</code> → confirmation at the SMTP sink.</p>");
+    if let Some(line) = eta_line(r) {
+        let _ = write!(h, "<p>{}.</p>", esc(&capitalised(&line)));
+    }
     if let Some(l) = &r.simulator_lag {
         let _ = write!(
             h,
@@ -383,6 +388,24 @@ fn edge_line(e: &super::edge::EdgeFigures) -> String {
     )
 }
 
+/// How well the wait shown at the join was met, in one sentence.
+fn eta_line(r: &Report) -> Option<String> {
+    let a = r.eta_at_join.as_ref()?;
+    Some(format!(
+        "wait shown at the join: met within ±30 % for {:.1} % of the {} buyers told to wait (median actual ÷ shown {:.2})",
+        a.share * 100.0,
+        a.buyers,
+        a.median_ratio
+    ))
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
 /// The verdict as a few lines for the terminal.
 pub fn text(r: &Report) -> String {
     let mut t = String::new();
@@ -426,6 +449,9 @@ pub fn text(r: &Report) -> String {
                 f.count, f.throughput_per_s, f.p50_ms, f.p99_ms, f.max_ms
             );
         }
+    }
+    if let Some(line) = eta_line(r) {
+        let _ = writeln!(t, "  {line}");
     }
     if let Some(l) = &r.simulator_lag {
         let _ = writeln!(
@@ -519,6 +545,7 @@ mod tests {
             )]),
             edge_unread: None,
             timeline,
+            eta_at_join: None,
             notable_buyers: Vec::new(),
             disruption: None,
         };
