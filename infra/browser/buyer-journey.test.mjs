@@ -138,7 +138,15 @@ test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { ti
   assert.match(held, /EUR 25\.00\s*2\s*EUR 50\.00/, 'hold page shows unit price, quantity and total');
   assert.match(await text(page.locator('main')), /Ada Lovelace/, 'hold page says who the tickets are for');
   assert.match(held, /EUR 50\.00/, 'hold page shows the total');
-  assert.match(await text(page.locator('main')), /held for about \d+ minutes/i);
+  // A live countdown of the time left to pay; the end time in the buyer's own zone.
+  const left = async () => {
+    const [m, sec] = (await text(page.locator('#countdown'))).split(':').map(Number);
+    return m * 60 + sec;
+  };
+  assert.match(await text(page.locator('#held')), /^Your seats are held until [0-9:]+( [AP]M)?\. \d+:\d\d left to pay\.$/);
+  const first = await left();
+  assert.ok(first > 60, `minutes left to pay: ${first} s`);
+  await eventually(async () => assert.ok((await left()) < first, 'the countdown moves'), { timeout: 3_000, interval: 250 });
   const pay = page.getByRole('button', { name: 'Pay EUR 50.00' });
   assert.ok(await pay.isVisible(), 'a "Pay EUR 50.00" button');
   assert.equal(await pay.locator('xpath=ancestor::form').getAttribute('action'), `/e/${slug}/holds/${holdId}/pay`);
@@ -168,6 +176,21 @@ test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { ti
   assert.match(await text(page.getByRole('alert')), /declined/i, 'the decline is shown');
   assert.equal(parseOrderUrl(page.url()), null, 'not sent back to the shop');
 
+  // The buyer gives up on this card and goes back to the shop: nothing is pending, and
+  // the page says so, until when the seats are held, and offers to try again.
+  await Promise.all([
+    page.waitForURL((u) => parseOrderUrl(u) !== null, { timeout: 15_000 }),
+    page.getByRole('link', { name: 'Cancel and return' }).click(),
+  ]);
+  assert.match(await text(page.getByRole('status')), /^Not paid — your seats are held until \d\d:\d\d/);
+  assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 0, 'no refreshing for a payment nobody made');
+  await fitsTheScreen(page, 'not paid');
+  await screenshot(page, 'buyer-4a-not-paid.png');
+  await Promise.all([
+    page.waitForURL((u) => u.href.startsWith(`${SANDBOX_URL}/pay/${intent}`), { timeout: 15_000 }),
+    page.getByRole('link', { name: 'Try again' }).click(),
+  ]);
+
   // Then the good card. The sandbox holds its webhook back a few seconds (restored
   // afterwards), so the order page is seen pending and has to refresh itself.
   await card.fill(GOOD_CARD);
@@ -185,7 +208,7 @@ test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { ti
   const { orderId, orderToken } = parseOrderUrl(page.url());
   let orderPageLoads = 1;
   page.on('load', () => orderPageLoads++);
-  assert.match(await text(page.getByRole('status')), /waiting for your payment/i, 'pending at first');
+  assert.match(await text(page.getByRole('status')), /payment received, confirming it/i, 'pending at first');
   assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 1, 'a pending order refreshes itself');
   assert.equal(await page.locator('td.ticket').count(), 0, 'no tickets before the payment is confirmed');
   await sandboxFaults({ webhook_delay_ms: delayWas });
@@ -228,6 +251,25 @@ test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { ti
   assert.equal(await page.locator('input[name="card_number"]').count(), 0, 'no card form once paid');
   const back = await page.getByRole('link', { name: 'Continue' }).getAttribute('href');
   assert.deepEqual(parseOrderUrl(back), { orderId, orderToken }, 'Continue goes back to the order');
+
+  // The turn is spent: holding again says so in plain words and offers to queue again,
+  // which takes a new place (the spent one is forgotten).
+  await page.goto(`/e/${slug}`);
+  const again = page.locator('form.buy');
+  await again.locator('select[name="tier"]').selectOption('ga');
+  await again.locator('input[name="name"]').fill('Ada Lovelace');
+  await again.locator('input[name="email"]').fill('ada@example.org');
+  await again.getByRole('button', { name: 'Hold my tickets' }).click();
+  await page.waitForLoadState();
+  assert.equal(await text(page.locator('h1')), 'You have already bought with this turn');
+  assert.doesNotMatch(await text(page.locator('main')), /admission|unauthorized/i);
+  await screenshot(page, 'buyer-6-spent-turn.png');
+  await Promise.all([
+    page.waitForURL((u) => new URL(u).pathname === `/e/${slug}` || new URL(u).pathname === `/queue/${slug}`, { timeout: 15_000 }),
+    page.getByRole('link', { name: 'Join the queue again' }).click(),
+  ]);
+  await page.waitForURL(eventPageUrl(slug), { timeout: 15_000 });
+  assert.ok(await page.locator('form.buy').isVisible(), 'a new turn: the form again');
 
   assert.deepEqual(errors, [], 'no uncaught script errors');
 });

@@ -115,6 +115,40 @@ test('waiting room on a phone: place, people ahead, live headline, then moves on
   assert.deepEqual(errors, [], 'no uncaught script errors');
 });
 
+test('the wait is a range the configured rate can meet, and the bar starts empty for a late joiner', { timeout: 60_000 }, async (t) => {
+  // Thirty people go through first, then the line slows to one every 10 s.
+  const slug = await createEvent({ title: TITLE, queue: { mode: 'on', rate_per_minute: 6000, max_active: 1000 } });
+  for (let i = 0; i < 30; i++) await join(slug);
+  await waitAdmitted(slug, 30);
+  await setAdmission(slug, { rate_per_minute: 6 });
+  for (let i = 0; i < 5; i++) await join(slug);
+
+  const { context, errors } = await newContext(browser, PHONE);
+  t.after(() => context.close());
+  const page = await context.newPage();
+  assert.equal((await page.goto(`/queue/${slug}`)).status(), 200);
+  const position = Number(await text(page, '#position'));
+  assert.ok(position >= 5 && position <= 6, `place ${position}`);
+  // Five or six ahead at 6/min: a range of minutes, never sooner than the rate allows.
+  const eta = await text(page, '#eta');
+  const m = eta.match(/^(\d+)–(\d+) min$/);
+  assert.ok(m, `the wait reads as a range: ${eta}`);
+  assert.ok(Number(m[1]) * 60 <= position * 10 + 60 && Number(m[2]) * 60 >= position * 10, `${eta} for place ${position}`);
+  const st = await nextPoll(page, slug);
+  assert.ok(st.eta_min_seconds >= st.position * 10 - 1, `never faster than the rate: ${JSON.stringify(st)}`);
+  assert.ok(st.eta_min_seconds <= st.eta_seconds && st.eta_seconds <= st.eta_max_seconds, JSON.stringify(st));
+  // The thirty admitted before this visitor joined are not their progress.
+  const now = Number(await page.locator('#progress').getAttribute('aria-valuenow'));
+  assert.ok(now <= 20, `progress since joining, not since the queue opened: ${now} %`);
+  await screenshot(page, 'waiting-room-range.png');
+
+  // The icon every browser asks for.
+  const icon = await page.request.get('/favicon.ico');
+  assert.equal(icon.status(), 200);
+  assert.equal(icon.headers()['content-type'], 'image/x-icon');
+  assert.deepEqual(errors, [], 'no uncaught script errors');
+});
+
 test('paused queue says so, on a desktop screen', { timeout: 60_000 }, async (t) => {
   const slug = await createEvent({ title: TITLE, queue: { mode: 'paused', rate_per_minute: 0 } });
 
