@@ -116,7 +116,9 @@
             ctx.lineWidth = 1.5 * dpr;
             ctx.setLineDash([4 * dpr, 3 * dpr]);
             ctx.font = `${11 * dpr}px system-ui, sans-serif`;
-            // Labels that would overlap go one line lower.
+            // A label goes on the first line where it overlaps no other label (a label
+            // near the right edge is drawn left of its marker, so the order of the
+            // markers is not the order of their labels).
             const lines = [];
             for (const m of markers) {
               const x = Math.round(u.valToPos(Date.parse(m.at) / 1000, 'x', true));
@@ -129,9 +131,11 @@
                 const text = m.summary.length > 40 ? `${m.summary.slice(0, 39)}…` : m.summary;
                 const w = ctx.measureText(text).width;
                 const tx = x + 4 * dpr + w > left + width ? x - 4 * dpr - w : x + 4 * dpr;
+                const gap = 6 * dpr;
+                const free = (taken) => taken.every(([a, b]) => tx + w + gap <= a || tx >= b + gap);
                 let line = 0;
-                while (lines[line] != null && lines[line] > tx - 6 * dpr) line++;
-                lines[line] = tx + w;
+                while (lines[line] && !free(lines[line])) line++;
+                (lines[line] ||= []).push([tx, tx + w]);
                 ctx.fillText(text, tx, top + (12 + 13 * line) * dpr);
               }
             }
@@ -278,6 +282,9 @@
     setText('n-failed', fmt(s.payments_failed_per_min));
     setText('n-failed-hint', s.payment_failure_rate == null ? 'last minute' : `last minute · ${pct(s.payment_failure_rate)}`);
     setText('n-emails', `${fmt(s.deliveries_pending)} · ${fmt(s.deliveries_failed)}`);
+    const blocked = $('blocked');
+    setText('blocked', s.blocked || '');
+    blocked.hidden = !s.blocked;
     $('n-failed')?.classList.toggle('bad', s.payments_failed_per_min > 0);
     $('n-emails')?.classList.toggle('bad', s.deliveries_failed > 0);
 
@@ -347,11 +354,15 @@
     $('sold-out').disabled = m === 'sold_out';
     $('close').disabled = m === 'closed';
     const ck = s.checkout;
-    let text = `Checkout keeps up with ${fmt(ck.keeps_up_with_per_min)} orders/min`;
-    if (ck.suggested_rate_per_minute != null && ck.conversion != null) {
-      text += ` — about ${fmt(ck.suggested_rate_per_minute)} admissions/min at ${pct(ck.conversion)} conversion`;
+    // Checkout's pace means something once orders are paid; before, it would read "0".
+    let text = 'No sales yet: checkout\'s pace shows here once orders are paid.';
+    if (s.funnel.paid > 0) {
+      text = `Checkout keeps up with ${fmt(ck.keeps_up_with_per_min)} orders/min`;
+      if (ck.suggested_rate_per_minute != null && ck.conversion != null) {
+        text += ` — about ${fmt(ck.suggested_rate_per_minute)} admissions/min at ${pct(ck.conversion)} conversion`;
+      }
+      text += '.';
     }
-    text += '.';
     if (ck.saturated) text += ' Checkout is full: a higher rate would only queue people inside checkout.';
     setText('suggest', text);
     $('suggest').classList.toggle('warn', !!ck.saturated);

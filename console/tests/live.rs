@@ -345,6 +345,11 @@ async fn the_feed_shows_joins_and_changes_within_two_seconds() {
         .until(Duration::from_millis(2_500), |s| s["waiting"] == 5)
         .await;
     eprintln!("join visible after {:?}", joined.elapsed());
+    // Nobody is let in at a rate of 0: the control room says why.
+    assert_eq!(
+        snap["blocked"], "0 admitted/min — the admission rate is 0.",
+        "{snap}"
+    );
     assert!(snap["arrivals_per_min"].as_f64().unwrap() > 0.0, "{snap}");
     assert_eq!(snap["funnel"]["arrived"], 5);
 
@@ -379,20 +384,54 @@ async fn the_feed_shows_joins_and_changes_within_two_seconds() {
     assert_eq!(admitted["active"], 5);
     assert!(admitted["admitted_per_min"].as_f64().unwrap() > 0.0);
     assert_eq!(admitted["no_shows"], 0, "slots still wait to be claimed");
+    assert!(admitted["blocked"].is_null(), "nobody waits: {admitted}");
+
+    // Visitor 1 came for the admission but left without holding; visitor 2 never came
+    // and the slot was given up: both are no-shows (admitted, never held), though only
+    // one slot lapsed unclaimed.
+    app.room.claim(&slug, 1, 60).await.unwrap();
+    app.room.finish(&slug, 1).await.unwrap();
+    app.room.finish(&slug, 2).await.unwrap();
+    w.until(Duration::from_millis(2_500), |s| {
+        s["no_shows"] == 2 && s["active"] == 3
+    })
+    .await;
+
+    // All the slots in use while people wait: that is why admission stalls.
+    let full = json!({"max_active": 3, "reason": "checkout is slow"});
+    app.set_queue("steer", &app.operator, &full).await;
+    for i in 5..8 {
+        app.room.join(&slug, &format!("visitor-{i}")).await.unwrap();
+    }
+    let stalled = w
+        .until(Duration::from_millis(2_500), |s| {
+            s["waiting"] == 3 && !s["blocked"].is_null()
+        })
+        .await;
+    let why = stalled["blocked"].as_str().unwrap();
+    assert!(
+        why.ends_with("all 3 checkout slots in use: people get in only as checkouts finish."),
+        "{why}"
+    );
 
     // Pausing shows at once, and the audit list has both changes.
     let pause = json!({"mode": "paused", "reason": "payments failing"});
     app.set_queue("steer", &app.operator, &pause).await;
-    w.until(Duration::from_millis(2_500), |s| {
-        s["settings"]["mode"] == "paused"
-    })
-    .await;
+    let paused = w
+        .until(Duration::from_millis(2_500), |s| {
+            s["settings"]["mode"] == "paused"
+        })
+        .await;
+    assert!(
+        paused["blocked"].as_str().unwrap().starts_with("Paused"),
+        "{paused}"
+    );
     let audit = app
         .get_json("/console/api/events/steer/audit", &app.operator)
         .await;
     assert_eq!(audit[0]["summary"], "mode on → paused");
     assert_eq!(audit[0]["reason"], "payments failing");
-    assert_eq!(audit[1]["summary"], "rate 0 → 600/min");
+    assert_eq!(audit[2]["summary"], "rate 0 → 600/min");
 
     let _ = stop_tx.send(());
     app.purge(&["steer"]).await;

@@ -204,6 +204,8 @@ test('control room: the crowd shows, the rate control steers admissions, pause f
   }
   assert.ok(await page.getByLabel(/Admission rate/).first().isVisible(), 'rate control has a label');
   assert.ok(await page.getByLabel(/Max active/).isVisible(), 'max active has a label');
+  // A way back to the event's page; no talk of checkout's pace before anything sold.
+  assert.equal(await page.getByRole('link', { name: 'Back to the event' }).getAttribute('href'), `/console/events/${slug}`);
 
   // The feed is live and the queue depth grows with the crowd.
   await eventually(async () => assert.match(await page.locator('#conn').textContent(), /^Live/), { timeout: 10_000 });
@@ -272,6 +274,9 @@ test('control room: the crowd shows, the rate control steers admissions, pause f
     { timeout: 15_000, interval: 250 },
   );
   assert.ok((await shown(page, 'n-waiting')) > pausedWaiting, 'the queue keeps growing while paused');
+  // The control room says why nobody is let in.
+  assert.ok(await page.locator('#blocked').isVisible(), 'a banner says admission is blocked');
+  assert.match(await page.locator('#blocked').textContent(), /^Paused: nobody is being admitted/);
   assert.ok(await page.locator('#pause').isDisabled(), 'pause is not offered twice');
   assert.ok(await page.locator('#resume').isEnabled(), 'resume is offered');
 
@@ -345,6 +350,8 @@ test('control room on a phone: readable, numbers first, controls reachable', { t
   const page = await context.newPage();
   await page.goto(`/console/events/${slug}/live`);
   await eventually(async () => assert.ok((await shown(page, 'n-waiting')) > 0), { timeout: 15_000 });
+  // Nobody buys here: checkout's pace is not reported as "0 orders/min".
+  assert.match(await page.locator('#suggest').textContent(), /^No sales yet/);
   // Nothing wider than the screen.
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `page overflows the phone screen by ${overflow}px`);

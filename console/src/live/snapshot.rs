@@ -73,8 +73,9 @@ pub struct LiveSnapshot {
     pub active: u64,
     pub admitted_total: u64,
     pub claimed: u64,
-    /// Admitted, never came: their admission slot lapsed unclaimed
-    /// (`admitted − claimed − slots still waiting to be claimed`).
+    /// Admitted, never held a seat, and no longer can: admitted less those who held and
+    /// those whose slot is still open without a hold (`waitroom`'s own figure, exported
+    /// as a metric, counts only slots that lapsed unclaimed).
     pub no_shows: u64,
     pub tiers: Vec<TierFigures>,
     pub holds_converted_per_min: u64,
@@ -86,8 +87,32 @@ pub struct LiveSnapshot {
     pub deliveries_failed: u64,
     pub funnel: Funnel,
     pub checkout: CheckoutPace,
+    /// Why nobody (or hardly anybody) is being let in while people wait, in words for
+    /// the control room's banner; `None` while admission flows.
+    pub blocked: Option<String>,
     /// Operator changes made since the previous snapshot.
     pub changes: Vec<Marker>,
+}
+
+/// Why admission is stopped or throttled while people wait, if it is.
+fn blocked(settings: &AdmissionSettings, f: &Figures, admitted_per_min: f64) -> Option<String> {
+    if f.waiting() == 0 {
+        return None;
+    }
+    match settings.mode {
+        Mode::Paused => {
+            Some("Paused: nobody is being admitted. People in line keep their places.".into())
+        }
+        Mode::On if settings.rate_per_minute == 0 => {
+            Some("0 admitted/min — the admission rate is 0.".into())
+        }
+        Mode::On if f.active >= u64::from(settings.max_active) => Some(format!(
+            "{} admitted/min — all {} checkout slots in use: people get in only as checkouts finish.",
+            admitted_per_min.round(),
+            settings.max_active
+        )),
+        _ => None,
+    }
 }
 
 /// What Postgres says, in one aggregate query.
@@ -98,6 +123,10 @@ pub(super) struct Sales {
     pub(super) orders_paid: u64,
     pub(super) paid_last_min: u64,
     pub(super) holds: u64,
+    /// Admissions that made at least one hold.
+    pub(super) held_admissions: u64,
+    /// Admissions holding seats right now.
+    pub(super) holding: u64,
     pub(super) payments_failed: u64,
     pub(super) payments_failed_last_min: u64,
     pub(super) deliveries_pending: u64,
@@ -126,8 +155,7 @@ SELECT
             'held', t.held, 'capacity', t.capacity) ORDER BY t.position), '[]'::json)
      FROM tiers t WHERE t.event_id = (SELECT id FROM ev)) AS tiers,
   o.paid, o.paid_last_min,
-  (SELECT count(*) FROM holds h
-     WHERE h.tier_id IN (SELECT id FROM tiers WHERE event_id = (SELECT id FROM ev))) AS holds,
+  hs.holds, hs.held_admissions, hs.holding,
   p.failed, p.failed_last_min,
   d.pending, d.failed AS deliveries_failed, d.delivered,
   (SELECT coalesce(json_agg(c ORDER BY c.id), '[]'::json) FROM (
@@ -138,6 +166,12 @@ SELECT
         AND a.action NOT LIKE '%.refused'
       ORDER BY a.id DESC LIMIT 50) c) AS changes
 FROM
+  (SELECT count(*) AS holds,
+          count(DISTINCT h.admission_jti) FILTER (WHERE h.admission_seq IS NOT NULL)
+            AS held_admissions,
+          count(*) FILTER (WHERE h.status = 'active' AND h.admission_seq IS NOT NULL) AS holding
+     FROM holds h
+    WHERE h.tier_id IN (SELECT id FROM tiers WHERE event_id = (SELECT id FROM ev))) hs,
   (SELECT count(*) FILTER (WHERE paid_at IS NOT NULL) AS paid,
           count(*) FILTER (WHERE paid_at > now() - interval '1 minute') AS paid_last_min
      FROM orders WHERE event_id = (SELECT id FROM ev)) o,
@@ -178,6 +212,8 @@ pub(super) async fn read_sales(
         orders_paid: count(&row, "paid")?,
         paid_last_min: count(&row, "paid_last_min")?,
         holds: count(&row, "holds")?,
+        held_admissions: count(&row, "held_admissions")?,
+        holding: count(&row, "holding")?,
         payments_failed: count(&row, "failed")?,
         payments_failed_last_min: count(&row, "failed_last_min")?,
         deliveries_pending: count(&row, "pending")?,
@@ -270,7 +306,10 @@ pub(super) fn build_snapshot(
         active: f.active,
         admitted_total: f.head,
         claimed: f.claimed,
-        no_shows: f.no_shows(),
+        no_shows: f
+            .head
+            .saturating_sub(s.held_admissions)
+            .saturating_sub(f.active.saturating_sub(s.holding)),
         tiers: s.tiers.clone(),
         holds_converted_per_min: s.paid_last_min,
         payments_failed: s.payments_failed,
@@ -293,6 +332,7 @@ pub(super) fn build_snapshot(
             suggested_rate_per_minute: suggested,
             saturated,
         },
+        blocked: blocked(&settings, f, rates.1),
         settings,
         changes,
     }
