@@ -25,6 +25,9 @@ pub enum ConsoleError {
     KeyReused,
     #[error("{0}")]
     BadJson(#[from] JsonRejection),
+    /// JSON that parsed but is not the body asked for (a missing field, an unknown one).
+    #[error("{0}")]
+    BadBody(String),
     #[error("{0}")]
     BadPath(#[from] PathRejection),
     #[error("{0}")]
@@ -45,10 +48,25 @@ pub enum ConsoleError {
 }
 
 /// A JSON body, refused as the API's error shape (`400 bad_request`, `415`, `413`)
-/// instead of axum's plain-text rejection.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ConsoleError))]
+/// instead of axum's plain-text rejection. Whole-number floats count as integers, as
+/// the OpenAPI document's JSON Schema says ([`platform::json::whole_numbers`]).
 pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(mut body) = Json::<serde_json::Value>::from_request(req, state).await?;
+        platform::json::whole_numbers(&mut body);
+        serde_json::from_value(body)
+            .map(ApiJson)
+            .map_err(|e| ConsoleError::BadBody(e.to_string()))
+    }
+}
 
 /// A path parameter (an order id, a slug), refused as the API's error shape.
 #[derive(FromRequestParts)]
@@ -108,6 +126,11 @@ impl ConsoleError {
                 };
                 (status, code, r.body_text())
             }
+            ConsoleError::BadBody(m) => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("Failed to deserialize the JSON body into the target type: {m}"),
+            ),
             ConsoleError::BadPath(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
             ConsoleError::BadQuery(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
             ConsoleError::BadForm(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),

@@ -706,9 +706,9 @@ pub async fn cancel_event_with(
 ) -> Result<CancelProgress, ConsoleError> {
     operator.require(&[Role::Admin])?;
     let reason = body.reason.trim();
-    if reason.is_empty() {
+    if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ConsoleError::Invalid(
-            "cancelling an event needs a reason".into(),
+            "cancelling an event needs a reason (up to 500 characters)".into(),
         ));
     }
     let event = orders::events::by_slug(&s.db, slug)

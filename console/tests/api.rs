@@ -263,3 +263,37 @@ async fn a_lost_queue_comes_back_behind_every_place_handed_out_before() {
     assert_eq!(app.queue("changed").await.mode, Mode::On);
     app.purge(&["marked", "changed"]).await;
 }
+
+/// JSON Schema, and so the OpenAPI document, counts `120.0` as an integer: a body the
+/// document allows is taken (it was refused as malformed), and a fraction still is not
+/// (issue 19.14).
+#[tokio::test]
+async fn whole_number_floats_are_integers_as_the_schema_says() {
+    let app = support::spawn().await;
+    let mut body = event_body("floats");
+    body["tiers"][0]["capacity"] = json!(40.0);
+    let r = app.create_event(&app.admin, &body).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let change = json!({"rate_per_minute": 120.0, "max_active": 7.0, "reason": "floats"});
+    let r = app.set_queue("floats", &app.admin, &change).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let q = app.queue("floats").await;
+    assert_eq!((q.rate_per_minute, q.max_active), (120, 7));
+
+    let fraction = json!({"rate_per_minute": 120.5, "reason": "floats"});
+    let r = app.set_queue("floats", &app.admin, &fraction).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "bad_request");
+    assert_eq!(
+        app.queue("floats").await.rate_per_minute,
+        120,
+        "nothing changed"
+    );
+    app.purge(&["floats"]).await;
+}

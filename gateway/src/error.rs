@@ -17,7 +17,7 @@ pub enum EdgeError {
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
 }
 
 impl From<waitroom::Error> for EdgeError {
@@ -59,7 +59,7 @@ impl EdgeError {
                 )
             }
             EdgeError::NotFound => (404, "not_found", "no such path".to_owned()),
-            EdgeError::MethodNotAllowed => {
+            EdgeError::MethodNotAllowed { .. } => {
                 (405, "method_not_allowed", "method not allowed".to_owned())
             }
         };
@@ -72,6 +72,8 @@ impl EdgeError {
                 r = r.header("Retry-After", retry_after_secs.to_string());
             }
             EdgeError::Unavailable(_) | EdgeError::Busy(_) => r = r.header("Retry-After", "2"),
+            // RFC 9110: a 405 names the methods the path does answer.
+            EdgeError::MethodNotAllowed { allow } => r = r.header("Allow", *allow),
             _ => {}
         }
         r

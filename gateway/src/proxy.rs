@@ -217,7 +217,9 @@ impl Gateway {
                 }
                 Route::Upstream(_) => None,
                 Route::NotFound => return Err(EdgeError::NotFound),
-                Route::MethodNotAllowed => return Err(EdgeError::MethodNotAllowed),
+                Route::MethodNotAllowed { allow } => {
+                    return Err(EdgeError::MethodNotAllowed { allow });
+                }
             })
         }
         .await;

@@ -33,7 +33,10 @@ pub enum Route {
     /// Proxied as is to an upstream.
     Upstream(Upstream),
     NotFound,
-    MethodNotAllowed,
+    /// A known path asked with a method it does not answer; `allow` is what it does.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +66,7 @@ impl Route {
             Route::Upstream(Upstream::Console) => "console",
             Route::Upstream(Upstream::Fulfilment) => "fulfilment",
             Route::NotFound => "not_found",
-            Route::MethodNotAllowed => "method_not_allowed",
+            Route::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
@@ -82,29 +85,47 @@ fn slug(s: &str) -> Option<EventSlug> {
     EventSlug::parse(s).ok()
 }
 
+/// The methods a read-only path answers.
+const READ: &str = "GET, HEAD";
+
 pub fn classify(method: &str, path: &str) -> Route {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let get = method == "GET" || method == "HEAD";
-    let only = |ok: bool, r: Route| if ok { r } else { Route::MethodNotAllowed };
-    match segments.as_slice() {
-        ["healthz"] => Route::Healthz,
-        ["readyz"] => Route::Readyz,
-        ["openapi.json"] => Route::OpenApi,
-        ["favicon.ico"] => only(get, Route::Favicon),
-        ["queue", ev] => slug(ev).map_or(Route::NotFound, |e| only(get, Route::QueuePage(e))),
-        ["queue", ev, "join"] => {
-            slug(ev).map_or(Route::NotFound, |e| only(method == "POST", Route::Join(e)))
+    let only = |allow: &'static str, r: Route| {
+        if allow.split(", ").any(|m| m == method) {
+            r
+        } else {
+            Route::MethodNotAllowed { allow }
         }
+    };
+    match segments.as_slice() {
+        ["healthz"] => only(READ, Route::Healthz),
+        ["readyz"] => only(READ, Route::Readyz),
+        ["openapi.json"] => only(READ, Route::OpenApi),
+        ["favicon.ico"] => only(READ, Route::Favicon),
+        ["queue", ev] => slug(ev).map_or(Route::NotFound, |e| only(READ, Route::QueuePage(e))),
+        ["queue", ev, "join"] => slug(ev).map_or(Route::NotFound, |e| only("POST", Route::Join(e))),
         ["queue", ev, "status"] => {
-            slug(ev).map_or(Route::NotFound, |e| only(get, Route::Status(e)))
+            slug(ev).map_or(Route::NotFound, |e| only(READ, Route::Status(e)))
         }
         ["queue", ev, "lottery"] => {
-            slug(ev).map_or(Route::NotFound, |e| only(get, Route::Lottery(e)))
+            slug(ev).map_or(Route::NotFound, |e| only(READ, Route::Lottery(e)))
         }
-        ["e", ev, ..] => slug(ev).map_or(Route::NotFound, |event| Route::Protected {
-            event,
-            page: true,
-            write: false,
+        // The event page is read; the pages under it are read or posted (forms).
+        ["e", ev, rest @ ..] => slug(ev).map_or(Route::NotFound, |event| {
+            let allow = if rest.is_empty() {
+                READ
+            } else {
+                "GET, HEAD, POST"
+            };
+            only(
+                allow,
+                Route::Protected {
+                    event,
+                    page: true,
+                    write: false,
+                },
+            )
         }),
         ["api", "events", ev, ..] => slug(ev).map_or(Route::NotFound, |event| Route::Protected {
             event,
@@ -137,7 +158,29 @@ mod tests {
             classify("POST", "/queue/demo/join"),
             Route::Join(ev("demo"))
         );
-        assert_eq!(classify("GET", "/queue/demo/join"), Route::MethodNotAllowed);
+        assert_eq!(
+            classify("GET", "/queue/demo/join"),
+            Route::MethodNotAllowed { allow: "POST" }
+        );
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+            "/queue/demo",
+            "/e/demo",
+        ] {
+            assert_eq!(
+                classify("TRACE", path),
+                Route::MethodNotAllowed { allow: READ },
+                "{path}"
+            );
+        }
+        assert_eq!(
+            classify("TRACE", "/e/demo/hold"),
+            Route::MethodNotAllowed {
+                allow: "GET, HEAD, POST"
+            }
+        );
         assert_eq!(
             classify("GET", "/queue/demo/status"),
             Route::Status(ev("demo"))
@@ -169,7 +212,10 @@ mod tests {
         assert_eq!(classify("POST", "/api/payments/webhook"), Route::Webhook);
         assert_eq!(classify("GET", "/metrics"), Route::NotFound);
         assert_eq!(classify("GET", "/favicon.ico"), Route::Favicon);
-        assert_eq!(classify("POST", "/favicon.ico"), Route::MethodNotAllowed);
+        assert_eq!(
+            classify("POST", "/favicon.ico"),
+            Route::MethodNotAllowed { allow: READ }
+        );
         assert_eq!(
             classify("DELETE", "/api/holds/1"),
             Route::Upstream(Upstream::Orders)

@@ -1334,3 +1334,29 @@ async fn the_checkout_page_shows_the_buyer_only_to_its_admission() {
     }
     app.cleanup(&["gig"]).await;
 }
+
+/// `2.0` is an integer to the OpenAPI document's JSON Schema: a hold for `2.0` seats is a
+/// hold for two; `1.5` seats is refused as malformed and holds nothing (issue 19.14).
+#[tokio::test]
+async fn a_whole_number_float_is_a_quantity_and_a_fraction_is_not() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let hold = |quantity: Value, seq| {
+        let token = app.admission("gig", seq);
+        app.post("/api/events/gig/holds")
+            .bearer_auth(token)
+            .json(&json!({"tier": "ga", "quantity": quantity, "email": "eve@example.org", "name": "Eve"}))
+            .send()
+    };
+    let two = hold(json!(2.0), 1).await.unwrap();
+    assert_eq!(two.status(), StatusCode::CREATED);
+    assert_error(
+        hold(json!(1.5), 2).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "a fraction of a seat",
+    )
+    .await;
+    assert_eq!(app.tier("ga").await, (50, 0, 2));
+    app.cleanup(&["gig"]).await;
+}

@@ -17,6 +17,7 @@
 //!   what it prints), the buyer pages' one layout, and escaping.
 //! - [`db`] (feature `db`): the Postgres pool and the migrations every service applies.
 //! - [`listener`] (feature `http`): the listening socket with a deep accept queue.
+//! - [`json`] (feature `http`): request bodies read as their JSON Schema describes them.
 //! - [`metrics`] (feature `http`): per-route HTTP metrics in the service's own registry.
 //! - [`registry`] (feature `registry`): Prometheus metrics registered as they are made.
 //! - [`probes`] (feature `http`): `/healthz`, `/readyz` and `/metrics` for axum services.
@@ -28,6 +29,8 @@ pub mod blocking;
 pub mod db;
 pub mod env;
 pub mod html;
+#[cfg(feature = "http")]
+pub mod json;
 #[cfg(feature = "http")]
 pub mod listener;
 pub mod logs;
