@@ -43,7 +43,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use contract::states::EventStatus;
+use contract::states::{EventStatus, OrderStatus};
 use minijinja::{Value, context};
 use serde::Serialize;
 use uuid::Uuid;
@@ -217,12 +217,16 @@ async fn event_view(
     let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tiers = orders::events::tiers(&s.db, e.id).await?;
     let tz = moment::zone(&e.timezone);
-    let by_status: Vec<(String, i64)> = sqlx::query_as(
+    let by_status: Vec<(OrderStatus, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM orders WHERE event_id = $1 GROUP BY status ORDER BY status",
     )
     .bind(e.id)
     .fetch_all(&s.db)
     .await?;
+    let by_status: Vec<(&str, i64)> = by_status
+        .into_iter()
+        .map(|(st, n)| (crate::labels::order_status(st), n))
+        .collect();
     let undelivered: i64 = sqlx::query_scalar(
         r#"SELECT count(DISTINCT o.id) FROM orders o JOIN deliveries d ON d.order_id = o.id
            WHERE o.event_id = $1 AND o.status IN ('paid', 'partially_refunded')

@@ -17,7 +17,9 @@
 //! - [`audit`]: writing audit rows inside the change's own transaction.
 //! - [`events`]: creating and listing events.
 //! - [`sessions`]: operator accounts (argon2id), sessions, login throttling.
-//! - [`search`]: the one search box over buyers, orders, tickets and payments.
+//! - [`search`]: the one search box over buyers, orders, tickets and payments, and why
+//!   each hit matched.
+//! - [`labels`]: states as the pages say them ("Waiting for payment").
 //! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
 //! - [`fixes`]: each fix's name in the audit trail; running one once per key, audited.
 //! - [`timeline`]: each row of an order's timeline as a sentence.
@@ -47,6 +49,7 @@ pub mod event_setup;
 pub mod events;
 pub mod fixes;
 pub mod html;
+pub mod labels;
 pub mod live;
 pub mod moment;
 pub mod pages;

@@ -26,6 +26,7 @@ use crate::ConsoleError;
 use crate::app::AppState;
 use crate::auth::{CsrfForm, Operator, Role, SignedIn};
 use crate::html;
+use crate::labels;
 use crate::moment::{self, Moment, Precision};
 use crate::search;
 use crate::sessions::{self, Login};
@@ -204,7 +205,9 @@ struct HitView<'a> {
     name: &'a str,
     slug: &'a str,
     event: &'a str,
-    status: String,
+    status: &'static str,
+    /// Why it was found, in words ("name", "ticket holder").
+    matched: Vec<&'static str>,
     amount: String,
     at: Moment,
 }
@@ -217,7 +220,8 @@ impl<'a> From<&'a search::Hit> for HitView<'a> {
             name: &h.buyer_name,
             slug: &h.event_slug,
             event: &h.event_title,
-            status: h.status.as_str().replace('_', " "),
+            status: labels::order_status(h.status),
+            matched: h.matched.iter().map(|m| m.words()).collect(),
             amount: money(h.amount_cents, &h.currency),
             at: moment::at(
                 h.created_at,
@@ -331,7 +335,7 @@ struct OrderView<'a> {
     starts: Moment,
     buyer_name: &'a str,
     buyer_email: &'a str,
-    status: String,
+    status: &'static str,
     tier: &'a str,
     quantity: i32,
     currency: &'a str,
@@ -435,7 +439,7 @@ fn order_context(
         starts: when(o.starts_at),
         buyer_name: &o.buyer_name,
         buyer_email: &o.buyer_email,
-        status: o.status.as_str().replace('_', " "),
+        status: labels::order_status(o.status),
         tier: &o.tier,
         quantity: o.quantity,
         currency: &o.currency,
