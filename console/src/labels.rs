@@ -15,6 +15,22 @@ pub fn order_status(s: OrderStatus) -> &'static str {
     }
 }
 
+/// Why a ticket's link refused a visit, in a few words ("too early", not `too_early`).
+pub fn visit_refusal(outcome: &str) -> String {
+    match outcome {
+        "too_early" => "too early".into(),
+        "ended" => "after the end".into(),
+        "replaced" => "old link".into(),
+        "transferred" => "ticket given to someone else".into(),
+        "refunded" => "ticket refunded".into(),
+        "revoked" => "order cancelled".into(),
+        "event_cancelled" => "event cancelled".into(),
+        "unknown" => "unknown link".into(),
+        // An outcome newer than this list still reads as words.
+        other => other.replace('_', " "),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -26,5 +42,24 @@ mod tests {
             assert!(!words.contains('_'), "{words}");
             assert!(words.starts_with(char::is_uppercase), "{words}");
         }
+    }
+
+    #[test]
+    fn every_refused_visit_reads_as_words_even_one_not_listed_yet() {
+        for outcome in [
+            "too_early",
+            "ended",
+            "replaced",
+            "transferred",
+            "refunded",
+            "revoked",
+            "event_cancelled",
+            "unknown",
+            "some_new_outcome",
+        ] {
+            let words = visit_refusal(outcome);
+            assert!(!words.contains('_'), "{outcome}: {words}");
+        }
+        assert_eq!(visit_refusal("too_early"), "too early");
     }
 }

@@ -634,6 +634,18 @@ async fn act(s: AppState, f: CsrfForm, id: Uuid, what: &str) -> Response {
     }
     .await;
     match result {
+        // A resend from the incident view goes back there: the operator is working
+        // down its list, and the row they fixed leaves it.
+        Ok(_) if what == "resend" && f.get("back") == Some("incidents") => {
+            match incidents_of(&s, id).await {
+                Ok(path) => Redirect::to(&format!(
+                    "{path}?done={}",
+                    urlencode("confirmation resent, with the current links")
+                ))
+                .into_response(),
+                Err(e) => error_page(Some(operator), &e),
+            }
+        }
         Ok(_) => Redirect::to(&format!("/console/orders/{id}?done={what}")).into_response(),
         Err(e) => {
             let CsrfForm { operator, fields } = f;
@@ -641,6 +653,17 @@ async fn act(s: AppState, f: CsrfForm, id: Uuid, what: &str) -> Response {
             render_order(&s, &operator, id, &Flash::none(), Some(&retry)).await
         }
     }
+}
+
+/// The incident view of the order's event.
+async fn incidents_of(s: &AppState, order: Uuid) -> Result<String, ConsoleError> {
+    let slug = sqlx::query_scalar!(
+        "SELECT e.slug FROM orders o JOIN events e ON e.id = o.event_id WHERE o.id = $1",
+        order
+    )
+    .fetch_one(&s.db)
+    .await?;
+    Ok(format!("/console/events/{}/incidents", urlencode(&slug)))
 }
 
 pub(crate) fn urlencode(s: &str) -> String {
