@@ -5,8 +5,11 @@
 //! idempotency) are one.
 //!
 //! Stable hooks for browser tests (keep these when restyling):
-//! - `GET /console/events`: `table#events`, one `a.event` per event → its page.
+//! - `GET /console/events`: `table#events`, one `a.event` per event → its page, or
+//!   `#no-events` (for a host: why they see none and whom to ask). A host's start page
+//!   (`/console/` without a query sends them here), with a search box over their events.
 //! - `GET /console/events/{slug}`: `h1` is the title; `#status` the event's status;
+//!   `#edit-event` (staff only: a host cannot edit);
 //!   `table#tiers` (one row per tier: name, price, capacity, sold, held, available);
 //!   `#refund-policy`; outcome banners `p.banner[role=status]` (done) and
 //!   `p.banner.bad[role=alert]` (refused, with the reason).

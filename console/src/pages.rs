@@ -238,6 +238,11 @@ pub async fn search_page(
     Query(p): Query<SearchParams>,
 ) -> Response {
     let q = p.q.unwrap_or_default();
+    // A host starts on their events (where their own search box is): "Find a buyer"
+    // among events they cannot see is not where their work begins.
+    if operator.role == Role::Host && q.trim().is_empty() {
+        return Redirect::to("/console/events").into_response();
+    }
     // `hits` is none until something was searched for.
     let (hits, error) = if q.trim().is_empty() {
         (None, None)

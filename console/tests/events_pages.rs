@@ -450,6 +450,65 @@ async fn incidents(d: &Desk, session: &str) -> (String, String) {
 }
 
 #[tokio::test]
+async fn a_host_starts_on_their_events_is_told_why_there_are_none_and_sees_no_edit_link() {
+    let d = spawn().await;
+    let hank = d.login("hank@floodgate.test").await;
+    // Their start page is their events, with a search box over them.
+    let start = d.get("/console/", "").await;
+    assert_eq!(start.headers()["location"], "/console/login");
+    let (status, location) = {
+        let r = d
+            .http
+            .get(d.url("/console/"))
+            .header("cookie", &hank)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status(),
+            r.headers()["location"].to_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/events")
+    );
+    let (_, list) = d.page(&hank, "/console/events").await;
+    assert!(list.contains("href=\"/console/events/other\""), "{list}");
+    assert!(list.contains("role=\"search\""), "a search box: {list}");
+    // A search is still theirs to make.
+    let (status, found) = d.page(&hank, "/console/?q=buyer1001").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(found.contains("buyer1001@example.org"), "{found}");
+    // Their event's page: no Edit link they could not use.
+    let (_, page) = d.page(&hank, "/console/events/other").await;
+    assert!(!page.contains("id=\"edit-event\""), "{page}");
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, staff_page) = d.page(&olga, "/console/events/other").await;
+    assert!(staff_page.contains("id=\"edit-event\""));
+    // An event that is not theirs: the console's own page, and the way back to theirs.
+    let (status, hidden) = d.page(&hank, "/console/events/big").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        hidden.contains("<header>")
+            && hidden.contains("href=\"/console/events\">Back to your events"),
+        "{hidden}"
+    );
+
+    // A host given no event is told why the list is empty and what to do.
+    sqlx::query("UPDATE operators SET event_ids = '{}' WHERE role = 'host'")
+        .execute(&d.db.pool)
+        .await
+        .unwrap();
+    let (_, none) = d.page(&hank, "/console/events").await;
+    assert!(
+        none.contains("You see no events yet. A host sees only the events an admin has given them"),
+        "{none}"
+    );
+    assert!(!none.contains("<table id=\"events\">") && !none.contains("role=\"search\""));
+}
+
+#[tokio::test]
 async fn the_incident_view_lists_only_what_can_be_fixed_one_row_per_buyer_in_words() {
     let d = spawn().await;
     confirmation(&d, 1001, "bounced").await;
