@@ -16,7 +16,8 @@
 //!   checked); who may see an event.
 //! - [`audit`]: writing audit rows inside the change's own transaction.
 //! - [`events`]: creating and listing events.
-//! - [`sessions`]: operator accounts (argon2id), sessions, login throttling.
+//! - [`sessions`]: operator accounts (argon2id), invitations, sessions, login throttling.
+//! - [`people`]: the admin's People page: invite by email, role, a host's events.
 //! - [`search`]: the one search box over buyers, orders, tickets and payments, and why
 //!   each hit matched.
 //! - [`labels`]: states as the pages say them ("Waiting for payment").
@@ -53,6 +54,7 @@ pub mod labels;
 pub mod live;
 pub mod moment;
 pub mod pages;
+pub mod people;
 pub mod search;
 pub mod sessions;
 pub mod startup;

@@ -285,7 +285,7 @@ pub struct Flash {
 
 impl Flash {
     /// Nothing to report (a page shown again with a refused form).
-    fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Flash {
             done: None,
             error: None,

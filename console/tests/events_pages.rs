@@ -509,6 +509,134 @@ async fn a_host_starts_on_their_events_is_told_why_there_are_none_and_sees_no_ed
 }
 
 #[tokio::test]
+async fn an_admin_invites_a_host_who_chooses_a_password_and_sees_only_the_chosen_events() {
+    let d = spawn().await;
+    let alice = d.login("alice@floodgate.test").await;
+    let (status, page) = d.page(&alice, "/console/people").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<table id=\"people\">") && page.contains("hank@floodgate.test"));
+    assert!(
+        page.contains("href=\"/console/people\">People</a>"),
+        "in the header"
+    );
+    let csrf = field(&page, "invite", "csrf");
+    let other = format!("event:{}", d.other_event);
+    let invite = |email: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("email", email.to_owned()),
+            ("name", "Hilde Host".to_owned()),
+            ("role", "host".to_owned()),
+            (other.as_str(), "on".to_owned()),
+        ]
+    };
+    let accounts = "SELECT count(*) FROM operators WHERE name = 'Hilde Host'";
+
+    // A bad address: the reason, what was typed kept, nothing written.
+    let r = d
+        .submit(&alice, "/console/people", &invite("not-an-address"))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = r.text().await.unwrap();
+    assert!(
+        alert(&refused).contains("email is not a valid address"),
+        "{refused}"
+    );
+    assert!(refused.contains("value=\"Hilde Host\""));
+    assert_eq!(d.count(accounts).await, 0);
+
+    // Invited: the link, once, on the page (never in a URL).
+    let r = d
+        .submit(&alice, "/console/people", &invite("hilde@example.org"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let done = r.text().await.unwrap();
+    let at = done.find("id=\"invite-link\"").expect("the link");
+    let link = done[at..]
+        .split("href=\"")
+        .nth(1)
+        .and_then(|l| l.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(link.starts_with("/console/invite/"), "{link}");
+    assert_eq!(
+        d.audited_by("operator.invite", "admin:Alice", None).await,
+        1
+    );
+    // The same address again: refused, one account.
+    let r = d
+        .submit(&alice, "/console/people", &invite("hilde@example.org"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(d.count(accounts).await, 1);
+    // No password yet: no way in.
+    let form = [
+        ("email", "hilde@example.org"),
+        ("password", support::PASSWORD),
+    ];
+    let before = d.submit("", "/console/login", &form).await;
+    assert_eq!(before.status(), StatusCode::UNAUTHORIZED);
+
+    // Their own password, once: a short one is refused and the link still works.
+    let (status, welcome) = d.page("", &link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(welcome.contains("Welcome, Hilde Host"), "{welcome}");
+    let (status, short) = d.refused("", &link, &[("password", "short")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.contains("at least 12 characters"), "{short}");
+    let (status, location) = d.post("", &link, &[("password", support::PASSWORD)]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/login")
+    );
+    let (status, used) = d.page("", &link).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(used.contains("This invitation does not work"), "{used}");
+
+    // Signed in, the host sees the chosen event only.
+    let hilde = d.login("hilde@example.org").await;
+    let (_, list) = d.page(&hilde, "/console/events").await;
+    assert!(
+        list.contains("href=\"/console/events/other\"")
+            && !list.contains("href=\"/console/events/big\""),
+        "{list}"
+    );
+
+    // The admin changes which events a host sees; nobody else may.
+    let (_, page) = d.page(&alice, "/console/people").await;
+    let host_id: uuid::Uuid = d
+        .scalar("SELECT id FROM operators WHERE email = 'hilde@example.org'")
+        .await;
+    let path = format!("/console/people/{host_id}/events");
+    let big = format!(
+        "event:{}",
+        d.scalar::<uuid::Uuid>("SELECT id FROM events WHERE slug = 'big'")
+            .await
+    );
+    let csrf = csrf_of(&page);
+    let change = [("csrf", csrf.as_str()), (big.as_str(), "on")];
+    let (status, _) = d.post(&alice, &path, &change).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, list) = d.page(&hilde, "/console/events").await;
+    assert!(
+        list.contains("href=\"/console/events/big\"")
+            && !list.contains("href=\"/console/events/other\""),
+        "{list}"
+    );
+    let olga = d.login("olga@floodgate.test").await;
+    let (status, _) = d.page(&olga, "/console/people").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, olga_page) = d.page(&olga, "/console/events").await;
+    let olga_csrf = csrf_of(&olga_page);
+    let as_olga = [("csrf", olga_csrf.as_str())];
+    assert_eq!(
+        d.post(&olga, &path, &as_olga).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(d.audited("operator.host_events").await, 1);
+}
+
+#[tokio::test]
 async fn the_incident_view_lists_only_what_can_be_fixed_one_row_per_buyer_in_words() {
     let d = spawn().await;
     confirmation(&d, 1001, "bounced").await;
