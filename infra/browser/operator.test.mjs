@@ -10,7 +10,9 @@
 // hit saying why it matched; read an order's page on a 390 px phone without sideways
 // scrolling; at doors minus one hour, see only the buyers who need a fix (a bounced
 // confirmation, an old link opened from an old address), in words, and resend from
-// the row. Screenshots of each page go to docs/screenshots/console-*.png.
+// the row; invite a host by email for one event from the People page, and, as that
+// host, choose a password through the link and start on that event. Screenshots of
+// each page go to docs/screenshots/console-*.png.
 //
 // The 1,000 paid orders are bought through the public API and the payment sandbox's
 // hosted page (the queue is off for the event), 16 at a time: ~20 s on a debug stack.
@@ -441,6 +443,48 @@ test('a surname alone finds its buyer and says why; the order page fits a phone;
   await screenshot(phone.page, 'console-order-phone.png');
   assert.deepEqual(phone.errors, [], 'no script errors');
   await phone.context.close();
+});
+
+test('an admin invites a host by email for one event; the host chooses a password and starts on that event', { timeout: 60_000 }, async () => {
+  const host = { email: `host-${RUN}@example.org`, name: `Hanna Host ${RUN}` };
+  const { context, page, errors } = await signIn(ADMIN);
+  await page.getByRole('link', { name: 'People' }).click();
+  await page.waitForURL('**/console/people');
+  const invite = page.locator('form#invite');
+  await invite.getByLabel('Email').fill(host.email);
+  await invite.getByLabel('Name').fill(host.name);
+  await invite.getByLabel('Role').selectOption('host');
+  await invite.getByLabel(new RegExp(smallEvent)).check();
+  await Promise.all([page.waitForLoadState('domcontentloaded'), invite.getByRole('button', { name: 'Invite' }).click()]);
+  const link = await page.locator('#invite-link a').getAttribute('href');
+  assert.match(link, /^\/console\/invite\/[A-Za-z0-9_-]{40,}$/, 'the link, once');
+  const row = page.locator('table#people tr', { hasText: host.email });
+  assert.match(await row.innerText(), /invited/);
+  assert.match(await row.locator('td.events').innerText(), /Operator test: the small gig/);
+  await screenshot(page, 'console-people.png');
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+
+  // The invited host chooses a password through the link, then signs in.
+  const invited = await newContext(browser, DESKTOP);
+  const welcome = await invited.context.newPage();
+  await welcome.goto(link);
+  assert.match(await welcome.locator('h1').textContent(), new RegExp(`Welcome, ${host.name}`));
+  await welcome.getByLabel('Password').fill(PASSWORD);
+  await Promise.all([welcome.waitForURL('**/console/login'), welcome.getByRole('button', { name: 'Save and sign in' }).click()]);
+  await invited.context.close();
+  const signedIn = await signIn(host.email);
+  // A host starts on their events: the one chosen, no other, and no Edit link.
+  await signedIn.page.waitForURL('**/console/events');
+  const events = signedIn.page.locator('table#events a.event');
+  assert.equal(await events.count(), 1, 'only the event the admin chose');
+  assert.equal(await events.first().getAttribute('href'), `/console/events/${smallEvent}`);
+  await screenshot(signedIn.page, 'console-host-events.png');
+  await events.first().click();
+  await signedIn.page.waitForURL(`**/console/events/${smallEvent}`);
+  assert.equal(await signedIn.page.locator('#edit-event').count(), 0, 'no Edit link for a host');
+  assert.deepEqual(signedIn.errors, [], 'no script errors');
+  await signedIn.context.close();
 });
 
 test('an admin refunds outside the policy with a reason', { timeout: 60_000 }, async () => {
