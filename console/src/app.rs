@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use waitroom::queue::Waitroom;
 
 use crate::support::{CancelOrderBody, EmailBody, RefundBody, RescheduleBody, TransferBody};
-use crate::{admission, event_pages, event_setup, events, pages, search, support};
+use crate::{admission, event_pages, event_setup, events, pages, people, search, support};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -61,6 +61,15 @@ pub fn router(state: AppState) -> Router {
         .route("/console/orders/{id}/cancel", post(pages::cancel_form))
         .route("/console/orders/{id}/email", post(pages::email_form))
         .route("/console/tickets/{id}/transfer", post(pages::transfer_form))
+        .route(
+            "/console/people",
+            get(people::page).post(people::invite_form),
+        )
+        .route("/console/people/{id}/events", post(people::events_form))
+        .route(
+            "/console/invite/{token}",
+            get(people::accept_page).post(people::accept_form),
+        )
         .route("/console/events", get(event_pages::list_page))
         .route(
             "/console/events/new",

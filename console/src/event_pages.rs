@@ -5,8 +5,11 @@
 //! idempotency) are one.
 //!
 //! Stable hooks for browser tests (keep these when restyling):
-//! - `GET /console/events`: `table#events`, one `a.event` per event → its page.
+//! - `GET /console/events`: `table#events`, one `a.event` per event → its page, or
+//!   `#no-events` (for a host: why they see none and whom to ask). A host's start page
+//!   (`/console/` without a query sends them here), with a search box over their events.
 //! - `GET /console/events/{slug}`: `h1` is the title; `#status` the event's status;
+//!   `#edit-event` (staff only: a host cannot edit);
 //!   `table#tiers` (one row per tier: name, price, capacity, sold, held, available);
 //!   `#refund-policy`; outcome banners `p.banner[role=status]` (done) and
 //!   `p.banner.bad[role=alert]` (refused, with the reason).
@@ -22,10 +25,17 @@
 //!   still unrefunded.
 //! - `form#resend-undelivered` (staff), POST `/console/events/{slug}/resend-undelivered`:
 //!   hidden `csrf`, `action_key`. `#undelivered` shows how many buyers it would reach.
-//! - `GET /console/events/{slug}/incidents` (doors minus one hour): `table#undelivered-buyers`,
-//!   `table#not-opened`, `table#cant-join` (one row per buyer / attempt, each linking to the
-//!   order), and `form#incident-resend` (staff; same POST as `form#resend-undelivered`, with
-//!   `back=incidents` so the outcome shows on the incident view).
+//! - `GET /console/events/{slug}/incidents` (doors minus one hour, reloading itself every
+//!   30 s): `table#incidents` (or `p#incidents` when there is nothing to fix), one row per
+//!   buyer who will not get in unless someone acts — a confirmation that failed or
+//!   bounced, a visit refused because the link was replaced when the address was
+//!   corrected — each with what happened in words, a link to the order and its fix:
+//!   a `button` "Resend" (staff; a form POSTing to `/console/orders/{id}/resend` with
+//!   `back=incidents`, which comes back here) or an `a.button` "Fix address" (a bounce:
+//!   the order's email form). Refusals nobody can fix (too early, a ticket given away)
+//!   are only counted, in `#refused-visits`. `form#incident-resend` (staff, when more
+//!   than one confirmation did not arrive) is the same POST as `form#resend-undelivered`,
+//!   with `back=incidents` so the outcome shows on the incident view.
 //!
 //! A fix that is done redirects back with `?done=`; a refused one answers with the page
 //! again (status 403 for a role, 409 for the event's state, 422 for the input), the
@@ -43,7 +53,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
-use contract::states::EventStatus;
+use contract::states::{EventStatus, OrderStatus};
 use minijinja::{Value, context};
 use serde::Serialize;
 use uuid::Uuid;
@@ -217,12 +227,16 @@ async fn event_view(
     let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tiers = orders::events::tiers(&s.db, e.id).await?;
     let tz = moment::zone(&e.timezone);
-    let by_status: Vec<(String, i64)> = sqlx::query_as(
+    let by_status: Vec<(OrderStatus, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM orders WHERE event_id = $1 GROUP BY status ORDER BY status",
     )
     .bind(e.id)
     .fetch_all(&s.db)
     .await?;
+    let by_status: Vec<(&str, i64)> = by_status
+        .into_iter()
+        .map(|(st, n)| (crate::labels::order_status(st), n))
+        .collect();
     let undelivered: i64 = sqlx::query_scalar(
         r#"SELECT count(DISTINCT o.id) FROM orders o JOIN deliveries d ON d.order_id = o.id
            WHERE o.event_id = $1 AND o.status IN ('paid', 'partially_refunded')
@@ -498,32 +512,50 @@ pub async fn resend_undelivered_form(
     answer(&s, &operator, &slug, form, page, result, f).await
 }
 
+/// Something that went wrong for a buyer that an operator can put right.
 #[derive(sqlx::FromRow)]
-struct BuyerRow {
+struct ProblemRow {
     order_id: Uuid,
     buyer_email: String,
     buyer_name: String,
+    /// `bounced`, `failed` (the confirmation) or `old_link` (a visit refused because the
+    /// link was replaced when the address was corrected).
+    kind: String,
+    /// The mail server's answer, or the address the old link was sent to.
     detail: Option<String>,
-    at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
 }
 
-/// A buyer in one of the incident view's lists.
+/// One row of the incident view: a buyer, what went wrong for them, and the fix.
 #[derive(Serialize)]
-struct BuyerView {
+struct IncidentView {
     order_id: Uuid,
     email: String,
     name: String,
-    detail: String,
-    at: Option<Moment>,
+    problems: Vec<ProblemView>,
+    /// `address` (the confirmation bounced: the address needs correcting on the
+    /// order's page) or `resend` (the confirmation again, with the current links).
+    fix: &'static str,
+    key: Uuid,
 }
 
-/// How far back "recent" can't-join attempts go.
+#[derive(Serialize)]
+struct ProblemView {
+    what: String,
+    detail: Option<String>,
+    at: Moment,
+}
+
+/// How far back refused visits count.
 const RECENT_HOURS: i64 = 2;
-/// Rows shown per list; the heading says how many there are in all.
+/// Rows shown; the heading says how many there are in all.
 const SHOWN: i64 = 200;
+/// How often the incident view reloads itself: in the last hour before the doors an
+/// operator watches it, and a meta refresh needs no script.
+const REFRESH_SECONDS: u32 = 30;
 
 /// `GET /console/events/{slug}/incidents`: the doors-minus-one-hour view — who will not
-/// get in, and the one-step fix for the largest group.
+/// get in, each with the fix, and the one-step fix for the largest group.
 pub async fn incidents_page(
     State(s): State<AppState>,
     SignedIn(operator): SignedIn,
@@ -545,14 +577,80 @@ const UNDELIVERED: &str = r#"
       AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.order_id = o.id
                       AND s.kind = 'confirmation' AND s.status = 'sent')"#;
 
-/// Paid orders whose confirmation went out but no ticket's link was ever opened.
-const NOT_OPENED: &str = r#"
-    FROM orders o
-    WHERE o.event_id = $1 AND o.status IN ('paid', 'partially_refunded')
-      AND EXISTS (SELECT 1 FROM deliveries d WHERE d.order_id = o.id
-                  AND d.kind = 'confirmation' AND d.status = 'sent')
-      AND NOT EXISTS (SELECT 1 FROM redemptions r JOIN tickets t ON t.id = r.ticket_id
-                      WHERE t.order_id = o.id)"#;
+/// The refusals worth an operator's time: a valid ticket's link refused because it was
+/// replaced when the order's address was corrected, and not put right since (no entry
+/// with the new link, no confirmation sent after the visit). The visit is the old
+/// address's: the link was sent there, so the row names that address, not the one the
+/// ticket has now.
+const OLD_LINK_VISITS: &str = r#"
+    SELECT DISTINCT ON (o.id) o.id AS order_id, o.buyer_email, o.buyer_name,
+           'old_link' AS kind,
+           (SELECT ev.before ->> 'email' FROM order_events ev
+            WHERE ev.order_id = o.id AND ev.action = 'order.email_change' AND ev.at >= l.created_at
+            ORDER BY ev.at LIMIT 1) AS detail,
+           r.at
+    FROM redemptions r JOIN access_links l ON l.id = r.access_link_id
+         JOIN tickets t ON t.id = r.ticket_id JOIN orders o ON o.id = t.order_id
+    WHERE t.event_id = $1 AND r.outcome = 'replaced' AND t.status = 'valid'
+      AND o.status IN ('paid', 'partially_refunded')
+      AND r.at > now() - make_interval(hours => $2::int)
+      AND NOT EXISTS (SELECT 1 FROM redemptions x WHERE x.ticket_id = t.id
+                      AND x.outcome = 'entered' AND x.at > r.at)
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.order_id = o.id
+                      AND d.kind = 'confirmation' AND d.created_at > r.at)
+    ORDER BY o.id, r.at DESC"#;
+
+/// What a problem row says, in words.
+fn problem_words(kind: &str, detail: Option<String>) -> (String, Option<String>) {
+    match kind {
+        "bounced" => (
+            "Confirmation bounced: the address looks wrong".to_owned(),
+            detail,
+        ),
+        "failed" => ("Confirmation could not be sent".to_owned(), detail),
+        _ => (
+            "Opened an old link, replaced when the address was corrected".to_owned(),
+            detail.map(|old| format!("from {old}")),
+        ),
+    }
+}
+
+/// One row per buyer, in the order their first problem came: a buyer with two problems
+/// is one row that says both, with the fix that covers them (a bounced address first
+/// needs correcting; a resend alone would bounce again).
+fn by_buyer(rows: Vec<ProblemRow>, tz: chrono_tz::Tz) -> Vec<IncidentView> {
+    let mut views: Vec<IncidentView> = Vec::new();
+    for r in rows {
+        let (what, detail) = problem_words(&r.kind, r.detail);
+        let problem = ProblemView {
+            what,
+            detail,
+            at: moment::at(r.at, tz, Precision::Minute),
+        };
+        let fix = if r.kind == "bounced" {
+            "address"
+        } else {
+            "resend"
+        };
+        match views.iter_mut().find(|v| v.order_id == r.order_id) {
+            Some(v) => {
+                v.problems.push(problem);
+                if fix == "address" {
+                    v.fix = fix;
+                }
+            }
+            None => views.push(IncidentView {
+                order_id: r.order_id,
+                email: r.buyer_email,
+                name: r.buyer_name,
+                problems: vec![problem],
+                fix,
+                key: Uuid::new_v4(),
+            }),
+        }
+    }
+    views
+}
 
 async fn incidents_view(s: &AppState, op: &Operator, slug: &str) -> Result<Value, ConsoleError> {
     let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
@@ -563,56 +661,40 @@ async fn incidents_view(s: &AppState, op: &Operator, slug: &str) -> Result<Value
     .bind(e.id)
     .fetch_one(&s.db)
     .await?;
-    let undelivered: Vec<BuyerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT o.id AS order_id, o.buyer_email, o.buyer_name,
-                d.status || coalesce(': ' || d.last_error, '') AS detail,
-                coalesce(d.sent_at, d.created_at) AS at
+    let mut rows: Vec<ProblemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id AS order_id, o.buyer_email, o.buyer_name, d.status AS kind,
+                d.last_error AS detail, coalesce(d.sent_at, d.created_at) AS at
          {UNDELIVERED} ORDER BY o.buyer_email LIMIT $2"
     )))
     .bind(e.id)
     .bind(SHOWN)
     .fetch_all(&s.db)
     .await?;
-    let not_opened_total: i64 =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {NOT_OPENED}")))
+    rows.extend(
+        sqlx::query_as::<_, ProblemRow>(sqlx::AssertSqlSafe(format!("{OLD_LINK_VISITS} LIMIT $3")))
             .bind(e.id)
-            .fetch_one(&s.db)
-            .await?;
-    let not_opened: Vec<BuyerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT o.id AS order_id, o.buyer_email, o.buyer_name, NULL::text AS detail,
-                (SELECT max(sent_at) FROM deliveries d WHERE d.order_id = o.id
-                 AND d.kind = 'confirmation') AS at
-         {NOT_OPENED} ORDER BY o.buyer_email LIMIT $2"
-    )))
-    .bind(e.id)
-    .bind(SHOWN)
-    .fetch_all(&s.db)
-    .await?;
-    let cant_join: Vec<BuyerRow> = sqlx::query_as(
-        r#"SELECT o.id AS order_id, t.holder_email AS buyer_email, t.holder_name AS buyer_name,
-                  r.outcome AS detail, r.at
-           FROM redemptions r JOIN tickets t ON t.id = r.ticket_id JOIN orders o ON o.id = t.order_id
-           WHERE t.event_id = $1 AND r.outcome <> 'entered'
+            .bind(RECENT_HOURS as i32)
+            .bind(SHOWN)
+            .fetch_all(&s.db)
+            .await?,
+    );
+    // Refusals nobody can fix (too early, a ticket given away, a refund): counted, so
+    // the operator knows they were seen, but not listed.
+    let unfixable: Vec<(String, i64)> = sqlx::query_as(
+        r#"SELECT r.outcome, count(DISTINCT t.order_id)
+           FROM redemptions r JOIN tickets t ON t.id = r.ticket_id
+           WHERE t.event_id = $1 AND r.outcome NOT IN ('entered', 'replaced')
              AND r.at > now() - make_interval(hours => $2::int)
-           ORDER BY r.at DESC LIMIT $3"#,
+           GROUP BY r.outcome ORDER BY 2 DESC, 1"#,
     )
     .bind(e.id)
     .bind(RECENT_HOURS as i32)
-    .bind(SHOWN)
     .fetch_all(&s.db)
     .await?;
-
-    let view = |rows: Vec<BuyerRow>| -> Vec<BuyerView> {
-        rows.into_iter()
-            .map(|r| BuyerView {
-                order_id: r.order_id,
-                email: r.buyer_email,
-                name: r.buyer_name,
-                detail: r.detail.unwrap_or_default(),
-                at: r.at.map(|t| moment::at(t, tz, Precision::Minute)),
-            })
-            .collect()
-    };
+    let unfixable: Vec<String> = unfixable
+        .into_iter()
+        .map(|(outcome, n)| format!("{n} {}", crate::labels::visit_refusal(&outcome)))
+        .collect();
     let doors = e.starts_at - chrono::Duration::hours(1);
     Ok(context! {
         title => format!("Incidents · {}", e.title),
@@ -624,11 +706,10 @@ async fn incidents_view(s: &AppState, op: &Operator, slug: &str) -> Result<Value
         },
         staff => op.role != Role::Host,
         undelivered_total,
-        not_opened_total,
-        undelivered => view(undelivered),
-        not_opened => view(not_opened),
-        cant_join => view(cant_join),
+        incidents => by_buyer(rows, tz),
+        unfixable,
         recent_hours => RECENT_HOURS,
+        refresh_seconds => REFRESH_SECONDS,
         resend_key => Uuid::new_v4(),
     })
 }

@@ -25,6 +25,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("macros.html", include_str!("../templates/macros.html")),
     ("message.html", include_str!("../templates/message.html")),
     ("order.html", include_str!("../templates/order.html")),
+    ("people.html", include_str!("../templates/people.html")),
+    ("invite.html", include_str!("../templates/invite.html")),
     ("search.html", include_str!("../templates/search.html")),
     (
         "event_macros.html",

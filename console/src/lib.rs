@@ -16,8 +16,11 @@
 //!   checked); who may see an event.
 //! - [`audit`]: writing audit rows inside the change's own transaction.
 //! - [`events`]: creating and listing events.
-//! - [`sessions`]: operator accounts (argon2id), sessions, login throttling.
-//! - [`search`]: the one search box over buyers, orders, tickets and payments.
+//! - [`sessions`]: operator accounts (argon2id), invitations, sessions, login throttling.
+//! - [`people`]: the admin's People page: invite by email, role, a host's events.
+//! - [`search`]: the one search box over buyers, orders, tickets and payments, and why
+//!   each hit matched.
+//! - [`labels`]: states as the pages say them ("Waiting for payment").
 //! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
 //! - [`fixes`]: each fix's name in the audit trail; running one once per key, audited.
 //! - [`timeline`]: each row of an order's timeline as a sentence.
@@ -47,9 +50,11 @@ pub mod event_setup;
 pub mod events;
 pub mod fixes;
 pub mod html;
+pub mod labels;
 pub mod live;
 pub mod moment;
 pub mod pages;
+pub mod people;
 pub mod search;
 pub mod sessions;
 pub mod startup;

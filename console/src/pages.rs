@@ -26,6 +26,7 @@ use crate::ConsoleError;
 use crate::app::AppState;
 use crate::auth::{CsrfForm, Operator, Role, SignedIn};
 use crate::html;
+use crate::labels;
 use crate::moment::{self, Moment, Precision};
 use crate::search;
 use crate::sessions::{self, Login};
@@ -204,7 +205,9 @@ struct HitView<'a> {
     name: &'a str,
     slug: &'a str,
     event: &'a str,
-    status: String,
+    status: &'static str,
+    /// Why it was found, in words ("name", "ticket holder").
+    matched: Vec<&'static str>,
     amount: String,
     at: Moment,
 }
@@ -217,7 +220,8 @@ impl<'a> From<&'a search::Hit> for HitView<'a> {
             name: &h.buyer_name,
             slug: &h.event_slug,
             event: &h.event_title,
-            status: h.status.as_str().replace('_', " "),
+            status: labels::order_status(h.status),
+            matched: h.matched.iter().map(|m| m.words()).collect(),
             amount: money(h.amount_cents, &h.currency),
             at: moment::at(
                 h.created_at,
@@ -234,6 +238,11 @@ pub async fn search_page(
     Query(p): Query<SearchParams>,
 ) -> Response {
     let q = p.q.unwrap_or_default();
+    // A host starts on their events (where their own search box is): "Find a buyer"
+    // among events they cannot see is not where their work begins.
+    if operator.role == Role::Host && q.trim().is_empty() {
+        return Redirect::to("/console/events").into_response();
+    }
     // `hits` is none until something was searched for.
     let (hits, error) = if q.trim().is_empty() {
         (None, None)
@@ -276,7 +285,7 @@ pub struct Flash {
 
 impl Flash {
     /// Nothing to report (a page shown again with a refused form).
-    fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Flash {
             done: None,
             error: None,
@@ -331,7 +340,7 @@ struct OrderView<'a> {
     starts: Moment,
     buyer_name: &'a str,
     buyer_email: &'a str,
-    status: String,
+    status: &'static str,
     tier: &'a str,
     quantity: i32,
     currency: &'a str,
@@ -435,7 +444,7 @@ fn order_context(
         starts: when(o.starts_at),
         buyer_name: &o.buyer_name,
         buyer_email: &o.buyer_email,
-        status: o.status.as_str().replace('_', " "),
+        status: labels::order_status(o.status),
         tier: &o.tier,
         quantity: o.quantity,
         currency: &o.currency,
@@ -630,6 +639,18 @@ async fn act(s: AppState, f: CsrfForm, id: Uuid, what: &str) -> Response {
     }
     .await;
     match result {
+        // A resend from the incident view goes back there: the operator is working
+        // down its list, and the row they fixed leaves it.
+        Ok(_) if what == "resend" && f.get("back") == Some("incidents") => {
+            match incidents_of(&s, id).await {
+                Ok(path) => Redirect::to(&format!(
+                    "{path}?done={}",
+                    urlencode("confirmation resent, with the current links")
+                ))
+                .into_response(),
+                Err(e) => error_page(Some(operator), &e),
+            }
+        }
         Ok(_) => Redirect::to(&format!("/console/orders/{id}?done={what}")).into_response(),
         Err(e) => {
             let CsrfForm { operator, fields } = f;
@@ -637,6 +658,17 @@ async fn act(s: AppState, f: CsrfForm, id: Uuid, what: &str) -> Response {
             render_order(&s, &operator, id, &Flash::none(), Some(&retry)).await
         }
     }
+}
+
+/// The incident view of the order's event.
+async fn incidents_of(s: &AppState, order: Uuid) -> Result<String, ConsoleError> {
+    let slug = sqlx::query_scalar!(
+        "SELECT e.slug FROM orders o JOIN events e ON e.id = o.event_id WHERE o.id = $1",
+        order
+    )
+    .fetch_one(&s.db)
+    .await?;
+    Ok(format!("/console/events/{}/incidents", urlencode(&slug)))
 }
 
 pub(crate) fn urlencode(s: &str) -> String {

@@ -15,7 +15,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::ConsoleError;
@@ -81,6 +81,98 @@ pub async fn create_operator(
     .execute(db)
     .await?;
     Ok(id)
+}
+
+/// How long an invitation link works.
+pub const INVITE_DAYS: i32 = 7;
+
+/// What an invited account's password hash is until its invitation is taken up: not a
+/// PHC string, so no password matches it.
+const NO_PASSWORD_YET: &str = "!invited";
+
+/// Someone to invite: their address, name, role and (for a host) the events they see.
+pub struct Invitation<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub role: Role,
+    pub events: &'a [Uuid],
+}
+
+/// Creates the invited person's account, without a password, and its invitation;
+/// returns the account and the link's token (shown once, stored hashed). An address
+/// that already has an account is refused and nothing is written.
+pub async fn invite(
+    conn: &mut PgConnection,
+    who: &Invitation<'_>,
+    by: &str,
+) -> Result<(Uuid, String), ConsoleError> {
+    let email = orders::buyers::Email::parse(&who.email.to_lowercase())?;
+    let name = who.name.trim();
+    if name.is_empty() || name.chars().count() > 120 || name.chars().any(char::is_control) {
+        return Err(ConsoleError::Invalid(
+            "a name is 1 to 120 characters on one line".into(),
+        ));
+    }
+    let id = sqlx::query_scalar!(
+        r#"INSERT INTO operators (id, email, name, role, password_hash, event_ids)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING RETURNING id"#,
+        Uuid::now_v7(),
+        email.as_str(),
+        name,
+        who.role.as_str(),
+        NO_PASSWORD_YET,
+        who.events,
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(orders::Error::Conflict(
+        "account_exists",
+        "there is already an account for that address",
+    ))?;
+    let token = random_token();
+    sqlx::query!(
+        r#"INSERT INTO operator_invites (token_hash, operator_id, created_by, expires_at)
+           VALUES ($1, $2, $3, now() + make_interval(days => $4))"#,
+        hash(&token),
+        id,
+        by,
+        INVITE_DAYS,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok((id, token))
+}
+
+/// The name of whoever this invitation is for, while it can still be taken up.
+pub async fn invited(db: &PgPool, token: &str) -> Result<Option<String>, ConsoleError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT o.name FROM operator_invites i JOIN operators o ON o.id = i.operator_id
+           WHERE i.token_hash = $1 AND i.used_at IS NULL AND i.expires_at > now()"#,
+        hash(token)
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Takes up an invitation: the person's own password, once. A password that is too
+/// short is refused before the invitation is used, so it can be tried again.
+pub async fn accept_invite(db: &PgPool, token: &str, password: &str) -> Result<(), ConsoleError> {
+    let password = password.to_owned();
+    let password_hash = on_blocking_pool(move || hash_password(&password)).await?;
+    sqlx::query_scalar!(
+        r#"WITH used AS (
+               UPDATE operator_invites SET used_at = now()
+               WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+               RETURNING operator_id)
+           UPDATE operators o SET password_hash = $2 FROM used
+           WHERE o.id = used.operator_id RETURNING o.id"#,
+        hash(token),
+        password_hash
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(orders::Error::NotFound("invitation"))?;
+    Ok(())
 }
 
 pub struct NewSession {

@@ -75,6 +75,109 @@ async fn one_buyer_among_a_thousand_is_found_by_a_fragment() {
     assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
 }
 
+/// The reasons a hit gives, as the API spells them.
+fn reasons(hits: &Value, email: &str) -> Vec<String> {
+    let hit = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["buyer_email"] == email)
+        .unwrap_or_else(|| panic!("{email} among the hits: {hits}"));
+    serde_json::from_value(hit["matched"].clone()).unwrap()
+}
+
+/// Runs a fix through the API as Olga; it is done.
+async fn fixed(d: &Desk, path: &str, body: &Value) {
+    let r = d.post_json(path, &d.operator, body).await;
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+}
+
+#[tokio::test]
+async fn a_surname_alone_a_ticket_holder_and_an_old_address_find_the_order_and_say_why() {
+    let d = spawn().await;
+    sqlx::query(
+        "UPDATE orders SET buyer_name = CASE buyer_email
+             WHEN 'buyer5@example.org' THEN 'Ada Lindquist'
+             ELSE 'Anna-Karin Maria Lindquist' END
+         WHERE buyer_email IN ('buyer5@example.org', 'buyer6@example.org')",
+    )
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+    // A surname typed alone: both buyers of that name, by their name.
+    let surname = search(&d, &d.operator, "lindquist").await;
+    assert_eq!(surname.as_array().unwrap().len(), 2, "{surname}");
+    assert_eq!(reasons(&surname, "buyer5@example.org"), ["name"]);
+    // Misspelt, against a long name it is a small part of (0.24 as a whole, 0.54 as
+    // words).
+    let misspelt = search(&d, &d.operator, "lindqvist").await;
+    assert_eq!(reasons(&misspelt, "buyer6@example.org"), ["similar_name"]);
+
+    // Someone a ticket was given to, by name and by address: the buyer's order, found
+    // because of its ticket holder.
+    let ticket = d.ticket_of(d.order_of("buyer7@example.org").await).await;
+    let given = json!({"email": "maja@example.net", "name": "Maja Berglund", "reason": "a gift"});
+    fixed(
+        &d,
+        &format!("/console/api/tickets/{ticket}/transfer"),
+        &given,
+    )
+    .await;
+    for q in ["berglund", "maja@example.net", "Maja"] {
+        let holder = search(&d, &d.operator, q).await;
+        assert_eq!(holder.as_array().unwrap().len(), 1, "{q}: {holder}");
+        assert_eq!(
+            reasons(&holder, "buyer7@example.org"),
+            ["ticket_holder"],
+            "{q}"
+        );
+    }
+
+    // The address an order had before it was corrected finds it, and says so.
+    let order = d.order_of("buyer9@example.org").await;
+    let corrected = json!({"email": "nine@example.net", "reason": "typo"});
+    fixed(
+        &d,
+        &format!("/console/api/orders/{order}/email"),
+        &corrected,
+    )
+    .await;
+    let old = search(&d, &d.operator, "buyer9@example.org").await;
+    assert_eq!(old[0]["order_id"], order.to_string(), "{old}");
+    assert_eq!(reasons(&old, "nine@example.net"), ["old_address"]);
+    let current = search(&d, &d.operator, "nine@example.net").await;
+    assert_eq!(reasons(&current, "nine@example.net"), ["email"]);
+
+    // The page says the reasons and the states in words.
+    sqlx::query(
+        "UPDATE orders SET status = 'pending_payment' WHERE buyer_email = 'buyer6@example.org'",
+    )
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+    let (session, _) = d.sign_in("olga@floodgate.test").await;
+    let (status, page) = d.page(&session, "/console/?q=lindquist").await;
+    assert_eq!(status, StatusCode::OK);
+    for words in [
+        "<span class=\"pill\">name</span>",
+        "<span class=\"pill\">Paid</span>",
+        "<span class=\"pill\">Waiting for payment</span>",
+    ] {
+        assert!(page.contains(words), "{words} on the page: {page}");
+    }
+    assert!(!page.contains("pending_payment") && !page.contains("pending payment"));
+    let (_, page) = d.page(&session, "/console/?q=berglund").await;
+    assert!(
+        page.contains("<span class=\"pill\">ticket holder</span>"),
+        "{page}"
+    );
+    let (_, page) = d.page(&session, &format!("/console/orders/{order}")).await;
+    assert!(
+        page.contains(">Paid</span>"),
+        "the order's state in words: {page}"
+    );
+}
+
 #[tokio::test]
 async fn every_action_refuses_anonymous_and_host_callers() {
     let d = spawn().await;

@@ -263,16 +263,7 @@ async fn bulk_resend_reaches_only_the_undelivered_and_a_double_submit_sends_once
     let d = spawn().await;
     // Two buyers of "other": one bounced, one failed; the third was delivered.
     for (n, status) in [(1001, "bounced"), (1002, "failed"), (1003, "sent")] {
-        sqlx::query(
-            "INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, status)
-             SELECT gen_random_uuid(), id, 'confirmation', 'confirmation:1', buyer_email, $2
-             FROM orders WHERE buyer_email = $1",
-        )
-        .bind(format!("buyer{n}@example.org"))
-        .bind(status)
-        .execute(&d.db.pool)
-        .await
-        .unwrap();
+        confirmation(&d, n, status).await;
     }
     let olga = d.login("olga@floodgate.test").await;
     let (_, page) = d.page(&olga, "/console/events/other").await;
@@ -414,73 +405,309 @@ async fn cancelling_one_order_refunds_it_frees_its_seat_and_tells_the_buyer_once
     );
 }
 
-#[tokio::test]
-async fn the_incident_view_lists_who_will_not_get_in_and_resends_in_one_step() {
-    let d = spawn().await;
-    for (n, status) in [(1001, "bounced"), (1002, "failed"), (1003, "sent")] {
-        sqlx::query(
-            "INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, status, last_error, sent_at)
-             SELECT gen_random_uuid(), id, 'confirmation', 'confirmation:1', buyer_email, $2,
-                    CASE WHEN $2 = 'sent' THEN NULL ELSE '550 no such user' END,
-                    CASE WHEN $2 = 'sent' THEN now() END
-             FROM orders WHERE buyer_email = $1",
-        )
-        .bind(format!("buyer{n}@example.org"))
-        .bind(status)
-        .execute(&d.db.pool)
-        .await
-        .unwrap();
-    }
-    // buyer1002 tried a link that no longer works, an hour ago; an old attempt is not recent.
-    for (ago, outcome) in [(1, "revoked"), (5, "unknown")] {
-        sqlx::query(
-            "INSERT INTO redemptions (ticket_id, outcome, client, at)
-             SELECT t.id, $2, '203.0.113.9', now() - make_interval(hours => $3)
-             FROM tickets t WHERE t.holder_email = $1",
-        )
-        .bind("buyer1002@example.org")
-        .bind(outcome)
-        .bind(ago)
-        .execute(&d.db.pool)
-        .await
-        .unwrap();
-    }
-    let olga = d.login("olga@floodgate.test").await;
-    let (status, page) = d.page(&olga, "/console/events/other/incidents").await;
+/// Gives the confirmation of `buyer{n}@example.org` this fate.
+async fn confirmation(d: &Desk, n: i32, status: &str) {
+    sqlx::query(
+        "INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, status, last_error, sent_at, created_at)
+         SELECT gen_random_uuid(), id, 'confirmation', 'confirmation:' || gen_random_uuid(), buyer_email, $2,
+                CASE WHEN $2 IN ('failed', 'bounced') THEN '550 no such user' END,
+                CASE WHEN $2 = 'sent' THEN now() END, now()
+         FROM orders WHERE buyer_email = $1",
+    )
+    .bind(format!("buyer{n}@example.org"))
+    .bind(status)
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+}
+
+/// A visit to a link of the ticket now held by `holder`, `minutes` ago, with this
+/// outcome (through the ticket's newest link, if it has one).
+async fn visit(d: &Desk, holder: &str, outcome: &str, minutes: i32) {
+    sqlx::query(
+        "INSERT INTO redemptions (access_link_id, ticket_id, outcome, client, at)
+         SELECT (SELECT id FROM access_links l WHERE l.ticket_id = t.id ORDER BY generation DESC LIMIT 1),
+                t.id, $2, 'Chrome', now() - make_interval(mins => $3)
+         FROM tickets t WHERE t.holder_email = $1",
+    )
+    .bind(holder)
+    .bind(outcome)
+    .bind(minutes)
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+}
+
+/// The incident view's table (or its "nothing to fix" line) as Olga sees it, and the
+/// whole page.
+async fn incidents(d: &Desk, session: &str) -> (String, String) {
+    let (status, page) = d.page(session, "/console/events/other/incidents").await;
     assert_eq!(status, StatusCode::OK);
-    let section = |id: &str| {
-        let start = page
-            .find(&format!("id=\"{id}\""))
-            .unwrap_or_else(|| panic!("no #{id}: {page}"));
-        let rest = &page[start..];
-        rest[..rest.find("</table>").or_else(|| rest.find("</p>")).unwrap()].to_owned()
+    let start = page.find("id=\"incidents\"").expect("#incidents");
+    let rest = &page[start..];
+    let table = rest[..rest.find("</table>").or_else(|| rest.find("</p>")).unwrap()].to_owned();
+    (table, page)
+}
+
+#[tokio::test]
+async fn a_host_starts_on_their_events_is_told_why_there_are_none_and_sees_no_edit_link() {
+    let d = spawn().await;
+    let hank = d.login("hank@floodgate.test").await;
+    // Their start page is their events, with a search box over them.
+    let start = d.get("/console/", "").await;
+    assert_eq!(start.headers()["location"], "/console/login");
+    let (status, location) = {
+        let r = d
+            .http
+            .get(d.url("/console/"))
+            .header("cookie", &hank)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status(),
+            r.headers()["location"].to_str().unwrap().to_owned(),
+        )
     };
-    let undelivered = section("undelivered-buyers");
-    assert!(
-        undelivered.contains("buyer1001@")
-            && undelivered.contains("buyer1002@")
-            && !undelivered.contains("buyer1003@"),
-        "{undelivered}"
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/events")
     );
-    assert!(undelivered.contains("bounced: 550 no such user"));
-    let not_opened = section("not-opened");
+    let (_, list) = d.page(&hank, "/console/events").await;
+    assert!(list.contains("href=\"/console/events/other\""), "{list}");
+    assert!(list.contains("role=\"search\""), "a search box: {list}");
+    // A search is still theirs to make.
+    let (status, found) = d.page(&hank, "/console/?q=buyer1001").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(found.contains("buyer1001@example.org"), "{found}");
+    // Their event's page: no Edit link they could not use.
+    let (_, page) = d.page(&hank, "/console/events/other").await;
+    assert!(!page.contains("id=\"edit-event\""), "{page}");
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, staff_page) = d.page(&olga, "/console/events/other").await;
+    assert!(staff_page.contains("id=\"edit-event\""));
+    // An event that is not theirs: the console's own page, and the way back to theirs.
+    let (status, hidden) = d.page(&hank, "/console/events/big").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(
-        not_opened.contains("buyer1003@") && !not_opened.contains("buyer1001@"),
-        "{not_opened}"
+        hidden.contains("<header>")
+            && hidden.contains("href=\"/console/events\">Back to your events"),
+        "{hidden}"
     );
-    let cant_join = section("cant-join");
+
+    // A host given no event is told why the list is empty and what to do.
+    sqlx::query("UPDATE operators SET event_ids = '{}' WHERE role = 'host'")
+        .execute(&d.db.pool)
+        .await
+        .unwrap();
+    let (_, none) = d.page(&hank, "/console/events").await;
     assert!(
-        cant_join.contains("buyer1002@")
-            && cant_join.contains("revoked")
-            && !cant_join.contains("unknown"),
-        "{cant_join}"
+        none.contains("You see no events yet. A host sees only the events an admin has given them"),
+        "{none}"
+    );
+    assert!(!none.contains("<table id=\"events\">") && !none.contains("role=\"search\""));
+}
+
+#[tokio::test]
+async fn an_admin_invites_a_host_who_chooses_a_password_and_sees_only_the_chosen_events() {
+    let d = spawn().await;
+    let alice = d.login("alice@floodgate.test").await;
+    let (status, page) = d.page(&alice, "/console/people").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<table id=\"people\">") && page.contains("hank@floodgate.test"));
+    assert!(
+        page.contains("href=\"/console/people\">People</a>"),
+        "in the header"
+    );
+    let csrf = field(&page, "invite", "csrf");
+    let other = format!("event:{}", d.other_event);
+    let invite = |email: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("email", email.to_owned()),
+            ("name", "Hilde Host".to_owned()),
+            ("role", "host".to_owned()),
+            (other.as_str(), "on".to_owned()),
+        ]
+    };
+    let accounts = "SELECT count(*) FROM operators WHERE name = 'Hilde Host'";
+
+    // A bad address: the reason, what was typed kept, nothing written.
+    let r = d
+        .submit(&alice, "/console/people", &invite("not-an-address"))
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = r.text().await.unwrap();
+    assert!(
+        alert(&refused).contains("email is not a valid address"),
+        "{refused}"
+    );
+    assert!(refused.contains("value=\"Hilde Host\""));
+    assert_eq!(d.count(accounts).await, 0);
+
+    // Invited: the link, once, on the page (never in a URL).
+    let r = d
+        .submit(&alice, "/console/people", &invite("hilde@example.org"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let done = r.text().await.unwrap();
+    let at = done.find("id=\"invite-link\"").expect("the link");
+    let link = done[at..]
+        .split("href=\"")
+        .nth(1)
+        .and_then(|l| l.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(link.starts_with("/console/invite/"), "{link}");
+    assert_eq!(
+        d.audited_by("operator.invite", "admin:Alice", None).await,
+        1
+    );
+    // The same address again: refused, one account.
+    let r = d
+        .submit(&alice, "/console/people", &invite("hilde@example.org"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(d.count(accounts).await, 1);
+    // No password yet: no way in.
+    let form = [
+        ("email", "hilde@example.org"),
+        ("password", support::PASSWORD),
+    ];
+    let before = d.submit("", "/console/login", &form).await;
+    assert_eq!(before.status(), StatusCode::UNAUTHORIZED);
+
+    // Their own password, once: a short one is refused and the link still works.
+    let (status, welcome) = d.page("", &link).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(welcome.contains("Welcome, Hilde Host"), "{welcome}");
+    let (status, short) = d.refused("", &link, &[("password", "short")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.contains("at least 12 characters"), "{short}");
+    let (status, location) = d.post("", &link, &[("password", support::PASSWORD)]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/login")
+    );
+    let (status, used) = d.page("", &link).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(used.contains("This invitation does not work"), "{used}");
+
+    // Signed in, the host sees the chosen event only.
+    let hilde = d.login("hilde@example.org").await;
+    let (_, list) = d.page(&hilde, "/console/events").await;
+    assert!(
+        list.contains("href=\"/console/events/other\"")
+            && !list.contains("href=\"/console/events/big\""),
+        "{list}"
+    );
+
+    // The admin changes which events a host sees; nobody else may.
+    let (_, page) = d.page(&alice, "/console/people").await;
+    let host_id: uuid::Uuid = d
+        .scalar("SELECT id FROM operators WHERE email = 'hilde@example.org'")
+        .await;
+    let path = format!("/console/people/{host_id}/events");
+    let big = format!(
+        "event:{}",
+        d.scalar::<uuid::Uuid>("SELECT id FROM events WHERE slug = 'big'")
+            .await
+    );
+    let csrf = csrf_of(&page);
+    let change = [("csrf", csrf.as_str()), (big.as_str(), "on")];
+    let (status, _) = d.post(&alice, &path, &change).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, list) = d.page(&hilde, "/console/events").await;
+    assert!(
+        list.contains("href=\"/console/events/big\"")
+            && !list.contains("href=\"/console/events/other\""),
+        "{list}"
+    );
+    let olga = d.login("olga@floodgate.test").await;
+    let (status, _) = d.page(&olga, "/console/people").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, olga_page) = d.page(&olga, "/console/events").await;
+    let olga_csrf = csrf_of(&olga_page);
+    let as_olga = [("csrf", olga_csrf.as_str())];
+    assert_eq!(
+        d.post(&olga, &path, &as_olga).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(d.audited("operator.host_events").await, 1);
+}
+
+#[tokio::test]
+async fn the_incident_view_lists_only_what_can_be_fixed_one_row_per_buyer_in_words() {
+    let d = spawn().await;
+    confirmation(&d, 1001, "bounced").await;
+    confirmation(&d, 1002, "failed").await;
+    confirmation(&d, 1003, "sent").await;
+    // buyer1002 also tried their link, three times: still one row. buyer1003 came too
+    // early and gave nothing to fix.
+    for minutes in [5, 10, 15] {
+        visit(&d, "buyer1002@example.org", "too_early", minutes).await;
+    }
+    visit(&d, "buyer1003@example.org", "too_early", 5).await;
+    // An old refusal is not recent.
+    visit(&d, "buyer1003@example.org", "transferred", 5 * 60).await;
+
+    let olga = d.login("olga@floodgate.test").await;
+    let (table, page) = incidents(&d, &olga).await;
+    assert_eq!(
+        table.matches("<tr><td>").count(),
+        2,
+        "one row per buyer: {table}"
+    );
+    assert!(
+        table.contains("buyer1001@") && table.contains("buyer1002@"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("buyer1003@"),
+        "delivered and merely early: {table}"
+    );
+    assert!(
+        table.contains("Confirmation bounced: the address looks wrong")
+            && table.contains("Confirmation could not be sent")
+            && table.contains("550 no such user"),
+        "{table}"
+    );
+    // Each row has its fix: a bounce needs the address corrected, a failure a resend.
+    let row = |email: &str| {
+        let at = table.find(email).unwrap();
+        let end = table[at..].find("</tr>").unwrap();
+        table[at..at + end].to_owned()
+    };
+    assert!(row("buyer1001@").contains(">Fix address</a>"), "{table}");
+    assert!(
+        row("buyer1001@").contains("#email\""),
+        "to the email form: {table}"
+    );
+    assert!(
+        row("buyer1002@").contains("<button type=\"submit\">Resend</button>"),
+        "{table}"
+    );
+    // What nobody can fix is counted in words, not listed, and never in code words.
+    assert!(
+        page.contains("nothing to fix: 2 too early."),
+        "both early buyers, counted once each: {page}"
+    );
+    for code in ["too_early", "not-opened", "cant-join", "replaced"] {
+        assert!(!page.contains(code), "{code} on the page");
+    }
+    // It reloads itself, without script, to the same view.
+    assert!(
+        page.contains(
+            "<meta http-equiv=\"refresh\" content=\"30; url=/console/events/other/incidents\">"
+        ),
+        "{page}"
     );
 
     // Host: read-only, own event only.
     let hank = d.login("hank@floodgate.test").await;
-    let (status, host_page) = d.page(&hank, "/console/events/other/incidents").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(host_page.contains("buyer1001@") && !host_page.contains("<form id="));
+    let (host_table, host_page) = incidents(&d, &hank).await;
+    assert!(host_table.contains("buyer1001@") && !host_page.contains("<form id="));
+    assert!(!host_table.contains("Resend") && !host_table.contains("Fix address"));
     assert_eq!(
         d.page(&hank, "/console/events/big/incidents").await.0,
         StatusCode::NOT_FOUND
@@ -509,6 +736,107 @@ async fn the_incident_view_lists_who_will_not_get_in_and_resends_in_one_step() {
     }
     assert_eq!(d.outbox("orders.resend_requested").await, 2);
     assert_eq!(d.audited("event.resend_undelivered").await, 1);
+}
+
+#[tokio::test]
+async fn a_row_s_resend_comes_back_to_the_incident_view_and_the_row_leaves_once_it_is_sent() {
+    let d = spawn().await;
+    confirmation(&d, 1002, "failed").await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (table, page) = incidents(&d, &olga).await;
+    assert!(table.contains("buyer1002@"), "{table}");
+    // One buyer: the row's button is the fix, no bulk form beside it.
+    assert!(!page.contains("<form id=\"incident-resend\""), "{page}");
+    let order = d.order_of("buyer1002@example.org").await;
+    let form = &table[table.find("<form").unwrap()..];
+    let key = form
+        .split("name=\"action_key\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap()
+        .to_owned();
+    let csrf = csrf_of(form);
+    let resend = format!("/console/orders/{order}/resend");
+    for _ in 0..2 {
+        let (status, location) = d
+            .post(
+                &olga,
+                &resend,
+                &[("csrf", &csrf), ("action_key", &key), ("back", "incidents")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(
+            location.starts_with("/console/events/other/incidents?done=confirmation%20resent"),
+            "{location}"
+        );
+    }
+    assert_eq!(
+        d.outbox("orders.resend_requested").await,
+        1,
+        "a double click resends once"
+    );
+    // Fulfilment queues the new confirmation: the row leaves.
+    confirmation(&d, 1002, "queued").await;
+    let (table, _) = incidents(&d, &olga).await;
+    assert!(table.contains("Nothing to fix."), "{table}");
+}
+
+/// Corrects the address of `buyer{n}@example.org`'s one-ticket order to `to`, as
+/// fulfilment then leaves it: the link issued a day before revoked.
+async fn correct_address(d: &Desk, n: i32, to: &str) {
+    let order = d.order_of(&format!("buyer{n}@example.org")).await;
+    sqlx::query(
+        "INSERT INTO access_links (id, ticket_id, generation, token_hash, created_at)
+         SELECT gen_random_uuid(), id, 1, decode(md5(random()::text), 'hex'), now() - interval '1 day'
+         FROM tickets WHERE order_id = $1",
+    )
+    .bind(order)
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+    let corrected = json!({"email": to, "reason": "typo"});
+    let path = format!("/console/api/orders/{order}/email");
+    let r = d.post_json(&path, &d.operator, &corrected).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    sqlx::query(
+        "UPDATE access_links SET revoked_at = now(), revoked_reason = 'email_changed'
+         WHERE ticket_id IN (SELECT id FROM tickets WHERE order_id = $1)",
+    )
+    .bind(order)
+    .execute(&d.db.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_visit_with_a_link_replaced_by_an_address_correction_is_the_old_address_s() {
+    let d = spawn().await;
+    correct_address(&d, 1001, "ada@example.net").await;
+    // Someone opens the old link, mailed to the old address.
+    visit(&d, "ada@example.net", "replaced", 2).await;
+
+    let olga = d.login("olga@floodgate.test").await;
+    let (table, page) = incidents(&d, &olga).await;
+    assert_eq!(table.matches("<tr><td>").count(), 1, "{table}");
+    assert!(
+        table.contains("Opened an old link, replaced when the address was corrected")
+            && table.contains("from buyer1001@example.org"),
+        "the visit is the old address's: {table}"
+    );
+    assert!(
+        table.contains("<button type=\"submit\">Resend</button>"),
+        "{table}"
+    );
+    assert!(
+        !page.contains("refused-visits"),
+        "nothing else was refused: {page}"
+    );
+
+    // The buyer gets in with the new link: nothing left to fix.
+    visit(&d, "ada@example.net", "entered", 1).await;
+    let (table, _) = incidents(&d, &olga).await;
+    assert!(table.contains("Nothing to fix."), "{table}");
 }
 
 #[tokio::test]

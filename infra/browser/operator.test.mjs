@@ -5,8 +5,14 @@
 // keeps what was typed, and the attempt is in the timeline — done for an `admin` with a
 // reason); read the timeline as sentences with every time in the event's zone;
 // reschedule an event in a locale-proof time field (every buyer gets a new invite); set
-// the queue from the edit page; a refused event form comes back as typed. Screenshots
-// of each page go to docs/screenshots/console-*.png.
+// the queue from the edit page; a refused event form comes back as typed; find a buyer
+// by a surname typed alone and by the address the order had before a correction, each
+// hit saying why it matched; read an order's page on a 390 px phone without sideways
+// scrolling; at doors minus one hour, see only the buyers who need a fix (a bounced
+// confirmation, an old link opened from an old address), in words, and resend from
+// the row; invite a host by email for one event from the People page, and, as that
+// host, choose a password through the link and start on that event. Screenshots of
+// each page go to docs/screenshots/console-*.png.
 //
 // The 1,000 paid orders are bought through the public API and the payment sandbox's
 // hosted page (the queue is off for the event), 16 at a time: ~20 s on a debug stack.
@@ -21,6 +27,7 @@ import path from 'node:path';
 import {
   BASE_URL,
   DESKTOP,
+  PHONE,
   REPO_ROOT,
   SANDBOX_URL,
   eventually,
@@ -177,8 +184,8 @@ function createAccount(email, role) {
   });
 }
 
-async function signIn(email, shot) {
-  const { context, errors } = await newContext(browser, DESKTOP);
+async function signIn(email, shot, device = DESKTOP) {
+  const { context, errors } = await newContext(browser, device);
   const page = await context.newPage();
   page.on('dialog', (d) => d.accept());
   await page.goto('/console/');
@@ -356,6 +363,128 @@ test('an operator finds one buyer among 1,000, corrects the email, transfers a t
   assert.equal((order.order ?? order).status, 'paid', 'nothing refunded');
   assert.deepEqual(errors, [], 'no script errors');
   await context.close();
+});
+
+test('a surname alone finds its buyer and says why; the order page fits a phone; the incident view lists what to fix, in words', { timeout: 120_000 }, async () => {
+  // Starts in two to three hours: the links open an hour before, so a visit now is early.
+  const doors = await createEvent('Operator test: doors minus one hour', 3, 10);
+  const ingrid = { email: `ingrid-${RUN}@example.org`, name: 'Ingrid Lindquist' };
+  const corrected = `ingrid.l-${RUN}@example.net`;
+  // The SMTP sink refuses any address that starts with "bounce" for good.
+  const bea = { email: `bounce-bea-${RUN}@example.org`, name: 'Bea Bounce' };
+  const [ingridOrder, beaOrder] = await buyMany(doors, [ingrid, bea], 2);
+  const [oldLink] = joinLinks((await mailTo(ingrid.email, { timeout: 60_000 })).raw);
+  const before = (await mails()).reduce((n, m) => Math.max(n, m.id), -1);
+  await api('POST', `/console/api/orders/${ingridOrder}/email`, { email: corrected, reason: 'typo in the address' });
+  const [newLink] = joinLinks((await mailTo(corrected, { after: before })).raw);
+  // The old address opens its old link (replaced: refused); the new one is early.
+  await eventually(async () => assert.equal((await visit(oldLink)).status, 410), { timeout: 10_000, interval: 300 });
+  assert.equal((await visit(newLink)).status, 200);
+  await eventually(
+    async () => {
+      const o = await api('GET', `/console/api/orders/${beaOrder}`);
+      assert.ok(o.deliveries.some((d) => d.status === 'bounced'), 'the confirmation bounced');
+    },
+    { timeout: 30_000, interval: 300 },
+  );
+
+  const { context, page, errors } = await signIn(OPERATOR);
+  // Search: the surname alone, in lower case; the hit says it matched the name.
+  await page.getByLabel('Search').fill('lindquist');
+  await Promise.all([page.waitForURL((u) => new URL(u).searchParams.get('q') === 'lindquist'), page.getByRole('button', { name: 'Search' }).click()]);
+  // (A stack that ran this before has other Lindquists: this run's is the one at her
+  // corrected address.)
+  const hit = page.locator('main table tbody tr').filter({ hasText: corrected });
+  assert.equal(await hit.count(), 1, 'the buyer of that name');
+  assert.equal((await hit.locator('td.why').innerText()).trim(), 'name');
+  assert.match(await hit.innerText(), /\bPaid\b/, 'the state in words');
+  assert.doesNotMatch(await page.locator('main').innerText(), /_/, 'no code words (pending_payment, partially_refunded)');
+  await screenshot(page, 'console-search-surname.png');
+  // The address it had before the correction finds it too, and says so.
+  await page.goto(`/console/?q=${encodeURIComponent(ingrid.email)}`);
+  assert.equal((await page.locator('main table tbody tr td.why').innerText()).trim(), 'old address');
+  await screenshot(page, 'console-search-old-address.png');
+
+  // The incident view: one row per buyer who needs a fix, in words, each with its button.
+  await page.goto(`/console/events/${doors}/incidents`);
+  assert.match(await page.locator('meta[http-equiv="refresh"]').getAttribute('content'), /^30; url=\/console\/events\//, 'reloads itself');
+  const incidents = page.locator('table#incidents tbody tr');
+  assert.equal(await incidents.count(), 2, 'Bea and Ingrid, one row each');
+  const beaRow = incidents.filter({ hasText: bea.email });
+  assert.match(await beaRow.innerText(), /Confirmation bounced: the address looks wrong/);
+  assert.equal(await beaRow.locator('a.button', { hasText: 'Fix address' }).getAttribute('href'), `/console/orders/${beaOrder}#email`);
+  const ingridRow = incidents.filter({ hasText: corrected });
+  assert.match(await ingridRow.innerText(), /Opened an old link, replaced when the address was corrected/);
+  assert.match(await ingridRow.innerText(), new RegExp(`from ${ingrid.email.replace(/[.+]/g, '\\$&')}`), 'the visit is the old address\'s');
+  const text = await page.locator('main').innerText();
+  assert.match(text, /nothing to fix: 1 too early/, 'the early visit is counted in words');
+  assert.doesNotMatch(text, /too_early|_/, 'no code words');
+  await screenshot(page, 'console-incidents.png');
+  // Resend from Ingrid's row: back to the view, done, and her row leaves once the new
+  // confirmation is queued.
+  await Promise.all([page.waitForURL(/\/incidents\?done=/), ingridRow.getByRole('button', { name: 'Resend' }).click()]);
+  assert.match(await banner(page).textContent(), /^Done: confirmation resent/);
+  await eventually(
+    async () => {
+      await page.goto(`/console/events/${doors}/incidents`);
+      assert.equal(await page.locator('table#incidents tbody tr').count(), 1, 'only Bea is left');
+    },
+    { timeout: 20_000, interval: 500 },
+  );
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+
+  // The order page on a 390 px phone: nothing wider than the screen.
+  const phone = await signIn(OPERATOR, undefined, PHONE);
+  await phone.page.goto(`/console/orders/${ingridOrder}`);
+  await phone.page.locator('#timeline').waitFor();
+  const widths = await phone.page.evaluate(() => ({ doc: document.documentElement.scrollWidth, body: document.body.scrollWidth }));
+  assert.ok(widths.doc <= 390 && widths.body <= 390, `no horizontal scroll at 390 px: ${JSON.stringify(widths)}`);
+  await screenshot(phone.page, 'console-order-phone.png');
+  assert.deepEqual(phone.errors, [], 'no script errors');
+  await phone.context.close();
+});
+
+test('an admin invites a host by email for one event; the host chooses a password and starts on that event', { timeout: 60_000 }, async () => {
+  const host = { email: `host-${RUN}@example.org`, name: `Hanna Host ${RUN}` };
+  const { context, page, errors } = await signIn(ADMIN);
+  await page.getByRole('link', { name: 'People' }).click();
+  await page.waitForURL('**/console/people');
+  const invite = page.locator('form#invite');
+  await invite.getByLabel('Email').fill(host.email);
+  await invite.getByLabel('Name').fill(host.name);
+  await invite.getByLabel('Role').selectOption('host');
+  await invite.getByLabel(new RegExp(smallEvent)).check();
+  await Promise.all([page.waitForLoadState('domcontentloaded'), invite.getByRole('button', { name: 'Invite' }).click()]);
+  const link = await page.locator('#invite-link a').getAttribute('href');
+  assert.match(link, /^\/console\/invite\/[A-Za-z0-9_-]{40,}$/, 'the link, once');
+  const row = page.locator('table#people tr', { hasText: host.email });
+  assert.match(await row.innerText(), /invited/);
+  assert.match(await row.locator('td.events').innerText(), /Operator test: the small gig/);
+  await screenshot(page, 'console-people.png');
+  assert.deepEqual(errors, [], 'no script errors');
+  await context.close();
+
+  // The invited host chooses a password through the link, then signs in.
+  const invited = await newContext(browser, DESKTOP);
+  const welcome = await invited.context.newPage();
+  await welcome.goto(link);
+  assert.match(await welcome.locator('h1').textContent(), new RegExp(`Welcome, ${host.name}`));
+  await welcome.getByLabel('Password').fill(PASSWORD);
+  await Promise.all([welcome.waitForURL('**/console/login'), welcome.getByRole('button', { name: 'Save and sign in' }).click()]);
+  await invited.context.close();
+  const signedIn = await signIn(host.email);
+  // A host starts on their events: the one chosen, no other, and no Edit link.
+  await signedIn.page.waitForURL('**/console/events');
+  const events = signedIn.page.locator('table#events a.event');
+  assert.equal(await events.count(), 1, 'only the event the admin chose');
+  assert.equal(await events.first().getAttribute('href'), `/console/events/${smallEvent}`);
+  await screenshot(signedIn.page, 'console-host-events.png');
+  await events.first().click();
+  await signedIn.page.waitForURL(`**/console/events/${smallEvent}`);
+  assert.equal(await signedIn.page.locator('#edit-event').count(), 0, 'no Edit link for a host');
+  assert.deepEqual(signedIn.errors, [], 'no script errors');
+  await signedIn.context.close();
 });
 
 test('an admin refunds outside the policy with a reason', { timeout: 60_000 }, async () => {

@@ -398,7 +398,8 @@ impl TestConsole {
     /// carry it.
     pub async fn sign_in(&self, email: &str) -> (String, String) {
         let session = self.login(email).await;
-        let (_, page) = self.page(&session, "/console/").await;
+        // The events list: every role's start page (a host's `/console/` sends them there).
+        let (_, page) = self.page(&session, "/console/events").await;
         let csrf = csrf_of(&page);
         (session, csrf)
     }
