@@ -138,17 +138,21 @@ impl ConsoleError {
             ConsoleError::Invalid(m) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m.clone())
             }
-            ConsoleError::ControlCharacters(_) => {
-                (StatusCode::BAD_REQUEST, "bad_request", self.to_string())
-            }
+            // Well-formed JSON whose text cannot be taken: refused as input, like any
+            // other value out of bounds (the OpenAPI document's JSON Schema allows it).
+            ConsoleError::ControlCharacters(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                self.to_string(),
+            ),
             ConsoleError::Waitroom(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the queue store is unavailable; nothing was changed".into(),
             ),
             ConsoleError::Database(e) if platform::db::is_unstorable_text(e) => (
-                StatusCode::BAD_REQUEST,
-                "bad_request",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
                 "text may not contain NUL characters".into(),
             ),
             ConsoleError::Database(_) => (

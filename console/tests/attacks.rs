@@ -978,7 +978,7 @@ async fn an_event_title_with_control_characters_is_refused() {
         let mut body = new_event("fresh");
         body["title"] = json!(title);
         let r = c.create_event(&c.admin, &body).await;
-        assert_shape(r, StatusCode::BAD_REQUEST, "bad_request", title).await;
+        assert_shape(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", title).await;
     }
     assert_eq!(c.state().await, before, "no event created");
 
@@ -1001,7 +1001,7 @@ async fn an_event_title_with_control_characters_is_refused() {
         ("reason", "rename"),
     ];
     let r = c.submit(&session, "/console/events/gig/edit", &form).await;
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         r.text().await.unwrap().contains("line breaks"),
         "the page says why"

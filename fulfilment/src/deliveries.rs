@@ -159,16 +159,23 @@ pub async fn transferred(s: &AppState, msg: &contract::TicketTransferred) -> Res
     let mut tx = s.db.begin().await?;
     links::revoke(&mut tx, msg.old_ticket_id, "transferred").await?;
     links::ensure(&mut tx, &s.config.link_secret, msg.new_ticket_id).await?;
-    for (recipient, role, key) in [
+    // Both notices name the ticket, and the new holder's names who gave it.
+    let old = sqlx::query!(
+        "SELECT code, holder_name FROM tickets WHERE id = $1",
+        msg.old_ticket_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    for (recipient, key, context) in [
         (
             &msg.to_email,
-            "to",
             format!("transfer_to:{}", msg.new_ticket_id),
+            serde_json::json!({"role": "to", "name": msg.to_name, "giver": old.holder_name}),
         ),
         (
             &msg.from_email,
-            "from",
             format!("transfer_from:{}", msg.new_ticket_id),
+            serde_json::json!({"role": "from", "name": old.holder_name, "codes": [old.code]}),
         ),
     ] {
         sqlx::query!(
@@ -178,7 +185,7 @@ pub async fn transferred(s: &AppState, msg: &contract::TicketTransferred) -> Res
             msg.order_id,
             key,
             recipient,
-            serde_json::json!({"role": role, "name": if role == "to" { msg.to_name.as_str() } else { "" }}),
+            context,
         )
         .execute(&mut *tx)
         .await?;
@@ -217,11 +224,28 @@ pub async fn rescheduled(s: &AppState, msg: &contract::EventRescheduled) -> Resu
     Ok(queued)
 }
 
-/// Queues the email telling a buyer about a refund.
+/// Queues the email telling a buyer about a refund, and, when the refund stops the
+/// order's tickets, one to each person the buyer gave a ticket to: their link stops
+/// too, and nobody else would tell them.
 pub async fn queue_refund_notice(
     s: &AppState,
     msg: &contract::OrderRefunded,
 ) -> Result<bool, Error> {
+    let mut tx = s.db.begin().await?;
+    // The buyer's own tickets that stop with a full refund, named in the notice.
+    let codes: Vec<String> = if msg.full {
+        sqlx::query_scalar!(
+            r#"SELECT t.code FROM tickets t JOIN orders o ON o.id = t.order_id
+               WHERE t.order_id = $1 AND t.status = 'refunded'
+                 AND lower(t.holder_email) = lower(o.buyer_email)
+               ORDER BY t.seat_no"#,
+            msg.order_id
+        )
+        .fetch_all(&mut *tx)
+        .await?
+    } else {
+        Vec::new()
+    };
     let queued = sqlx::query_scalar!(
         r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)
            VALUES ($1, $2, 'refund_notice', $3, $4, $5)
@@ -230,14 +254,35 @@ pub async fn queue_refund_notice(
         msg.order_id,
         format!("refund:{}", msg.refund_id),
         msg.buyer_email,
-        serde_json::json!({"amount_cents": msg.amount_cents, "reason": msg.reason}),
+        serde_json::json!({"amount_cents": msg.amount_cents, "reason": msg.reason,
+                           "full": msg.full, "codes": codes}),
     )
-    .fetch_optional(&s.db)
+    .fetch_optional(&mut *tx)
     .await?
     .is_some();
-    if queued {
-        s.wake.notify_one();
+    if msg.full {
+        sqlx::query!(
+            r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)
+               SELECT gen_random_uuid(), $1, 'refund_notice', $2 || lower(t.holder_email),
+                      min(t.holder_email),
+                      jsonb_build_object('role', 'holder', 'name', min(t.holder_name),
+                                         'giver', $3::text, 'reason', $4::text, 'full', true,
+                                         'codes', jsonb_agg(t.code ORDER BY t.seat_no))
+               FROM tickets t JOIN orders o ON o.id = t.order_id
+               WHERE t.order_id = $1 AND t.status = 'refunded'
+                 AND lower(t.holder_email) <> lower(o.buyer_email)
+               GROUP BY lower(t.holder_email)
+               ON CONFLICT (order_id, dedup_key) DO NOTHING"#,
+            msg.order_id,
+            format!("refund:{}:holder:", msg.refund_id),
+            msg.buyer_name,
+            msg.reason,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
+    tx.commit().await?;
+    s.wake.notify_one();
     Ok(queued)
 }
 
@@ -263,6 +308,12 @@ struct MailCtx {
     when_text: String,
     new_email_hint: String,
     role: String,
+    /// The tickets a notice is about (a transfer's, a refund's).
+    codes: Vec<String>,
+    /// Who gave the ticket, for its new holder.
+    giver: String,
+    /// The refund stopped the order's tickets: their links no longer work.
+    full: bool,
 }
 
 fn reason_text(reason: &str) -> String {
@@ -366,6 +417,28 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
             .and_then(|v| v.as_str())
             .unwrap_or("a new address")
             .to_owned(),
+        codes: d
+            .context
+            .get("codes")
+            .and_then(|v| v.as_array())
+            .map(|codes| {
+                codes
+                    .iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        giver: d
+            .context
+            .get("giver")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned(),
+        full: d
+            .context
+            .get("full")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
         tickets: ticket_ctx,
     };
     let ics = match (d.kind.as_str(), ctx.tickets.first()) {

@@ -352,16 +352,8 @@ async fn a_corrected_address_gets_new_links_and_the_old_ones_stop() {
     t.cleanup().await;
 }
 
-#[tokio::test]
-async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
-    let t = spawn().await;
-    let event = t.event_in("handover", chrono::Duration::minutes(20)).await;
-    let order = t.paid_order(event, "grace@example.org", 2).await;
-    let consuming = t.consume();
-    t.relay_and_send("the confirmation", ALL_DELIVERIES, 1)
-        .await;
-    let buyer_text = body_of(&t.sink.messages()[0].raw, "text/plain");
-
+/// The buyer gives the order's first ticket to Ada, and both are told: the ticket.
+async fn give_first_ticket_to_ada(t: &support::TestFulfilment, order: uuid::Uuid) -> uuid::Uuid {
     let ticket: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1 ORDER BY seat_no LIMIT 1")
             .bind(order)
@@ -381,12 +373,41 @@ async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
     drop(conn);
     t.relay_and_send("both transfer notices", ALL_DELIVERIES, 3)
         .await;
+    ticket
+}
+
+#[tokio::test]
+async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
+    let t = spawn().await;
+    let event = t.event_in("handover", chrono::Duration::minutes(20)).await;
+    let order = t.paid_order(event, "grace@example.org", 2).await;
+    let consuming = t.consume();
+    t.relay_and_send("the confirmation", ALL_DELIVERIES, 1)
+        .await;
+    let buyer_text = body_of(&t.sink.messages()[0].raw, "text/plain");
+
+    let ticket = give_first_ticket_to_ada(&t, order).await;
     let to_ada = sent_to(&t, "ada@example.org");
     let ada_text = body_of(&to_ada[0].raw, "text/plain");
     assert_eq!(
         ada_text.matches("/join/").count(),
         1,
         "only the transferred ticket: {ada_text}"
+    );
+    assert!(
+        ada_text.contains("Grace Hopper gave you a ticket to"),
+        "who gave it: {ada_text}"
+    );
+    let code: String = sqlx::query_scalar("SELECT code FROM tickets WHERE id = $1")
+        .bind(ticket)
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    let told = sent_to(&t, "grace@example.org");
+    let grace_text = body_of(&told[told.len() - 1].raw, "text/plain");
+    assert!(
+        grace_text.contains(&format!("your ticket {code} for")),
+        "the notice names the ticket: {grace_text}"
     );
     let ada = t.visit(&[join_link(&ada_text)]).await;
     assert_eq!(ada, [StatusCode::SEE_OTHER]);
@@ -429,6 +450,65 @@ async fn a_transfer_moves_the_link_and_a_reschedule_reinvites_every_holder() {
             "the update must supersede the first invite"
         );
     }
+    consuming.stop().await;
+    t.cleanup().await;
+}
+
+/// A full refund stops every ticket of the order, the one given away too: its holder is
+/// told (by name of who gave it, naming the ticket), and the buyer's notice says the
+/// links stop (issue 19.7).
+#[tokio::test]
+async fn a_refund_that_stops_a_given_ticket_tells_its_holder() {
+    let t = spawn().await;
+    let event = t.event_in("refunded", chrono::Duration::minutes(20)).await;
+    let order = t.paid_order(event, "grace@example.org", 2).await;
+    let consuming = t.consume();
+    t.relay_and_send("the confirmation", ALL_DELIVERIES, 1)
+        .await;
+    give_first_ticket_to_ada(&t, order).await;
+    let mut conn = t.db.pool.acquire().await.unwrap();
+    let ada_link = join_link(&body_of(
+        &sent_to(&t, "ada@example.org")[0].raw,
+        "text/plain",
+    ));
+
+    let who = orders::corrections::Authority {
+        actor: "operator:olga",
+        may_override: true,
+    };
+    orders::corrections::refund(&mut conn, order, None, "the event is off", true, &who)
+        .await
+        .unwrap();
+    drop(conn);
+    let notices = "SELECT count(*) FROM deliveries WHERE kind = 'refund_notice'";
+    t.relay_and_send("the buyer's and the holder's notices", notices, 2)
+        .await;
+    let to_ada = sent_to(&t, "ada@example.org");
+    let ada_text = body_of(&to_ada[to_ada.len() - 1].raw, "text/plain");
+    let code: String = sqlx::query_scalar(
+        "SELECT code FROM tickets WHERE order_id = $1 AND holder_email = 'ada@example.org'",
+    )
+    .bind(order)
+    .fetch_one(&t.db.pool)
+    .await
+    .unwrap();
+    for words in [
+        "Your ticket for Rust & Friends <live> was cancelled, Ada Lovelace.",
+        "Grace Hopper, who gave you this ticket, has been refunded",
+        "the link we sent you no longer works",
+    ] {
+        assert!(ada_text.contains(words), "{words:?} in {ada_text}");
+    }
+    assert!(ada_text.contains(&format!("Ticket {code}")), "{ada_text}");
+    assert!(!ada_text.contains("We've refunded you"), "{ada_text}");
+    let to_grace = sent_to(&t, "grace@example.org");
+    let grace_text = body_of(&to_grace[to_grace.len() - 1].raw, "text/plain");
+    assert!(
+        grace_text.contains("The access link we sent you no longer works"),
+        "{grace_text}"
+    );
+    assert!(grace_text.contains("Anyone you gave a ticket to has been told."));
+    assert_eq!(t.visit(&[ada_link]).await, [StatusCode::GONE]);
     consuming.stop().await;
     t.cleanup().await;
 }
