@@ -157,6 +157,11 @@ pub async fn invited(db: &PgPool, token: &str) -> Result<Option<String>, Console
 /// Takes up an invitation: the person's own password, once. A password that is too
 /// short is refused before the invitation is used, so it can be tried again.
 pub async fn accept_invite(db: &PgPool, token: &str, password: &str) -> Result<(), ConsoleError> {
+    // Hashing a password costs the CPU far more than a lookup: a link that takes no one
+    // in (guessed, used, expired) is refused before any hashing.
+    if invited(db, token).await?.is_none() {
+        return Err(orders::Error::NotFound("invitation").into());
+    }
     let password = password.to_owned();
     let password_hash = on_blocking_pool(move || hash_password(&password)).await?;
     sqlx::query_scalar!(
