@@ -45,7 +45,9 @@ use crate::html;
 use crate::moment::{self, Moment, Precision};
 use crate::pages::{Retry, cents, urlencode};
 
+/// Tier rows the create form shows at first; "Add a tier" adds one, up to the API's 20.
 const TIER_ROWS: usize = 3;
+const MAX_TIERS: usize = 20;
 
 type Fields = HashMap<String, String>;
 
@@ -59,7 +61,9 @@ pub async fn new_page(SignedIn(operator): SignedIn) -> Response {
         ("meeting_provider", "jitsi"),
         ("refundable_until_hours_before", "48"),
         ("queue_mode", "paused"),
+        ("hold_minutes", "10"),
         ("tier1_currency", "EUR"),
+        ("tier1_max_per_order", "10"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -113,9 +117,73 @@ fn new_form(op: &Operator, v: &Fields, refused: Option<&Retry>) -> Response {
             zones => zone_choices(current),
             zone_hint => moment::zone_hint(moment::zone(current)),
             input_format => moment::INPUT_FORMAT,
-            tier_rows => TIER_ROWS,
+            tier_rows => tier_rows(v),
+            max_tiers => MAX_TIERS,
         },
     )
+}
+
+/// How many tier rows the create form shows: at least [`TIER_ROWS`], every row with
+/// something typed in it, and one more when "Add a tier" was pressed.
+fn tier_rows(v: &Fields) -> usize {
+    let used = (1..=MAX_TIERS)
+        .filter(|i| {
+            ["code", "name", "price", "capacity"].iter().any(|k| {
+                v.get(&format!("tier{i}_{k}"))
+                    .is_some_and(|x| !x.trim().is_empty())
+            })
+        })
+        .max()
+        .unwrap_or(0);
+    let more = usize::from(v.contains_key("add_tier"));
+    (used + more).clamp(TIER_ROWS, MAX_TIERS)
+}
+
+/// The sale window, hold time, organiser and description, as both forms type them.
+fn details_fields(
+    v: &Fields,
+    tz: chrono_tz::Tz,
+) -> Result<(orders::events::Details, i32), ConsoleError> {
+    let get = |k: &str| v.get(k).map(|s| s.trim()).unwrap_or("");
+    let time = |k: &str, what: &str| match get(k) {
+        "" => Ok(None),
+        t => moment::parse(t, tz, what).map(Some),
+    };
+    let hold_minutes: i32 = match get("hold_minutes") {
+        "" => 10,
+        m => m.parse().map_err(|_| {
+            ConsoleError::Invalid("The hold time is a whole number of minutes, 1 to 60.".into())
+        })?,
+    };
+    let details = orders::events::Details {
+        description: v.get("description").cloned().unwrap_or_default(),
+        organiser: get("organiser").to_owned(),
+        organiser_email: Some(get("organiser_email").to_owned()),
+        sales_open_at: time("sales_open_at", "the sale's opening")?,
+        sales_close_at: time("sales_close_at", "the sale's close")?,
+        hosts_see_buyer_emails: get("hosts_see_buyer_emails") == "true",
+    };
+    Ok((details, hold_minutes.saturating_mul(60)))
+}
+
+/// The stored details as the forms' fields.
+fn details_values(e: &orders::events::Event, v: &mut Fields) {
+    let tz = moment::zone(&e.timezone);
+    let at = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| moment::input_value(t, tz)).unwrap_or_default()
+    };
+    v.insert("description".into(), e.description.clone());
+    v.insert("organiser".into(), e.organiser.clone());
+    v.insert(
+        "organiser_email".into(),
+        e.organiser_email.clone().unwrap_or_default(),
+    );
+    v.insert("sales_open_at".into(), at(e.sales_open_at));
+    v.insert("sales_close_at".into(), at(e.sales_close_at));
+    v.insert("hold_minutes".into(), (e.hold_ttl_seconds / 60).to_string());
+    if e.hosts_see_buyer_emails {
+        v.insert("hosts_see_buyer_emails".into(), "true".into());
+    }
 }
 
 /// The form as an API request: every check after this is the API's own.
@@ -132,7 +200,7 @@ fn request(v: &Fields) -> Result<orders::events::NewEventRequest, ConsoleError> 
             n => n
                 .parse()
                 .map(Some)
-                .map_err(|_| invalid(format!("{what} must be a whole number"))),
+                .map_err(|_| invalid(format!("{what} must be a whole number."))),
         }
     };
     let mut meeting = Map::new();
@@ -141,20 +209,35 @@ fn request(v: &Fields) -> Result<orders::events::NewEventRequest, ConsoleError> 
         meeting.insert("url".into(), json!(get("meeting_url")));
     }
     let mut tiers = Vec::new();
-    for i in 1..=TIER_ROWS {
+    for i in 1..=MAX_TIERS {
         let f = |k: &str| get(&format!("tier{i}_{k}")).to_owned();
         if f("code").is_empty() {
             continue;
         }
         let price = cents(&f("price"))
-            .ok_or_else(|| invalid(format!("tier {i}: the price is an amount like 20.00")))?;
+            .ok_or_else(|| invalid(format!("Tier {i}: the price is an amount like 20.00.")))?;
         let capacity: i64 = f("capacity")
             .parse()
-            .map_err(|_| invalid(format!("tier {i}: the capacity is a whole number")))?;
-        tiers.push(json!({
+            .map_err(|_| invalid(format!("Tier {i}: the capacity is a whole number.")))?;
+        let mut tier = json!({
             "code": f("code"), "name": f("name"), "price_cents": price,
             "currency": f("currency").to_uppercase(), "capacity": capacity,
-        }));
+        });
+        if !f("max_per_order").is_empty() {
+            let max: i64 = f("max_per_order").parse().map_err(|_| {
+                invalid(format!(
+                    "Tier {i}: the tickets per order is a whole number."
+                ))
+            })?;
+            tier["max_per_order"] = json!(max);
+        }
+        tiers.push(tier);
+    }
+    if tiers.is_empty() {
+        return Err(invalid(
+            "An event needs at least one tier: give it a code, a name, a price and a capacity."
+                .into(),
+        ));
     }
     let mut queue = Map::new();
     queue.insert("mode".into(), json!(get("queue_mode")));
@@ -171,17 +254,23 @@ fn request(v: &Fields) -> Result<orders::events::NewEventRequest, ConsoleError> 
         queue.insert("max_active".into(), json!(m));
     }
     let hours = number("refundable_until_hours_before", "the refund window")?
-        .ok_or_else(|| invalid("the refund window is needed".into()))?;
+        .ok_or_else(|| invalid("The refund window is needed, in hours before the start.".into()))?;
     let (starts_at, ends_at) = (time("starts_at", "the start")?, time("ends_at", "the end")?);
     if ends_at <= starts_at {
-        return Err(invalid("the end must be after the start".into()));
+        return Err(invalid("The event must end after it starts.".into()));
     }
+    let (details, hold_ttl_seconds) = details_fields(v, tz)?;
     let body = json!({
         "slug": get("slug"), "title": get("title"),
         "starts_at": starts_at, "ends_at": ends_at,
         "timezone": tz.name(), "meeting": Value::Object(meeting),
         "refund_policy": {"refundable_until_hours_before": hours},
         "tiers": tiers, "queue": Value::Object(queue),
+        "hold_ttl_seconds": hold_ttl_seconds,
+        "description": details.description, "organiser": details.organiser,
+        "organiser_email": details.organiser_email,
+        "sales_open_at": details.sales_open_at, "sales_close_at": details.sales_close_at,
+        "hosts_see_buyer_emails": details.hosts_see_buyer_emails,
     });
     serde_json::from_value(body).map_err(|e| invalid(e.to_string()))
 }
@@ -194,6 +283,10 @@ pub async fn create_form(
         fields: v,
     }: CsrfForm,
 ) -> Response {
+    if v.contains_key("add_tier") {
+        // "Add a tier" re-draws the form with one more row; nothing is created.
+        return new_form(&operator, &v, None);
+    }
     let result = async {
         operator.require(STAFF)?;
         crate::events::create_with(&s, &operator, request(&v)?).await
@@ -283,7 +376,17 @@ async fn edit_values(
             format!("{}.{:02}", t.price_cents / 100, t.price_cents % 100),
         );
         v.insert(format!("tier_{}_capacity", t.id), t.capacity.to_string());
+        v.insert(format!("tier_{}_max", t.id), t.max_per_order.to_string());
     }
+    details_values(&e, &mut v);
+    v.insert(
+        "new_currency".into(),
+        tiers
+            .first()
+            .map(|t| t.currency.clone())
+            .unwrap_or_default(),
+    );
+    v.insert("new_max_per_order".into(), "10".into());
     Ok((e, tiers, v))
 }
 
@@ -296,6 +399,7 @@ struct TierRow<'a> {
     currency: &'a str,
     price: &'a str,
     capacity: &'a str,
+    max: &'a str,
     sold: i32,
     held: i32,
 }
@@ -351,6 +455,7 @@ fn edit_view(
             currency: &t.currency,
             price: val(&format!("tier_{}_price", t.id)),
             capacity: val(&format!("tier_{}_capacity", t.id)),
+            max: val(&format!("tier_{}_max", t.id)),
             sold: t.sold,
             held: t.held,
         })
@@ -404,7 +509,11 @@ fn edit_view(
     }
 }
 
-fn edit_request(tiers: &Tiers, v: &Fields) -> Result<orders::events::EventEdit, ConsoleError> {
+fn edit_request(
+    tiers: &Tiers,
+    v: &Fields,
+    tz: chrono_tz::Tz,
+) -> Result<orders::events::EventEdit, ConsoleError> {
     let invalid = ConsoleError::Invalid;
     let get = |k: &str| v.get(k).map(|s| s.trim()).unwrap_or("");
     let mut meeting = Map::new();
@@ -414,22 +523,49 @@ fn edit_request(tiers: &Tiers, v: &Fields) -> Result<orders::events::EventEdit, 
     }
     let meeting: orders::events::Meeting =
         serde_json::from_value(Value::Object(meeting)).map_err(|e| invalid(e.to_string()))?;
-    let hours: u32 = get("refundable_until_hours_before")
-        .parse()
-        .map_err(|_| invalid("the refund window is a whole number of hours".to_owned()))?;
+    let hours: u32 = get("refundable_until_hours_before").parse().map_err(|_| {
+        invalid("The refund window is a whole number of hours before the start.".to_owned())
+    })?;
     let mut edits = Vec::new();
     for t in tiers {
-        let price = cents(get(&format!("tier_{}_price", t.id))).ok_or_else(|| {
+        let field = |k: &str| get(&format!("tier_{}_{k}", t.id));
+        let price_cents = cents(field("price")).ok_or_else(|| {
             invalid(format!(
-                "tier {}: the price is an amount like 20.00",
+                "Tier {}: the price is an amount like 20.00.",
                 t.code
             ))
         })?;
-        let capacity: i32 = get(&format!("tier_{}_capacity", t.id))
-            .parse()
-            .map_err(|_| invalid(format!("tier {}: the capacity is a whole number", t.code)))?;
-        edits.push((t.id, price, capacity));
+        let whole = |k: &str, what: &str| {
+            field(k)
+                .parse::<i32>()
+                .map_err(|_| invalid(format!("Tier {}: {what} is a whole number.", t.code)))
+        };
+        edits.push(orders::events::TierEdit {
+            id: t.id,
+            price_cents,
+            capacity: whole("capacity", "the capacity")?,
+            max_per_order: whole("max", "the tickets per order")?,
+        });
     }
+    let mut new_tiers = Vec::new();
+    if !get("new_code").is_empty() {
+        let price_cents = cents(get("new_price"))
+            .ok_or_else(|| invalid("The new tier's price is an amount like 20.00.".into()))?;
+        let whole = |k: &str, what: &str| {
+            get(k)
+                .parse::<i32>()
+                .map_err(|_| invalid(format!("The new tier's {what} is a whole number.")))
+        };
+        new_tiers.push(orders::events::NewTierRequest {
+            code: get("new_code").to_owned(),
+            name: get("new_name").to_owned(),
+            price_cents,
+            currency: get("new_currency").to_uppercase(),
+            capacity: whole("new_capacity", "capacity")?,
+            max_per_order: Some(whole("new_max_per_order", "tickets per order")?),
+        });
+    }
+    let (details, hold_ttl_seconds) = details_fields(v, tz)?;
     Ok(orders::events::EventEdit {
         title: get("title").to_owned(),
         timezone: get("timezone").to_owned(),
@@ -437,7 +573,10 @@ fn edit_request(tiers: &Tiers, v: &Fields) -> Result<orders::events::EventEdit, 
         refund_policy: orders::events::RefundPolicy {
             refundable_until_hours_before: hours,
         },
+        hold_ttl_seconds,
         tiers: edits,
+        new_tiers,
+        details,
     })
 }
 
@@ -457,7 +596,19 @@ pub async fn edit_form(
         if reason.is_empty() {
             return Err(ConsoleError::Invalid("a change needs a reason".into()));
         }
-        let edit = edit_request(&tiers, &v)?;
+        // Times typed on this page are read in the zone it is saved with.
+        let tz = v
+            .get("timezone")
+            .and_then(|z| z.trim().parse().ok())
+            .unwrap_or(moment::zone(&event.timezone));
+        // A field the form did not send keeps its stored value (a script may send only
+        // what it changes); an unticked box is absent, so the form says it was shown.
+        let mut merged = before.clone();
+        merged.extend(v.iter().map(|(k, x)| (k.clone(), x.clone())));
+        if v.contains_key("details_shown") && !v.contains_key("hosts_see_buyer_emails") {
+            merged.remove("hosts_see_buyer_emails");
+        }
+        let edit = edit_request(&tiers, &merged, tz)?;
         crate::events::check_title(&edit.title)?;
         let event_id = event.id;
         let title = edit.title.trim().to_owned();

@@ -83,7 +83,8 @@ pub fn parse(value: &str, tz: Tz, what: &str) -> Result<DateTime<Utc>, ConsoleEr
     let value = value.trim();
     if value.is_empty() {
         return Err(ConsoleError::Invalid(format!(
-            "{what} is missing (as {INPUT_FORMAT})"
+            "{} is missing; type it as {INPUT_FORMAT}.",
+            capitalised(what)
         )));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
@@ -94,7 +95,8 @@ pub fn parse(value: &str, tz: Tz, what: &str) -> Result<DateTime<Utc>, ConsoleEr
         .find_map(|f| NaiveDateTime::parse_from_str(value, f).ok())
         .ok_or_else(|| {
             ConsoleError::Invalid(format!(
-                "{what} \"{value}\" is not a date and time as {INPUT_FORMAT} (24-hour), e.g. 2026-12-01 19:30"
+                "{} \"{value}\" is not a date and time as {INPUT_FORMAT} (24-hour), e.g. 2026-12-01 19:30.",
+                capitalised(what)
             ))
         })?;
     // A wall-clock time skipped or repeated by a DST change has no single meaning.
@@ -103,9 +105,18 @@ pub fn parse(value: &str, tz: Tz, what: &str) -> Result<DateTime<Utc>, ConsoleEr
         .map(|t| t.with_timezone(&Utc))
         .ok_or_else(|| {
             ConsoleError::Invalid(format!(
-                "{what} falls in a daylight-saving change in {tz}; pick another time"
+                "{} falls in a daylight-saving change in {tz}; pick another time.",
+                capitalised(what)
             ))
         })
+}
+
+/// `what` at the start of a sentence.
+fn capitalised(what: &str) -> String {
+    let mut c = what.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// The timezones a form offers: the IANA zones of places (no legacy aliases such as
@@ -189,7 +200,7 @@ mod tests {
         );
         for bad in ["", "12/01/2026 7:30 PM", "2026-13-01 10:00", "tomorrow"] {
             let e = parse(bad, ny, "the start").unwrap_err().to_string();
-            assert!(e.contains("the start"), "{bad}: {e}");
+            assert!(e.starts_with("The start"), "a sentence: {bad}: {e}");
         }
         // 02:30 on the last Sunday of March does not exist in Amsterdam.
         let gap = parse("2026-03-29 02:30", zone("Europe/Amsterdam"), "the start");

@@ -1375,3 +1375,176 @@ async fn an_event_title_typed_as_markup_is_shown_as_text_on_every_page() {
         "the title field holds the title as typed: {edit}"
     );
 }
+
+/// Event set-up takes what buyers read and when they may buy (issue 19.12): a
+/// description, the organiser, a sale window, the hold time, a per-order limit, any
+/// number of tiers ("Add a tier row" draws one more without creating anything), with
+/// refusals in sentences; the edit page changes the same and adds a tier.
+#[tokio::test]
+async fn set_up_takes_the_details_buyers_read_and_any_number_of_tiers() {
+    let d = spawn().await;
+    let olga = d.login("olga@floodgate.test").await;
+    let (_, page) = d.page(&olga, "/console/events/new").await;
+    let csrf = field(&page, "event-setup", "csrf");
+    let day = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%d")
+        .to_string();
+    let (starts, ends) = (format!("{day} 20:00"), format!("{day} 22:00"));
+    let opens = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d 09:00")
+        .to_string();
+    let mut form: Vec<(String, String)> = [
+        ("csrf", csrf.as_str()),
+        ("slug", "talks"),
+        ("title", "Talks"),
+        ("timezone", "Europe/Amsterdam"),
+        ("starts_at", &starts),
+        ("ends_at", &ends),
+        ("meeting_provider", "jitsi"),
+        ("refundable_until_hours_before", "48"),
+        ("queue_mode", "paused"),
+        ("description", "Three talks.\r\nThen drinks."),
+        ("organiser", "Northwind Events"),
+        ("organiser_email", "help@northwind.example"),
+        ("sales_open_at", &opens),
+        ("sales_close_at", &starts),
+        ("hold_minutes", "15"),
+        ("hosts_see_buyer_emails", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for i in 1..=4 {
+        for (k, v) in [
+            ("code", format!("t{i}")),
+            ("name", format!("Tier {i}")),
+            ("price", "10.00".into()),
+            ("currency", "EUR".into()),
+            ("capacity", "100".into()),
+            ("max_per_order", i.to_string()),
+        ] {
+            form.push((format!("tier{i}_{k}"), v));
+        }
+    }
+    let url = "/console/events/new";
+    // "Add a tier row": the form again with a fifth row, nothing created.
+    let mut more = form.clone();
+    more.push(("add_tier".into(), "1".into()));
+    let r = d.submit(&olga, url, &more).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"name="tier5_code""#), "{html}");
+    assert!(!html.contains(r#"name="tier6_code""#));
+    assert!(html.contains(r#"value="Northwind Events""#), "typed stays");
+    let events = "SELECT count(*) FROM events WHERE slug = 'talks'";
+    assert_eq!(d.count(events).await, 0);
+
+    // Refusals are sentences, and write nothing.
+    for (key, bad, says) in [
+        (
+            "sales_close_at",
+            opens.as_str(),
+            "Sales must close after they open.",
+        ),
+        (
+            "organiser_email",
+            "not an address",
+            "address must look like name@example.org.",
+        ),
+        ("hold_minutes", "90", "Seats are held for 1 to 60 minutes."),
+        (
+            "tier2_max_per_order",
+            "0",
+            "Tier t2: a buyer may take 1 to 100 tickets per order.",
+        ),
+    ] {
+        let bad_form: Vec<_> = form
+            .iter()
+            .map(|(k, v)| {
+                if k == key {
+                    (k.clone(), bad.to_owned())
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+        let r = d.submit(&olga, url, &bad_form).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+        let said = alert(&r.text().await.unwrap());
+        assert!(said.contains(says), "{key}: {said}");
+    }
+    assert_eq!(d.count(events).await, 0);
+
+    let r = d.submit(&olga, url, &form).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        d.count(
+            "SELECT count(*) FROM events WHERE slug = 'talks' AND description = E'Three talks.\\nThen drinks.'
+               AND organiser = 'Northwind Events' AND organiser_email = 'help@northwind.example'
+               AND sales_open_at < sales_close_at AND sales_close_at = starts_at
+               AND hold_ttl_seconds = 900 AND hosts_see_buyer_emails"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'talks' AND t.max_per_order = substr(t.code, 2)::int")
+            .await,
+        4
+    );
+
+    // The edit page shows them and changes them; an unticked box is saved as unticked;
+    // a filled last row adds a tier.
+    let (_, page) = d.page(&olga, "/console/events/talks/edit").await;
+    assert!(
+        page.contains("Three talks.\nThen drinks.</textarea>"),
+        "{page}"
+    );
+    assert!(page.contains(r#"name="hold_minutes" type="number" min="1" max="60" value="15""#));
+    let mut edit: Vec<(String, String)> = [
+        ("csrf", field(&page, "event-edit", "csrf")),
+        ("action_key", field(&page, "event-edit", "action_key")),
+        ("details_shown", "1".into()),
+        ("organiser", "Northwind".into()),
+        ("hold_minutes", "5".into()),
+        ("new_code", "vip".into()),
+        ("new_name", "VIP".into()),
+        ("new_price", "50.00".into()),
+        ("new_currency", "EUR".into()),
+        ("new_capacity", "10".into()),
+        ("new_max_per_order", "2".into()),
+        ("reason", "more room at the front".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let r = d.submit(&olga, "/console/events/talks/edit", &edit).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    assert_eq!(
+        d.count(
+            "SELECT count(*) FROM events WHERE slug = 'talks' AND organiser = 'Northwind'
+               AND description = E'Three talks.\\nThen drinks.' AND hold_ttl_seconds = 300
+               AND NOT hosts_see_buyer_emails"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM tiers t JOIN events e ON e.id = t.event_id WHERE e.slug = 'talks' AND t.code = 'vip' AND t.max_per_order = 2 AND t.position = 4")
+            .await,
+        1
+    );
+    // The same tier code again is refused in a sentence.
+    edit.retain(|(k, _)| k != "action_key");
+    edit.push(("action_key".into(), uuid::Uuid::new_v4().to_string()));
+    let r = d.submit(&olga, "/console/events/talks/edit", &edit).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        alert(&r.text().await.unwrap()).contains("The event already has a tier with the code vip."),
+    );
+}

@@ -25,36 +25,63 @@ pub struct Invite<'a> {
 }
 
 pub fn ics(i: &Invite<'_>) -> String {
-    let mut out = String::with_capacity(1024);
+    calendar(std::slice::from_ref(i))
+}
+
+/// One calendar with an event per invite (a multi-ticket order: each ticket its own
+/// entry, UID and link, so adding the calendar served at a ticket's `/join` page as well
+/// updates that entry instead of duplicating it). Named after the first invite's title.
+pub fn calendar(invites: &[Invite<'_>]) -> String {
+    let mut out = String::with_capacity(1024 * invites.len().max(1));
     let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
-    let description = format!(
-        "Join online: {}\nThis link is personal; do not share it.",
-        i.link
-    );
-    for (name, value) in [
+    let name = invites.first().map(|i| text(i.title)).unwrap_or_default();
+    let mut lines: Vec<(&str, String)> = vec![
         ("BEGIN", "VCALENDAR".to_owned()),
         ("VERSION", "2.0".to_owned()),
         ("PRODID", "-//Floodgate//Tickets//EN".to_owned()),
         ("CALSCALE", "GREGORIAN".to_owned()),
         ("METHOD", "PUBLISH".to_owned()),
-        ("NAME", text(i.title)),
-        ("X-WR-CALNAME", text(i.title)),
-        ("BEGIN", "VEVENT".to_owned()),
-        ("UID", text(&i.uid)),
-        ("SEQUENCE", i.sequence.to_string()),
-        ("DTSTAMP", stamp(Utc::now())),
-        ("DTSTART", stamp(i.starts_at)),
-        ("DTEND", stamp(i.ends_at)),
-        ("SUMMARY", text(i.title)),
-        ("DESCRIPTION", text(&description)),
-        ("LOCATION", text(i.link)),
-        ("URL", uri(i.link)),
-        ("END", "VEVENT".to_owned()),
-        ("END", "VCALENDAR".to_owned()),
-    ] {
+        ("NAME", name.clone()),
+        ("X-WR-CALNAME", name),
+    ];
+    let now = stamp(Utc::now());
+    for i in invites {
+        let description = format!(
+            "Join online: {}\nThis link is personal; do not share it.",
+            i.link
+        );
+        lines.extend([
+            ("BEGIN", "VEVENT".to_owned()),
+            ("UID", text(&i.uid)),
+            ("SEQUENCE", i.sequence.to_string()),
+            ("DTSTAMP", now.clone()),
+            ("DTSTART", stamp(i.starts_at)),
+            ("DTEND", stamp(i.ends_at)),
+            ("SUMMARY", text(i.title)),
+            ("DESCRIPTION", text(&description)),
+            ("LOCATION", text(i.link)),
+            ("URL", uri(i.link)),
+            ("END", "VEVENT".to_owned()),
+        ]);
+    }
+    lines.push(("END", "VCALENDAR".to_owned()));
+    for (name, value) in lines {
         fold(&mut out, &format!("{name}:{value}"));
     }
     out
+}
+
+/// The UID of a ticket's calendar entry, the same in every email and at its `/join`
+/// page.
+pub fn uid(ticket_id: uuid::Uuid) -> String {
+    format!("{ticket_id}@floodgate")
+}
+
+/// The entry's SEQUENCE: the second the event was last changed, so a later version
+/// (a new time, a new title) always counts as newer than one added before it, whichever
+/// copy — the email's or the one served at `/join` — the buyer added.
+pub fn sequence(event_updated_at: DateTime<Utc>) -> u32 {
+    u32::try_from(event_updated_at.timestamp().max(0)).unwrap_or(u32::MAX)
 }
 
 /// A TEXT value (RFC 5545 §3.3.11): `\`, `;` and `,` escaped, every line break (CRLF,

@@ -24,6 +24,10 @@ pub struct FulfilmentConfig {
     pub listen: String,
     /// Derives access-link tokens (`FULFILMENT_LINK_SECRET` or `_FILE`).
     pub link_secret: Secret,
+    /// Orders' key for order-page links (`FLOODGATE_ORDER_TOKEN_SECRET` or `_FILE`),
+    /// so every email links back to the buyer's order and receipt. Without it the
+    /// emails carry no such link.
+    pub order_token_secret: Option<Secret>,
     /// Links open this long before the start (`FULFILMENT_WINDOW_BEFORE_SECONDS`, 3600).
     pub window_before: Duration,
     /// `FULFILMENT_JITSI_BASE`, default `https://meet.jit.si`.
@@ -74,6 +78,7 @@ impl FulfilmentConfig {
             public_url: var("FLOODGATE_PUBLIC_URL", "http://127.0.0.1:8080"),
             listen: var("FULFILMENT_LISTEN", "127.0.0.1:8087"),
             link_secret,
+            order_token_secret: secret("FLOODGATE_ORDER_TOKEN_SECRET")?,
             window_before: secs("FULFILMENT_WINDOW_BEFORE_SECONDS", 3600)?,
             jitsi_base: var("FULFILMENT_JITSI_BASE", "https://meet.jit.si"),
             zoom_api_base: var("ZOOM_API_BASE", "https://api.zoom.us/v2"),

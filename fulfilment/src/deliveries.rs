@@ -199,13 +199,11 @@ pub async fn transferred(s: &AppState, msg: &contract::TicketTransferred) -> Res
 /// invite (same UID, higher SEQUENCE), and reminders follow the new start.
 pub async fn rescheduled(s: &AppState, msg: &contract::EventRescheduled) -> Result<u64, Error> {
     let mut tx = s.db.begin().await?;
-    // Later moves get higher sequence numbers (minutes since the epoch, from 2026).
-    let sequence = (Utc::now().timestamp() - 1_780_000_000).max(1) / 60 + 1;
+    // The invite's SEQUENCE comes from when the event last changed (`calendar::sequence`).
     let queued = sqlx::query!(
         r#"INSERT INTO deliveries (id, order_id, kind, dedup_key, recipient, context)
            SELECT gen_random_uuid(), h.order_id, 'reschedule_notice', $2 || h.holder_email, h.holder_email,
-                  jsonb_build_object('sequence', $3::int8,
-                                     'name', (SELECT holder_name FROM tickets x WHERE x.order_id = h.order_id
+                  jsonb_build_object('name', (SELECT holder_name FROM tickets x WHERE x.order_id = h.order_id
                                               AND x.holder_email = h.holder_email LIMIT 1))
            FROM (SELECT DISTINCT t.order_id, t.holder_email FROM tickets t JOIN orders o ON o.id = t.order_id
                  WHERE t.event_id = $1 AND t.status = 'valid'
@@ -213,7 +211,6 @@ pub async fn rescheduled(s: &AppState, msg: &contract::EventRescheduled) -> Resu
            ON CONFLICT (order_id, dedup_key) DO NOTHING"#,
         msg.event_id,
         format!("reschedule:{}:", msg.starts_at.timestamp()),
-        sequence,
     )
     .execute(&mut *tx)
     .await?
@@ -295,6 +292,13 @@ struct TicketCtx {
 
 #[derive(Serialize)]
 struct MailCtx {
+    /// The address this email goes to, named in it ("sent to …").
+    recipient: String,
+    organiser: String,
+    organiser_email: String,
+    /// The buyer's order page and receipt; only the buyer's own emails carry them.
+    order_url: String,
+    receipt_url: String,
     buyer_name: String,
     event_title: String,
     starts_local: String,
@@ -334,8 +338,9 @@ struct Rendered {
 
 async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered, Error> {
     let d = sqlx::query!(
-        r#"SELECT d.kind, d.context, d.order_id, d.recipient, o.buyer_name, o.amount_cents, o.currency,
-                  e.id AS event_id, e.title, e.starts_at, e.ends_at, e.timezone
+        r#"SELECT d.kind, d.context, d.order_id, d.recipient, o.buyer_name, o.buyer_email,
+                  o.amount_cents, o.currency, e.id AS event_id, e.title, e.starts_at, e.ends_at,
+                  e.timezone, e.organiser, e.organiser_email, e.updated_at AS event_updated_at
            FROM deliveries d JOIN orders o ON o.id = d.order_id JOIN events e ON e.id = o.event_id
            WHERE d.id = $1"#,
         delivery_id
@@ -368,7 +373,23 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
         })
         .collect();
     let hours = s.config.window_before.as_secs() / 3600;
+    // Someone given a ticket gets their link, not the buyer's order.
+    let order_url = match &s.config.order_token_secret {
+        Some(secret) if d.recipient == d.buyer_email => {
+            contract::order_link::url(&s.config.public_url, secret.expose().as_bytes(), d.order_id)
+        }
+        _ => String::new(),
+    };
+    let receipt_url = match order_url.split_once('?') {
+        Some((page, query)) => format!("{page}/receipt?{query}"),
+        None => String::new(),
+    };
     let ctx = MailCtx {
+        recipient: d.recipient.clone(),
+        organiser: d.organiser.clone(),
+        organiser_email: d.organiser_email.clone().unwrap_or_default(),
+        order_url,
+        receipt_url,
         buyer_name: d
             .context
             .get("name")
@@ -441,21 +462,23 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
             .unwrap_or(false),
         tickets: ticket_ctx,
     };
-    let ics = match (d.kind.as_str(), ctx.tickets.first()) {
-        ("confirmation" | "reschedule_notice" | "transfer_notice", Some(first)) => {
-            Some(calendar::ics(&Invite {
-                uid: format!("{}@floodgate", d.order_id),
-                // A moved event must update the calendar entry, not add one.
-                sequence: d
-                    .context
-                    .get("sequence")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(0) as u32,
-                title: &d.title,
-                starts_at: d.starts_at,
-                ends_at: d.ends_at,
-                link: &first.link,
-            }))
+    // One calendar entry per ticket, each with its own link, under the UID its `/join`
+    // page serves too: adding both, or a later version, updates the entry.
+    let ics = match d.kind.as_str() {
+        "confirmation" | "reschedule_notice" | "transfer_notice" if !tickets.is_empty() => {
+            let invites: Vec<Invite> = tickets
+                .iter()
+                .zip(&ctx.tickets)
+                .map(|(t, c)| Invite {
+                    uid: calendar::uid(t.id),
+                    sequence: calendar::sequence(d.event_updated_at),
+                    title: &d.title,
+                    starts_at: d.starts_at,
+                    ends_at: d.ends_at,
+                    link: &c.link,
+                })
+                .collect();
+            Some(calendar::calendar(&invites))
         }
         _ => None,
     };

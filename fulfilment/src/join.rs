@@ -64,6 +64,8 @@ struct Found {
     ends_at: DateTime<Utc>,
     timezone: String,
     meeting: serde_json::Value,
+    /// When the event last changed: the calendar entry's version.
+    event_updated_at: DateTime<Utc>,
     verdict: Verdict,
 }
 
@@ -78,7 +80,8 @@ async fn look_up(
     let row = sqlx::query!(
         r#"SELECT l.id AS link_id, l.revoked_at, t.id AS ticket_id, t.status AS "ticket_status: TicketStatus",
                   t.holder_name, t.holder_email, e.id AS event_id, e.title, e.starts_at, e.ends_at,
-                  e.timezone, e.meeting, e.status AS "event_status: EventStatus"
+                  e.timezone, e.meeting, e.status AS "event_status: EventStatus",
+                  e.updated_at AS event_updated_at
            FROM access_links l JOIN tickets t ON t.id = l.ticket_id JOIN events e ON e.id = t.event_id
            WHERE l.token_hash = $1"#,
         links::hash(token)
@@ -109,6 +112,7 @@ async fn look_up(
             ends_at: r.ends_at,
             timezone: r.timezone,
             meeting: r.meeting,
+            event_updated_at: r.event_updated_at,
             verdict,
         }
     }))
@@ -191,10 +195,10 @@ fn refusal(f: &Found, token: &str, opens: DateTime<Utc>) -> Response {
         context! {
             title => f.title,
             opens => local_time(opens, &f.timezone),
+            opens_at => opens.to_rfc3339(),
             timezone => f.timezone,
             starts => local_time(f.starts_at, &f.timezone),
             starts_at => f.starts_at.to_rfc3339(),
-            starts_utc => local_time(f.starts_at, "UTC"),
             token,
             help => false,
         },
@@ -272,8 +276,8 @@ pub async fn calendar_file(State(s): State<AppState>, Path(token): Path<String>)
         Ok(Some(f)) if matches!(f.verdict, Verdict::Enter | Verdict::TooEarly) => {
             let link = links::url(&s.config.public_url, &token);
             let ics = calendar::ics(&Invite {
-                uid: format!("{}@floodgate", f.ticket_id),
-                sequence: 0,
+                uid: calendar::uid(f.ticket_id),
+                sequence: calendar::sequence(f.event_updated_at),
                 title: &f.title,
                 starts_at: f.starts_at,
                 ends_at: f.ends_at,
@@ -305,6 +309,7 @@ mod tests {
             ends_at: Utc::now(),
             timezone: "Europe/Amsterdam".into(),
             meeting: serde_json::Value::Null,
+            event_updated_at: Utc::now(),
             verdict,
         }
     }
@@ -341,11 +346,17 @@ mod tests {
             f.starts_at - chrono::Duration::hours(1),
         ));
         assert!(html.contains("<h1>Gig</h1>"), "{html}");
-        assert!(html.contains("<p>Your ticket is valid. The doors open at <strong>"));
+        assert!(html.contains("<p>Your ticket is valid."));
         assert!(html.contains(r#"<a href="/join/tok-1/calendar.ics">"#));
-        assert!(html.contains("(Europe/Amsterdam); the event starts at"));
+        assert!(html.contains("<dt>Doors open</dt>"), "{html}");
+        assert!(html.contains("<dt>Starts</dt>"), "{html}");
+        // Without the script the page names the zone its times are in.
         assert!(
-            html.contains("timeStyle:'short'"),
+            html.contains(r#"<p class="small" id="zone">Times in Europe/Amsterdam, the event's time zone.</p>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("resolvedOptions().timeZone"),
             "the script is the page's own: {html}"
         );
     }

@@ -14,6 +14,12 @@ async fn a_paid_order_gets_one_email_with_a_working_link_and_a_valid_invite() {
     let t = spawn().await;
     let starts = Utc::now() + chrono::Duration::minutes(30);
     let event = t.event("live", starts).await;
+    sqlx::query(
+        "UPDATE events SET organiser = 'Northwind', organiser_email = 'help@northwind.example'",
+    )
+    .execute(&t.db.pool)
+    .await
+    .unwrap();
     let order = t.paid_order(event, "grace@example.org", 2).await;
     let consuming = t.consume();
     let published = t
@@ -42,10 +48,46 @@ async fn a_paid_order_gets_one_email_with_a_working_link_and_a_valid_invite() {
     let link = join_link(&text);
     assert!(link.starts_with(&t.base));
 
-    // The invite: one VEVENT, the start in UTC, the link inside.
+    // Where it went, who organises, and the way back to the order and its receipt
+    // (issue 19.4).
+    let order_url =
+        contract::order_link::url(&t.base, support::ORDER_TOKEN_SECRET.as_bytes(), order);
+    let unfolded = text.replace("=\r\n", "");
+    for part in [
+        "Sent to grace@example.org.".to_owned(),
+        "Organised by Northwind; questions to help@northwind.example.".to_owned(),
+        format!("Your order: {order_url}"),
+        format!("Your receipt: {}", order_url.replace("?", "/receipt?")),
+    ] {
+        assert!(unfolded.contains(&part), "{part}: {unfolded}");
+    }
+    assert!(html.contains("Organised by Northwind"), "{html}");
+
+    // The invite: one VEVENT per ticket, the start in UTC, each with its own link and
+    // the UID its /join page serves too.
     let ics = part(&parsed, "text/calendar").unwrap().get_body().unwrap();
     let cal: icalendar::Calendar = ics.parse().expect("a standard parser accepts the invite");
-    assert_eq!(cal.components.len(), 1);
+    assert_eq!(cal.components.len(), 2, "{ics}");
+    let flat = ics.replace("\r\n ", "");
+    for l in join_links(&text) {
+        assert!(flat.contains(&l), "{l}: {ics}");
+        let served = t
+            .http
+            .get(format!("{l}/calendar.ics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let uid = served
+            .replace("\r\n ", "")
+            .lines()
+            .find(|l| l.starts_with("UID:"))
+            .unwrap()
+            .to_owned();
+        assert!(flat.contains(&uid), "{uid}: {ics}");
+    }
     assert!(
         ics.contains(&format!("DTSTART:{}", starts.format("%Y%m%dT%H%M%SZ"))),
         "{ics}"

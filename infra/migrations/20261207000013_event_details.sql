@@ -16,8 +16,3 @@ ALTER TABLE events
     ADD CONSTRAINT events_sale_window CHECK (
         sales_open_at IS NULL OR sales_close_at IS NULL OR sales_close_at > sales_open_at);
 
--- The name each ticket of a multi-ticket order carries (19.4): given at checkout, one
--- per seat in seat order; a seat without one carries the buyer's name.
-ALTER TABLE orders
-    ADD COLUMN attendee_names text[] NOT NULL DEFAULT '{}'
-                              CHECK (cardinality(attendee_names) <= 100);

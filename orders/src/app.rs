@@ -58,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .route("/e/{slug}/holds/{hold_id}/pay", post(pay_form))
         .route("/e/{slug}/holds/{hold_id}/release", post(release_form))
         .route("/orders/{order_id}", get(order_page))
+        .route("/orders/{order_id}/receipt", get(receipt_page))
+        .route("/orders/{order_id}/names", post(names_form))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             platform::metrics::track,
@@ -139,8 +141,23 @@ async fn hold(
 ) -> Result<HoldCreated, Error> {
     let (event, tiers) = load_event(s, slug).await?;
     let claims = admission(s, &event, headers)?;
-    if event.status != EventStatus::Scheduled || event.ends_at <= chrono::Utc::now() {
+    let now = chrono::Utc::now();
+    if event.status != EventStatus::Scheduled || event.ends_at <= now {
         return Err(Error::Conflict("not_on_sale", "this event is not on sale"));
+    }
+    // The window is the organiser's; the catalog's copy may be a second old, which is
+    // as close as a sale's opening needs to be.
+    if event.sales_open_at.is_some_and(|open| now < open) {
+        return Err(Error::Conflict(
+            "sales_not_open",
+            "sales for this event have not opened yet",
+        ));
+    }
+    if event.sales_close_at.is_some_and(|close| now >= close) {
+        return Err(Error::Conflict(
+            "sales_closed",
+            "sales for this event have closed",
+        ));
     }
     let tier = tiers
         .iter()
@@ -315,8 +332,9 @@ async fn order_view(
     let order = sqlx::query!(
         r#"SELECT o.status AS "status: OrderStatus", o.amount_cents, o.currency, o.quantity,
                   o.refunded_cents, o.payment_intent_id, o.paid_at IS NOT NULL AS "ever_paid!",
+                  o.paid_at, o.buyer_email, o.buyer_name, o.created_at,
                   t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone,
-                  h.expires_at AS held_until
+                  e.organiser, e.organiser_email, h.expires_at AS held_until
            FROM orders o JOIN tiers t ON t.id = o.tier_id JOIN events e ON e.id = o.event_id
                 JOIN holds h ON h.id = o.hold_id
            WHERE o.id = $1"#,
@@ -327,8 +345,10 @@ async fn order_view(
     .ok_or(Error::NotFound("order"))?;
     let tickets = sqlx::query_as!(
         pages::TicketView,
-        r#"SELECT id, code, status AS "status: TicketStatus" FROM tickets
-           WHERE order_id = $1 ORDER BY seat_no"#,
+        r#"SELECT t.id, t.code, t.status AS "status: TicketStatus", t.holder_name,
+                  t.holder_email = o.buyer_email AS "mine!"
+           FROM tickets t JOIN orders o ON o.id = t.order_id
+           WHERE t.order_id = $1 ORDER BY t.seat_no"#,
         order_id
     )
     .fetch_all(&s.db)
@@ -355,6 +375,13 @@ async fn order_view(
         payment_intent_id: order.payment_intent_id,
         held_until: order.held_until,
         payment: pages::Payment::Unasked,
+        buyer_email: order.buyer_email,
+        buyer_name: order.buyer_name,
+        ordered_at: order.created_at,
+        paid_at: order.paid_at,
+        organiser: order.organiser,
+        organiser_email: order.organiser_email,
+        token: token.to_owned(),
     })
 }
 
@@ -619,6 +646,90 @@ async fn pay_form(
     match result {
         Ok(view) => Redirect::to(&view.payment.pay_url).into_response(),
         Err(e) => page_error(&s, e, at(&slug)),
+    }
+}
+
+/// `GET /orders/{id}/receipt`: what was paid, for whom, to whom, and what came back;
+/// printable. Only a paid (or later refunded) order has one.
+async fn receipt_page(
+    State(s): State<AppState>,
+    Path(order_id): Path<Uuid>,
+    Query(q): Query<OrderTokenQuery>,
+) -> Response {
+    match order_view(&s, order_id, q.order_token.as_deref()).await {
+        Ok(view) if view.paid_at.is_some() => Html(pages::receipt(&view)).into_response(),
+        Ok(view) => {
+            Redirect::to(&format!("/orders/{order_id}?order_token={}", view.token)).into_response()
+        }
+        Err(e) => page_error(&s, e, dead_ends::Context::default()),
+    }
+}
+
+/// The names typed on the order page, one per ticket (`name_{code}`).
+#[derive(Debug, Deserialize)]
+struct TicketNames {
+    #[serde(flatten)]
+    names: std::collections::HashMap<String, String>,
+}
+
+/// `POST /orders/{id}/names`: puts a name on each ticket the buyer still holds (a
+/// ticket given to someone else carries theirs). Audited on the order; an empty name
+/// gives the ticket the buyer's name back.
+async fn names_form(
+    State(s): State<AppState>,
+    Path(order_id): Path<Uuid>,
+    Query(q): Query<OrderTokenQuery>,
+    Form(form): Form<TicketNames>,
+) -> Response {
+    let result = async {
+        let view = order_view(&s, order_id, q.order_token.as_deref()).await?;
+        let mut changed = Vec::new();
+        for t in view
+            .tickets
+            .iter()
+            .filter(|t| t.mine && t.status == TicketStatus::Valid)
+        {
+            let Some(typed) = form.names.get(&format!("name_{}", t.code)) else {
+                continue;
+            };
+            let name = match typed.trim() {
+                "" => view.buyer_name.clone(),
+                n => BuyerName::parse(n)?.as_str().to_owned(),
+            };
+            if name != t.holder_name {
+                changed.push((t.id, t.code.clone(), t.holder_name.clone(), name));
+            }
+        }
+        let mut tx = s.db.begin().await?;
+        for (id, code, before, after) in &changed {
+            sqlx::query!(
+                r#"UPDATE tickets SET holder_name = $2
+                   WHERE id = $1 AND status = 'valid'"#,
+                id,
+                after
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                r#"INSERT INTO order_events (order_id, actor, action, before, after)
+                   VALUES ($1, 'buyer', 'ticket.name', $2, $3)"#,
+                order_id,
+                serde_json::json!({"code": code, "name": before}),
+                serde_json::json!({"code": code, "name": after}),
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<_, Error>(view.token)
+    }
+    .await;
+    match result {
+        Ok(token) => Redirect::to(&format!(
+            "/orders/{order_id}?order_token={token}&named=1#tickets"
+        ))
+        .into_response(),
+        Err(e) => page_error(&s, e, dead_ends::Context::default()),
     }
 }
 

@@ -3,11 +3,8 @@
 //! the order token is derived from the order id, so repeating checkout returns the same
 //! order, intent and token.
 
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 use sqlx::PgConnection;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::Error;
@@ -34,17 +31,11 @@ pub struct PaymentView {
 /// The buyer's key to their order page: HMAC of the order id, so it needs no storage
 /// and cannot be guessed from the id.
 pub fn order_token(secret: &Secret, order_id: Uuid) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key");
-    mac.update(b"floodgate-order-v1:");
-    mac.update(order_id.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..20])
+    contract::order_link::token(secret.expose().as_bytes(), order_id)
 }
 
 pub fn token_matches(secret: &Secret, order_id: Uuid, presented: &str) -> bool {
-    order_token(secret, order_id)
-        .as_bytes()
-        .ct_eq(presented.as_bytes())
-        .into()
+    contract::order_link::matches(secret.expose().as_bytes(), order_id, presented)
 }
 
 pub async fn checkout(

@@ -133,6 +133,16 @@ pub fn dead_end(e: &Error, at: Context<'_>) -> DeadEnd {
             "Nothing can be bought for it. If you bought tickets, your refund is on its way.",
             None,
         ),
+        Error::Conflict("sales_not_open", _) => page(
+            "Sales have not opened yet",
+            "The event's page says when they open. Come back then.",
+            at.event("See when sales open"),
+        ),
+        Error::Conflict("sales_closed", _) => page(
+            "Sales have closed",
+            "Tickets for this event can no longer be bought.",
+            at.event("Back to the event"),
+        ),
         Error::Conflict("not_on_sale", _) => page(
             "Tickets are not on sale",
             "Sales for this event have closed or have not started yet.",
@@ -203,6 +213,8 @@ mod tests {
             "hold_not_active",
             "event_cancelled",
             "not_on_sale",
+            "sales_not_open",
+            "sales_closed",
             "anything_else",
         ] {
             errors.push(Error::Conflict(code, "an integrator's message"));

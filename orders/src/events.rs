@@ -29,9 +29,21 @@ pub struct NewEventRequest {
     pub queue: QueueRequest,
     #[serde(default)]
     pub hold_ttl_seconds: Option<i32>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub organiser: String,
+    #[serde(default)]
+    pub organiser_email: Option<String>,
+    #[serde(default)]
+    pub sales_open_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub sales_close_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub hosts_see_buyer_emails: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTierRequest {
     pub code: String,
@@ -98,6 +110,77 @@ pub struct NewEvent {
     pub tiers: Vec<NewTier>,
     pub admission: AdmissionSettings,
     pub hold_ttl_seconds: i32,
+    pub details: Details,
+}
+
+/// What buyers read about an event besides its title and times, and who may see what:
+/// set at creation and on the edit page alike, checked by [`Details::check`].
+#[derive(Debug, Clone, Default)]
+pub struct Details {
+    pub description: String,
+    pub organiser: String,
+    pub organiser_email: Option<String>,
+    pub sales_open_at: Option<DateTime<Utc>>,
+    pub sales_close_at: Option<DateTime<Utc>>,
+    pub hosts_see_buyer_emails: bool,
+}
+
+impl Details {
+    /// Trims the texts and refuses what buyers could not read or an e-mail could not
+    /// carry: a description over 4,000 characters, an organiser name with line breaks,
+    /// an address without one `@`, a sale that closes before it opens or after the
+    /// event has ended.
+    pub fn check(mut self, ends_at: DateTime<Utc>) -> Result<Self, Error> {
+        self.description = self.description.trim().replace("\r\n", "\n");
+        if self.description.chars().count() > 4000 {
+            return Err(invalid("The description can be at most 4,000 characters."));
+        }
+        if self
+            .description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(invalid(
+                "The description may contain line breaks but no other control characters.",
+            ));
+        }
+        self.organiser = self.organiser.trim().to_owned();
+        if self.organiser.chars().count() > 200 {
+            return Err(invalid(
+                "The organiser's name can be at most 200 characters.",
+            ));
+        }
+        if self.organiser.chars().any(|c| c.is_control()) {
+            return Err(invalid("The organiser's name must be on one line."));
+        }
+        self.organiser_email = match self.organiser_email.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => {
+                let mut parts = a.split('@');
+                let ok = matches!((parts.next(), parts.next(), parts.next()),
+                    (Some(l), Some(d), None) if !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
+                    && a.len() <= 254
+                    && !a.chars().any(|c| c.is_whitespace() || c.is_control());
+                if !ok {
+                    return Err(invalid(
+                        "The organiser's address must look like name@example.org.",
+                    ));
+                }
+                Some(a.to_owned())
+            }
+        };
+        if let (Some(open), Some(close)) = (self.sales_open_at, self.sales_close_at)
+            && close <= open
+        {
+            return Err(invalid("Sales must close after they open."));
+        }
+        if let Some(open) = self.sales_open_at
+            && open >= ends_at
+        {
+            return Err(invalid("Sales must open before the event ends."));
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +197,70 @@ fn invalid(msg: impl Into<String>) -> Error {
     Error::Invalid(msg.into())
 }
 
+impl NewTierRequest {
+    /// One tier's own rules; that codes differ is the event's to check.
+    pub fn check(self) -> Result<NewTier, Error> {
+        let code_ok = !self.code.is_empty()
+            && self.code.len() <= 32
+            && self
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !code_ok {
+            return Err(invalid(format!(
+                "The tier code {:?} must be 1 to 32 lowercase letters, digits, - or _.",
+                self.code
+            )));
+        }
+        let name = self.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 120 {
+            return Err(invalid(format!(
+                "Tier {}: the name must be 1 to 120 characters.",
+                self.code
+            )));
+        }
+        if name.chars().any(|c| c.is_control()) {
+            return Err(invalid(format!(
+                "Tier {}: the name must be on one line.",
+                self.code
+            )));
+        }
+        if !(0..=100_000_000).contains(&self.price_cents) {
+            return Err(invalid(format!(
+                "Tier {}: the price must be between 0 and 1,000,000.00.",
+                self.code
+            )));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(format!(
+                "Tier {}: the currency is a three-letter code such as EUR.",
+                self.code
+            )));
+        }
+        if !(0..=1_000_000).contains(&self.capacity) {
+            return Err(invalid(format!(
+                "Tier {}: the capacity must be between 0 and 1,000,000.",
+                self.code
+            )));
+        }
+        let max_per_order = self.max_per_order.unwrap_or(10);
+        if !(1..=100).contains(&max_per_order) {
+            return Err(invalid(format!(
+                "Tier {}: a buyer may take 1 to 100 tickets per order.",
+                self.code
+            )));
+        }
+        Ok(NewTier {
+            code: self.code,
+            name,
+            price_cents: self.price_cents,
+            currency: self.currency,
+            capacity: self.capacity,
+            max_per_order,
+        })
+    }
+}
+
 /// A title travels into e-mail subjects and calendar invites, line-based formats: a
 /// line break in it would add a line of the attacker's choosing (the writers escape
 /// too; this keeps such a title out of the database in the first place).
@@ -123,7 +270,7 @@ fn check_title_characters(title: &str) -> Result<(), Error> {
         .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
     {
         return Err(invalid(
-            "title may not contain line breaks, tabs or other control characters",
+            "The title must be on one line, without tabs or other control characters.",
         ));
     }
     Ok(())
@@ -134,63 +281,34 @@ impl NewEventRequest {
         let slug = EventSlug::parse(&self.slug).map_err(|e| invalid(e.to_string()))?;
         let title = self.title.trim().to_owned();
         if title.is_empty() || title.chars().count() > 200 {
-            return Err(invalid("title must be 1 to 200 characters"));
+            return Err(invalid("The title must be 1 to 200 characters."));
         }
         check_title_characters(&title)?;
         if self.ends_at <= self.starts_at {
-            return Err(invalid("ends_at must be after starts_at"));
+            return Err(invalid("The event must end after it starts."));
         }
-        let timezone: chrono_tz::Tz = self
-            .timezone
-            .parse()
-            .map_err(|_| invalid(format!("unknown time zone {:?}", self.timezone)))?;
+        let timezone: chrono_tz::Tz = self.timezone.parse().map_err(|_| {
+            invalid(format!(
+                "{:?} is not a time zone name such as Europe/Amsterdam.",
+                self.timezone
+            ))
+        })?;
         if self.tiers.is_empty() || self.tiers.len() > 20 {
-            return Err(invalid("an event has 1 to 20 tiers"));
+            return Err(invalid("An event has 1 to 20 tiers."));
         }
         let mut codes = HashSet::new();
         let tiers = self
             .tiers
             .into_iter()
             .map(|t| {
-                let code_ok = !t.code.is_empty()
-                    && t.code.len() <= 32
-                    && t.code.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                    });
-                if !code_ok {
+                let t = t.check()?;
+                if !codes.insert(t.code.clone()) {
                     return Err(invalid(format!(
-                        "tier code {:?}: 1 to 32 lowercase letters, digits, - or _",
+                        "Two tiers have the code {}; each needs its own.",
                         t.code
                     )));
                 }
-                if !codes.insert(t.code.clone()) {
-                    return Err(invalid(format!("tier code {:?} appears twice", t.code)));
-                }
-                let name = t.name.trim().to_owned();
-                if name.is_empty() || name.chars().count() > 120 {
-                    return Err(invalid("tier name must be 1 to 120 characters"));
-                }
-                if t.price_cents < 0 || t.price_cents > 100_000_000 {
-                    return Err(invalid("price_cents must be between 0 and 100000000"));
-                }
-                if t.currency.len() != 3 || !t.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err(invalid("currency is a three-letter ISO code such as EUR"));
-                }
-                if !(0..=1_000_000).contains(&t.capacity) {
-                    return Err(invalid("capacity must be between 0 and 1000000"));
-                }
-                let max_per_order = t.max_per_order.unwrap_or(10);
-                if !(1..=100).contains(&max_per_order) {
-                    return Err(invalid("max_per_order must be between 1 and 100"));
-                }
-                Ok(NewTier {
-                    code: t.code,
-                    name,
-                    price_cents: t.price_cents,
-                    currency: t.currency,
-                    capacity: t.capacity,
-                    max_per_order,
-                })
+                Ok(t)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let defaults = AdmissionSettings::default();
@@ -210,8 +328,17 @@ impl NewEventRequest {
         admission.validate().map_err(|e| invalid(e.to_string()))?;
         let hold_ttl_seconds = self.hold_ttl_seconds.unwrap_or(600);
         if !(60..=3600).contains(&hold_ttl_seconds) {
-            return Err(invalid("hold_ttl_seconds must be between 60 and 3600"));
+            return Err(invalid("Seats are held for 1 to 60 minutes."));
         }
+        let details = Details {
+            description: self.description,
+            organiser: self.organiser,
+            organiser_email: self.organiser_email,
+            sales_open_at: self.sales_open_at,
+            sales_close_at: self.sales_close_at,
+            hosts_see_buyer_emails: self.hosts_see_buyer_emails,
+        }
+        .check(self.ends_at)?;
         Ok(NewEvent {
             slug,
             title,
@@ -223,6 +350,7 @@ impl NewEventRequest {
             tiers,
             admission,
             hold_ttl_seconds,
+            details,
         })
     }
 }
@@ -246,6 +374,12 @@ pub struct Event {
     pub admission_ttl_seconds: i32,
     pub queue_opens_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub description: String,
+    pub organiser: String,
+    pub organiser_email: Option<String>,
+    pub sales_open_at: Option<DateTime<Utc>>,
+    pub sales_close_at: Option<DateTime<Utc>>,
+    pub hosts_see_buyer_emails: bool,
 }
 
 impl Event {
@@ -293,12 +427,17 @@ pub async fn create(conn: &mut PgConnection, new: &NewEvent) -> Result<Event, Er
         Event,
         r#"INSERT INTO events (id, slug, title, starts_at, ends_at, timezone, meeting,
                 refund_policy, hold_ttl_seconds, queue_mode, queue_rate_per_minute,
-                queue_max_active, admission_ttl_seconds, queue_opens_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                queue_max_active, admission_ttl_seconds, queue_opens_at, description,
+                organiser, organiser_email, sales_open_at, sales_close_at,
+                hosts_see_buyer_emails)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                $17, $18, $19, $20)
            RETURNING id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
                 status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
                 queue_rate_per_minute,
-                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at"#,
+                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at,
+                description, organiser, organiser_email, sales_open_at, sales_close_at,
+                hosts_see_buyer_emails"#,
         Uuid::now_v7(),
         new.slug.as_str(),
         new.title,
@@ -313,6 +452,12 @@ pub async fn create(conn: &mut PgConnection, new: &NewEvent) -> Result<Event, Er
         a.max_active as i32,
         a.admission_ttl_seconds as i32,
         a.opens_at,
+        new.details.description,
+        new.details.organiser,
+        new.details.organiser_email,
+        new.details.sales_open_at,
+        new.details.sales_close_at,
+        new.details.hosts_see_buyer_emails,
     )
     .fetch_one(&mut *conn)
     .await
@@ -347,7 +492,9 @@ pub async fn by_slug(db: impl PgExecutor<'_>, slug: &str) -> Result<Option<Event
         r#"SELECT id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
                 status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
                 queue_rate_per_minute,
-                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at
+                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at,
+                description, organiser, organiser_email, sales_open_at, sales_close_at,
+                hosts_see_buyer_emails
            FROM events WHERE slug = $1"#,
         slug
     )
@@ -362,7 +509,9 @@ pub async fn lock_by_slug(conn: &mut PgConnection, slug: &str) -> Result<Option<
         r#"SELECT id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
                 status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
                 queue_rate_per_minute,
-                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at
+                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at,
+                description, organiser, organiser_email, sales_open_at, sales_close_at,
+                hosts_see_buyer_emails
            FROM events WHERE slug = $1 FOR UPDATE"#,
         slug
     )
@@ -376,7 +525,9 @@ pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Event>, Error> {
         r#"SELECT id, slug, title, starts_at, ends_at, timezone, meeting, refund_policy,
                 status AS "status: EventStatus", hold_ttl_seconds, queue_mode AS "queue_mode: Mode",
                 queue_rate_per_minute,
-                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at
+                queue_max_active, admission_ttl_seconds, queue_opens_at, created_at,
+                description, organiser, organiser_email, sales_open_at, sales_close_at,
+                hosts_see_buyer_emails
            FROM events ORDER BY starts_at, slug"#
     )
     .fetch_all(db)
@@ -425,6 +576,12 @@ pub struct PublicEvent {
     pub ends_at: DateTime<Utc>,
     pub timezone: String,
     pub status: EventStatus,
+    pub description: String,
+    pub organiser: String,
+    pub organiser_email: Option<String>,
+    pub refund_policy: serde_json::Value,
+    pub sales_open_at: Option<DateTime<Utc>>,
+    pub sales_close_at: Option<DateTime<Utc>>,
     pub tiers: Vec<PublicTier>,
 }
 
@@ -448,6 +605,12 @@ impl PublicEvent {
             ends_at: e.ends_at,
             timezone: e.timezone.clone(),
             status: e.status,
+            description: e.description.clone(),
+            organiser: e.organiser.clone(),
+            organiser_email: e.organiser_email.clone(),
+            refund_policy: e.refund_policy.clone(),
+            sales_open_at: e.sales_open_at,
+            sales_close_at: e.sales_close_at,
             tiers: tiers
                 .iter()
                 .map(|t| PublicTier {
@@ -538,8 +701,20 @@ pub struct EventEdit {
     pub timezone: String,
     pub meeting: Meeting,
     pub refund_policy: RefundPolicy,
-    /// (tier id, price in cents, capacity) for tiers of this event.
-    pub tiers: Vec<(Uuid, i64, i32)>,
+    pub hold_ttl_seconds: i32,
+    pub tiers: Vec<TierEdit>,
+    /// Tiers added to the event, checked as at creation.
+    pub new_tiers: Vec<NewTierRequest>,
+    pub details: Details,
+}
+
+/// A change to one of the event's tiers.
+#[derive(Debug, Clone)]
+pub struct TierEdit {
+    pub id: Uuid,
+    pub price_cents: i64,
+    pub capacity: i32,
+    pub max_per_order: i32,
 }
 
 /// Applies an edit in the caller's transaction. A capacity below what is already sold
@@ -551,57 +726,115 @@ pub async fn update(
 ) -> Result<(), Error> {
     let title = edit.title.trim();
     if title.is_empty() || title.chars().count() > 200 {
-        return Err(invalid("title must be 1 to 200 characters"));
+        return Err(invalid("The title must be 1 to 200 characters."));
     }
     check_title_characters(title)?;
-    let timezone: chrono_tz::Tz = edit
-        .timezone
-        .trim()
-        .parse()
-        .map_err(|_| invalid(format!("unknown time zone {:?}", edit.timezone)))?;
+    let timezone: chrono_tz::Tz = edit.timezone.trim().parse().map_err(|_| {
+        invalid(format!(
+            "{:?} is not a time zone name such as Europe/Amsterdam.",
+            edit.timezone
+        ))
+    })?;
+    if !(60..=3600).contains(&edit.hold_ttl_seconds) {
+        return Err(invalid("Seats are held for 1 to 60 minutes."));
+    }
     let meeting = serde_json::to_value(&edit.meeting).expect("meeting serialises");
     let policy = serde_json::to_value(&edit.refund_policy).expect("policy serialises");
-    let updated = sqlx::query!(
-        r#"UPDATE events SET title = $2, timezone = $3, meeting = $4, refund_policy = $5, updated_at = now()
+    let ends_at = sqlx::query_scalar!(
+        "SELECT ends_at FROM events WHERE id = $1 FOR UPDATE",
+        event_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound("event"))?;
+    let d = edit.details.clone().check(ends_at)?;
+    sqlx::query!(
+        r#"UPDATE events SET title = $2, timezone = $3, meeting = $4, refund_policy = $5,
+                description = $6, organiser = $7, organiser_email = $8, sales_open_at = $9,
+                sales_close_at = $10, hosts_see_buyer_emails = $11, hold_ttl_seconds = $12,
+                updated_at = now()
            WHERE id = $1"#,
         event_id,
         title,
         timezone.name(),
         meeting,
-        policy
+        policy,
+        d.description,
+        d.organiser,
+        d.organiser_email,
+        d.sales_open_at,
+        d.sales_close_at,
+        d.hosts_see_buyer_emails,
+        edit.hold_ttl_seconds,
     )
     .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        return Err(Error::NotFound("event"));
-    }
-    for (tier, price, capacity) in &edit.tiers {
-        if !(0..=100_000_000).contains(price) {
-            return Err(invalid("price_cents must be between 0 and 100000000"));
+    .await?;
+    for t in &edit.tiers {
+        if !(0..=100_000_000).contains(&t.price_cents) {
+            return Err(invalid("A price must be between 0 and 1,000,000.00."));
         }
-        if !(0..=1_000_000).contains(capacity) {
-            return Err(invalid("capacity must be between 0 and 1000000"));
+        if !(0..=1_000_000).contains(&t.capacity) {
+            return Err(invalid("A capacity must be between 0 and 1,000,000."));
+        }
+        if !(1..=100).contains(&t.max_per_order) {
+            return Err(invalid("A buyer may take 1 to 100 tickets per order."));
         }
         let row = sqlx::query!(
-            r#"UPDATE tiers SET price_cents = $3,
+            r#"UPDATE tiers SET price_cents = $3, max_per_order = $5,
                       capacity = CASE WHEN sold + held <= $4 THEN $4 ELSE capacity END
                WHERE id = $1 AND event_id = $2
                RETURNING code, sold, held, capacity"#,
-            tier,
+            t.id,
             event_id,
-            price,
-            capacity
+            t.price_cents,
+            t.capacity,
+            t.max_per_order,
         )
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(Error::NotFound("tier"))?;
-        if row.capacity != *capacity {
+        if row.capacity != t.capacity {
             return Err(invalid(format!(
-                "tier {}: capacity {capacity} is below the {} sold and {} held",
+                "Tier {}: the capacity cannot go below the {} sold and {} held.",
                 row.code, row.sold, row.held
             )));
         }
+    }
+    for new in &edit.new_tiers {
+        let t = new.clone().check()?;
+        let added = sqlx::query!(
+            r#"INSERT INTO tiers (id, event_id, code, name, price_cents, currency, capacity,
+                    max_per_order, position)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, COALESCE(max(position) + 1, 0)
+                 FROM tiers WHERE event_id = $2
+               ON CONFLICT (event_id, code) DO NOTHING"#,
+            Uuid::now_v7(),
+            event_id,
+            t.code,
+            t.name,
+            t.price_cents,
+            t.currency,
+            t.capacity,
+            t.max_per_order,
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if added == 0 {
+            return Err(invalid(format!(
+                "The event already has a tier with the code {}.",
+                t.code
+            )));
+        }
+    }
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM tiers WHERE event_id = $1"#,
+        event_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if count > 20 {
+        return Err(invalid("An event has 1 to 20 tiers."));
     }
     Ok(())
 }

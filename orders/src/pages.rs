@@ -27,6 +27,7 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         template!("event.html"),
         template!("hold.html"),
         template!("order.html"),
+        template!("receipt.html"),
         template!("error.html"),
     ] {
         env.add_template(name, source)
@@ -49,6 +50,55 @@ fn when(starts_at: DateTime<Utc>, timezone: &str) -> String {
         "{} ({timezone})",
         starts_at.with_timezone(&tz).format("%A %-d %B %Y, %H:%M")
     )
+}
+
+/// "Friday 8 January 2027, 19:30–21:30 (Europe/Amsterdam)"; an event over several days
+/// names the end's date too.
+fn span(starts_at: DateTime<Utc>, ends_at: DateTime<Utc>, timezone: &str) -> String {
+    let tz = zone(timezone);
+    let (s, e) = (starts_at.with_timezone(&tz), ends_at.with_timezone(&tz));
+    let end = if s.date_naive() == e.date_naive() {
+        e.format("%H:%M").to_string()
+    } else {
+        e.format("%A %-d %B %Y, %H:%M").to_string()
+    };
+    format!("{}–{end} ({timezone})", s.format("%A %-d %B %Y, %H:%M"))
+}
+
+/// A moment as the event page names it, in the event's zone: "Monday 4 January, 19:30".
+fn moment(t: DateTime<Utc>, timezone: &str) -> String {
+    t.with_timezone(&zone(timezone))
+        .format("%A %-d %B %Y, %H:%M")
+        .to_string()
+}
+
+/// The refund policy in a sentence, with the moment it ends.
+fn refund_policy(e: &PublicEvent) -> Option<String> {
+    let hours = e
+        .refund_policy
+        .get("refundable_until_hours_before")?
+        .as_i64()?;
+    let until = e.starts_at - chrono::Duration::hours(hours);
+    Some(if hours == 0 {
+        "You can ask for a refund until the event starts.".to_owned()
+    } else {
+        format!(
+            "You can ask for a refund until {hours} hour{} before the start ({}); after that, only the organiser can make an exception.",
+            if hours == 1 { "" } else { "s" },
+            moment(until, &e.timezone)
+        )
+    })
+}
+
+/// Where the sale stands: "open", "not_open" or "closed".
+fn sale(e: &PublicEvent, now: DateTime<Utc>) -> &'static str {
+    if e.sales_open_at.is_some_and(|t| now < t) {
+        "not_open"
+    } else if e.sales_close_at.is_some_and(|t| now >= t) || e.ends_at <= now {
+        "closed"
+    } else {
+        "open"
+    }
 }
 
 /// What the buyer typed, shown again when the form comes back with an error.
@@ -77,18 +127,24 @@ pub fn event(e: &PublicEvent, error: Option<&str>, prefill: Option<&Prefill>) ->
         .max(1);
     // Point assistive technology at the field the message is about.
     let invalid = |field: &str| error.is_some_and(|m| m.contains(field));
+    let now = Utc::now();
     render(
         "event.html",
         context! {
             event => e,
-            when => when(e.starts_at, &e.timezone),
+            when => span(e.starts_at, e.ends_at, &e.timezone),
+            refund_policy => refund_policy(e),
+            sale => sale(e, now),
+            sales_open => e.sales_open_at.map(|t| moment(t, &e.timezone)),
+            sales_close => e.sales_close_at.map(|t| moment(t, &e.timezone)),
+            cancelled => e.status != contract::states::EventStatus::Scheduled,
             error => error.map(capitalise),
             invalid => context! {
                 quantity => invalid("quantity"),
                 name => invalid("name"),
                 email => invalid("email"),
             },
-            on_sale => e.tiers.iter().any(|t| t.available > 0),
+            available => e.tiers.iter().any(|t| t.available > 0),
             prefill => p,
             quantity => p.quantity.clamp(1, max),
             max,
@@ -168,6 +224,12 @@ pub struct TicketView {
     pub id: Uuid,
     pub code: String,
     pub status: TicketStatus,
+    /// Whose name the ticket carries (the buyer's unless they named someone).
+    #[serde(skip)]
+    pub holder_name: String,
+    /// Still the buyer's (not given to someone else's address).
+    #[serde(skip)]
+    pub mine: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -199,6 +261,21 @@ pub struct OrderView {
     /// What the provider says of an order waiting for payment (the page asks it).
     #[serde(skip)]
     pub payment: Payment,
+    #[serde(skip)]
+    pub buyer_email: String,
+    #[serde(skip)]
+    pub buyer_name: String,
+    #[serde(skip)]
+    pub ordered_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub paid_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub organiser: String,
+    #[serde(skip)]
+    pub organiser_email: Option<String>,
+    /// The order token the page was opened with, for its own links.
+    #[serde(skip)]
+    pub token: String,
 }
 
 /// An unpaid order's payment as the provider reports it.
@@ -233,8 +310,19 @@ pub fn order(o: &OrderView) -> String {
     let tickets: Vec<_> = o
         .tickets
         .iter()
-        .map(|t| context! { code => t.code, state => ticket_state(t.status) })
+        .map(|t| {
+            context! {
+                code => t.code,
+                state => ticket_state(t.status),
+                name => t.holder_name,
+                nameable => t.mine && t.status == TicketStatus::Valid,
+            }
+        })
         .collect();
+    let nameable = o.tickets.len() > 1
+        && o.tickets
+            .iter()
+            .any(|t| t.mine && t.status == TicketStatus::Valid);
     render(
         "order.html",
         context! {
@@ -252,6 +340,47 @@ pub fn order(o: &OrderView) -> String {
             held_until_local => o.held_until.with_timezone(&tz).format("%H:%M").to_string(),
             timezone => o.timezone,
             order_id => o.order_id.to_string(),
+            token => o.token,
+            buyer_email => o.buyer_email,
+            receipt => o.paid_at.is_some(),
+            nameable,
+            organiser => o.organiser,
+            organiser_email => o.organiser_email,
+        },
+    )
+}
+
+/// The receipt: who paid whom for what, when, and what was refunded; printable.
+pub fn receipt(o: &OrderView) -> String {
+    let tz = zone(&o.timezone);
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%-d %B %Y, %H:%M").to_string();
+    let unit = if o.quantity > 0 {
+        o.amount_cents / i64::from(o.quantity)
+    } else {
+        o.amount_cents
+    };
+    render(
+        "receipt.html",
+        context! {
+            order_id => o.order_id.to_string(),
+            token => o.token,
+            event_title => o.event_title,
+            when => when(o.starts_at, &o.timezone),
+            organiser => o.organiser,
+            organiser_email => o.organiser_email,
+            buyer_name => o.buyer_name,
+            buyer_email => o.buyer_email,
+            ordered => local(o.ordered_at),
+            paid => o.paid_at.map(local),
+            timezone => o.timezone,
+            tier => o.tier,
+            quantity => o.quantity,
+            unit_cents => unit,
+            amount_cents => o.amount_cents,
+            refunded_cents => o.refunded_cents,
+            net_cents => o.amount_cents - o.refunded_cents,
+            currency => o.currency,
+            codes => o.tickets.iter().map(|t| t.code.as_str()).collect::<Vec<_>>(),
         },
     )
 }
@@ -281,10 +410,16 @@ mod tests {
         PublicEvent {
             slug: "gig".into(),
             title: title.into(),
-            starts_at: Utc::now(),
-            ends_at: Utc::now(),
+            starts_at: Utc::now() + chrono::Duration::days(1),
+            ends_at: Utc::now() + chrono::Duration::days(1) + chrono::Duration::hours(2),
             timezone: "Europe/Amsterdam".into(),
             status: EventStatus::Scheduled,
+            description: String::new(),
+            organiser: String::new(),
+            organiser_email: None,
+            refund_policy: serde_json::json!({"refundable_until_hours_before": 48}),
+            sales_open_at: None,
+            sales_close_at: None,
             tiers: vec![PublicTier {
                 code: "ga".into(),
                 name: format!("General {SCRIPT}"),
@@ -294,6 +429,37 @@ mod tests {
                 available: 4,
                 max_per_order: 4,
             }],
+        }
+    }
+
+    /// A paid two-ticket order for Ada, to vary per test.
+    fn an_order() -> OrderView {
+        OrderView {
+            order_id: Uuid::nil(),
+            status: OrderStatus::Paid,
+            amount_cents: 5000,
+            refunded_cents: 0,
+            currency: "EUR".into(),
+            quantity: 2,
+            tier: "General".into(),
+            event_title: "Gig".into(),
+            event_slug: "gig".into(),
+            starts_at: Utc::now(),
+            timezone: "UTC".into(),
+            tickets: vec![],
+            deliveries: vec![],
+            pay_url: None,
+            ever_paid: true,
+            payment_intent_id: None,
+            held_until: Utc::now(),
+            payment: Payment::Unasked,
+            buyer_email: "ada@example.org".into(),
+            buyer_name: "Ada".into(),
+            ordered_at: Utc::now(),
+            paid_at: None,
+            organiser: String::new(),
+            organiser_email: None,
+            token: "t".into(),
         }
     }
 
@@ -335,24 +501,12 @@ mod tests {
         assert_escaped(&hold(&view), 5);
 
         let o = OrderView {
-            order_id: Uuid::nil(),
             status: OrderStatus::PendingPayment,
-            amount_cents: 5000,
-            refunded_cents: 0,
-            currency: "EUR".into(),
-            quantity: 2,
             tier: SCRIPT.into(),
             event_title: SCRIPT.into(),
-            event_slug: "gig".into(),
-            starts_at: Utc::now(),
-            timezone: "UTC".into(),
-            tickets: vec![],
-            deliveries: vec![],
             pay_url: Some(format!("https://pay.example/{SCRIPT}")),
             ever_paid: false,
-            payment_intent_id: None,
-            held_until: Utc::now(),
-            payment: Payment::Unasked,
+            ..an_order()
         };
         assert_escaped(&order(&o), 4);
         let link = crate::dead_ends::DeadEnd {
@@ -362,6 +516,56 @@ mod tests {
             forget_turn: false,
         };
         assert_escaped(&error(&link), 1);
+    }
+
+    #[test]
+    fn the_event_page_says_what_who_until_when_and_whether_it_is_on_sale() {
+        let mut e = gig("Gig");
+        e.starts_at = "2030-01-04T18:30:00Z".parse().unwrap();
+        e.ends_at = "2030-01-04T21:00:00Z".parse().unwrap();
+        e.description = format!("Line one\n\nLine two {SCRIPT}");
+        e.organiser = format!("Northwind {SCRIPT}");
+        e.organiser_email = Some("tickets@northwind.example".into());
+        e.sales_close_at = Some("2030-01-04T17:00:00Z".parse().unwrap());
+        let html = event(&e, None, None);
+        assert!(
+            html.contains("Friday 4 January 2030, 19:30–22:00 (Europe/Amsterdam)"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Line one\n\nLine two"),
+            "line breaks kept: {html}"
+        );
+        // The description and organiser, and the tier's name in the table and the form.
+        assert_escaped(&html, 4);
+        assert!(html.contains(r#"href="mailto:tickets@northwind.example""#));
+        assert!(
+            html.contains("until 48 hours before the start (Wednesday 2 January 2030, 19:30)"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Sales close Friday 4 January 2030, 18:00."),
+            "{html}"
+        );
+        assert!(html.contains(r#"<form class="buy""#));
+
+        e.sales_open_at = Some(Utc::now() + chrono::Duration::hours(1));
+        let html = event(&e, None, None);
+        assert!(
+            !html.contains(r#"<form class="buy""#),
+            "no form before the sale opens"
+        );
+        assert!(html.contains(r#"id="sale">Sales open "#), "{html}");
+
+        e.sales_open_at = None;
+        e.sales_close_at = Some(Utc::now() - chrono::Duration::minutes(1));
+        let html = event(&e, None, None);
+        assert!(!html.contains(r#"<form class="buy""#));
+        assert!(html.contains("Sales have closed."));
+
+        e.sales_close_at = None;
+        e.status = EventStatus::Cancelled;
+        assert!(event(&e, None, None).contains("This event was cancelled."));
     }
 
     #[test]
@@ -378,30 +582,45 @@ mod tests {
     }
 
     #[test]
+    fn the_receipt_says_who_paid_whom_what_and_what_came_back() {
+        let o = OrderView {
+            status: OrderStatus::PartiallyRefunded,
+            refunded_cents: 2500,
+            tier: SCRIPT.into(),
+            paid_at: Some(Utc::now()),
+            organiser: "Northwind".into(),
+            organiser_email: Some("tickets@northwind.example".into()),
+            token: "tok".into(),
+            ..an_order()
+        };
+        let html = receipt(&o);
+        assert_escaped(&html, 1);
+        for part in [
+            "Northwind",
+            "tickets@northwind.example",
+            "ada@example.org",
+            "/orders/00000000-0000-0000-0000-000000000000?order_token=tok",
+            "−EUR 25.00",
+            r#"id="total">EUR 25.00"#,
+            "Total paid, after refunds",
+        ] {
+            assert!(html.contains(part), "{part}: {html}");
+        }
+    }
+
+    #[test]
     fn every_order_state_has_its_banner() {
         let mut o = OrderView {
-            order_id: Uuid::nil(),
-            status: OrderStatus::Paid,
-            amount_cents: 5000,
-            refunded_cents: 0,
-            currency: "EUR".into(),
-            quantity: 2,
-            tier: "General".into(),
-            event_title: "Gig".into(),
-            event_slug: "gig".into(),
-            starts_at: Utc::now(),
-            timezone: "UTC".into(),
             tickets: vec![TicketView {
                 id: Uuid::nil(),
                 code: "FG-AAAA-BBBB-CC".into(),
                 status: TicketStatus::Valid,
+                holder_name: "Ada".into(),
+                mine: true,
             }],
-            deliveries: vec![],
             pay_url: Some("https://pay.example/pi_1".into()),
-            ever_paid: true,
             payment_intent_id: Some("pi_1".into()),
-            held_until: Utc::now(),
-            payment: Payment::Unasked,
+            ..an_order()
         };
         let soon = Utc::now() + chrono::Duration::minutes(5);
         let cases = [
@@ -473,11 +692,9 @@ mod tests {
                 payment == Payment::NotPaid,
                 "{status:?} {payment:?}"
             );
-            assert!(
-                html.contains(
-                    r#"<td class="ticket">FG-AAAA-BBBB-CC</td><td class="num">Valid</td>"#
-                )
-            );
+            assert!(html.contains(
+                r#"<td class="ticket">FG-AAAA-BBBB-CC</td><td>Ada</td><td class="num">Valid</td>"#
+            ));
         }
         // Not paid and the seats already gone: no "held until" in the past.
         o.status = OrderStatus::PendingPayment;

@@ -246,3 +246,160 @@ async fn an_order_nobody_paid_says_not_paid_and_offers_to_try_again() {
     assert!(!html.contains("Try again"), "{html}");
     app.cleanup(&["gig"]).await;
 }
+
+/// The sale window is the organiser's (issue 19.12): before it opens the event page
+/// says when, offers no form, and a hold is refused whatever the queue says; after it
+/// closes the same. The API answers `409 sales_not_open` / `sales_closed`.
+#[tokio::test]
+async fn no_one_holds_seats_outside_the_sale_window() {
+    let app = spawn_app(NO_PAYMENTS).await;
+    app.event("gig", &[("ga", 10, 1000)]).await;
+    app.exec(
+        "UPDATE events SET sales_open_at = now() + interval '1 day', organiser = 'Northwind'
+         WHERE slug = 'gig'",
+    )
+    .await;
+    // The catalogue is cached for a second.
+    let turn = app.admission("gig", 1);
+    platform::poll::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || {
+            let r = app.hold("gig", &turn, "ga", 1).await;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            (status == StatusCode::CONFLICT && body["error"] == "sales_not_open")
+                .then_some(())
+                .ok_or(format!("{status} {body}"))
+        },
+    )
+    .await;
+    let html = app
+        .get("/e/gig")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"id="sale">Sales open "#), "{html}");
+    assert!(html.contains("Organised by Northwind"), "{html}");
+    assert!(!html.contains(r#"<form class="buy""#), "{html}");
+    let page = dead_end(hold_form(&app, "gig", &turn).await).await;
+    assert_eq!(page.status, StatusCode::CONFLICT);
+    assert_eq!(page.heading, "Sales have not opened yet");
+
+    app.exec(
+        "UPDATE events SET sales_open_at = now() - interval '2 days',
+                sales_close_at = now() - interval '1 minute' WHERE slug = 'gig'",
+    )
+    .await;
+    platform::poll::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || {
+            let r = app.hold("gig", &turn, "ga", 1).await;
+            let body: Value = r.json().await.unwrap();
+            (body["error"] == "sales_closed")
+                .then_some(())
+                .ok_or(format!("{body}"))
+        },
+    )
+    .await;
+    app.assert_count("SELECT count(*) FROM holds", 0).await;
+    app.cleanup(&["gig"]).await;
+}
+
+/// The confirmation page names the address the links went to, links the receipt, and
+/// lets the buyer put a name on each ticket of a multi-ticket order (issue 19.4); a
+/// name is audited on the order and a bad one changes nothing.
+#[tokio::test]
+async fn a_paid_order_names_its_address_has_a_receipt_and_takes_attendee_names() {
+    let (app, _sandbox, sandbox_base) = spawn_with_sandbox(Default::default()).await;
+    app.event("gig", &[("ga", 50, 1000)]).await;
+    let turn = app.admission("gig", 1);
+    let hold_id = hold_id_of(app.hold("gig", &turn, "ga", 2).await).await;
+    let co: Value = app.checkout(&hold_id, &turn).await.json().await.unwrap();
+    let (order_id, token) = (
+        co["order_id"].as_str().unwrap(),
+        co["order_token"].as_str().unwrap(),
+    );
+    let intent = co["payment"]["intent_id"].as_str().unwrap();
+    support::confirm_at_provider(
+        &sandbox_base,
+        intent,
+        "pm_card_visa",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    app.until_order_is(order_id, token, "paid").await;
+    let page = format!("/orders/{order_id}?order_token={token}");
+    let html = app.get(&page).send().await.unwrap().text().await.unwrap();
+    let email = app
+        .text(&format!(
+            "SELECT buyer_email FROM orders WHERE id = '{order_id}'"
+        ))
+        .await;
+    assert!(
+        html.contains(&format!("on their way to <strong>{email}</strong>")),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="ticket-names""#), "{html}");
+
+    let receipt = app
+        .get(&format!("/orders/{order_id}/receipt?order_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(receipt.status(), StatusCode::OK);
+    let receipt = receipt.text().await.unwrap();
+    assert!(receipt.contains(r#"id="total">EUR 20.00"#), "{receipt}");
+    assert!(receipt.contains(&email), "{receipt}");
+    // Another order's token opens nothing.
+    let wrong = app
+        .get(&format!(
+            "/orders/{order_id}/receipt?order_token=00{}",
+            &token[2..]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+
+    let codes: Vec<String> =
+        sqlx::query_scalar("SELECT code FROM tickets WHERE order_id = $1::uuid ORDER BY seat_no")
+            .bind(order_id)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    let names_url = app.url(&format!("/orders/{order_id}/names?order_token={token}"));
+    let bad = browser()
+        .post(&names_url)
+        .form(&[(format!("name_{}", codes[1]), "x".repeat(500))])
+        .send()
+        .await
+        .unwrap();
+    assert!(bad.status().is_client_error(), "{}", bad.status());
+    let saved = browser()
+        .post(&names_url)
+        .form(&[(format!("name_{}", codes[1]), "Grace Hopper")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT holder_name FROM tickets WHERE order_id = $1::uuid ORDER BY seat_no",
+    )
+    .bind(order_id)
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(names, ["Ada Lovelace", "Grace Hopper"]);
+    app.assert_count(
+        "SELECT count(*) FROM order_events WHERE action = 'ticket.name' AND actor = 'buyer'",
+        1,
+    )
+    .await;
+    app.cleanup(&["gig"]).await;
+}

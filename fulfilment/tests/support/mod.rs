@@ -36,6 +36,9 @@ pub struct TestFulfilment {
     _stop: Trigger,
 }
 
+/// The order-link key the tests' fulfilment shares with "orders".
+pub const ORDER_TOKEN_SECRET: &str = "test-order-token-secret-0123456789abcdef";
+
 pub async fn spawn() -> TestFulfilment {
     let db = TestDb::new().await;
     let sink = Sink::start("127.0.0.1:0", None).await.unwrap();
@@ -56,6 +59,7 @@ pub async fn spawn() -> TestFulfilment {
         public_url: base.clone(),
         listen: base.clone(),
         link_secret: Secret::new("test-link-secret-0123456789abcdef0123"),
+        order_token_secret: Some(Secret::new(ORDER_TOKEN_SECRET)),
         window_before: Duration::from_secs(3600),
         jitsi_base: "https://meet.example".into(),
         zoom_api_base: "http://127.0.0.1:9".into(),
