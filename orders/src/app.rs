@@ -39,6 +39,8 @@ pub struct AppState {
     pub catalog: Catalog,
     pub sellout: admissions::SellOutChecks,
     pub provider: Arc<dyn PaymentProvider>,
+    /// The provider's recent answers about intents, for the order page.
+    pub intent_states: crate::payments::RecentStates,
     pub room: Waitroom,
     pub verifier: TokenVerifier,
 }
@@ -396,15 +398,22 @@ async fn payment_state(s: &AppState, view: &pages::OrderView) -> pages::Payment 
     else {
         return pages::Payment::Unasked;
     };
-    match s.provider.intent(intent_id).await {
-        Ok(i) if matches!(i.status.as_str(), "succeeded" | "processing") => {
-            pages::Payment::Confirming
-        }
-        Ok(_) => pages::Payment::NotPaid,
-        Err(e) => {
-            tracing::warn!(error = %e, "payment state unknown for the order page");
-            pages::Payment::Unasked
-        }
+    let status = match s.intent_states.get(intent_id) {
+        Some(status) => status,
+        None => match s.provider.intent(intent_id).await {
+            Ok(i) => {
+                s.intent_states.remember(intent_id, &i.status);
+                i.status
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "payment state unknown for the order page");
+                return pages::Payment::Unasked;
+            }
+        },
+    };
+    match status.as_str() {
+        "succeeded" | "processing" => pages::Payment::Confirming,
+        _ => pages::Payment::NotPaid,
     }
 }
 

@@ -216,3 +216,79 @@ impl PaymentProvider for StripeApi {
         format!("{}/pay/{intent_id}", self.hosted_page_base)
     }
 }
+
+/// What the provider said of each intent lately, so a buyer's order page, reloaded
+/// (or refreshing itself every 3 s while a payment is confirmed), asks the provider at
+/// most once per [`RecentStates::FOR`] per intent: page loads do not become provider
+/// API calls one for one (a provider rate-limits per account, and one script with an
+/// order link could spend that limit for everyone). "Not paid" is kept for less
+/// ([`RecentStates::UNPAID_FOR`]): it can change any moment, and a buyer who pays and
+/// comes straight back must not be told they have not.
+#[derive(Clone, Default)]
+pub struct RecentStates {
+    answers: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
+    >,
+}
+
+impl RecentStates {
+    pub const FOR: Duration = Duration::from_secs(5);
+    pub const UNPAID_FOR: Duration = Duration::from_secs(2);
+    /// Beyond this many intents remembered, the memory starts over (a crowd's pending
+    /// orders fit many times over).
+    const MOST: usize = 50_000;
+
+    /// The intent's status as the provider last reported it, if that was recent.
+    pub fn get(&self, intent_id: &str) -> Option<String> {
+        let answers = self.answers.lock().expect("recent states lock");
+        answers
+            .get(intent_id)
+            .filter(|(at, status)| at.elapsed() < Self::keep(status))
+            .map(|(_, status)| status.clone())
+    }
+
+    fn keep(status: &str) -> Duration {
+        match status {
+            "succeeded" | "processing" => Self::FOR,
+            _ => Self::UNPAID_FOR,
+        }
+    }
+
+    pub fn remember(&self, intent_id: &str, status: &str) {
+        let mut answers = self.answers.lock().expect("recent states lock");
+        if answers.len() >= Self::MOST {
+            answers.retain(|_, (at, _)| at.elapsed() < Self::FOR);
+            if answers.len() >= Self::MOST {
+                answers.clear();
+            }
+        }
+        answers.insert(
+            intent_id.to_owned(),
+            (std::time::Instant::now(), status.to_owned()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_reused_for_a_few_seconds_only_for_its_own_intent() {
+        let recent = RecentStates::default();
+        assert_eq!(recent.get("pi_1"), None);
+        recent.remember("pi_1", "processing");
+        assert_eq!(recent.get("pi_1").as_deref(), Some("processing"));
+        assert_eq!(recent.get("pi_2"), None);
+        let age = |id: &str, by: Duration| {
+            recent.answers.lock().unwrap().get_mut(id).unwrap().0 -= by;
+        };
+        age("pi_1", RecentStates::UNPAID_FOR);
+        assert_eq!(recent.get("pi_1").as_deref(), Some("processing"));
+        age("pi_1", RecentStates::FOR);
+        assert_eq!(recent.get("pi_1"), None, "stale after FOR");
+        recent.remember("pi_2", "requires_payment_method");
+        age("pi_2", RecentStates::UNPAID_FOR);
+        assert_eq!(recent.get("pi_2"), None, "not paid is kept for less");
+    }
+}

@@ -64,6 +64,7 @@ impl Application {
             config: Arc::new(config),
             metrics: HttpMetrics::new("orders"),
             provider,
+            intent_states: Default::default(),
             room,
             verifier,
         };
