@@ -14,8 +14,10 @@
 //! Layout: the message types and their subjects are here; [`stream`] is the JetStream
 //! stream they travel on, shared by the relay and the consumer, with its typed errors;
 //! [`states`] the states of holds, orders, tickets, events, refunds and deliveries;
-//! [`order_link`] the buyer's link to their order page, made by orders and fulfilment.
+//! [`order_link`] the buyer's link to their order page, made by orders and fulfilment;
+//! [`calendar`] the calendar entries both hand out, one per ticket under one UID.
 
+pub mod calendar;
 pub mod order_link;
 pub mod states;
 pub mod stream;

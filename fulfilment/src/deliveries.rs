@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::app::AppState;
-use crate::calendar::{self, Invite};
 use crate::{links, reminders};
+use contract::calendar::{self, Invite};
 
 /// Give up (status `failed`, visible in the console) after this many attempts.
 pub const MAX_ATTEMPTS: i32 = 12;
@@ -476,6 +476,7 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
                     starts_at: d.starts_at,
                     ends_at: d.ends_at,
                     link: &c.link,
+                    personal: true,
                 })
                 .collect();
             Some(calendar::calendar(&invites))

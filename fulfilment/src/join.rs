@@ -18,10 +18,10 @@ use minijinja::{Environment, context};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::calendar::{self, Invite};
 use crate::deliveries::local_time;
 use crate::links;
 use crate::meetings::Attendee;
+use contract::calendar::{self, Invite};
 
 /// What a link is good for right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +282,7 @@ pub async fn calendar_file(State(s): State<AppState>, Path(token): Path<String>)
                 starts_at: f.starts_at,
                 ends_at: f.ends_at,
                 link: &link,
+                personal: true,
             });
             (
                 [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],

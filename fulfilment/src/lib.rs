@@ -13,7 +13,7 @@
 //! - [`config`]: settings read once from the environment.
 //! - [`links`]: access-link tokens: derive, hash, issue, revoke, look up.
 //! - [`meetings`]: the `MeetingProvider` trait; Jitsi, Zoom and Google Meet.
-//! - [`calendar`]: the `.ics` invite.
+//! - the `.ics` invites are written by `contract::calendar` (orders serves them too).
 //! - [`mail`]: templates (files under `templates/`, rendered with minijinja) and SMTP.
 //! - [`deliveries`]: queueing emails once, the sender loop, retries, the reconciler.
 //! - [`consumer`]: the JetStream consumer.
@@ -25,7 +25,6 @@
 //! - [`error`]: the crate's error enum.
 
 pub mod app;
-pub mod calendar;
 pub mod config;
 pub mod consumer;
 pub mod deliveries;

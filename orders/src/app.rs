@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/e/{slug}/holds/{hold_id}/release", post(release_form))
         .route("/orders/{order_id}", get(order_page))
         .route("/orders/{order_id}/receipt", get(receipt_page))
+        .route("/orders/{order_id}/calendar.ics", get(order_calendar))
         .route("/orders/{order_id}/names", post(names_form))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -335,8 +336,9 @@ async fn order_view(
         r#"SELECT o.status AS "status: OrderStatus", o.amount_cents, o.currency, o.quantity,
                   o.refunded_cents, o.payment_intent_id, o.paid_at IS NOT NULL AS "ever_paid!",
                   o.paid_at, o.buyer_email, o.buyer_name, o.created_at,
-                  t.name AS tier_name, e.title, e.slug, e.starts_at, e.timezone,
-                  e.organiser, e.organiser_email, h.expires_at AS held_until
+                  t.name AS tier_name, e.title, e.slug, e.starts_at, e.ends_at, e.timezone,
+                  e.organiser, e.organiser_email, e.updated_at AS event_updated_at,
+                  h.expires_at AS held_until
            FROM orders o JOIN tiers t ON t.id = o.tier_id JOIN events e ON e.id = o.event_id
                 JOIN holds h ON h.id = o.hold_id
            WHERE o.id = $1"#,
@@ -384,6 +386,8 @@ async fn order_view(
         organiser: order.organiser,
         organiser_email: order.organiser_email,
         token: token.to_owned(),
+        ends_at: order.ends_at,
+        event_updated_at: order.event_updated_at,
     })
 }
 
@@ -670,6 +674,59 @@ async fn receipt_page(
         Ok(view) => {
             Redirect::to(&format!("/orders/{order_id}?order_token={}", view.token)).into_response()
         }
+        Err(e) => page_error(&s, e, dead_ends::Context::default()),
+    }
+}
+
+/// `GET /orders/{id}/calendar.ics`: the order page's "Add to calendar" — an entry per
+/// ticket the buyer holds, under the UID and SEQUENCE the confirmation email and the
+/// ticket's `/join` page use, so adding more than one of them never duplicates it.
+async fn order_calendar(
+    State(s): State<AppState>,
+    Path(order_id): Path<Uuid>,
+    Query(q): Query<OrderTokenQuery>,
+) -> Response {
+    use contract::calendar::{self, Invite};
+    match order_view(&s, order_id, q.order_token.as_deref()).await {
+        Ok(view) if view.paid_at.is_some() => {
+            let page = contract::order_link::url(
+                &s.config.public_url,
+                s.config.order_token_secret.expose().as_bytes(),
+                order_id,
+            );
+            let invites: Vec<Invite> = view
+                .tickets
+                .iter()
+                .filter(|t| t.mine && t.status == TicketStatus::Valid)
+                .map(|t| Invite {
+                    uid: calendar::uid(t.id),
+                    sequence: calendar::sequence(view.event_updated_at),
+                    title: &view.event_title,
+                    starts_at: view.starts_at,
+                    ends_at: view.ends_at,
+                    link: &page,
+                    personal: false,
+                })
+                .collect();
+            if invites.is_empty() {
+                return page_error(&s, Error::NotFound("order"), dead_ends::Context::default());
+            }
+            (
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        "text/calendar; charset=utf-8",
+                    ),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"tickets.ics\"",
+                    ),
+                ],
+                calendar::calendar(&invites),
+            )
+                .into_response()
+        }
+        Ok(_) => page_error(&s, Error::NotFound("order"), dead_ends::Context::default()),
         Err(e) => page_error(&s, e, dead_ends::Context::default()),
     }
 }

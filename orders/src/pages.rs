@@ -276,6 +276,11 @@ pub struct OrderView {
     /// The order token the page was opened with, for its own links.
     #[serde(skip)]
     pub token: String,
+    #[serde(skip)]
+    pub ends_at: DateTime<Utc>,
+    /// When the event last changed: its calendar entries' version.
+    #[serde(skip)]
+    pub event_updated_at: DateTime<Utc>,
 }
 
 /// An unpaid order's payment as the provider reports it.
@@ -460,6 +465,8 @@ mod tests {
             organiser: String::new(),
             organiser_email: None,
             token: "t".into(),
+            ends_at: Utc::now(),
+            event_updated_at: Utc::now(),
         }
     }
 

@@ -396,6 +396,32 @@ async fn a_paid_order_names_its_address_has_a_receipt_and_takes_attendee_names()
     .await
     .unwrap();
     assert_eq!(names, ["Ada Lovelace", "Grace Hopper"]);
+
+    // "Add to calendar": an entry per ticket, under the UID the email and the ticket's
+    // /join page use.
+    let ics = app
+        .get(&format!(
+            "/orders/{order_id}/calendar.ics?order_token={token}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM tickets WHERE order_id = $1::uuid ORDER BY seat_no")
+            .bind(order_id)
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 2, "{ics}");
+    for id in ids {
+        assert!(
+            ics.contains(&format!("UID:{}", contract::calendar::uid(id))),
+            "{ics}"
+        );
+    }
     app.assert_count(
         "SELECT count(*) FROM order_events WHERE action = 'ticket.name' AND actor = 'buyer'",
         1,

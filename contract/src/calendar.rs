@@ -1,6 +1,8 @@
-//! The calendar invite attached to confirmations: one VEVENT, times in UTC, the access
-//! link as URL and in the description, a stable UID per ticket so a re-sent invite
-//! (new time, new link) updates the same calendar entry instead of adding one.
+//! Calendar entries for tickets: one VEVENT per ticket, times in UTC, its link as URL
+//! and in the description, a stable UID per ticket so a re-sent invite (new time, new
+//! link) — or the same entry from another place: the confirmation email (fulfilment),
+//! the ticket's `/join` page (fulfilment), the order page (orders) — updates the same
+//! calendar entry instead of adding one.
 //!
 //! Written out here, line by line, rather than through the `icalendar` crate: an
 //! event's title is an operator's text, and `icalendar` 0.16 escapes a line feed but
@@ -22,6 +24,9 @@ pub struct Invite<'a> {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub link: &'a str,
+    /// The link opens the event (an access link, not to be shared); otherwise it is
+    /// the buyer's order page, and the access link comes by email.
+    pub personal: bool,
 }
 
 pub fn ics(i: &Invite<'_>) -> String {
@@ -46,10 +51,14 @@ pub fn calendar(invites: &[Invite<'_>]) -> String {
     ];
     let now = stamp(Utc::now());
     for i in invites {
-        let description = format!(
-            "Join online: {}\nThis link is personal; do not share it.",
-            i.link
-        );
+        let description = if i.personal {
+            format!(
+                "Join online: {}\nThis link is personal; do not share it.",
+                i.link
+            )
+        } else {
+            format!("Your order: {}\nThe link to join comes by email.", i.link)
+        };
         lines.extend([
             ("BEGIN", "VEVENT".to_owned()),
             ("UID", text(&i.uid)),
@@ -149,6 +158,7 @@ mod tests {
             starts_at: starts,
             ends_at: starts + chrono::Duration::hours(2),
             link: "https://tickets.example/join/abc",
+            personal: true,
         })
     }
 
