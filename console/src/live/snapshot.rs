@@ -163,7 +163,8 @@ SELECT
        FROM operator_audit a
       WHERE a.event_id = (SELECT id FROM ev) AND a.id > $2
         AND a.at > now() - interval '30 minutes'
-        AND a.action NOT LIKE '%.refused'
+        -- An export changes nothing on the sale: not a marker on the charts.
+        AND a.action NOT LIKE '%.refused' AND a.action NOT LIKE 'export.%'
       ORDER BY a.id DESC LIMIT 50) c) AS changes
 FROM
   (SELECT count(*) AS holds,
