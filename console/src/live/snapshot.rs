@@ -264,7 +264,12 @@ pub(super) fn marker(c: &Change) -> Marker {
         actor: c.actor.clone(),
         action: c.action.clone(),
         summary: summarise(&c.action, c.before.as_ref(), c.after.as_ref()),
-        reason: c.reason.clone(),
+        // One feed is shared by every viewer of the event, hosts among them: an address
+        // typed into a fix's reason is masked for all (a chart marker needs none).
+        reason: c
+            .reason
+            .as_deref()
+            .map(|r| crate::privacy::mask_in(r).into_owned()),
     }
 }
 
