@@ -12,9 +12,11 @@
 //!   (title or slug, any case, any part of it), `select[name=status]` (`upcoming`,
 //!   `past`, `cancelled`, `all`), `input[name=from]` and `input[name=to]` (`YYYY-MM-DD`,
 //!   the day the event starts in its own timezone, both ends included); the form keeps
-//!   what was typed; `a#clear-filters` shows every event again. Nothing matching:
-//!   `#no-match` says so in words. Input that cannot be read (a date that is not one)
-//!   is said in `p.banner.bad[role=alert]` and that filter is left out.
+//!   what was typed; `a#clear-filters` (while a filter is set) shows every event
+//!   again. Nothing matching: `p#no-match` says so in words ("No events match “jazz”,
+//!   past."), with `a#clear-filters-empty` to every event. Input that cannot be read (a
+//!   date that is not one, an unknown status) is said in `p.banner.bad[role=alert]` and
+//!   that filter is left out.
 //! - `GET /console/events/{slug}`: `h1` is the title; `#status` the event's status;
 //!   `#edit-event` (staff only: a host cannot edit);
 //!   `table#tiers` (one row per tier: name, price, capacity, sold, held, available);

@@ -460,6 +460,12 @@ async fn hosts_see_buyers_addresses_masked_unless_the_event_lets_them_and_staff_
     let results = &page[page.find("<table").expect("results")..];
     assert!(results.contains(">n•••@example.net</a>"), "{page}");
     none_in("the search results", results);
+    // A part of an address finds nothing on the page either, which says what does.
+    let (_, page) = d.page(&hank, "/console/?q=nora.n").await;
+    assert!(
+        page.contains("Nothing found for “nora.n”") && page.contains("id=\"whole-addresses\""),
+        "{page}"
+    );
     let (_, page) = d.page(&hank, &format!("/console/orders/{corrected}")).await;
     assert!(page.contains("n•••@example.net"), "{page}");
     none_in("the order page", &page);
