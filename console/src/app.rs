@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use waitroom::queue::Waitroom;
 
 use crate::support::{CancelOrderBody, EmailBody, RefundBody, RescheduleBody, TransferBody};
-use crate::{admission, event_pages, event_setup, events, pages, people, search, support};
+use crate::{admission, event_pages, event_setup, events, pages, people, roster, search, support};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +20,8 @@ pub struct AppState {
     pub reads_replica: bool,
     pub room: Waitroom,
     pub metrics: HttpMetrics,
+    /// The base of the links buyers open (`FLOODGATE_PUBLIC_URL`, no trailing `/`).
+    pub public_url: std::sync::Arc<str>,
     /// Set `Secure` on the session cookie (the public URL is https).
     pub secure_cookies: bool,
     /// The live control room's per-event feeds.
@@ -84,6 +86,14 @@ pub fn router(state: AppState) -> Router {
             post(event_setup::queue_form),
         )
         .route("/console/events/{event}", get(event_pages::event_page))
+        .route(
+            "/console/events/{event}/orders.csv",
+            get(roster::orders_csv),
+        )
+        .route(
+            "/console/events/{event}/attendees.csv",
+            get(roster::attendees_csv),
+        )
         .route(
             "/console/events/{event}/incidents",
             get(event_pages::incidents_page),

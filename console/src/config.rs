@@ -15,8 +15,11 @@ pub struct ConsoleConfig {
     pub redis: RedisConfig,
     /// `CONSOLE_LISTEN`, default `127.0.0.1:8083`.
     pub listen: String,
-    /// Set `Secure` on the session cookie: the public URL (`FLOODGATE_PUBLIC_URL`) is
-    /// https.
+    /// `FLOODGATE_PUBLIC_URL`, default `http://127.0.0.1:8080` (the gateway of the dev
+    /// stack): the base of the links buyers open, which an event's page shows
+    /// (`{public_url}/e/{slug}`).
+    pub public_url: String,
+    /// Set `Secure` on the session cookie: the public URL is https.
     pub secure_cookies: bool,
     /// How long a live feed keeps running after its last viewer left, so a page reload
     /// keeps its history (`CONSOLE_FEED_LINGER_SECONDS`, default 15).
@@ -28,6 +31,7 @@ pub struct ConsoleConfig {
 
 impl ConsoleConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let public_url = var("FLOODGATE_PUBLIC_URL", "http://127.0.0.1:8080");
         Ok(Self {
             database_url: var(
                 "DATABASE_URL",
@@ -36,7 +40,8 @@ impl ConsoleConfig {
             database_read_url: Some(var("DATABASE_READ_URL", "")).filter(|u| !u.is_empty()),
             redis: RedisConfig::from_env()?,
             listen: var("CONSOLE_LISTEN", "127.0.0.1:8083"),
-            secure_cookies: var("FLOODGATE_PUBLIC_URL", "").starts_with("https://"),
+            public_url: public_url.clone(),
+            secure_cookies: public_url.starts_with("https://"),
             feed_linger: Duration::from_secs(env::parse("CONSOLE_FEED_LINGER_SECONDS", 15)?),
             workers: env::parse("CONSOLE_WORKERS", true)?,
         })

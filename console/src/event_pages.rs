@@ -8,11 +8,32 @@
 //! - `GET /console/events`: `table#events`, one `a.event` per event → its page, or
 //!   `#no-events` (for a host: why they see none and whom to ask). A host's start page
 //!   (`/console/` without a query sends them here), with a search box over their events.
+//!   `form#event-filter` (GET, works without script, bookmarkable): `input[name=q]`
+//!   (title or slug, any case, any part of it), `select[name=status]` (`upcoming`,
+//!   `past`, `cancelled`, `all`), `input[name=from]` and `input[name=to]` (`YYYY-MM-DD`,
+//!   the day the event starts in its own timezone, both ends included); the form keeps
+//!   what was typed; `a#clear-filters` (while a filter is set) shows every event
+//!   again. Nothing matching: `p#no-match` says so in words ("No events match “jazz”,
+//!   past."), with `a#clear-filters-empty` to every event. Input that cannot be read (a
+//!   date that is not one, an unknown status) is said in `p.banner.bad[role=alert]` and
+//!   that filter is left out.
 //! - `GET /console/events/{slug}`: `h1` is the title; `#status` the event's status;
 //!   `#edit-event` (staff only: a host cannot edit);
 //!   `table#tiers` (one row per tier: name, price, capacity, sold, held, available);
 //!   `#refund-policy`; outcome banners `p.banner[role=status]` (done) and
 //!   `p.banner.bad[role=alert]` (refused, with the reason).
+//!   `#public-link`: the link buyers open (`a` to it, and the URL in a `code`);
+//!   `#revenue`: one line per currency, "EUR 380.00 net: EUR 400.00 taken, EUR 20.00
+//!   refunded" (money paid, refunds subtracted), or "Nothing paid yet.";
+//!   `table#event-orders` (most recent first, 50 a page, `?page=N`): one row per order,
+//!   `a.order` → `/console/orders/{id}`, then buyer name and address, status in words,
+//!   tickets, tier, amount; `table#attendees` (one row per ticket, by holder name, 50 a
+//!   page, `?attendees_page=N`): holder name, holder address, tier, `code`, status in
+//!   words; each list's pager `nav.pager` with `a[rel=prev]` / `a[rel=next]`;
+//!   `a#export-orders` → `/console/events/{slug}/orders.csv` and `a#export-attendees` →
+//!   `/console/events/{slug}/attendees.csv` (`text/csv`, an attachment; every export is
+//!   in the audit trail with who took it). A host sees addresses masked (`j•••@example.org`)
+//!   unless the event lets its hosts see them (`privacy`), in the lists and the files.
 //! - `form#reschedule` (staff), POST `/console/events/{slug}/reschedule`: `input[name=starts_at]`,
 //!   `input[name=ends_at]` (text, `YYYY-MM-DD HH:MM` read in the event's own timezone; a `T`
 //!   instead of the space, as `datetime-local` sends, and RFC 3339 with an offset are accepted
@@ -49,13 +70,14 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use contract::states::{EventStatus, OrderStatus};
 use minijinja::{Value, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ConsoleError;
@@ -64,6 +86,8 @@ use crate::auth::{CsrfForm, Operator, Role, SignedIn};
 use crate::html;
 use crate::moment::{self, Moment, Precision};
 use crate::pages::{Flash, Retry, money, urlencode};
+use crate::privacy::Shown;
+use crate::roster;
 use crate::support::{self, CancelBody, FixBody, RescheduleBody};
 
 /// The outcome of the last fix as the `banners` macro shows it (`?done=` / `?error=`).
@@ -119,13 +143,147 @@ struct ListedEvent {
     mode: String,
 }
 
-/// `GET /console/events`: every event the operator may see.
-pub async fn list_page(State(s): State<AppState>, SignedIn(operator): SignedIn) -> Response {
+/// The events list's filters as the query string has them (all optional, all text:
+/// what cannot be read is said on the page, not refused as a bad request).
+#[derive(Deserialize, Default)]
+pub struct EventFilter {
+    q: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Which events by their time and state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum When {
+    All,
+    /// Not cancelled and not over yet (running now included).
+    Upcoming,
+    /// Not cancelled and over.
+    Past,
+    Cancelled,
+}
+
+impl When {
+    const CHOICES: [(When, &'static str, &'static str); 4] = [
+        (When::All, "all", "All"),
+        (When::Upcoming, "upcoming", "Upcoming"),
+        (When::Past, "past", "Past"),
+        (When::Cancelled, "cancelled", "Cancelled"),
+    ];
+
+    fn parse(s: &str) -> Option<When> {
+        match s {
+            "" => Some(When::All),
+            _ => Self::CHOICES
+                .iter()
+                .find(|(_, value, _)| *value == s)
+                .map(|(w, _, _)| *w),
+        }
+    }
+
+    fn value(self) -> &'static str {
+        Self::CHOICES
+            .iter()
+            .find(|(w, _, _)| *w == self)
+            .map_or("all", |(_, v, _)| v)
+    }
+
+    fn admits(self, e: &orders::events::Event, now: DateTime<Utc>) -> bool {
+        let cancelled = e.status == EventStatus::Cancelled;
+        match self {
+            When::All => true,
+            When::Upcoming => !cancelled && e.ends_at > now,
+            When::Past => !cancelled && e.ends_at <= now,
+            When::Cancelled => cancelled,
+        }
+    }
+}
+
+/// A `YYYY-MM-DD` field: nothing, a date, or the sentence that says why it is not one.
+fn day(typed: &str, which: &str) -> Result<Option<NaiveDate>, String> {
+    let typed = typed.trim();
+    if typed.is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(typed, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| {
+            format!("The {which} date “{typed}” is not a date like 2026-12-31, so it was left out.")
+        })
+}
+
+/// `GET /console/events`: the events the operator may see, searched and filtered.
+pub async fn list_page(
+    State(s): State<AppState>,
+    SignedIn(operator): SignedIn,
+    query: Result<Query<EventFilter>, QueryRejection>,
+) -> Response {
+    let mut problems: Vec<String> = Vec::new();
+    let f = match query {
+        Ok(Query(f)) => f,
+        Err(_) => {
+            problems.push("The filters could not be read; showing every event.".to_owned());
+            EventFilter::default()
+        }
+    };
+    let q = f.q.unwrap_or_default();
+    let needle = q.trim().to_lowercase();
+    let status_typed = f.status.unwrap_or_default();
+    let when = When::parse(status_typed.trim()).unwrap_or_else(|| {
+        problems.push(format!(
+            "“{}” is not a status; choose upcoming, past, cancelled or all.",
+            status_typed.trim()
+        ));
+        When::All
+    });
+    let (from_typed, to_typed) = (f.from.unwrap_or_default(), f.to.unwrap_or_default());
+    let from = day(&from_typed, "from").unwrap_or_else(|p| {
+        problems.push(p);
+        None
+    });
+    let to = day(&to_typed, "to").unwrap_or_else(|p| {
+        problems.push(p);
+        None
+    });
+
     let mut all = match orders::events::list(&s.db).await {
         Ok(all) => all,
         Err(e) => return html::error_page(Some(&operator), &ConsoleError::from(e)),
     };
     all.retain(|e| operator.may_see(e.id));
+    // Whether there is anything to filter: a host with no events is told why instead.
+    let any = !all.is_empty();
+    let now = Utc::now();
+    all.retain(|e| {
+        let typed = needle.is_empty()
+            || e.title.to_lowercase().contains(&needle)
+            || e.slug.contains(&needle);
+        // The day it starts where it happens: "events on the 5th" means the local 5th.
+        let starts = e
+            .starts_at
+            .with_timezone(&moment::zone(&e.timezone))
+            .date_naive();
+        typed
+            && when.admits(e, now)
+            && from.is_none_or(|d| starts >= d)
+            && to.is_none_or(|d| starts <= d)
+    });
+    // What was asked for, in words, for "No events match …".
+    let mut asked: Vec<String> = Vec::new();
+    if !needle.is_empty() {
+        asked.push(format!("“{}”", q.trim()));
+    }
+    if when != When::All {
+        asked.push(when.value().to_owned());
+    }
+    if let Some(d) = from {
+        asked.push(format!("from {d}"));
+    }
+    if let Some(d) = to {
+        asked.push(format!("to {d}"));
+    }
+    let filtered = !asked.is_empty() || !problems.is_empty();
     let events: Vec<ListedEvent> = all
         .into_iter()
         .map(|e| ListedEvent {
@@ -137,13 +295,25 @@ pub async fn list_page(State(s): State<AppState>, SignedIn(operator): SignedIn) 
             timezone: e.timezone,
         })
         .collect();
+    let statuses: Vec<(&str, &str)> = When::CHOICES.iter().map(|(_, v, l)| (*v, *l)).collect();
     html::render(
         "events.html",
         Some(&operator),
         context! {
             title => "Events",
             staff => operator.role != Role::Host,
+            any,
             events,
+            filter => context! {
+                q,
+                status => when.value(),
+                from => from_typed,
+                to => to_typed,
+            },
+            statuses,
+            filtered,
+            asked,
+            problems,
         },
     )
 }
@@ -157,14 +327,50 @@ struct Unrefunded {
     currency: String,
 }
 
+/// Which page of each list the event's page shows (`?page=`, `?attendees_page=`);
+/// anything but a number is the first page.
+#[derive(Deserialize, Default)]
+pub struct Paging {
+    page: Option<String>,
+    attendees_page: Option<String>,
+}
+
+/// The pages of the event's two lists.
+#[derive(Clone, Copy)]
+struct Lists {
+    orders: i64,
+    attendees: i64,
+}
+
+impl Lists {
+    const FIRST: Lists = Lists {
+        orders: 1,
+        attendees: 1,
+    };
+
+    fn from(p: &Paging) -> Lists {
+        let n = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(1)
+        };
+        Lists {
+            orders: n(&p.page),
+            attendees: n(&p.attendees_page),
+        }
+    }
+}
+
 /// `GET /console/events/{slug}`.
 pub async fn event_page(
     State(s): State<AppState>,
     SignedIn(operator): SignedIn,
     Path(slug): Path<String>,
     Query(flash): Query<Flash>,
+    paging: Result<Query<Paging>, QueryRejection>,
 ) -> Response {
-    Page::Event
+    let lists = Lists::from(&paging.map(|Query(p)| p).unwrap_or_default());
+    Page::Event(lists)
         .render(&s, &operator, &slug, Outcome::from(&flash), None)
         .await
 }
@@ -223,10 +429,16 @@ async fn event_view(
     op: &Operator,
     slug: &str,
     retry: Option<&Retry>,
+    lists: Lists,
 ) -> Result<Value, ConsoleError> {
     let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tiers = orders::events::tiers(&s.db, e.id).await?;
     let tz = moment::zone(&e.timezone);
+    let shown = Shown::for_event(&s.db, op, e.id).await?;
+    let revenue = roster::revenue(&s.db, e.id).await?;
+    let (event_orders, orders_pager) = roster::orders(&s.db, e.id, tz, lists.orders, shown).await?;
+    let (attendees, attendees_pager) =
+        roster::attendees(&s.db, e.id, lists.attendees, shown).await?;
     let by_status: Vec<(OrderStatus, i64)> = sqlx::query_as(
         "SELECT status, count(*) FROM orders WHERE event_id = $1 GROUP BY status ORDER BY status",
     )
@@ -261,7 +473,7 @@ async fn event_view(
         .map(|o| UnrefundedView {
             id: o.id,
             left: money(o.amount_cents - o.refunded_cents, &o.currency),
-            email: o.buyer_email,
+            email: shown.email(&o.buyer_email),
         })
         .collect()
     } else {
@@ -334,6 +546,13 @@ async fn event_view(
         zone_hint => moment::zone_hint(tz),
         input_format => moment::INPUT_FORMAT,
         resend_key => Uuid::new_v4(),
+        public_link => format!("{}/e/{}", s.public_url, e.slug),
+        revenue,
+        event_orders,
+        orders_pager,
+        attendees,
+        attendees_pager,
+        masked => shown == Shown::Masked,
     })
 }
 
@@ -357,7 +576,7 @@ async fn answer(
     match result {
         Ok(done) => {
             let path = match page {
-                Page::Event => format!("/console/events/{}", urlencode(slug)),
+                Page::Event(_) => format!("/console/events/{}", urlencode(slug)),
                 Page::Incidents => format!("/console/events/{}/incidents", urlencode(slug)),
             };
             Redirect::to(&format!("{path}?done={}", urlencode(&done))).into_response()
@@ -372,7 +591,7 @@ async fn answer(
 /// An event's two pages with fixes on them: the event's own and its incident view.
 #[derive(Clone, Copy)]
 enum Page {
-    Event,
+    Event(Lists),
     Incidents,
 }
 
@@ -387,7 +606,7 @@ impl Page {
         retry: Option<&Retry>,
     ) -> Response {
         let (built, template) = match self {
-            Page::Event => (event_view(s, op, slug, retry).await, "event.html"),
+            Page::Event(lists) => (event_view(s, op, slug, retry, lists).await, "event.html"),
             Page::Incidents => (incidents_view(s, op, slug).await, "incidents.html"),
         };
         shown(
@@ -445,7 +664,16 @@ pub async fn reschedule_form(
         })
     }
     .await;
-    answer(&s, &operator, &slug, "reschedule", Page::Event, result, f).await
+    answer(
+        &s,
+        &operator,
+        &slug,
+        "reschedule",
+        Page::Event(Lists::FIRST),
+        result,
+        f,
+    )
+    .await
 }
 
 /// `POST /console/events/{slug}/cancel`.
@@ -478,7 +706,16 @@ pub async fn cancel_form(
         ))
     }
     .await;
-    answer(&s, &operator, &slug, "cancel-event", Page::Event, result, f).await
+    answer(
+        &s,
+        &operator,
+        &slug,
+        "cancel-event",
+        Page::Event(Lists::FIRST),
+        result,
+        f,
+    )
+    .await
 }
 
 /// `POST /console/events/{slug}/resend-undelivered` (from the event's page, or with
@@ -507,7 +744,7 @@ pub async fn resend_undelivered_form(
     let (page, form) = if get(&f, "back") == Some("incidents") {
         (Page::Incidents, "incident-resend")
     } else {
-        (Page::Event, "resend-undelivered")
+        (Page::Event(Lists::FIRST), "resend-undelivered")
     };
     answer(&s, &operator, &slug, form, page, result, f).await
 }
@@ -618,10 +855,12 @@ fn problem_words(kind: &str, detail: Option<String>) -> (String, Option<String>)
 /// One row per buyer, in the order their first problem came: a buyer with two problems
 /// is one row that says both, with the fix that covers them (a bounced address first
 /// needs correcting; a resend alone would bounce again).
-fn by_buyer(rows: Vec<ProblemRow>, tz: chrono_tz::Tz) -> Vec<IncidentView> {
+fn by_buyer(rows: Vec<ProblemRow>, tz: chrono_tz::Tz, shown: Shown) -> Vec<IncidentView> {
     let mut views: Vec<IncidentView> = Vec::new();
     for r in rows {
-        let (what, detail) = problem_words(&r.kind, r.detail);
+        let (what, mut detail) = problem_words(&r.kind, r.detail);
+        // A mail server's answer or the old address names the buyer.
+        shown.text_in(&mut detail);
         let problem = ProblemView {
             what,
             detail,
@@ -641,7 +880,7 @@ fn by_buyer(rows: Vec<ProblemRow>, tz: chrono_tz::Tz) -> Vec<IncidentView> {
             }
             None => views.push(IncidentView {
                 order_id: r.order_id,
-                email: r.buyer_email,
+                email: shown.email(&r.buyer_email),
                 name: r.buyer_name,
                 problems: vec![problem],
                 fix,
@@ -655,6 +894,7 @@ fn by_buyer(rows: Vec<ProblemRow>, tz: chrono_tz::Tz) -> Vec<IncidentView> {
 async fn incidents_view(s: &AppState, op: &Operator, slug: &str) -> Result<Value, ConsoleError> {
     let (_, e) = crate::auth::visible_event(&s.db, op, slug).await?;
     let tz = moment::zone(&e.timezone);
+    let shown = Shown::for_event(&s.db, op, e.id).await?;
     let undelivered_total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) {UNDELIVERED}"
     )))
@@ -706,7 +946,7 @@ async fn incidents_view(s: &AppState, op: &Operator, slug: &str) -> Result<Value
         },
         staff => op.role != Role::Host,
         undelivered_total,
-        incidents => by_buyer(rows, tz),
+        incidents => by_buyer(rows, tz, shown),
         unfixable,
         recent_hours => RECENT_HOURS,
         refresh_seconds => REFRESH_SECONDS,

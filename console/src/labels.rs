@@ -2,7 +2,7 @@
 //! `pending_payment`. The JSON API keeps the stored words (`contract::states`), which
 //! programs compare; these are only ever read.
 
-use contract::states::OrderStatus;
+use contract::states::{OrderStatus, TicketStatus};
 
 /// An order's state in words.
 pub fn order_status(s: OrderStatus) -> &'static str {
@@ -12,6 +12,16 @@ pub fn order_status(s: OrderStatus) -> &'static str {
         OrderStatus::PartiallyRefunded => "Partly refunded",
         OrderStatus::Refunded => "Refunded",
         OrderStatus::Cancelled => "Cancelled",
+    }
+}
+
+/// A ticket's state in words.
+pub fn ticket_status(s: TicketStatus) -> &'static str {
+    match s {
+        TicketStatus::Valid => "Valid",
+        TicketStatus::Transferred => "Given to someone else",
+        TicketStatus::Revoked => "Cancelled",
+        TicketStatus::Refunded => "Refunded",
     }
 }
 
@@ -39,6 +49,15 @@ mod tests {
     fn every_order_state_reads_as_words() {
         for s in OrderStatus::ALL {
             let words = order_status(*s);
+            assert!(!words.contains('_'), "{words}");
+            assert!(words.starts_with(char::is_uppercase), "{words}");
+        }
+    }
+
+    #[test]
+    fn every_ticket_state_reads_as_words() {
+        for s in TicketStatus::ALL {
+            let words = ticket_status(*s);
             assert!(!words.contains('_'), "{words}");
             assert!(words.starts_with(char::is_uppercase), "{words}");
         }

@@ -21,6 +21,8 @@
 //! - [`search`]: the one search box over buyers, orders, tickets and payments, and why
 //!   each hit matched.
 //! - [`labels`]: states as the pages say them ("Waiting for payment").
+//! - [`privacy`]: whose addresses an operator sees in full, and the mask hosts see
+//!   (`j•••@example.org`); every view that shows an address goes through it.
 //! - [`support`]: an order's whole timeline and the fixes (refund, resend, email).
 //! - [`fixes`]: each fix's name in the audit trail; running one once per key, audited.
 //! - [`timeline`]: each row of an order's timeline as a sentence.
@@ -29,6 +31,9 @@
 //! - [`html`]: the templates every page is rendered from (auto-escaped, one layout).
 //! - [`pages`]: the server-rendered back office.
 //! - [`event_pages`]: the event list and an event's page with its event-wide fixes.
+//! - [`roster`]: an event's orders and attendees, a page at a time or as CSV (audited),
+//!   and the money it took.
+//! - [`csv`]: CSV cells quoted as RFC 4180 says, with no formulas in them.
 //! - [`event_setup`]: the form that creates an event.
 //! - [`admission`]: reading and changing live admission settings; the Redis mirror.
 //! - [`live`]: the live control room's feed (one snapshot a second per watched event, shared
@@ -44,6 +49,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod control_room;
+pub mod csv;
 pub mod error;
 pub mod event_pages;
 pub mod event_setup;
@@ -55,6 +61,8 @@ pub mod live;
 pub mod moment;
 pub mod pages;
 pub mod people;
+pub mod privacy;
+pub mod roster;
 pub mod search;
 pub mod sessions;
 pub mod startup;

@@ -270,10 +270,21 @@ pub async fn search_page(
         },
         _ => None,
     };
+    // A host who found nothing may have typed part of an address their events keep
+    // from hosts: those are found by the whole address only, and the page says so.
+    let whole_addresses = match &hits {
+        Some(h) if h.is_empty() && operator.role == Role::Host => {
+            crate::privacy::masked_events(&s.reads, &operator)
+                .await
+                .map(|m| !m.is_empty())
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
     html::render(
         "search.html",
         Some(&operator),
-        context! { title => "Search", q, hits, error, behind },
+        context! { title => "Search", q, hits, error, behind, whole_addresses },
     )
 }
 

@@ -5,6 +5,11 @@
 //! (trigram indexes) and, failing that, by similarity, so "lovelace" and "lovelase" both
 //! find Ada. Each hit says why it matched: the support person sees at once that
 //! "lindquist" is the holder of a ticket and not the buyer.
+//!
+//! A host who sees an event's addresses masked (`privacy`) still finds its order by the
+//! whole address (that is how they help a buyer who writes in), shown masked; a part of
+//! an address, or one like it, finds nothing there: else typing one more letter at a
+//! time would spell the address out from which searches found the order.
 
 /// Trigram thresholds tried in turn, strictest first: (similarity of the whole text,
 /// similarity of the best-matching words of it). A typo in a name (one swapped or wrong
@@ -49,6 +54,9 @@ pub struct Hit {
     /// Why the order was found, each reason once, in [`Matched`]'s order.
     pub matched: Vec<Matched>,
     pub score: f32,
+    /// The order's event, to decide how its addresses are shown (not part of the API).
+    #[serde(skip)]
+    pub event_id: Uuid,
 }
 
 /// What in an order the search matched.
@@ -111,6 +119,7 @@ pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>
     let exact_id: Option<Uuid> = q.parse().ok();
     let host_scope: Option<Vec<Uuid>> =
         (operator.role == Role::Host).then(|| operator.events.clone());
+    let masked = crate::privacy::masked_events(&s.reads, operator).await?;
     let mut hits = Vec::new();
     for (whole, words) in THRESHOLDS {
         // `%` and `%>` read their thresholds from the session: set them for this
@@ -135,11 +144,15 @@ pub async fn find(s: &AppState, operator: &Operator, q: &str) -> Result<Vec<Hit>
             exact_id,
             &pattern,
             host_scope.as_deref(),
+            &masked,
         )
         .await?;
         tx.commit().await?;
         for hit in &mut hits {
             hit.matched.sort();
+            if masked.contains(&hit.event_id) {
+                hit.buyer_email = crate::privacy::mask(&hit.buyer_email);
+            }
         }
         if !hits.is_empty() {
             break;
@@ -156,6 +169,7 @@ async fn matches(
     exact_id: Option<Uuid>,
     pattern: &str,
     host_scope: Option<&[Uuid]>,
+    masked: &[Uuid],
 ) -> Result<Vec<Hit>, ConsoleError> {
     let hits = sqlx::query_as!(
         Hit,
@@ -170,30 +184,33 @@ async fn matches(
         // A ticket row is a holder's only when the holder is not the buyer (under the
         // current address or an old one): the buyer's own tickets carry the buyer's
         // name and address, which the order's rows already matched.
-        r#"WITH direct (id, why, text, ticket) AS (
-               SELECT id, 'order_id', NULL, NULL::uuid FROM orders WHERE id = $3
-               UNION ALL SELECT id, 'payment_id', NULL, NULL FROM orders WHERE payment_intent_id = $1
-               UNION ALL SELECT order_id, 'ticket_code', NULL, NULL FROM tickets WHERE code = upper($1)
-               UNION ALL SELECT id, 'email', buyer_email, NULL FROM orders WHERE lower(buyer_email) LIKE $4
-               UNION ALL SELECT id, 'name', buyer_name, NULL FROM orders WHERE lower(buyer_name) LIKE $4
-               UNION ALL SELECT order_id, 'old_address', before ->> 'email', NULL FROM order_events
+        // `address`: the branch matched an address; where its event's addresses are
+        // masked for this operator ($6), only the whole address counts (the module's
+        // doc says why), so each order keeps its reasons and score both ways.
+        r#"WITH direct (id, why, text, ticket, address) AS (
+               SELECT id, 'order_id', NULL, NULL::uuid, false FROM orders WHERE id = $3
+               UNION ALL SELECT id, 'payment_id', NULL, NULL, false FROM orders WHERE payment_intent_id = $1
+               UNION ALL SELECT order_id, 'ticket_code', NULL, NULL, false FROM tickets WHERE code = upper($1)
+               UNION ALL SELECT id, 'email', buyer_email, NULL, true FROM orders WHERE lower(buyer_email) LIKE $4
+               UNION ALL SELECT id, 'name', buyer_name, NULL, false FROM orders WHERE lower(buyer_name) LIKE $4
+               UNION ALL SELECT order_id, 'old_address', before ->> 'email', NULL, true FROM order_events
                    WHERE action = 'order.email_change' AND lower(before ->> 'email') LIKE $4
-               UNION ALL SELECT order_id, 'holder', holder_email, id FROM tickets WHERE lower(holder_email) LIKE $4
-               UNION ALL SELECT order_id, 'holder', holder_name, id FROM tickets WHERE lower(holder_name) LIKE $4
-           ), fuzzy (id, why, text, ticket) AS (
-               SELECT id, 'similar_email', buyer_email, NULL::uuid FROM orders
+               UNION ALL SELECT order_id, 'holder', holder_email, id, true FROM tickets WHERE lower(holder_email) LIKE $4
+               UNION ALL SELECT order_id, 'holder', holder_name, id, false FROM tickets WHERE lower(holder_name) LIKE $4
+           ), fuzzy (id, why, text, ticket, address) AS (
+               SELECT id, 'similar_email', buyer_email, NULL::uuid, true FROM orders
                    WHERE NOT EXISTS (SELECT 1 FROM direct) AND length($2) >= 4 AND lower(buyer_email) % $2
-               UNION ALL SELECT id, 'similar_name', buyer_name, NULL FROM orders
+               UNION ALL SELECT id, 'similar_name', buyer_name, NULL, false FROM orders
                    WHERE NOT EXISTS (SELECT 1 FROM direct) AND length($2) >= 4 AND lower(buyer_name) % $2
-               UNION ALL SELECT id, 'similar_name', buyer_name, NULL FROM orders
+               UNION ALL SELECT id, 'similar_name', buyer_name, NULL, false FROM orders
                    WHERE NOT EXISTS (SELECT 1 FROM direct) AND length($2) >= 4 AND lower(buyer_name) %> $2
-               UNION ALL SELECT order_id, 'holder', holder_name, id FROM tickets
+               UNION ALL SELECT order_id, 'holder', holder_name, id, false FROM tickets
                    WHERE NOT EXISTS (SELECT 1 FROM direct) AND length($2) >= 4 AND lower(holder_name) %> $2
            ), matched AS (
                -- Per ticket row, by its primary key: a join of the rows with every
                -- ticket and order made Postgres hash both tables whole (1.7 s at
                -- 100,000 orders for one exact address).
-               SELECT m.id, m.text,
+               SELECT m.id, m.text, m.address AND lower(m.text) <> $2 AS part_of_address,
                       CASE WHEN m.ticket IS NULL THEN m.why
                            ELSE (SELECT CASE WHEN t.holder_email = o.buyer_email OR EXISTS (
                                                   SELECT 1 FROM order_events ev
@@ -208,16 +225,27 @@ async fn matches(
                -- Ranked before the orders are joined: the join then reads each order by
                -- its key instead of hashing the whole table.
                SELECT m.id, array_agg(DISTINCT m.why) AS matched,
-                      max(CASE WHEN m.text IS NULL THEN 3.0
-                               ELSE similarity(lower(m.text), $2) + word_similarity($2, lower(m.text))
-                          END)::float4 AS score
-               FROM matched m WHERE m.why IS NOT NULL GROUP BY m.id
+                      array_agg(DISTINCT m.why) FILTER (WHERE NOT m.part_of_address) AS matched_whole,
+                      max(m.score) AS score,
+                      max(m.score) FILTER (WHERE NOT m.part_of_address) AS score_whole
+               FROM (SELECT m.id, m.why, coalesce(m.part_of_address, false) AS part_of_address,
+                            (CASE WHEN m.text IS NULL THEN 3.0
+                                  ELSE similarity(lower(m.text), $2) + word_similarity($2, lower(m.text))
+                             END)::float4 AS score
+                     FROM matched m WHERE m.why IS NOT NULL) m
+               GROUP BY m.id
+           ), shown AS (
+               SELECT r.id,
+                      CASE WHEN o.event_id = ANY($6) THEN r.matched_whole ELSE r.matched END AS matched,
+                      CASE WHEN o.event_id = ANY($6) THEN r.score_whole ELSE r.score END AS score
+               FROM ranked r JOIN orders o ON o.id = r.id
+               WHERE $5::uuid[] IS NULL OR o.event_id = ANY($5)
            )
            SELECT o.id AS order_id, o.buyer_email, o.buyer_name, o.status AS "status: OrderStatus", o.amount_cents, o.currency,
                   e.slug AS event_slug, e.title AS event_title, e.timezone AS event_timezone,
-                  o.created_at, r.matched AS "matched!: Vec<Matched>", r.score AS "score!"
-           FROM ranked r JOIN orders o ON o.id = r.id JOIN events e ON e.id = o.event_id
-           WHERE $5::uuid[] IS NULL OR o.event_id = ANY($5)
+                  o.created_at, r.matched AS "matched!: Vec<Matched>", r.score AS "score!", o.event_id
+           FROM shown r JOIN orders o ON o.id = r.id JOIN events e ON e.id = o.event_id
+           WHERE r.matched IS NOT NULL
            ORDER BY r.score DESC, o.created_at DESC
            LIMIT 50"#,
         q,
@@ -225,6 +253,7 @@ async fn matches(
         exact_id,
         pattern,
         host_scope,
+        masked,
     )
     .fetch_all(tx)
     .await?;

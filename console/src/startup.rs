@@ -63,6 +63,7 @@ impl Application {
             room,
             metrics,
             live,
+            public_url: config.public_url.trim_end_matches('/').into(),
             secure_cookies: config.secure_cookies,
         };
         Ok(Self {

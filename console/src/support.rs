@@ -18,6 +18,7 @@ use crate::audit::{self, Entry};
 use crate::auth::{Operator, Role, STAFF};
 use crate::error::{ApiJson, ApiPath};
 use crate::fixes::{Attempt, Fix, once, record_refusal};
+use crate::privacy::Shown;
 use crate::{moment, timeline};
 
 /// When access links open before the start (fulfilment's default window).
@@ -54,6 +55,9 @@ pub struct OrderRow {
     pub tier: String,
     /// The end of the event's refund policy: later refunds need an admin's override.
     pub refundable_until: DateTime<Utc>,
+    /// Whether the event lets its hosts see addresses in full (decides, not shown).
+    #[serde(skip)]
+    pub hosts_see_buyer_emails: bool,
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -126,7 +130,8 @@ async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail
                   e.ends_at, e.timezone, t.name AS tier,
                   e.starts_at - make_interval(hours => coalesce(
                       (e.refund_policy->>'refundable_until_hours_before')::int, 48))
-                      AS "refundable_until!"
+                      AS "refundable_until!",
+                  e.hosts_see_buyer_emails
            FROM orders o JOIN events e ON e.id = o.event_id JOIN tiers t ON t.id = o.tier_id
            WHERE o.id = $1"#,
         id
@@ -230,13 +235,46 @@ async fn load(s: &AppState, operator: &Operator, id: Uuid) -> Result<OrderDetail
         })
         .collect();
     let diagnosis = diagnose(&order, &tickets, &deliveries, JOIN_WINDOW);
-    Ok(OrderDetail {
-        order,
-        tickets,
-        deliveries,
-        timeline,
-        diagnosis,
-    })
+    let shown = Shown::to(operator, order.hosts_see_buyer_emails);
+    Ok(shown_as(
+        OrderDetail {
+            order,
+            tickets,
+            deliveries,
+            timeline,
+            diagnosis,
+        },
+        shown,
+    ))
+}
+
+/// The order with every address in it as `shown` allows — the buyer's, the holders',
+/// the recipients', and any named in an email, a mail server's answer or the timeline —
+/// so the page and the API (one `load`) cannot differ.
+fn shown_as(mut d: OrderDetail, shown: Shown) -> OrderDetail {
+    if shown == Shown::Full {
+        return d;
+    }
+    d.order.buyer_email = shown.email(&d.order.buyer_email);
+    for t in &mut d.tickets {
+        t.holder_email = shown.email(&t.holder_email);
+    }
+    for m in &mut d.deliveries {
+        m.recipient = shown.email(&m.recipient);
+        shown.text_in(&mut m.last_error);
+        shown.text_in(&mut m.subject);
+        shown.text_in(&mut m.body_html);
+    }
+    for t in &mut d.timeline {
+        t.summary = shown.text(&t.summary).into_owned();
+        t.actor = shown.text(&t.actor).into_owned();
+        shown.text_in(&mut t.reason);
+        for v in [&mut t.before, &mut t.detail].into_iter().flatten() {
+            shown.json(v);
+        }
+    }
+    d.diagnosis.message = shown.text(&d.diagnosis.message).into_owned();
+    d
 }
 
 fn diagnose(

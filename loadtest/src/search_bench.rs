@@ -179,6 +179,7 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<String> {
             ..RedisConfig::default()
         },
         listen: listener.local_addr()?.to_string(),
+        public_url: "http://127.0.0.1:8080".into(),
         secure_cookies: false,
         feed_linger: Duration::from_secs(15),
         workers: false,

@@ -119,11 +119,19 @@ pub async fn audit_log(
 ) -> Result<Json<Vec<AuditEntry>>, ConsoleError> {
     let (_, found) = visible_event(&s.db, &operator, &event).await?;
     let rows = audit::for_event(&s.db, found.id, q.limit.unwrap_or(50).clamp(1, 500)).await?;
+    // An address fix's row names the addresses: a host sees them as the event allows.
+    let shown = crate::privacy::Shown::for_event(&s.db, &operator, found.id).await?;
     Ok(Json(
         rows.into_iter()
-            .map(|row| AuditEntry {
-                summary: summarise(&row.action, row.before.as_ref(), row.after.as_ref()),
-                row,
+            .map(|mut row| {
+                for v in [&mut row.before, &mut row.after].into_iter().flatten() {
+                    shown.json(v);
+                }
+                shown.text_in(&mut row.reason);
+                AuditEntry {
+                    summary: summarise(&row.action, row.before.as_ref(), row.after.as_ref()),
+                    row,
+                }
             })
             .collect(),
     ))

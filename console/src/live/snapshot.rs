@@ -163,7 +163,8 @@ SELECT
        FROM operator_audit a
       WHERE a.event_id = (SELECT id FROM ev) AND a.id > $2
         AND a.at > now() - interval '30 minutes'
-        AND a.action NOT LIKE '%.refused'
+        -- An export changes nothing on the sale: not a marker on the charts.
+        AND a.action NOT LIKE '%.refused' AND a.action NOT LIKE 'export.%'
       ORDER BY a.id DESC LIMIT 50) c) AS changes
 FROM
   (SELECT count(*) AS holds,
@@ -263,7 +264,12 @@ pub(super) fn marker(c: &Change) -> Marker {
         actor: c.actor.clone(),
         action: c.action.clone(),
         summary: summarise(&c.action, c.before.as_ref(), c.after.as_ref()),
-        reason: c.reason.clone(),
+        // One feed is shared by every viewer of the event, hosts among them: an address
+        // typed into a fix's reason is masked for all (a chart marker needs none).
+        reason: c
+            .reason
+            .as_deref()
+            .map(|r| crate::privacy::mask_in(r).into_owned()),
     }
 }
 

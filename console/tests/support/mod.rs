@@ -65,6 +65,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut ConsoleConfig)) -> TestConsole 
             ..RedisConfig::default()
         },
         listen: listener.local_addr().unwrap().to_string(),
+        public_url: "https://tickets.example.org".into(),
         secure_cookies: false,
         feed_linger: std::time::Duration::from_secs(15),
         workers: false,
