@@ -123,9 +123,14 @@ fn new_form(op: &Operator, v: &Fields, refused: Option<&Retry>) -> Response {
     )
 }
 
-/// How many tier rows the create form shows: at least [`TIER_ROWS`], every row with
-/// something typed in it, and one more when "Add a tier" was pressed.
+/// How many tier rows the create form shows: at least [`TIER_ROWS`], as many as it
+/// showed last time (`tier_rows`, so empty added rows stay), every row with something
+/// typed in it, and one more when "Add a tier row" was pressed.
 fn tier_rows(v: &Fields) -> usize {
+    let shown = v
+        .get("tier_rows")
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
     let used = (1..=MAX_TIERS)
         .filter(|i| {
             ["code", "name", "price", "capacity"].iter().any(|k| {
@@ -136,7 +141,7 @@ fn tier_rows(v: &Fields) -> usize {
         .max()
         .unwrap_or(0);
     let more = usize::from(v.contains_key("add_tier"));
-    (used + more).clamp(TIER_ROWS, MAX_TIERS)
+    (used.max(shown).max(TIER_ROWS) + more).min(MAX_TIERS)
 }
 
 /// The sale window, hold time, organiser and description, as both forms type them.

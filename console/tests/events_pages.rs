@@ -1444,6 +1444,18 @@ async fn set_up_takes_the_details_buyers_read_and_any_number_of_tiers() {
     assert!(html.contains(r#"name="tier5_code""#), "{html}");
     assert!(!html.contains(r#"name="tier6_code""#));
     assert!(html.contains(r#"value="Northwind Events""#), "typed stays");
+    // Rows added empty stay: one filled row and the button twice gives five rows.
+    let mut one: Vec<(String, String)> = form
+        .iter()
+        .filter(|(k, _)| !k.starts_with("tier") || k.starts_with("tier1_"))
+        .cloned()
+        .collect();
+    one.push(("add_tier".into(), "1".into()));
+    let html = d.submit(&olga, url, &one).await.text().await.unwrap();
+    assert!(html.contains(r#"name="tier4_code""#) && !html.contains(r#"name="tier5_code""#));
+    one.push(("tier_rows".into(), "4".into()));
+    let html = d.submit(&olga, url, &one).await.text().await.unwrap();
+    assert!(html.contains(r#"name="tier5_code""#), "{html}");
     let events = "SELECT count(*) FROM events WHERE slug = 'talks'";
     assert_eq!(d.count(events).await, 0);
 

@@ -1,26 +1,40 @@
-// The whole buyer journey in a real browser, on a phone: waiting room -> event page ->
-// hold -> the sandbox's hosted payment page (a decline, then a good card) -> back to
-// the order page, which refreshes itself until the payment is confirmed. Screenshots
-// of each step go to docs/screenshots/buyer-*.png. Each test makes its own event.
+// The whole buyer journey in a real browser, on a phone: waiting room -> event page
+// (when, who organises it, what it is, the refund policy, when sales close) -> hold ->
+// the sandbox's hosted payment page (a decline, then a good card) -> back to the order
+// page, which refreshes itself until the payment is confirmed, names the address the
+// links went to, links a printable receipt and takes a name per ticket -> the access
+// link from the confirmation mail, opened before the doors (with and without
+// JavaScript). A sale not open yet (or closed) offers no form. Screenshots of each step
+// go to docs/screenshots/buyer-*.png and join-too-early.png. Each test makes its own
+// event.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import {
   BASE_URL,
   PHONE,
   SANDBOX_URL,
+  SMTP_SINK,
   availableAs,
   createEvent,
+  daysFromNowAt,
   eventPageUrl,
+  eventSpan,
   eventually,
+  fitsTheScreen,
   getOrder,
+  joinLinks,
   launchBrowser,
+  longMoment,
+  mailTo,
   newContext,
   parseOrderUrl,
   sandboxFaults,
   screenshot,
   setAdmission,
   sleep,
+  text,
 } from './floodgate.mjs';
 
 const TITLE = 'Browser journey gig';
@@ -33,6 +47,20 @@ const TICKET_CODE = /^FG-[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{2
 const DECLINE_CARD = '4000 0000 0000 0002';
 const GOOD_CARD = '4242 4242 4242 4242';
 const WEBHOOK_DELAY_MS = 4_000;
+const ZONE = 'Europe/Amsterdam';
+// This run's buyer: the confirmation mail is found by its address.
+const EMAIL = `ada-${randomBytes(3).toString('hex')}@example.org`;
+// Every event of this file starts a week from now at 19:30 in its zone, for two and a half hours.
+const STARTS = daysFromNowAt(7, '19:30', ZONE);
+const ENDS = new Date(STARTS.getTime() + 150 * 60 * 1000);
+const SALES_CLOSE = new Date(STARTS.getTime() - 24 * 3600 * 1000);
+const DETAILS = {
+  description: 'Three bands, one stream.\nBring headphones: the sound is the point.',
+  organiser: 'Northwind Events',
+  organiser_email: 'tickets@northwind.example',
+  refund_policy: { refundable_until_hours_before: 48 },
+  sales_close_at: SALES_CLOSE.toISOString(),
+};
 
 let browser;
 
@@ -48,20 +76,9 @@ after(async () => {
   await browser?.close();
 });
 
-const text = async (locator) => (await locator.textContent())?.replace(/\s+/g, ' ').trim();
-
-/** No horizontal scrolling on the phone. */
-async function fitsTheScreen(page, what) {
-  const { scrollWidth, innerWidth } = await page.evaluate(() => ({
-    scrollWidth: document.documentElement.scrollWidth,
-    innerWidth: window.innerWidth,
-  }));
-  assert.ok(scrollWidth <= innerWidth, `${what}: no horizontal scroll (${scrollWidth} > ${innerWidth})`);
-}
-
 /** A fresh event whose queue is closed (rate 0) so the buyer has to wait; returns its slug. */
 async function closedEvent() {
-  const slug = await createEvent({ title: TITLE, tiers: TIERS, queue: OPEN });
+  const slug = await createEvent({ title: TITLE, tiers: TIERS, queue: OPEN, details: DETAILS, startsAt: STARTS, endsAt: ENDS });
   // Created open, as an on-sale would be; closed at once so the waiting room is seen
   // every time (at 6000/min a lone buyer may be admitted before the first page loads).
   await setAdmission(slug, { rate_per_minute: 0 });
@@ -118,13 +135,28 @@ test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { ti
   assert.deepEqual(await availabilityCells(page), { General: '20 left', 'Front row': '2 left' });
   const before = await availableAs(context, slug);
   assert.deepEqual(before, { ga: 20, vip: 2 });
+  // What the event is: when (a span, in its zone), who organises it and how to ask
+  // them, what it is (line breaks kept), until when a refund can be asked for.
+  assert.equal(await text(page.locator('#when')), eventSpan(STARTS, ENDS, ZONE));
+  assert.equal(
+    await text(page.locator('#organiser')),
+    `Organised by ${DETAILS.organiser} · Questions: ${DETAILS.organiser_email}`,
+  );
+  assert.equal(await page.locator('#organiser a').getAttribute('href'), `mailto:${DETAILS.organiser_email}`);
+  assert.equal((await page.locator('#description').innerText()).trim(), DETAILS.description, 'the description, its line break kept');
+  assert.equal(
+    await text(page.locator('#refund-policy')),
+    `You can ask for a refund until 48 hours before the start (${longMoment(new Date(STARTS.getTime() - 48 * 3600 * 1000), ZONE)}); after that, only the organiser can make an exception.`,
+  );
+  assert.equal(await text(page.locator('#sales-close')), `Sales close ${longMoment(SALES_CLOSE, ZONE)}.`);
+  assert.equal(await page.locator('#sale').count(), 0, 'the sale is open: no notice instead of the form');
 
   // 3. Fill in the form and hold.
   const form = page.locator('form.buy');
   await form.locator('select[name="tier"]').selectOption('ga');
   await form.locator('input[name="quantity"]').fill('2');
   await form.locator('input[name="name"]').fill('Ada Lovelace');
-  await form.locator('input[name="email"]').fill('ada@example.org');
+  await form.locator('input[name="email"]').fill(EMAIL);
   await fitsTheScreen(page, 'event page');
   await screenshot(page, 'buyer-2-event.png');
   await Promise.all([
@@ -229,8 +261,50 @@ test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { ti
   assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 0, 'a paid order stops refreshing');
   assert.ok(orderPageLoads >= 2, `the page refreshed itself (${orderPageLoads} loads)`);
   t.diagnostic(`order page loaded ${orderPageLoads} time(s) until it said Paid`);
+  // Where the links went, and who to ask.
+  assert.equal(await text(page.locator('#paid')), `Paid. Your access links are on their way to ${EMAIL}, with a calendar invite.`);
+  assert.equal(await text(page.locator('#paid strong')), EMAIL, 'the address stands out');
+  assert.match(await text(page.locator('#organiser')), new RegExp(`^Organised by ${DETAILS.organiser}`));
+  // Two tickets: a name for each, the buyer's until changed.
+  const names = page.locator('form#ticket-names');
+  assert.equal(await names.count(), 1, 'a form to name the tickets');
+  for (const c of codes) assert.equal(await names.locator(`input[name="name_${c}"]`).inputValue(), 'Ada Lovelace');
   await fitsTheScreen(page, 'order page');
   await screenshot(page, 'buyer-5-order-paid.png');
+
+  // The second ticket is for someone else: saved, and back on the order page.
+  await names.locator(`input[name="name_${codes[1]}"]`).fill('Charles Babbage');
+  const [saved] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === `/orders/${orderId}/names`),
+    page.waitForEvent('load'),
+    names.getByRole('button', { name: 'Save the names' }).click(),
+  ]);
+  assert.equal(saved.status(), 303, 'saved, then back to the order page');
+  assert.equal(parseOrderUrl(page.url())?.orderId, orderId, `back on the order page: ${page.url()}`);
+  assert.equal(await page.locator(`form#ticket-names input[name="name_${codes[1]}"]`).inputValue(), 'Charles Babbage');
+  assert.equal(await page.locator(`form#ticket-names input[name="name_${codes[0]}"]`).inputValue(), 'Ada Lovelace');
+  assert.match(await text(page.locator('#paid')), /^Paid\./, 'still the paid order');
+
+  // The receipt: printable, the facts, the lines, the total.
+  const receiptHref = await page.locator('#receipt-link').getAttribute('href');
+  assert.equal(receiptHref, `/orders/${orderId}/receipt?order_token=${orderToken}`);
+  await Promise.all([
+    page.waitForURL((u) => new URL(u).pathname === `/orders/${orderId}/receipt`),
+    page.locator('#receipt-link').click(),
+  ]);
+  assert.equal(await text(page.locator('h1')), 'Receipt');
+  const facts = (await page.locator('#receipt').innerText()).replace(/\s+/g, ' ');
+  for (const want of [orderId, 'Ada Lovelace', EMAIL, DETAILS.organiser, DETAILS.organiser_email, TITLE]) {
+    assert.ok(facts.includes(want), `the receipt names ${want}: ${facts}`);
+  }
+  assert.match(facts, /Paid .*\(Europe\/Amsterdam\)/, 'when it was paid, in the event\'s zone');
+  const line = (await page.locator('table#lines tbody tr').first().locator('td').allTextContents()).map((c) => c.trim());
+  assert.deepEqual(line, ['General', '2', 'EUR 25.00', 'EUR 50.00']);
+  assert.equal(await text(page.locator('#total')), 'EUR 50.00');
+  for (const c of codes) assert.ok((await text(page.locator('main'))).includes(c), `the receipt lists ticket ${c}`);
+  await fitsTheScreen(page, 'receipt');
+  await screenshot(page, 'buyer-7-receipt.png');
+  await Promise.all([page.waitForURL((u) => parseOrderUrl(u)?.orderId === orderId), page.getByRole('link', { name: '← Your order' }).click()]);
 
   // 6. The API agrees.
   await eventually(async () => assert.deepEqual(await availableAs(context, slug), { ga: 18, vip: 2 }), {
@@ -252,13 +326,51 @@ test('buyer journey on a phone: wait, hold, a declined card, pay, tickets', { ti
   const back = await page.getByRole('link', { name: 'Continue' }).getAttribute('href');
   assert.deepEqual(parseOrderUrl(back), { orderId, orderToken }, 'Continue goes back to the order');
 
+  // 7. The confirmation mail: a link per ticket, and a calendar entry. Opened now, a week
+  // before the doors, the link says when to come back: in the visitor's own zone with
+  // JavaScript, in the event's zone (named) without.
+  const mail = await mailTo(EMAIL, { timeout: 60_000 });
+  const links = joinLinks(mail.raw);
+  assert.equal(links.length, 2, `an access link per ticket in the mail (${SMTP_SINK}): ${links}`);
+  assert.match(mail.raw.replace(/=\r?\n/g, ''), /BEGIN:VCALENDAR|text\/calendar/i, 'a calendar invite in the mail');
+  const joinPath = new URL(links[0]).pathname;
+  const starts = longMoment(STARTS, ZONE);
+  for (const js of [true, false]) {
+    const early = await newContext(browser, { ...PHONE, javaScriptEnabled: js, timezoneId: 'America/New_York' });
+    try {
+      const p = await early.context.newPage();
+      const res = await p.goto(joinPath);
+      assert.equal(res.status(), 200, `${joinPath}: ${res.status()}`);
+      assert.match(await text(p.locator('main')), /Your ticket is valid/);
+      assert.deepEqual((await p.locator('dl.times dt').allTextContents()).map((x) => x.trim()), ['Doors open', 'Starts']);
+      const doorsAt = new Date(await p.locator('#doors').getAttribute('datetime'));
+      assert.equal(new Date(await p.locator('#starts').getAttribute('datetime')).getTime(), STARTS.getTime());
+      assert.ok(doorsAt < STARTS, `the doors open before the start: ${doorsAt.toISOString()}`);
+      if (js) {
+        assert.equal(await text(p.locator('#zone')), 'Times in your time zone (America/New_York).');
+        // New York's wall-clock time of the start, whatever the browser's date words.
+        const hm = new Intl.DateTimeFormat('en-GB', { timeZone: 'America/New_York', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(STARTS);
+        assert.ok((await text(p.locator('#starts'))).includes(hm), `the start in New York's time (${hm}): ${await text(p.locator('#starts'))}`);
+        await fitsTheScreen(p, 'too early');
+        await screenshot(p, 'join-too-early.png');
+      } else {
+        assert.equal(await text(p.locator('#zone')), "Times in Europe/Amsterdam, the event's time zone.");
+        assert.equal(await text(p.locator('#starts')), starts);
+        assert.equal(await text(p.locator('#doors')), longMoment(doorsAt, ZONE));
+      }
+      assert.deepEqual(early.errors, [], 'no uncaught script errors on /join');
+    } finally {
+      await early.context.close();
+    }
+  }
+
   // The turn is spent: holding again says so in plain words and offers to queue again,
   // which takes a new place (the spent one is forgotten).
   await page.goto(`/e/${slug}`);
   const again = page.locator('form.buy');
   await again.locator('select[name="tier"]').selectOption('ga');
   await again.locator('input[name="name"]').fill('Ada Lovelace');
-  await again.locator('input[name="email"]').fill('ada@example.org');
+  await again.locator('input[name="email"]').fill(EMAIL);
   await again.getByRole('button', { name: 'Hold my tickets' }).click();
   await page.waitForLoadState();
   assert.equal(await text(page.locator('h1')), 'You have already bought with this turn');
@@ -392,5 +504,62 @@ test('change tickets after opening the payment page: the old page takes no card,
     timeout: 5_000,
     interval: 250,
   });
+  assert.deepEqual(errors, [], 'no uncaught script errors');
+});
+
+test('before the sale opens the event page says when it does and offers no form; after it closes, says so', { timeout: 60_000 }, async (t) => {
+  const opens = new Date(Math.ceil((Date.now() + 24 * 3600 * 1000) / 60_000) * 60_000);
+  const notYet = await createEvent({
+    title: 'Not on sale yet',
+    tiers: TIERS,
+    queue: { mode: 'off' },
+    details: { ...DETAILS, sales_open_at: opens.toISOString() },
+    startsAt: STARTS,
+    endsAt: ENDS,
+  });
+  const over = await createEvent({
+    title: 'No longer on sale',
+    tiers: TIERS,
+    queue: { mode: 'off' },
+    details: {
+      ...DETAILS,
+      sales_open_at: new Date(Date.now() - 2 * 24 * 3600 * 1000).toISOString(),
+      sales_close_at: new Date(Date.now() - 3600 * 1000).toISOString(),
+    },
+    startsAt: STARTS,
+    endsAt: ENDS,
+  });
+  const { context, errors } = await newContext(browser, PHONE);
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const open = (slug) =>
+    eventually(
+      async () => {
+        const res = await page.goto(`/e/${slug}`);
+        assert.equal(res.status(), 200, `GET /e/${slug} -> ${res.status()}`);
+        assert.equal(new URL(page.url()).pathname, `/e/${slug}`, 'the queue is off: straight to the event page');
+      },
+      { timeout: 5_000, interval: 250 },
+    );
+
+  await open(notYet);
+  assert.equal(await text(page.locator('#sale')), `Sales open ${longMoment(opens, ZONE)}.`);
+  assert.equal(await page.locator('form.buy').count(), 0, 'no form before the sale opens');
+  assert.equal(await page.locator('#sales-close').count(), 0, 'no closing time without a form');
+  assert.deepEqual(await availabilityCells(page), { General: '20 left', 'Front row': '2 left' }, 'the tiers are shown');
+  assert.equal(await text(page.locator('#organiser')), `Organised by ${DETAILS.organiser} · Questions: ${DETAILS.organiser_email}`);
+  await fitsTheScreen(page, 'sales not open');
+  await screenshot(page, 'buyer-sales-not-open.png');
+  // A script that holds anyway is refused in words.
+  const res = await context.request.post(`${BASE_URL}/api/events/${notYet}/holds`, {
+    data: { tier: 'ga', quantity: 1, email: EMAIL, name: 'Ada Lovelace' },
+    headers: { Accept: 'application/json' },
+  });
+  assert.equal(res.status(), 409);
+  assert.equal((await res.json()).error, 'sales_not_open');
+
+  await open(over);
+  assert.equal(await text(page.locator('#sale')), 'Sales have closed.');
+  assert.equal(await page.locator('form.buy').count(), 0, 'no form after the sale closed');
   assert.deepEqual(errors, [], 'no uncaught script errors');
 });

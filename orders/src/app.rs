@@ -320,6 +320,9 @@ async fn checkout_hold(
 #[derive(Debug, Deserialize)]
 struct OrderTokenQuery {
     order_token: Option<String>,
+    /// Set by the redirect after the ticket names were saved: the page says so.
+    #[serde(default)]
+    named: Option<String>,
 }
 
 async fn order_view(
@@ -388,6 +391,7 @@ async fn order_view(
         token: token.to_owned(),
         ends_at: order.ends_at,
         event_updated_at: order.event_updated_at,
+        names_saved: false,
     })
 }
 
@@ -807,6 +811,7 @@ async fn order_page(
     match order_view(&s, order_id, q.order_token.as_deref()).await {
         Ok(mut view) => {
             view.payment = payment_state(&s, &view).await;
+            view.names_saved = q.named.is_some();
             Html(pages::order(&view)).into_response()
         }
         Err(e) => page_error(&s, e, dead_ends::Context::default()),

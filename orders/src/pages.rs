@@ -281,6 +281,9 @@ pub struct OrderView {
     /// When the event last changed: its calendar entries' version.
     #[serde(skip)]
     pub event_updated_at: DateTime<Utc>,
+    /// The ticket names were just saved.
+    #[serde(skip)]
+    pub names_saved: bool,
 }
 
 /// An unpaid order's payment as the provider reports it.
@@ -349,6 +352,7 @@ pub fn order(o: &OrderView) -> String {
             buyer_email => o.buyer_email,
             receipt => o.paid_at.is_some(),
             nameable,
+            names_saved => o.names_saved,
             organiser => o.organiser,
             organiser_email => o.organiser_email,
         },
@@ -467,6 +471,7 @@ mod tests {
             token: "t".into(),
             ends_at: Utc::now(),
             event_updated_at: Utc::now(),
+            names_saved: false,
         }
     }
 

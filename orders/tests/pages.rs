@@ -388,6 +388,10 @@ async fn a_paid_order_names_its_address_has_a_receipt_and_takes_attendee_names()
         .await
         .unwrap();
     assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let back = saved.headers()[LOCATION].to_str().unwrap().to_owned();
+    let html = app.get(&back).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("The names are saved."), "{html}");
+    assert!(html.contains(r#"value="Grace Hopper""#), "{html}");
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT holder_name FROM tickets WHERE order_id = $1::uuid ORDER BY seat_no",
     )
