@@ -217,13 +217,13 @@ impl PaymentProvider for StripeApi {
     }
 }
 
-/// What the provider said of each intent lately, so a buyer's order page, reloaded
-/// (or refreshing itself every 3 s while a payment is confirmed), asks the provider at
-/// most once per [`RecentStates::FOR`] per intent: page loads do not become provider
-/// API calls one for one (a provider rate-limits per account, and one script with an
-/// order link could spend that limit for everyone). "Not paid" is kept for less
-/// ([`RecentStates::UNPAID_FOR`]): it can change any moment, and a buyer who pays and
-/// comes straight back must not be told they have not.
+/// Intents the provider lately reported paid (or being paid), so a buyer's order page
+/// refreshing itself every 3 s while the payment is confirmed — or reloaded by a script
+/// — asks the provider at most once per [`RecentStates::FOR`] per intent: page loads do
+/// not become provider API calls one for one (a provider rate-limits per account).
+/// Only that answer is kept: it cannot go back, while "not paid" can change any moment
+/// (a buyer who pays with a saved card and comes straight back must never read "not
+/// paid"), so an unpaid intent is asked about on each view of its order's page.
 #[derive(Clone, Default)]
 pub struct RecentStates {
     answers: std::sync::Arc<
@@ -233,7 +233,6 @@ pub struct RecentStates {
 
 impl RecentStates {
     pub const FOR: Duration = Duration::from_secs(5);
-    pub const UNPAID_FOR: Duration = Duration::from_secs(2);
     /// Beyond this many intents remembered, the memory starts over (a crowd's pending
     /// orders fit many times over).
     const MOST: usize = 50_000;
@@ -243,18 +242,15 @@ impl RecentStates {
         let answers = self.answers.lock().expect("recent states lock");
         answers
             .get(intent_id)
-            .filter(|(at, status)| at.elapsed() < Self::keep(status))
+            .filter(|(at, _)| at.elapsed() < Self::FOR)
             .map(|(_, status)| status.clone())
     }
 
-    fn keep(status: &str) -> Duration {
-        match status {
-            "succeeded" | "processing" => Self::FOR,
-            _ => Self::UNPAID_FOR,
-        }
-    }
-
+    /// Keeps a paid-or-being-paid answer; any other is not kept.
     pub fn remember(&self, intent_id: &str, status: &str) {
+        if !matches!(status, "succeeded" | "processing") {
+            return;
+        }
         let mut answers = self.answers.lock().expect("recent states lock");
         if answers.len() >= Self::MOST {
             answers.retain(|_, (at, _)| at.elapsed() < Self::FOR);
@@ -274,21 +270,15 @@ mod recent_tests {
     use super::*;
 
     #[test]
-    fn an_answer_is_reused_for_a_few_seconds_only_for_its_own_intent() {
+    fn a_paid_answer_is_reused_for_a_few_seconds_and_a_not_paid_one_never() {
         let recent = RecentStates::default();
         assert_eq!(recent.get("pi_1"), None);
         recent.remember("pi_1", "processing");
         assert_eq!(recent.get("pi_1").as_deref(), Some("processing"));
         assert_eq!(recent.get("pi_2"), None);
-        let age = |id: &str, by: Duration| {
-            recent.answers.lock().unwrap().get_mut(id).unwrap().0 -= by;
-        };
-        age("pi_1", RecentStates::UNPAID_FOR);
-        assert_eq!(recent.get("pi_1").as_deref(), Some("processing"));
-        age("pi_1", RecentStates::FOR);
+        recent.answers.lock().unwrap().get_mut("pi_1").unwrap().0 -= RecentStates::FOR;
         assert_eq!(recent.get("pi_1"), None, "stale after FOR");
         recent.remember("pi_2", "requires_payment_method");
-        age("pi_2", RecentStates::UNPAID_FOR);
-        assert_eq!(recent.get("pi_2"), None, "not paid is kept for less");
+        assert_eq!(recent.get("pi_2"), None, "not paid can change any moment");
     }
 }
