@@ -60,11 +60,10 @@ where
     type Rejection = ConsoleError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(mut body) = Json::<serde_json::Value>::from_request(req, state).await?;
-        platform::json::whole_numbers(&mut body);
-        serde_json::from_value(body)
+        let Json(body) = Json::<serde_json::Value>::from_request(req, state).await?;
+        platform::json::read(body)
             .map(ApiJson)
-            .map_err(|e| ConsoleError::BadBody(e.to_string()))
+            .map_err(ConsoleError::BadBody)
     }
 }
 
@@ -126,11 +125,7 @@ impl ConsoleError {
                 };
                 (status, code, r.body_text())
             }
-            ConsoleError::BadBody(m) => (
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("Failed to deserialize the JSON body into the target type: {m}"),
-            ),
+            ConsoleError::BadBody(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             ConsoleError::BadPath(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
             ConsoleError::BadQuery(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),
             ConsoleError::BadForm(r) => (StatusCode::BAD_REQUEST, "bad_request", r.body_text()),

@@ -401,18 +401,7 @@ mod tests {
     use super::*;
 
     fn at(head: u64) -> Snapshot {
-        Snapshot {
-            settings: Default::default(),
-            head,
-            tail: 10_000,
-            observed_per_min: 0.0,
-            finished_per_min: 0.0,
-            finished_in_window: 0,
-            active: 0,
-            claimed: 0,
-            title: None,
-            at: Utc::now(),
-        }
+        Snapshot::at_rest(Default::default(), head, 10_000)
     }
 
     #[test]

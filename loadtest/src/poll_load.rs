@@ -780,23 +780,16 @@ async fn gateway_status_count(http: &reqwest::Client, url: &str) -> anyhow::Resu
 /// times the polls one buyer makes (averaged over the per-visitor jitter). The static
 /// sum adds up every position's polling rate as if nobody moved.
 pub fn expected(n: u64, rate: u32, admission_ttl: u32) -> (f64, f64) {
+    let settings = AdmissionSettings {
+        mode: Mode::On,
+        rate_per_minute: rate,
+        max_active: MAX_ACTIVE,
+        admission_ttl_seconds: admission_ttl,
+        opens_at: None,
+    };
     let snapshot = Snapshot {
-        settings: AdmissionSettings {
-            mode: Mode::On,
-            rate_per_minute: rate,
-            max_active: MAX_ACTIVE,
-            admission_ttl_seconds: admission_ttl,
-            opens_at: None,
-        },
-        head: 0,
-        tail: n,
         observed_per_min: f64::from(rate),
-        finished_per_min: 0.0,
-        finished_in_window: 0,
-        active: 0,
-        claimed: 0,
-        title: None,
-        at: chrono::Utc::now(),
+        ..Snapshot::at_rest(settings, 0, n)
     };
     let per_s = f64::from(rate) / 60.0;
     let statics: f64 = (1..=n)

@@ -207,14 +207,9 @@ async fn create_hold(
     headers: HeaderMap,
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Response, Error> {
-    let Json(mut body) = body.map_err(json_rejection)?;
+    let Json(body) = body.map_err(json_rejection)?;
     // `2.0` is an integer to the OpenAPI document's JSON Schema, so it is one here.
-    platform::json::whole_numbers(&mut body);
-    let body: HoldBody = serde_json::from_value(body).map_err(|e| {
-        Error::BadRequest(format!(
-            "Failed to deserialize the JSON body into the target type: {e}"
-        ))
-    })?;
+    let body: HoldBody = platform::json::read(body).map_err(Error::BadRequest)?;
     match hold(&s, &slug, &headers, body).await {
         Ok(h) => Ok((StatusCode::CREATED, Json(h)).into_response()),
         // A buyer whose 201 got lost retries: tell them which hold is theirs.

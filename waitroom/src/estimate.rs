@@ -71,30 +71,23 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
 
     use super::*;
     use crate::settings::{AdmissionSettings, Mode};
 
     fn snap(rate: u32, max_active: u32, active: u64, finished: f64) -> Snapshot {
-        let finished_in_window = u64::from(max_active);
+        let settings = AdmissionSettings {
+            mode: Mode::On,
+            rate_per_minute: rate,
+            max_active,
+            admission_ttl_seconds: 600,
+            opens_at: None,
+        };
         Snapshot {
-            settings: AdmissionSettings {
-                mode: Mode::On,
-                rate_per_minute: rate,
-                max_active,
-                admission_ttl_seconds: 600,
-                opens_at: None,
-            },
-            head: 0,
-            tail: 100_000,
-            observed_per_min: 0.0,
             finished_per_min: finished,
-            finished_in_window,
+            finished_in_window: u64::from(max_active),
             active,
-            claimed: 0,
-            title: None,
-            at: Utc::now(),
+            ..Snapshot::at_rest(settings, 0, 100_000)
         }
     }
 

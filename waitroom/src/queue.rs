@@ -240,6 +240,24 @@ const MIN_POLL_MS: u64 = 1_000;
 const MAX_POLL_MS: u64 = 60_000;
 
 impl Snapshot {
+    /// A queue from `head` to `tail` under `settings` with nothing observed yet (no
+    /// admissions, no checkouts, no title): what a model or a test starts from and
+    /// varies with `..`.
+    pub fn at_rest(settings: AdmissionSettings, head: u64, tail: u64) -> Self {
+        Self {
+            settings,
+            head,
+            tail,
+            observed_per_min: 0.0,
+            finished_per_min: 0.0,
+            finished_in_window: 0,
+            active: 0,
+            claimed: 0,
+            title: None,
+            at: Utc::now(),
+        }
+    }
+
     /// Where a visitor with sequence number `seq` stands.
     pub fn status_of(&self, seq: u64) -> Status {
         let fixed = |state| Status {
@@ -835,20 +853,13 @@ mod tests {
     use super::*;
 
     fn snap(mode: Mode, head: u64, obs: f64) -> Snapshot {
+        let settings = AdmissionSettings {
+            mode,
+            ..AdmissionSettings::default()
+        };
         Snapshot {
-            settings: AdmissionSettings {
-                mode,
-                ..AdmissionSettings::default()
-            },
-            head,
-            tail: 10_000,
             observed_per_min: obs,
-            finished_per_min: 0.0,
-            finished_in_window: 0,
-            active: 0,
-            claimed: 0,
-            title: None,
-            at: Utc::now(),
+            ..Snapshot::at_rest(settings, head, 10_000)
         }
     }
 
