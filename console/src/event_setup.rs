@@ -251,6 +251,13 @@ fn request(v: &Fields) -> Result<orders::events::NewEventRequest, ConsoleError> 
             "opens_at".into(),
             json!(time("queue_opens_at", "the queue's opening")?),
         );
+    } else if get("queue_mode") == "prequeue" && !get("sales_open_at").is_empty() {
+        // A pre-queue's draw is when the sale opens, unless said otherwise: a draw
+        // before it would admit people to a sale they cannot buy in yet.
+        queue.insert(
+            "opens_at".into(),
+            json!(time("sales_open_at", "the sale's opening")?),
+        );
     }
     if let Some(r) = number("rate_per_minute", "admitted per minute")? {
         queue.insert("rate_per_minute".into(), json!(r));

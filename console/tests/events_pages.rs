@@ -1513,6 +1513,28 @@ async fn set_up_takes_the_details_buyers_read_and_any_number_of_tiers() {
         4
     );
 
+    // A pre-queue without a draw time draws when the sale opens.
+    let draw: Vec<(String, String)> = form
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "slug" => (k.clone(), "draw".to_owned()),
+            "queue_mode" => (k.clone(), "prequeue".to_owned()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    let r = d.submit(&olga, url, &draw).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    assert_eq!(
+        d.count("SELECT count(*) FROM events WHERE slug = 'draw' AND queue_mode = 'prequeue' AND queue_opens_at = sales_open_at")
+            .await,
+        1
+    );
+
     // The edit page shows them and changes them; an unticked box is saved as unticked;
     // a filled last row adds a tier.
     let (_, page) = d.page(&olga, "/console/events/talks/edit").await;

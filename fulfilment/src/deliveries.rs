@@ -373,9 +373,15 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
         })
         .collect();
     let hours = s.config.window_before.as_secs() / 3600;
-    // Someone given a ticket gets their link, not the buyer's order.
+    // Someone given a ticket gets their link, not the buyer's order. The order token
+    // is a key like an access link's: the stored copy (which operators and hosts read)
+    // has it redacted too.
     let order_url = match &s.config.order_token_secret {
         Some(secret) if d.recipient == d.buyer_email => {
+            tokens.push(contract::order_link::token(
+                secret.expose().as_bytes(),
+                d.order_id,
+            ));
             contract::order_link::url(&s.config.public_url, secret.expose().as_bytes(), d.order_id)
         }
         _ => String::new(),

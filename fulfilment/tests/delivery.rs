@@ -111,6 +111,9 @@ async fn a_paid_order_gets_one_email_with_a_working_link_and_a_valid_invite() {
         .unwrap();
     let token = link.rsplit('/').next().unwrap();
     assert!(!stored.contains(token) && stored.contains("You're in"));
+    // Nor the key to the buyer's order page (hosts read the stored copy).
+    let order_token = contract::order_link::token(support::ORDER_TOKEN_SECRET.as_bytes(), order);
+    assert!(!stored.contains(&order_token), "{stored}");
 
     // Revoked (say, the email address was corrected): the old link stops working.
     let ticket: uuid::Uuid = sqlx::query_scalar("SELECT ticket_id FROM access_links LIMIT 1")
