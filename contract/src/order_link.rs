@@ -24,10 +24,15 @@ pub fn matches(secret: &[u8], order_id: Uuid, presented: &str) -> bool {
 
 /// The order page's address under `public_url` (no trailing slash needed).
 pub fn url(public_url: &str, secret: &[u8], order_id: Uuid) -> String {
+    page_url(public_url, order_id, "", &token(secret, order_id))
+}
+
+/// One of the order's pages — `""` the order itself, `"/receipt"`, `"/calendar.ics"` —
+/// opened with `token` (made once by the caller, who may need it again).
+pub fn page_url(public_url: &str, order_id: Uuid, page: &str, token: &str) -> String {
     format!(
-        "{}/orders/{order_id}?order_token={}",
-        public_url.trim_end_matches('/'),
-        token(secret, order_id)
+        "{}/orders/{order_id}{page}?order_token={token}",
+        public_url.trim_end_matches('/')
     )
 }
 

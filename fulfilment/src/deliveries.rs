@@ -376,19 +376,16 @@ async fn render(s: &AppState, db: &PgPool, delivery_id: Uuid) -> Result<Rendered
     // Someone given a ticket gets their link, not the buyer's order. The order token
     // is a key like an access link's: the stored copy (which operators and hosts read)
     // has it redacted too.
-    let order_url = match &s.config.order_token_secret {
+    let (order_url, receipt_url) = match &s.config.order_token_secret {
         Some(secret) if d.recipient == d.buyer_email => {
-            tokens.push(contract::order_link::token(
-                secret.expose().as_bytes(),
-                d.order_id,
-            ));
-            contract::order_link::url(&s.config.public_url, secret.expose().as_bytes(), d.order_id)
+            let token = contract::order_link::token(secret.expose().as_bytes(), d.order_id);
+            let page =
+                |p| contract::order_link::page_url(&s.config.public_url, d.order_id, p, &token);
+            let urls = (page(""), page("/receipt"));
+            tokens.push(token);
+            urls
         }
-        _ => String::new(),
-    };
-    let receipt_url = match order_url.split_once('?') {
-        Some((page, query)) => format!("{page}/receipt?{query}"),
-        None => String::new(),
+        _ => (String::new(), String::new()),
     };
     let ctx = MailCtx {
         recipient: d.recipient.clone(),

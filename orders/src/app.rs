@@ -688,11 +688,9 @@ async fn order_calendar(
     use contract::calendar::{self, Invite};
     match order_view(&s, order_id, q.order_token.as_deref()).await {
         Ok(view) if view.paid_at.is_some() => {
-            let page = contract::order_link::url(
-                &s.config.public_url,
-                s.config.order_token_secret.expose().as_bytes(),
-                order_id,
-            );
+            // The token was just checked; the link carries the same one.
+            let page =
+                contract::order_link::page_url(&s.config.public_url, order_id, "", &view.token);
             let invites: Vec<Invite> = view
                 .tickets
                 .iter()

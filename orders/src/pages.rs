@@ -353,6 +353,8 @@ pub fn order(o: &OrderView) -> String {
             receipt => o.paid_at.is_some(),
             nameable,
             names_saved => o.names_saved,
+            // "On its way" is true for the minutes after paying, not a week later.
+            long_paid => o.paid_at.is_some_and(|t| now - t > chrono::Duration::minutes(15)),
             organiser => o.organiser,
             organiser_email => o.organiser_email,
         },
@@ -618,6 +620,25 @@ mod tests {
         ] {
             assert!(html.contains(part), "{part}: {html}");
         }
+    }
+
+    #[test]
+    fn the_paid_banner_says_on_its_way_only_just_after_paying() {
+        let mut o = OrderView {
+            tickets: vec![],
+            paid_at: Some(Utc::now()),
+            ..an_order()
+        };
+        assert!(
+            order(&o).contains(
+                "Paid. Your access link is on its way to <strong>ada@example.org</strong>"
+            )
+        );
+        o.paid_at = Some(Utc::now() - chrono::Duration::days(2));
+        assert!(
+            order(&o)
+                .contains("Paid. Your access link was sent to <strong>ada@example.org</strong>")
+        );
     }
 
     #[test]
